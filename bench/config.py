@@ -1,0 +1,48 @@
+"""Hydra composition: one place that turns ``configs/`` plus command-line overrides into a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench import REPO_ROOT
+
+CONFIG_DIR = REPO_ROOT / "configs"
+
+if not OmegaConf.has_resolver("bench_repo"):
+    OmegaConf.register_new_resolver("bench_repo", lambda: str(REPO_ROOT))
+
+
+class ConfigError(ValueError):
+    """A config that does not compose: unknown group option, misspelt key, bad value."""
+
+
+def available(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def load_config(overrides: Sequence[str] = (), *, data: str | None = None) -> DictConfig:
+    """Compose ``configs/config.yaml`` with ``overrides``; ``data`` selects the dataset config."""
+    overrides = list(overrides)
+    if data is not None:
+        if data not in available("data"):
+            raise ConfigError(f"Unknown dataset '{data}'. Available: {', '.join(available('data'))} "
+                              f"(add configs/data/{data}.yaml to define it)")
+        overrides = [f"data={data}", *overrides]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = compose(config_name="config", overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"{exc}\n(fix: check the spelling against configs/ or `bench <command> --help`; "
+                          f"new keys need a leading '+')") from exc
+    return cfg
+
+
+def cache_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.cache).expanduser().resolve()

@@ -1,0 +1,248 @@
+"""CPSC2018 and Chapman-Shaoxing-Ningbo (CSN): the PhysioNet/CinC WFDB layout and CPSC's original release.
+
+CinC layout: ``.hea`` + ``.mat`` (MATLAB v4, 16-bit, gain/baseline in the header), diagnoses as
+SNOMED-CT codes on the ``#Dx:`` header line, mapped to the dataset's label space through the
+vocabulary files in ``configs/labels``. Labels can instead come from MERL's split tables (by name,
+never by column position; CSN by exact-token membership of ``diagnose``, fixing MERL's substring
+matching). Train/val/test come from MERL's tables where given; 10-fold CV folds are iterative
+stratified folds persisted to disk (``bench.data.folds``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bench import REPO_ROOT
+from bench.data.base import DatasetIndex, DatasetReader, LabelTask, RawECG
+from bench.data.errors import DataError, DatasetNotFound
+from bench.data.folds import persisted_folds
+from bench.data.leads import STANDARD_LEADS
+from bench.data.ptbxl import DEFAULT_SPLITS
+from bench.data.wfdb_io import read_wfdb
+
+LABELS_DIR = REPO_ROOT / "configs" / "labels"
+TASK = "dx"  # the single task of a CinC dataset: its whole diagnosis label space
+
+
+def load_vocabulary(name: str) -> dict[str, Any]:
+    path = LABELS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise DataError(path, f"unknown label vocabulary '{name}'",
+                        f"use one of {sorted(p.stem for p in LABELS_DIR.glob('*.yaml'))}")
+    return yaml.safe_load(path.read_text())
+
+
+def known_snomed_codes() -> set[str]:
+    table = pd.read_csv(LABELS_DIR / "snomed_ct_ecg.csv", comment="#", dtype={"snomed": str})
+    return set(table["snomed"])
+
+
+def parse_header_text(text: str) -> tuple[float, int, dict[str, str]]:
+    """(fs, n_samples, comments) from a WFDB header, without reading the signal."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    first = lines[0].split()
+    fs = float(first[2].split("/")[0]) if len(first) > 2 else 250.0
+    n = int(first[3]) if len(first) > 3 else 0
+    comments = {}
+    for ln in lines:
+        if ln.startswith("#"):
+            key, sep, value = ln[1:].partition(":")
+            if sep:
+                comments[key.strip()] = value.strip()
+    return fs, n, comments
+
+
+class _LabelSpace:
+    """The dataset's classes and the SNOMED codes that map to them."""
+
+    def __init__(self, vocabulary: str):
+        vocab = load_vocabulary(vocabulary)
+        self.classes = [str(c["code"]) for c in vocab["classes"]]
+        self.names = {str(c["code"]): c["name"] for c in vocab["classes"]}
+        self.by_snomed: dict[str, str] = {str(c["snomed"]): str(c["code"]) for c in vocab["classes"]}
+        self.by_snomed.update({str(k): str(v) for k, v in (vocab.get("aliases") or {}).items()})
+        self.by_reference = {int(c["reference_id"]): str(c["code"]) for c in vocab["classes"] if "reference_id" in c}
+        self.known = known_snomed_codes() | set(self.by_snomed)
+
+
+class _FoldsMixin:
+    """Persisted stratified folds + MERL split tables, shared by both CPSC layouts and CSN."""
+
+    name: str
+    options: dict
+
+    def _attach_folds_and_splits(self, records: pd.DataFrame, task: LabelTask) -> None:
+        labels = task.labels.reindex(records.index, fill_value=0)
+        folds_dir = self.options.get("folds_dir") or REPO_ROOT / ".bench_cache" / "folds"
+        if len(records) >= int(self.options.get("n_folds", 10)):
+            groups = records["patient_id"] if records["patient_id"].notna().any() else None
+            records["fold"] = persisted_folds(folds_dir, self.name, labels, groups,
+                                              int(self.options.get("n_folds", 10)), int(self.options.get("fold_seed", 0)))
+        else:
+            records["fold"] = pd.array([pd.NA] * len(records), dtype="Int64")
+        records["split"] = self._merl_splits(records)
+
+    def _merl_tables(self) -> dict[str, pd.DataFrame]:
+        split_dir = self.options.get("merl_split_dir")
+        if not split_dir:
+            return {}
+        split_dir = Path(split_dir)
+        tables = {}
+        for split in ("train", "val", "test"):
+            files = sorted(split_dir.glob(f"*_{split}.csv"))
+            if not files:
+                raise DatasetNotFound(split_dir, f"no *_{split}.csv MERL split table", "set data.merl_split_dir to MERL's data_split folder or null")
+            tables[split] = pd.read_csv(files[0])
+        return tables
+
+    @staticmethod
+    def _table_ids(table: pd.DataFrame) -> pd.Series:
+        if "filename" in table:
+            return table["filename"].astype(str)
+        if "ecg_path" in table:
+            return table["ecg_path"].astype(str).map(lambda p: Path(p).stem)
+        raise DataError("MERL split table", "no filename or ecg_path column", "use MERL's icbeb/chapman tables")
+
+    def _merl_splits(self, records: pd.DataFrame) -> pd.Series:
+        """MERL's train/val/test where its tables are given, else the folds' split (as PTB-XL's)."""
+        split = pd.Series([None] * len(records), index=records.index, dtype=object)
+        tables = self._merl_tables()
+        if not tables:
+            lookup = {int(f): s for s, fs in self.options.get("splits", DEFAULT_SPLITS).items() for f in fs}
+            return records["fold"].map(lambda f: lookup.get(int(f)) if pd.notna(f) else None).astype(object)
+        for name, table in tables.items():
+            ids = self._table_ids(table)
+            split[split.index.isin(set(ids))] = name
+        return split
+
+    def _merl_labels(self, space: _LabelSpace) -> dict[str, list[str]]:
+        """Labels from MERL's tables: class columns by name; CSN from exact tokens of ``diagnose``."""
+        out: dict[str, list[str]] = {}
+        for table in self._merl_tables().values():
+            ids = self._table_ids(table)
+            if "diagnose" in table:
+                for rid, dx in zip(ids, table["diagnose"].fillna("")):
+                    out[rid] = [t.strip() for t in str(dx).split(",") if t.strip() in space.classes]
+            else:
+                missing = [c for c in space.classes if c not in table]
+                if missing:
+                    raise DataError("MERL split table", f"label column(s) {missing} missing", "use MERL's original tables")
+                y = table[space.classes].to_numpy()
+                for rid, row in zip(ids, y):
+                    out[rid] = [c for c, v in zip(space.classes, row) if v == 1]
+        return out
+
+
+class CinCReader(_FoldsMixin, DatasetReader):
+    """A folder tree of CinC-layout records (``**/*.hea``)."""
+
+    kind = "cinc"
+
+    def _headers(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise DatasetNotFound(self.root, "dataset folder not found", f"download it (bench data download {self.name}) and set data.root")
+        files = sorted(self.root.rglob(self.options.get("pattern") or "*.hea"))
+        if not files:
+            raise DatasetNotFound(self.root, "no .hea files below this folder", "set data.root to the folder holding the WFDB records")
+        return files
+
+    def load_index(self) -> DatasetIndex:
+        space = _LabelSpace(self.options.get("vocabulary", "cpsc2018"))
+        on_error = self.options.get("on_error", "raise")
+        label_source = self.options.get("labels_from", "dx")
+        merl = self._merl_labels(space) if label_source == "merl" else {}
+        rows, per_record, problems = [], {}, []
+        for hea in self._headers():
+            rid = hea.stem
+            fs, n, comments = parse_header_text(hea.read_text(errors="replace"))
+            codes = [c.strip() for c in comments.get("Dx", "").split(",") if c.strip()]
+            unknown = [c for c in codes if c not in space.known]
+            if unknown:
+                err = DataError(hea, f"unknown SNOMED-CT code(s) {', '.join(unknown)} on the #Dx line",
+                                "check the record, or add the code to configs/labels/snomed_ct_ecg.csv, or run with data.on_error=skip")
+                if on_error != "skip":
+                    raise err
+                problems.append(str(err))
+                continue
+            if label_source == "merl":
+                per_record[rid] = merl.get(rid, [])
+            else:
+                per_record[rid] = sorted({space.by_snomed[c] for c in codes if c in space.by_snomed})
+            age = pd.to_numeric(comments.get("Age"), errors="coerce")
+            rows.append({"record_id": rid, "path": str(hea.with_suffix("").relative_to(self.root)), "fs": fs,
+                         "n_samples": n, "age": age, "sex": comments.get("Sex"), "dx_snomed": ",".join(codes),
+                         "patient_id": pd.NA})
+        records = pd.DataFrame(rows).set_index("record_id")
+        task = LabelTask.from_lists(TASK, space.classes, per_record, space.names)
+        records["report"] = [", ".join(space.names[c] for c in per_record.get(r, [])) for r in records.index]
+        self._attach_folds_and_splits(records, task)
+        notes = [f"skipped {len(problems)} record(s): " + "; ".join(problems[:5])] if problems else []
+        return DatasetIndex(self.name, records, {TASK: task}, notes=notes,
+                            native_fs=float(records["fs"].mode().iloc[0]))
+
+    def read(self, record_id: str) -> RawECG:
+        rel = self.index.records.at[record_id, "path"]
+        return read_wfdb(self.root / rel, expected_fs=self.options.get("expected_fs"), record_id=record_id)
+
+    def source_files(self) -> list[Path]:
+        files = []
+        for hea in self._headers():
+            files += [hea] + [p for p in hea.parent.glob(hea.stem + ".*") if p.suffix in (".mat", ".dat")]
+        return files
+
+
+class CPSC2018OriginalReader(_FoldsMixin, DatasetReader):
+    """CPSC2018 as first released: ``A0001.mat`` holding struct ``ECG`` (sex, age, data in mV) + REFERENCE.csv."""
+
+    kind = "cpsc2018_original"
+    FS = 500.0
+
+    def _reference(self) -> Path:
+        ref = self.root / "REFERENCE.csv"
+        if not ref.is_file():
+            raise DatasetNotFound(ref, "REFERENCE.csv not found", "set data.root to the CPSC2018 TrainingSet folder")
+        return ref
+
+    def load_index(self) -> DatasetIndex:
+        space = _LabelSpace(self.options.get("vocabulary", "cpsc2018"))
+        ref = pd.read_csv(self._reference(), dtype={"Recording": str})
+        label_cols = [c for c in ref.columns if c != "Recording"]
+        per_record = {}
+        for _, row in ref.iterrows():
+            ids = [int(v) for v in row[label_cols] if pd.notna(v)]
+            bad = [i for i in ids if i not in space.by_reference]
+            if bad:
+                raise DataError(self._reference(), f"record {row['Recording']}: unknown label id(s) {bad}", "labels must be 1..9")
+            per_record[row["Recording"]] = [space.by_reference[i] for i in ids]
+        records = pd.DataFrame(index=pd.Index(list(per_record), name="record_id"))
+        records["path"] = [f"{r}.mat" for r in records.index]
+        records["patient_id"] = pd.NA
+        task = LabelTask.from_lists(TASK, space.classes, per_record, space.names)
+        records["report"] = [", ".join(space.names[c] for c in per_record[r]) for r in records.index]
+        self._attach_folds_and_splits(records, task)
+        return DatasetIndex(self.name, records, {TASK: task}, native_fs=self.FS)
+
+    def read(self, record_id: str) -> RawECG:
+        from scipy.io import loadmat
+
+        path = self.root / f"{record_id}.mat"
+        if not path.is_file():
+            raise DataError(path, "record file not found", "check data.root")
+        try:
+            ecg = loadmat(str(path))["ECG"][0, 0]
+            data = np.asarray(ecg["data"], dtype=np.float32)
+        except Exception as exc:
+            raise DataError(path, f"not a CPSC2018 .mat with an ECG.data matrix ({exc})", "re-download the record") from exc
+        if data.ndim != 2 or data.shape[0] != 12:
+            raise DataError(path, f"wrong lead count: ECG.data has shape {data.shape}, expected (12, samples)", "use the original 12-lead file")
+        if (~np.isfinite(data)).all(axis=1).any():
+            raise DataError(path, "a lead contains no valid samples (all NaN)", "drop the record or run with data.on_error=skip")
+        return RawECG(record_id, data, self.FS, STANDARD_LEADS, "mV", str(path))
+
+    def source_files(self) -> list[Path]:
+        return [self._reference(), *sorted(self.root.glob("*.mat"))]

@@ -1,0 +1,20 @@
+"""Errors for bad input: each names the file or record, what is wrong, and how to fix it."""
+
+from __future__ import annotations
+
+
+class DataError(Exception):
+    """A record or dataset file that cannot be used as it is."""
+
+    def __init__(self, where: str, problem: str, fix: str = ""):
+        self.where = str(where)
+        self.problem = problem
+        self.fix = fix
+        msg = f"{self.where}: {problem}"
+        if fix:
+            msg += f" (fix: {fix})"
+        super().__init__(msg)
+
+
+class DatasetNotFound(DataError):
+    """The dataset's root or an index file is missing."""

@@ -1,0 +1,156 @@
+"""WFDB records: validated reading with ``wfdb`` and a fast writer for format-16 records.
+
+Reading checks what ``wfdb`` would otherwise report obscurely (or not at all): missing files, a
+data file shorter or longer than its header says, wrong lead count, unexpected sampling rate,
+NaN-only leads. The writer produces the two layouts PhysioNet ships: ``.dat`` (PTB-XL) and the
+CinC MATLAB v4 ``.mat`` with a 24-byte preamble ("16+24" in the header).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import wfdb
+
+from bench.data.base import RawECG
+from bench.data.errors import DataError
+from bench.data.leads import canonical_lead
+
+_BYTES_PER_SAMPLE = {"16": 2, "80": 1, "32": 4}
+
+
+def _check_files(record_path: Path) -> wfdb.io.record.Record:
+    hea = record_path.with_suffix(".hea")
+    if not hea.is_file():
+        raise DataError(hea, "header file not found", "check the dataset root (data.root=...) or re-download the record")
+    try:
+        header = wfdb.rdheader(str(record_path))
+    except Exception as exc:  # wfdb raises many types for malformed headers
+        raise DataError(hea, f"unreadable WFDB header ({exc})", "re-download the record") from exc
+    if not header.file_name:
+        raise DataError(hea, "header lists no signal file", "re-download the record")
+    data = record_path.parent / header.file_name[0]
+    if not data.is_file():
+        raise DataError(data, "signal file named in the header not found", "re-download the record")
+    fmt = header.fmt[0]
+    if fmt in _BYTES_PER_SAMPLE and len(set(header.file_name)) == 1:
+        offset = (header.byte_offset or [0])[0] or 0
+        expected = offset + header.sig_len * header.n_sig * _BYTES_PER_SAMPLE[fmt]
+        actual = data.stat().st_size
+        if actual < expected:
+            have = (actual - offset) // (header.n_sig * _BYTES_PER_SAMPLE[fmt])
+            raise DataError(
+                data,
+                f"truncated signal file: {actual} bytes hold {have} samples per lead, header says {header.sig_len}",
+                "re-download the record (the transfer was cut short)",
+            )
+        if actual > expected:
+            raise DataError(
+                data,
+                f"header/data mismatch: file has {actual} bytes, header implies {expected}",
+                "the header and signal file do not belong together; re-download both",
+            )
+    return header
+
+
+def read_wfdb(
+    record_path: str | Path,
+    *,
+    expected_fs: float | Sequence[float] | None = None,
+    n_leads: int = 12,
+    record_id: str | None = None,
+) -> RawECG:
+    """Read a WFDB record (path without extension) into millivolts, validating it on the way."""
+    record_path = Path(record_path)
+    header = _check_files(record_path)
+    where = record_path.with_suffix(".hea")
+    if header.n_sig != n_leads:
+        raise DataError(where, f"wrong lead count: {header.n_sig} signals, expected {n_leads}",
+                        "use a 12-lead recording or a reader configured for this lead set")
+    if expected_fs is not None:
+        allowed = [expected_fs] if isinstance(expected_fs, (int, float)) else list(expected_fs)
+        if not any(abs(header.fs - f) < 1e-6 for f in allowed):
+            raise DataError(where, f"unexpected sampling rate {header.fs:g} Hz, expected {' or '.join(f'{f:g}' for f in allowed)} Hz",
+                            "point data.root at the right records folder or set data.sampling_rate")
+    try:
+        rec = wfdb.rdrecord(str(record_path))
+    except Exception as exc:
+        raise DataError(record_path.parent / header.file_name[0], f"unreadable signal data ({exc})", "re-download the record") from exc
+    signal = np.asarray(rec.p_signal, dtype=np.float32).T
+    units = [u or "mV" for u in (rec.units or ["mV"] * rec.n_sig)]
+    scale = np.array([1e-3 if u.lower() in ("uv", "µv") else 1.0 for u in units], dtype=np.float32)
+    signal = signal * scale[:, None]
+    leads = tuple(canonical_lead(n) for n in rec.sig_name)
+    nan_only = [leads[i] for i in range(signal.shape[0]) if not np.isfinite(signal[i]).any()]
+    if nan_only:
+        raise DataError(where, f"lead(s) {', '.join(nan_only)} contain no valid samples (all NaN)",
+                        "drop the record or run with data.on_error=skip")
+    return RawECG(record_id or record_path.name, signal, float(rec.fs), leads, "mV", str(record_path))
+
+
+def _digitise(signal_mv: np.ndarray, gain: float) -> np.ndarray:
+    d = np.round(np.nan_to_num(signal_mv, nan=0.0) * gain)
+    return np.clip(d, -32767, 32767).astype("<i2")  # -32768 is WFDB's "invalid sample" marker
+
+
+def _fmt_gain(gain: float, baseline_in_header: bool) -> str:
+    g = f"{gain:g}" if not baseline_in_header else f"{float(gain)}"
+    return f"{g}(0)/mV" if baseline_in_header else f"{g}/mV"
+
+
+def write_wfdb(
+    record_path: str | Path,
+    signal_mv: np.ndarray,
+    fs: float,
+    leads: Sequence[str],
+    *,
+    gain: float = 1000.0,
+    mat: bool = False,
+    comments: Sequence[str] = (),
+) -> None:
+    """Write [leads, samples] millivolts as a format-16 WFDB record (``.dat`` or CinC ``.mat``)."""
+    record_path = Path(record_path)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    digital = _digitise(signal_mv, gain)  # [leads, samples]
+    n_sig, n = digital.shape
+    name = record_path.name
+    if mat:
+        data_name = f"{name}.mat"
+        # MATLAB v4 matrix 'val': int32 header (type 30 = int16 little-endian, rows, cols, imag, namelen)
+        preamble = struct.pack("<5i", 30, n_sig, n, 0, 4) + b"val\0"
+        payload = preamble + np.asfortranarray(digital).tobytes(order="F")
+        fmt_field = "16+24"
+    else:
+        data_name = f"{name}.dat"
+        payload = digital.T.tobytes()  # sample-interleaved
+        fmt_field = "16"
+    checks = [int(((int(digital[i].astype(np.int64).sum()) + 32768) % 65536) - 32768) for i in range(n_sig)]
+    lines = [f"{name} {n_sig} {fs:g} {n}"]
+    for i in range(n_sig):
+        lines.append(
+            f"{data_name} {fmt_field} {_fmt_gain(gain, not mat)} 16 0 {int(digital[i, 0])} {checks[i]} 0 {leads[i]}"
+        )
+    lines += [f"#{c}" for c in comments]
+    _atomic_write(record_path.parent / data_name, payload)
+    _atomic_write(record_path.with_suffix(".hea"), ("\n".join(lines) + "\n").encode())
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def header_comments(record_path: str | Path) -> dict[str, str]:
+    """The ``#Key: value`` comment lines of a header (CinC puts Age, Sex and Dx there)."""
+    header = wfdb.rdheader(str(record_path))
+    out: dict[str, str] = {}
+    for c in header.comments or []:
+        key, sep, value = c.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out

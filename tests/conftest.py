@@ -1,0 +1,44 @@
+"""Shared fixtures: the real offline data folder (skipped when absent) and small demo datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import REPO_ROOT
+
+SHARED = Path(os.environ.get("BENCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if SHARED.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"real data folder {SHARED} not present (set BENCH_SHARED_DATA)")
+    for item in items:
+        if "shared_data" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test writes caches under its own temporary folder, never the user's."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """Small demo datasets in all three layouts (generated once per test session)."""
+    from bench.data.demo import ensure_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    ensure_demo("ptbxl", root / "ptbxl", 120, seed=0, progress=False)
+    ensure_demo("cpsc2018", root / "cpsc2018", 60, seed=0, progress=False)
+    ensure_demo("csn", root / "csn", 60, seed=0, progress=False)
+    return root

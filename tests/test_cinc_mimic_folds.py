@@ -1,0 +1,125 @@
+"""CinC-layout readers (CPSC2018, CSN), CPSC2018's original release, MIMIC-IV-ECG and persisted folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.io import savemat
+
+from bench.config import load_config
+from bench.data.cinc import CinCReader, CPSC2018OriginalReader
+from bench.data.errors import DataError
+from bench.data.folds import persisted_folds, stratified_folds
+from bench.data.leads import STANDARD_LEADS
+from bench.data.mimic import MimicIVECGReader
+from bench.data.registry import open_from_config
+from bench.data.wfdb_io import write_wfdb
+
+
+@pytest.mark.shared_data
+def test_cinc_samples_take_labels_and_split_from_merl_table(shared):
+    reader = open_from_config(load_config(data="cinc_samples"))
+    ix = reader.index
+    assert sorted(ix.records.index) == [f"A{i:04d}" for i in range(1, 11)]
+    merl = pd.concat(pd.read_csv(shared / f"splits_merl/icbeb/icbeb_{s}.csv").assign(split=s)
+                     for s in ("train", "val", "test")).set_index("filename")
+    task = ix.tasks["dx"]
+    for rid in ix.records.index:
+        expected = [c for c in task.classes if merl.loc[rid, c] == 1]
+        assert [c for c in task.classes if task.labels.loc[rid, c] == 1] == expected
+        assert ix.records.loc[rid, "split"] == merl.loc[rid, "split"]
+    assert reader.read("A0001").signal.shape == (12, 7500)
+
+
+@pytest.mark.shared_data
+def test_csn_labels_use_exact_tokens_not_substrings(shared, tmp_path):
+    """MERL counted AFIB rows as AF too (substring match); exact-token membership must not."""
+    table = pd.read_csv(shared / "splits_merl/chapman/chapman_val.csv")
+    tokens = table["diagnose"].fillna("").str.split(",")
+    afib_only = table[tokens.map(lambda t: "AFIB" in t and "AF" not in t)].iloc[0]
+    rid = afib_only["ecg_path"].rsplit("/", 1)[-1].removesuffix(".mat")
+    root = tmp_path / "csn" / "WFDBRecords" / "01" / "010"
+    write_wfdb(root / rid, np.zeros((12, 5000), np.float32), 500, STANDARD_LEADS, mat=True, comments=["Dx: 164889003"])
+    reader = CinCReader("csn", tmp_path / "csn", {"vocabulary": "csn", "labels_from": "merl",
+                                                  "merl_split_dir": shared / "splits_merl/chapman",
+                                                  "folds_dir": tmp_path / "folds"})
+    labels = reader.index.tasks["dx"].labels.loc[rid]
+    assert labels["AFIB"] == 1 and labels["AF"] == 0
+    assert reader.index.records.loc[rid, "split"] == "val"
+
+
+def test_demo_cinc_layouts_map_snomed_to_label_space(demo_root, tmp_path):
+    cpsc = CinCReader("demo_cpsc2018", demo_root / "cpsc2018", {"vocabulary": "cpsc2018", "folds_dir": tmp_path})
+    csn = CinCReader("demo_csn", demo_root / "csn", {"vocabulary": "csn", "folds_dir": tmp_path})
+    assert len(cpsc.index.tasks["dx"].classes) == 9 and len(csn.index.tasks["dx"].classes) == 38
+    assert len(cpsc.index.tasks["dx"].labels) == 60  # the CPSC demo labels every record
+    for rid, dx in cpsc.index.records["dx_snomed"].items():
+        if "164889003" in dx.split(","):
+            assert cpsc.index.tasks["dx"].labels.loc[rid, "AFIB"] == 1
+    for rid, dx in csn.index.records["dx_snomed"].items():
+        if "59118001" in dx.split(","):
+            assert csn.index.tasks["dx"].labels.loc[rid, "RBBB"] == 1
+    assert set(cpsc.index.records["split"]) == {"train", "val", "test"}
+    assert csn.read(csn.index.records.index[0]).signal.shape == (12, 5000)
+
+
+def test_cpsc2018_original_release(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        savemat(tmp_path / f"A{i + 1:04d}.mat",
+                {"ECG": {"sex": "Male", "age": 60, "data": rng.normal(0, 0.2, (12, 3000 + 500 * i))}})
+    pd.DataFrame({"Recording": [f"A{i + 1:04d}" for i in range(12)], "First_label": [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 2],
+                  "Second_label": [None, 6, None, None, None, None, None, None, None, None, 7, None],
+                  "Third_label": [None] * 12}).to_csv(tmp_path / "REFERENCE.csv", index=False)
+    reader = CPSC2018OriginalReader("cpsc_orig", tmp_path, {"folds_dir": tmp_path / "folds"})
+    y = reader.index.tasks["dx"].labels
+    assert list(y.loc["A0002"][y.loc["A0002"] == 1].index) == ["AFIB", "PAC"]
+    assert y.loc["A0001", "NORM"] == 1 and y.loc["A0009", "STE"] == 1 and y.loc["A0011", "VPC"] == 1
+    ecg = reader.read("A0003")
+    assert ecg.signal.shape == (12, 4000) and ecg.fs == 500
+    savemat(tmp_path / "A0004.mat", {"ECG": {"data": np.zeros((8, 100))}})
+    with pytest.raises(DataError, match=r"A0004\.mat: wrong lead count"):
+        reader.read("A0004")
+
+
+def _mimic_tree(root):
+    rng = np.random.default_rng(0)
+    rows, mm = [], []
+    for k, sid in enumerate([40000001, 40000002, 40000003]):
+        rel = f"files/p1000/p10000032/s{sid}/{sid}"
+        write_wfdb(root / rel, rng.normal(0, 0.2, (12, 5000)).astype(np.float32), 500, STANDARD_LEADS)
+        rows.append({"subject_id": 10000032, "study_id": sid, "file_name": sid, "ecg_time": "2180-07-23", "path": rel})
+        reports = {0: ["Sinus rhythm", "Left axis deviation", ""], 1: ["", None, None], 2: ["Atrial fibrillation", None, "Abnormal ECG"]}[k]
+        mm.append({"subject_id": 10000032, "study_id": sid, **{f"report_{j}": r for j, r in enumerate(reports)}})
+    pd.DataFrame(rows).to_csv(root / "record_list.csv", index=False)
+    pd.DataFrame(mm).to_csv(root / "machine_measurements.csv", index=False)
+
+
+def test_mimic_iv_ecg_reports_joined_and_short_ones_dropped(tmp_path):
+    _mimic_tree(tmp_path)
+    reader = MimicIVECGReader("mimic", tmp_path, {"min_report_chars": 5})
+    rec = reader.index.records
+    assert list(rec.index) == ["40000001", "40000003"]
+    assert rec.loc["40000001", "report"] == "Sinus rhythm. Left axis deviation."
+    assert rec.loc["40000003", "report"] == "Atrial fibrillation. Abnormal ECG."
+    assert "dropped 1" in reader.index.notes[0]
+    assert reader.read("40000003").signal.shape == (12, 5000)
+
+
+def test_stratified_folds_are_balanced_grouped_and_persisted(tmp_path):
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame(rng.random((400, 5)) < [0.5, 0.2, 0.1, 0.05, 0.3], columns=list("abcde")).astype(int)
+    y.index = [f"r{i}" for i in range(400)]
+    groups = pd.Series([f"p{i // 2}" for i in range(400)], index=y.index)  # two records per patient
+    folds = stratified_folds(y, groups, 10, seed=3)
+    assert sorted(folds.unique()) == list(range(1, 11))
+    assert (folds.groupby(groups).nunique() == 1).all(), "a patient's records must share a fold"
+    per_fold = y.groupby(folds).mean()
+    assert (per_fold.max() - per_fold.min()).max() < 0.15  # label prevalence similar in every fold
+    a = persisted_folds(tmp_path, "d", y, groups, 10, seed=3)
+    files = list(tmp_path.glob("d-folds10-seed3-*.csv"))
+    assert len(files) == 1
+    b = persisted_folds(tmp_path, "d", y, groups, 10, seed=3)
+    pd.testing.assert_series_equal(a, b, check_names=False)
+    assert not persisted_folds(tmp_path, "d", y, groups, 10, seed=4).equals(a)
