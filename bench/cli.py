@@ -10,12 +10,15 @@ from tabulate import tabulate
 
 from bench.config import ConfigError, available, cache_dir, load_config
 from bench.data.errors import DataError
+from bench.encoders.checkpoint import CheckpointError
 from bench.registry import UnknownNameError
 
 app = typer.Typer(help="Reproducible benchmark harness for ECG representation learning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Datasets: list, prepare (cache), verify, download.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+encoders_app = typer.Typer(help="Encoders: the registry of methods behind the Encoder interface.", no_args_is_help=True)
+app.add_typer(encoders_app, name="encoders")
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 OVERRIDE_HELP = "Extra KEY=VALUE arguments override any config value (e.g. data.root=/path preprocess.target_fs=250)."
@@ -34,7 +37,7 @@ def _guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, UnknownNameError) as exc:
+        except (DataError, ConfigError, UnknownNameError, CheckpointError) as exc:
             _fail(exc)
 
     return wrapper
@@ -99,6 +102,46 @@ def data_download(ctx: typer.Context, dataset: str = typer.Argument(..., help="p
         raise ConfigError(f"dataset '{dataset}' has no download source (it is local or needs credentialed access)")
     root = download(cfg.data.download, cfg.data.root)
     typer.echo(f"{dataset} is in {root}")
+
+
+@encoders_app.command("list", context_settings=OVERRIDES,
+                      help=f"Every registered encoder (built-in and plugins) with its metadata at the configured preset. {OVERRIDE_HELP}")
+@_guarded
+def encoders_list(ctx: typer.Context) -> None:
+    from omegaconf import OmegaConf
+
+    from bench.encoders import create_encoder, encoder_names
+
+    cfg = load_config(ctx.args)
+    rows = []
+    for name in encoder_names():
+        try:
+            options = OmegaConf.to_container(cfg.encoder, resolve=True)
+            spec = create_encoder(name, **options).spec
+        except Exception as exc:  # a plugin or tower that cannot be built is listed, not hidden
+            rows.append([name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
+            continue
+        rows.append([name, spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s", len(spec.leads),
+                     f"{spec.n_params / 1e6:.2f}M", "yes" if spec.has_text_tower else "no", spec.normalisation])
+    typer.echo(tabulate(rows, headers=["encoder", "dim", "input", "leads", "params", "zero-shot", "normalisation"]))
+
+
+@app.command("pretrain", context_settings=OVERRIDES,
+             help=f"Pretrain METHOD on DATASET's pretraining pool (pretrain_pool.folds) with checkpoints and resume. {OVERRIDE_HELP}")
+@_guarded
+def pretrain_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder name (bench encoders list)"),
+                 dataset: str = typer.Option("demo_ptbxl", help="dataset name (bench data list)")) -> None:
+    from bench.pretrain import run_pretraining
+
+    cfg = load_config(ctx.args, data=dataset)
+    result = run_pretraining(cfg, method)
+    h = result.history
+    if result.resumed_from_epoch:
+        typer.echo(f"resumed from epoch {result.resumed_from_epoch}")
+    if h:
+        typer.echo(f"{method}: loss {h[0]['loss']:.4f} (epoch 1) -> {h[-1]['loss']:.4f} (epoch {h[-1]['epoch']}); "
+                   f"{result.seconds:.1f} s, {result.samples_per_s:.0f} samples/s")
+    typer.echo(f"checkpoint: {result.checkpoint}")
 
 
 @app.command("demo", context_settings=OVERRIDES, help=f"The main job on the built-in demo data: generate, prepare and verify the three demo datasets. {OVERRIDE_HELP}")

@@ -8,3 +8,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,text]"
+# a tiny third-party encoder plugin (entry point only) that the tests use to check plugin discovery
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e tests/plugins/bench_toy_encoder

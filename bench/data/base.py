@@ -85,7 +85,9 @@ class DatasetIndex:
     """Everything about a dataset except the signals.
 
     ``records`` has one row per record (index ``record_id``) and at least the columns ``fold``
-    (1..10 or NA), ``split`` (train/val/test or NA), ``patient_id`` and ``report``; any other
+    (1..10 or NA), ``split`` (train/val/test or NA), ``patient_id``, ``report`` (the dataset's own
+    free text) and ``label_text`` (the record's diagnostic statements, official descriptions joined
+    into one sentence, as MERIT's pretraining text); any other
     columns are per-record metadata (age, sex, site, device, signal-quality flags...) kept for
     subgroup analyses.
     """

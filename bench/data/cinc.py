@@ -180,6 +180,7 @@ class CinCReader(_FoldsMixin, DatasetReader):
         records = pd.DataFrame(rows).set_index("record_id")
         task = LabelTask.from_lists(TASK, space.classes, per_record, space.names)
         records["report"] = [", ".join(space.names[c] for c in per_record.get(r, [])) for r in records.index]
+        records["label_text"] = records["report"]
         self._attach_folds_and_splits(records, task)
         notes = [f"skipped {len(problems)} record(s): " + "; ".join(problems[:5])] if problems else []
         return DatasetIndex(self.name, records, {TASK: task}, notes=notes,
@@ -224,6 +225,7 @@ class CPSC2018OriginalReader(_FoldsMixin, DatasetReader):
         records["patient_id"] = pd.NA
         task = LabelTask.from_lists(TASK, space.classes, per_record, space.names)
         records["report"] = [", ".join(space.names[c] for c in per_record[r]) for r in records.index]
+        records["label_text"] = records["report"]
         self._attach_folds_and_splits(records, task)
         return DatasetIndex(self.name, records, {TASK: task}, native_fs=self.FS)
 

@@ -52,6 +52,7 @@ class MimicIVECGReader(DatasetReader):
         records["path"] = rl["path"].to_numpy()
         records["patient_id"] = rl["subject_id"].to_numpy() if "subject_id" in rl else pd.NA
         records["report"] = rl["report"].to_numpy()
+        records["label_text"] = records["report"]  # MIMIC-IV-ECG's text is its machine report
         records["ecg_time"] = rl["ecg_time"].to_numpy() if "ecg_time" in rl else pd.NA
         records["fold"] = pd.array([pd.NA] * len(records), dtype="Int64")
         records["split"] = None

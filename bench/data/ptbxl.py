@@ -104,6 +104,8 @@ def index_from_database(name: str, db: pd.DataFrame, statements: pd.DataFrame, o
     records["patient_id"] = db["patient_id"].to_numpy() if "patient_id" in db else pd.NA
     records["report"] = db["report"].fillna("").to_numpy() if "report" in db else ""
     records["scp_codes"] = [str(codes[r]) for r in ids]
+    descr = statements["description"].astype(str)
+    records["label_text"] = [", ".join(descr[c] for c in codes[r] if c in descr.index) for r in ids]
     for col in METADATA_COLUMNS:
         if col in db:
             records[col] = db[col].to_numpy()

@@ -1,0 +1,62 @@
+"""Checkpoint reading and strict loading with errors that list the offending keys."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or does not fit the model."""
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found (fix: pass an existing file with --ckpt NAME=PATH "
+                              f"or drop it to pretrain the small preset)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _short(keys: list[str], n: int = 12) -> str:
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: str, strict: bool = True,
+                            expected: Iterable[str] | None = None) -> None:
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error listing them.
+
+    ``expected`` limits the keys that must be present (e.g. without a frozen text tower).
+    """
+    own = model.state_dict()
+    expected = set(expected) if expected is not None else set(own)
+    missing = sorted(k for k in expected if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    shapes = sorted(f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+                    for k in state if k in own and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape))
+    problems = []
+    if shapes:
+        problems.append(f"shape mismatch: {_short(shapes)}")
+    if strict and missing:
+        problems.append(f"missing keys: {_short(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected keys: {_short(unexpected)}")
+    if problems:
+        raise CheckpointError(f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(problems)
+                              + " (fix: use a checkpoint of this encoder and preset, or the matching preset)")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

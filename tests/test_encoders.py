@@ -1,0 +1,112 @@
+"""Conformance checks run over every registered encoder (built-ins and plugins), plus checkpoint errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.encoders import Encoder, create_encoder, encoder_names
+from bench.encoders.checkpoint import CheckpointError
+
+SMALL = {"preset": "tiny"}
+
+
+def _build(name: str) -> Encoder:
+    try:
+        return create_encoder(name, **SMALL)
+    except TypeError:
+        return create_encoder(name)
+
+
+@pytest.fixture(scope="module", params=encoder_names())
+def encoder(request) -> Encoder:
+    torch.manual_seed(0)
+    return _build(request.param).eval()
+
+
+def _batch(enc: Encoder, b: int = 3) -> torch.Tensor:
+    s = enc.spec
+    return torch.randn(b, len(s.leads), s.n_samples, generator=torch.Generator().manual_seed(1))
+
+
+def test_metadata_is_complete(encoder):
+    s = encoder.spec
+    assert s.name and s.embed_dim > 0 and s.fs > 0 and s.n_samples > 0 and len(s.leads) == 12
+    assert s.n_params > 0 and isinstance(s.has_text_tower, bool)
+
+
+def test_output_shape_dtype_and_batch_invariance(encoder):
+    x = encoder.normalise(_batch(encoder, 3))
+    with torch.no_grad():
+        full = encoder.encode_ecg(x)
+        single = torch.cat([encoder.encode_ecg(x[i:i + 1]) for i in range(3)])
+    assert full.shape == (3, encoder.spec.embed_dim) and full.dtype == torch.float32
+    torch.testing.assert_close(full, single, atol=1e-5, rtol=1e-4)
+
+
+def test_eval_mode_is_deterministic(encoder):
+    x = encoder.normalise(_batch(encoder))
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode_ecg(x), encoder.encode_ecg(x), atol=0, rtol=0)
+        tokens = encoder.encode_tokens(x)
+    assert tokens.ndim == 3 and tokens.shape[0] == 3
+
+
+def test_text_tower_matches_metadata(encoder):
+    if encoder.spec.has_text_tower:
+        with torch.no_grad():
+            t = encoder.encode_text(["atrial fibrillation", "sinus rhythm", "normal ECG"])
+            e = encoder.encode_ecg(encoder.normalise(_batch(encoder)), aligned=True)
+        assert t.shape[0] == 3 and t.shape[1] == e.shape[1]
+    else:
+        with pytest.raises(NotImplementedError, match="no text tower"):
+            encoder.encode_text(["x"])
+
+
+def test_checkpoint_roundtrip_gives_identical_embeddings(encoder, tmp_path):
+    path = tmp_path / "enc.pt"
+    torch.save({"model": encoder.checkpoint_state()}, path)
+    torch.manual_seed(123)
+    fresh = _build(encoder.spec.name if encoder.spec.name in encoder_names() else encoder.name).eval()
+    fresh.load_checkpoint(path)
+    x = encoder.normalise(_batch(encoder))
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.encode_ecg(x), encoder.encode_ecg(x), atol=0, rtol=0)
+
+
+def test_checkpoint_errors_name_file_and_keys(tmp_path):
+    enc = create_encoder("merit_mse", preset="tiny")
+    with pytest.raises(CheckpointError, match=r"nope\.pt: checkpoint file not found"):
+        enc.load_checkpoint(tmp_path / "nope.pt")
+    state = enc.checkpoint_state()
+    state["bogus.weight"] = torch.zeros(1)
+    del state["encoder.norm.bias"]
+    state["encoder.lead_embed"] = torch.zeros(5, 32)
+    torch.save({"model": state}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as err:
+        enc.load_checkpoint(tmp_path / "bad.pt")
+    msg = str(err.value)
+    assert "bad.pt" in msg and "encoder.lead_embed (checkpoint (5, 32), model (12, 32))" in msg
+    assert "missing keys: encoder.norm.bias" in msg and "unexpected keys: bogus.weight" in msg
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        enc.load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_registry_lists_merit_variants_and_the_installed_plugin():
+    names = encoder_names()
+    assert {"merit", "merit_mse", "merit_cma", "merit_ib", "random"} <= set(names)
+    assert "toy_mean" in names, "the test plugin (tests/plugins/bench_toy_encoder) registers via entry points only"
+    result = CliRunner().invoke(app, ["encoders", "list", "encoder.preset=tiny"])
+    assert result.exit_code == 0, result.output
+    for name in ("merit", "merit_mse", "merit_cma", "merit_ib", "toy_mean"):
+        assert any(line.startswith(name + " ") for line in result.output.splitlines()), name
+    mse_row = next(line for line in result.output.splitlines() if line.startswith("merit_mse "))
+    assert " no " in mse_row  # no text tower -> not zero-shot capable
+
+
+def test_unknown_encoder_lists_available():
+    with pytest.raises(KeyError, match="Unknown encoder 'merrit'. Available: .*merit"):
+        create_encoder("merrit")

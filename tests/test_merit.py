@@ -1,0 +1,131 @@
+"""MERIT: masking, loss terms against hand computations, per-objective gradients, pretraining resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.encoders import create_encoder
+from bench.pretrain import PretrainConfig, PretrainPool, pretrain
+from merit.losses import ib_term, info_nce, masked_mse
+from merit.model import MERIT
+from merit.vit import random_keep, sincos_positions
+
+
+def test_masking_ratio_and_per_lead_independence():
+    keep, mask = random_keep(64, 12, 20, 0.75, torch.Generator().manual_seed(0))
+    assert keep.shape == (64, 12, 5)
+    assert torch.all(mask.sum(-1) == 15)  # exactly 75 % of each lead's patches masked
+    assert torch.all(torch.gather(mask, 2, keep) == 0)
+    patterns = {tuple(mask[0, lead].int().tolist()) for lead in range(12)}
+    assert len(patterns) > 6, "leads of one record must be masked independently"
+    assert not torch.equal(mask[0], mask[1])
+
+
+def test_sep_positions_are_zero():
+    table = sincos_positions(22, 16)
+    assert torch.all(table[0] == 0) and torch.all(table[-1] == 0) and table[1].abs().sum() > 0
+
+
+def test_reconstruction_loss_counts_only_masked_patches():
+    torch.manual_seed(0)
+    target = torch.randn(2, 12, 10, 5)
+    mask = (torch.rand(2, 12, 10) < 0.75).float()
+    pred = target.clone()
+    pred[mask == 1] += 1.0  # error of 1 on every masked value
+    assert masked_mse(pred, target, mask).item() == pytest.approx(1.0)
+    pred2 = pred.clone()
+    pred2[mask == 0] += 100.0  # visible patches are not targets
+    assert masked_mse(pred2, target, mask).item() == pytest.approx(1.0)
+
+
+def test_info_nce_equals_hand_computation():
+    z_e = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z_t = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    t = 0.5
+    c = 1 / math.sqrt(2)
+    s = torch.tensor([[c, 0.0], [c, 1.0]]) / t  # cosine similarities / temperature
+    e2t = -0.5 * (math.log(math.exp(s[0, 0]) / (math.exp(s[0, 0]) + math.exp(s[0, 1])))
+                  + math.log(math.exp(s[1, 1]) / (math.exp(s[1, 0]) + math.exp(s[1, 1]))))
+    t2e = -0.5 * (math.log(math.exp(s[0, 0]) / (math.exp(s[0, 0]) + math.exp(s[1, 0])))
+                  + math.log(math.exp(s[1, 1]) / (math.exp(s[0, 1]) + math.exp(s[1, 1]))))
+    assert info_nce(z_e, z_t, t).item() == pytest.approx(0.5 * (e2t + t2e), rel=1e-6)
+
+
+def test_ib_term_is_beta_times_one_minus_cosine():
+    z_e, z_t = torch.randn(5, 8), torch.randn(5, 8)
+    expected = 0.3 * (1 - F.cosine_similarity(z_e, z_t)).mean()
+    assert ib_term(z_e, z_t, 0.3).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("objective,terms,trained,untouched", [
+    ("merit", {"mse", "cma"}, {"encoder", "decoder", "ecg_proj", "text_proj", "text_tower"}, set()),
+    ("merit_mse", {"mse"}, {"encoder", "decoder"}, {"ecg_proj", "text_proj", "text_tower"}),
+    ("merit_cma", {"cma"}, {"encoder", "ecg_proj", "text_proj", "text_tower"}, {"decoder"}),
+    ("merit_ib", {"cma", "ib"}, {"encoder", "ecg_proj", "text_proj", "text_tower"}, {"decoder"}),
+])
+def test_each_objective_optimises_exactly_its_terms(objective, terms, trained, untouched):
+    torch.manual_seed(0)
+    model = MERIT(objective, preset="tiny")
+    x = model.normalise(torch.randn(4, 12, 1000))
+    losses = model.pretraining_losses(x, ["atrial fibrillation", "sinus rhythm", "normal ECG", "ST depression"],
+                                      torch.Generator().manual_seed(0))
+    assert set(losses) - {"loss"} == terms
+    assert losses["loss"].item() == pytest.approx(sum(losses[t].item() for t in terms))
+    losses["loss"].backward()
+    for part in trained:
+        grads = [p.grad for p in getattr(model, part).parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{part} should learn under {objective}"
+    for part in untouched:
+        module = getattr(model, part)
+        assert module is None or all(p.grad is None for p in module.parameters()), f"{part} must not learn under {objective}"
+
+
+def _pretrain(tmp_path, epochs, on_step=None, out="run"):
+    torch.manual_seed(0)
+    model = create_encoder("merit", preset="tiny")
+    rng = np.random.default_rng(0)
+    signals = rng.normal(size=(48, 12, 1000)).astype(np.float32)
+    texts = [["sinus rhythm", "atrial fibrillation", "normal ECG"][i % 3] for i in range(48)]
+    pool = PretrainPool("synthetic", [str(i) for i in range(48)], [1])
+    cfg = PretrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=0)
+    result = pretrain(model, signals, texts, cfg, tmp_path / out, pool=pool, encoder_config={"name": "merit", "preset": "tiny"},
+                      progress=False, on_step=on_step)
+    return model, result
+
+
+def test_pretraining_loss_goes_down_and_checkpoint_records_pool(tmp_path):
+    model, result = _pretrain(tmp_path, epochs=6)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    blob = torch.load(result.checkpoint, weights_only=False)
+    assert blob["pretrain_pool"]["n"] == 48 and blob["pretrain_pool"]["folds"] == [1]
+    assert blob["config"]["pretrain"]["epochs"] == 6 and len(blob["pretrain_record_ids"]) == 48
+
+
+def test_kill_and_resume_continues_from_saved_epoch(tmp_path):
+    full, _ = _pretrain(tmp_path, epochs=3, out="full")
+
+    def die(step):
+        if step == 7:  # during epoch 3 (3 steps per epoch)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _pretrain(tmp_path, epochs=3, on_step=die, out="killed")
+    resumed, result = _pretrain(tmp_path, epochs=3, out="killed")
+    assert result.resumed_from_epoch == 2 and len(result.history) == 3
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    _pretrain(tmp_path, epochs=1, out="x")
+    model = create_encoder("merit", preset="tiny")
+    with pytest.raises(ValueError, match="different encoder config or pool"):
+        pretrain(model, np.zeros((16, 12, 1000), np.float32), ["a"] * 16, PretrainConfig(epochs=2, batch_size=16),
+                 tmp_path / "x", pool=PretrainPool("synthetic", ["a"], [1]), encoder_config={"name": "merit", "preset": "other"},
+                 progress=False)
