@@ -11,12 +11,15 @@ from tabulate import tabulate
 from bench.config import ConfigError, available, cache_dir, load_config
 from bench.data.errors import DataError
 from bench.encoders.checkpoint import CheckpointError
+from bench.encoders.loading import LeakageError
 from bench.registry import UnknownNameError
 
 app = typer.Typer(help="Reproducible benchmark harness for ECG representation learning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Datasets: list, prepare (cache), verify, download.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+runs_app = typer.Typer(help="What the MLflow store holds.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 encoders_app = typer.Typer(help="Encoders: the registry of methods behind the Encoder interface.", no_args_is_help=True)
 app.add_typer(encoders_app, name="encoders")
 
@@ -37,7 +40,7 @@ def _guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, UnknownNameError, CheckpointError) as exc:
+        except (DataError, ConfigError, UnknownNameError, CheckpointError, LeakageError) as exc:
             _fail(exc)
 
     return wrapper
@@ -142,6 +145,129 @@ def pretrain_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encod
         typer.echo(f"{method}: loss {h[0]['loss']:.4f} (epoch 1) -> {h[-1]['loss']:.4f} (epoch {h[-1]['epoch']}); "
                    f"{result.seconds:.1f} s, {result.samples_per_s:.0f} samples/s")
     typer.echo(f"checkpoint: {result.checkpoint}")
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _tracking(ctx_args: list[str], uri: Optional[str]) -> list[str]:
+    return [*ctx_args, f"tracking.uri={uri}"] if uri else list(ctx_args)
+
+
+@app.command("run", context_settings=OVERRIDES,
+             help=f"Run a suite (linear, zero_shot, transfer) for some methods; finished units in MLflow are skipped. {OVERRIDE_HELP}")
+@_guarded
+def run_cmd(ctx: typer.Context,
+            suite: str = typer.Option("linear", help="linear | zero_shot | transfer"),
+            methods: str = typer.Option(..., help="comma-separated encoder names (bench encoders list)"),
+            datasets: Optional[str] = typer.Option(None, help="comma-separated datasets (default: data=... of the config, demo_ptbxl)"),
+            tasks: Optional[str] = typer.Option(None, help="comma-separated tasks (default: the dataset's default_tasks)"),
+            protocols: Optional[str] = typer.Option(None, help="fixed,cv10 (default: run.protocols)"),
+            fractions: Optional[str] = typer.Option(None, help="label fractions, e.g. 0.01,0.1,1 (default: run.fractions)"),
+            seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
+            directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
+            ckpt: List[str] = typer.Option([], help="METHOD=PATH checkpoint (repeatable)"),
+            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)")) -> None:
+    import time
+
+    from bench.runner import Runner
+
+    ckpts = {}
+    for item in ckpt:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--ckpt expects METHOD=PATH, got {item!r}")
+        ckpts[name] = path
+    start = time.perf_counter()
+    runner = Runner(_tracking(ctx.args, tracking_uri), ckpts=ckpts)
+    summary = runner.run(suite, _csv(methods), directions and _csv(directions) if suite == "transfer" else _csv(datasets),
+                         _csv(tasks), _csv(protocols), [float(f) for f in _csv(fractions) or []] or None,
+                         [int(x) for x in _csv(seeds) or []] or None)
+    typer.echo(f"{suite}: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
+               f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable (no text tower): {', '.join(sorted(set(summary.not_applicable)))}"
+                                                            if summary.not_applicable else ""))
+    typer.echo(f"next: bench table {suite}")
+
+
+@app.command("table", context_settings=OVERRIDES, help=f"Regenerate a paper table from MLflow: linear | zero_shot | transfer | ablation. {OVERRIDE_HELP}")
+@_guarded
+def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation"),
+              format: str = typer.Option("md", "--format", help="md | latex | csv"),
+              with_paper: bool = typer.Option(False, "--with-paper", help="put the MERIT paper's numbers beside ours"),
+              protocol: Optional[str] = typer.Option(None, help="linear: fixed or cv10 (default: fixed when present)"),
+              fraction: Optional[float] = typer.Option(None, help="linear: label fraction (default: the largest)"),
+              methods: Optional[str] = typer.Option(None, help="comma-separated methods (and their order)"),
+              out: Optional[str] = typer.Option(None, help="also write the table to this file"),
+              tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+    from pathlib import Path
+
+    from bench.results_store import ResultStore
+    from bench.tables import KINDS, EmptyStore, build_table
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown table '{kind}'. Available: {', '.join(KINDS)}")
+    if format not in ("md", "latex", "csv"):
+        raise ConfigError(f"--format must be md, latex or csv, got {format!r}")
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    store = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+    names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
+    try:
+        text = build_table(store.aggregates(KINDS[kind]), kind, protocol=protocol, fraction=fraction, methods=_csv(methods),
+                           with_paper=with_paper, fmt=format, paper_names=names)
+    except EmptyStore:
+        suite = "linear" if kind == "ablation" else kind
+        typer.secho(f"no {kind} results in {cfg.tracking.uri}. Run a suite first, e.g.\n"
+                    f"  bench run --suite {suite} --methods merit,merit_mse{',merit_cma,merit_ib' if kind == 'ablation' else ''}",
+                    fg=typer.colors.YELLOW)
+        raise typer.Exit(1)
+    typer.echo(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+
+
+@app.command("leaderboard", context_settings=OVERRIDES, help=f"Write results/leaderboard.csv from MLflow (byte-identical when nothing new ran). {OVERRIDE_HELP}")
+@_guarded
+def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, help="default: <paths.results>/leaderboard.csv"),
+                    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+    import os
+    from pathlib import Path
+
+    from bench.results_store import ResultStore
+    from bench.runner import SUITES
+    from bench.tables import leaderboard
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    store = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+    board = leaderboard(store.aggregates(SUITES))
+    if board.empty:
+        typer.secho(f"no results in {cfg.tracking.uri}: run `bench run --suite linear --methods merit,merit_mse` first",
+                    fg=typer.colors.YELLOW)
+        raise typer.Exit(1)
+    path = Path(out or Path(cfg.paths.results) / "leaderboard.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    board.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    os.replace(tmp, path)
+    typer.echo(f"{len(board)} rows -> {path}")
+
+
+@runs_app.command("list", context_settings=OVERRIDES, help=f"Summarise the units stored in MLflow per suite, method and dataset. {OVERRIDE_HELP}")
+@_guarded
+def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+    from pathlib import Path
+
+    from bench.results_store import ResultStore
+    from bench.runner import SUITES
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    counts = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts").unit_counts(SUITES)
+    if counts.empty:
+        typer.echo(f"no units in {cfg.tracking.uri}")
+        return
+    summary = counts.groupby(["suite", "method", "dataset", "protocol", "status"]).size().reset_index(name="units")
+    typer.echo(tabulate(summary, headers="keys", showindex=False))
 
 
 @app.command("demo", context_settings=OVERRIDES, help=f"The main job on the built-in demo data: generate, prepare and verify the three demo datasets. {OVERRIDE_HELP}")

@@ -119,6 +119,11 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
     history: list[dict[str, float]] = []
     start_epoch = 0
     last = out_dir / "last.pt"
+    final = out_dir / "encoder.pt"
+    if final.is_file() and last.is_file():
+        done = torch.load(last, map_location="cpu", weights_only=False)
+        if done["epoch"] >= cfg.epochs and done["config"] == run_config:
+            return PretrainResult(final, done["history"], 0.0, 0.0, done["epoch"])  # already trained: reuse
     if last.is_file():
         blob = torch.load(last, map_location="cpu", weights_only=False)
         if blob["config"]["encoder"] != encoder_config or blob["config"]["pool"] != pool.describe():
@@ -169,7 +174,6 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
                 _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                               "epoch": epoch + 1, "history": history, "config": run_config, "code_version": code_version()}, last)
         seconds = time.perf_counter() - t0
-        final = out_dir / "encoder.pt"
         if rank == 0:
             state = model.checkpoint_state() if hasattr(model, "checkpoint_state") else model.state_dict()
             _atomic_save({"model": state, "config": run_config, "history": history, "code_version": code_version(),

@@ -63,6 +63,7 @@ class MERIT(Encoder):
         self.objective, self.preset, self.config = objective, preset, cfg
         self.terms = OBJECTIVES[objective]
         self.name = objective
+        self.requires_pretraining = bool(self.terms)
         self.encoder = ECGViT(cfg["n_leads"], cfg["n_samples"], cfg["patch"], cfg["width"], cfg["depth"], cfg["heads"], cfg["mlp"])
         self.decoder = (MaskedDecoder(cfg["width"], cfg["n_leads"], self.encoder.n_patches, cfg["patch"], cfg["dec_width"],
                                       cfg["dec_depth"], cfg["dec_heads"]) if "mse" in self.terms else None)

@@ -24,7 +24,7 @@ def test_cinc_samples_take_labels_and_split_from_merl_table(shared):
     assert sorted(ix.records.index) == [f"A{i:04d}" for i in range(1, 11)]
     merl = pd.concat(pd.read_csv(shared / f"splits_merl/icbeb/icbeb_{s}.csv").assign(split=s)
                      for s in ("train", "val", "test")).set_index("filename")
-    task = ix.tasks["dx"]
+    task = ix.tasks["all"]
     for rid in ix.records.index:
         expected = [c for c in task.classes if merl.loc[rid, c] == 1]
         assert [c for c in task.classes if task.labels.loc[rid, c] == 1] == expected
@@ -44,7 +44,7 @@ def test_csn_labels_use_exact_tokens_not_substrings(shared, tmp_path):
     reader = CinCReader("csn", tmp_path / "csn", {"vocabulary": "csn", "labels_from": "merl",
                                                   "merl_split_dir": shared / "splits_merl/chapman",
                                                   "folds_dir": tmp_path / "folds"})
-    labels = reader.index.tasks["dx"].labels.loc[rid]
+    labels = reader.index.tasks["all"].labels.loc[rid]
     assert labels["AFIB"] == 1 and labels["AF"] == 0
     assert reader.index.records.loc[rid, "split"] == "val"
 
@@ -52,14 +52,14 @@ def test_csn_labels_use_exact_tokens_not_substrings(shared, tmp_path):
 def test_demo_cinc_layouts_map_snomed_to_label_space(demo_root, tmp_path):
     cpsc = CinCReader("demo_cpsc2018", demo_root / "cpsc2018", {"vocabulary": "cpsc2018", "folds_dir": tmp_path})
     csn = CinCReader("demo_csn", demo_root / "csn", {"vocabulary": "csn", "folds_dir": tmp_path})
-    assert len(cpsc.index.tasks["dx"].classes) == 9 and len(csn.index.tasks["dx"].classes) == 38
-    assert len(cpsc.index.tasks["dx"].labels) == 60  # the CPSC demo labels every record
+    assert len(cpsc.index.tasks["all"].classes) == 9 and len(csn.index.tasks["all"].classes) == 38
+    assert len(cpsc.index.tasks["all"].labels) == 60  # the CPSC demo labels every record
     for rid, dx in cpsc.index.records["dx_snomed"].items():
         if "164889003" in dx.split(","):
-            assert cpsc.index.tasks["dx"].labels.loc[rid, "AFIB"] == 1
+            assert cpsc.index.tasks["all"].labels.loc[rid, "AFIB"] == 1
     for rid, dx in csn.index.records["dx_snomed"].items():
         if "59118001" in dx.split(","):
-            assert csn.index.tasks["dx"].labels.loc[rid, "RBBB"] == 1
+            assert csn.index.tasks["all"].labels.loc[rid, "RBBB"] == 1
     assert set(cpsc.index.records["split"]) == {"train", "val", "test"}
     assert csn.read(csn.index.records.index[0]).signal.shape == (12, 5000)
 
@@ -73,7 +73,7 @@ def test_cpsc2018_original_release(tmp_path):
                   "Second_label": [None, 6, None, None, None, None, None, None, None, None, 7, None],
                   "Third_label": [None] * 12}).to_csv(tmp_path / "REFERENCE.csv", index=False)
     reader = CPSC2018OriginalReader("cpsc_orig", tmp_path, {"folds_dir": tmp_path / "folds"})
-    y = reader.index.tasks["dx"].labels
+    y = reader.index.tasks["all"].labels
     assert list(y.loc["A0002"][y.loc["A0002"] == 1].index) == ["AFIB", "PAC"]
     assert y.loc["A0001", "NORM"] == 1 and y.loc["A0009", "STE"] == 1 and y.loc["A0011", "VPC"] == 1
     ecg = reader.read("A0003")

@@ -16,7 +16,8 @@ READERS.register("cpsc2018_original", "bench.data.cinc:CPSC2018OriginalReader")
 READERS.register("mimic_iv_ecg", "bench.data.mimic:MimicIVECGReader")
 
 # Keys of a data config that are about the dataset, not options of its reader.
-_NON_OPTIONS = {"name", "reader", "root", "description", "citation", "license", "demo", "download"}
+_NON_OPTIONS = {"name", "reader", "root", "description", "citation", "license", "demo", "download", "paper_name",
+                "identity", "default_tasks", "auto_pretrain"}
 
 
 def open_dataset(cfg: Mapping[str, Any]) -> DatasetReader:

@@ -49,6 +49,8 @@ class Encoder(nn.Module, ABC):
 
     #: registry name; filled by the factory
     name: str = ""
+    #: False for controls that are evaluated untrained (random init, hand-made features)
+    requires_pretraining: bool = True
 
     @property
     @abstractmethod

@@ -18,6 +18,7 @@ ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder", entry_point_gro
 for _name in ("merit", "merit_mse", "merit_cma", "merit_ib"):
     ENCODERS.register(_name, f"merit.model:build_{_name}")
 ENCODERS.register("random", "merit.model:build_random")
+ENCODERS.register("signal_stats", "baselines.controls:build_signal_stats")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

@@ -1,0 +1,1 @@
+"""Adapters for other ECG representation-learning methods, and the control encoders."""

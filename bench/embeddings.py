@@ -1,0 +1,78 @@
+"""Embedding cache: each (encoder weights, prepared arrays, encoder input step) is encoded once.
+
+Every fold, label fraction, seed and suite reuses the cached arrays: ``emb`` [N, D] (the global
+embedding the linear heads train on) and, for encoders with a text tower, ``aligned`` [N, D'] (the
+ECG side of the shared ECG-text space, for zero-shot). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench.data.cache import PreparedArrays
+from bench.encoders.loading import EncoderHandle
+
+
+@dataclass
+class Embeddings:
+    record_ids: list[str]
+    emb: np.ndarray
+    aligned: np.ndarray | None
+    path: Path
+
+    def rows(self, ids) -> np.ndarray:
+        where = {r: i for i, r in enumerate(self.record_ids)}
+        return np.array([where[r] for r in ids], dtype=np.int64)
+
+
+def embedding_key(handle: EncoderHandle, prepared: PreparedArrays) -> str:
+    spec = handle.encoder.spec
+    payload = json.dumps([handle.method, handle.checkpoint_hash, prepared.key, spec.normalisation, spec.fs, spec.n_samples,
+                          spec.extra], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_arrays(handle: EncoderHandle, signals: np.ndarray, units: str, batch_size: int = 256,
+                  progress: bool = False, desc: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+    enc = handle.encoder.eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    enc.to(device)
+    aligned_ok = enc.spec.has_text_tower
+    embs, aligned = [], []
+    for start in tqdm(range(0, len(signals), batch_size), desc=desc or f"embed {handle.method}", disable=not progress):
+        x = torch.as_tensor(np.array(signals[start:start + batch_size]), device=device)
+        x = enc.normalise(x, units)
+        e = enc.encode_ecg(x)
+        embs.append(e.float().cpu().numpy())
+        if aligned_ok:
+            aligned.append(enc.encode_ecg(x, aligned=True).float().cpu().numpy())
+    emb = np.concatenate(embs) if embs else np.zeros((0, enc.spec.embed_dim), np.float32)
+    return emb.astype(np.float32), (np.concatenate(aligned).astype(np.float32) if aligned_ok and aligned else None)
+
+
+def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir: str | Path, units: str,
+                      batch_size: int = 256, progress: bool = True) -> Embeddings:
+    path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            aligned = z["aligned"] if "aligned" in z.files else None
+            return Embeddings(list(z["ids"]), z["emb"], aligned, path)
+    emb, aligned = encode_arrays(handle, prepared.signals, units, batch_size, progress,
+                                 desc=f"embed {handle.method} on {prepared.manifest['dataset']}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"ids": np.array(prepared.record_ids), "emb": emb}
+    if aligned is not None:
+        arrays["aligned"] = aligned
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return Embeddings(list(prepared.record_ids), emb, aligned, path)

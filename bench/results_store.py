@@ -1,0 +1,125 @@
+"""The MLflow record of every unit of work and of every aggregate the tables are built from.
+
+One experiment per suite (``bench-<suite>``), artifacts under ``<results>/artifacts/<suite>``.
+- unit runs (tag ``kind=unit``): one per method x dataset x task x protocol x fold x fraction x seed,
+  with metrics, provenance tags and the per-record predictions (``predictions.npz``). A unit counts as
+  done only when its run is FINISHED, which is set after everything is logged; so a killed run is
+  recomputed on resume, never half-counted.
+- aggregate runs (``kind=aggregate``): one per method x dataset x task x protocol x fraction x seed,
+  with fold means/spreads and bootstrap intervals; re-logging replaces the previous one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+UNIT_TAGS = ("suite", "method", "dataset", "task", "protocol", "fold", "fraction", "seed")
+
+
+class ResultStore:
+    def __init__(self, uri: str, artifact_root: str | Path):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.artifact_root = Path(artifact_root).resolve()
+        self.client = MlflowClient(tracking_uri=uri)
+        self._experiments: dict[str, str] = {}
+
+    def experiment_id(self, suite: str, create: bool = True) -> str | None:
+        if suite in self._experiments:
+            return self._experiments[suite]
+        name = f"bench-{suite}"
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            if not create:
+                return None
+            exp_id = self.client.create_experiment(name, artifact_location=(self.artifact_root / suite).as_uri())
+        else:
+            exp_id = exp.experiment_id
+        self._experiments[suite] = exp_id
+        return exp_id
+
+    def _search(self, suite: str, filter_string: str) -> list:
+        exp_id = self.experiment_id(suite, create=False)
+        if exp_id is None:
+            return []
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([exp_id], filter_string=filter_string, max_results=5000, page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def finished_units(self, suite: str, **tags: str) -> dict[str, Any]:
+        """unit_key -> run of the finished unit runs matching ``tags``; stale unfinished ones are deleted."""
+        cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
+        done = {}
+        for run in self._search(suite, cond):
+            if run.info.status == "FINISHED":
+                done[run.data.tags["unit_key"]] = run
+            else:
+                self.client.delete_run(run.info.run_id)
+        return done
+
+    def log_run(self, suite: str, kind: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
+                params: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
+        exp_id = self.experiment_id(suite)
+        name = "-".join(str(tags.get(k, "")) for k in ("method", "dataset", "task", "protocol", "fold", "fraction") if k in tags)
+        run = self.client.create_run(exp_id, run_name=f"{kind}:{name}", tags={"kind": kind, **{k: str(v) for k, v in tags.items()}})
+        rid = run.info.run_id
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            rid,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and np.isfinite(v)],
+            params=[Param(k, str(v)[:500]) for k, v in (params or {}).items()],
+            tags=[RunTag("mlflow.source.name", "bench")],
+        )
+        if arrays:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "predictions.npz"
+                np.savez_compressed(path, **arrays)
+                self.client.log_artifact(rid, str(path))
+        self.client.set_terminated(rid, "FINISHED")
+        return rid
+
+    def predictions(self, run) -> dict[str, np.ndarray]:
+        from mlflow.artifacts import download_artifacts
+
+        path = download_artifacts(run_id=run.info.run_id, artifact_path="predictions.npz", tracking_uri=self.uri)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def replace_aggregate(self, suite: str, agg_key: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
+                          params: Mapping[str, Any] | None = None) -> str:
+        for run in self._search(suite, f"tags.kind = 'aggregate' and tags.agg_key = '{agg_key}'"):
+            self.client.delete_run(run.info.run_id)
+        return self.log_run(suite, "aggregate", {**tags, "agg_key": agg_key}, metrics, params)
+
+    def aggregates(self, suites: Iterable[str]) -> pd.DataFrame:
+        rows = []
+        for suite in suites:
+            for run in self._search(suite, "tags.kind = 'aggregate'"):
+                if run.info.status != "FINISHED":
+                    continue
+                row = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+                row.update(run.data.metrics)
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def unit_counts(self, suites: Iterable[str]) -> pd.DataFrame:
+        rows = []
+        for suite in suites:
+            for run in self._search(suite, "tags.kind = 'unit'"):
+                t = run.data.tags
+                rows.append({"suite": suite, "method": t.get("method"), "dataset": t.get("dataset"), "task": t.get("task"),
+                             "protocol": t.get("protocol"), "status": run.info.status})
+        return pd.DataFrame(rows)
