@@ -270,12 +270,19 @@ def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(Non
     typer.echo(tabulate(summary, headers="keys", showindex=False))
 
 
-@app.command("demo", context_settings=OVERRIDES, help=f"The main job on the built-in demo data: generate, prepare and verify the three demo datasets. {OVERRIDE_HELP}")
+@app.command("demo", context_settings=OVERRIDES,
+             help=f"The main job on the built-in demo data: generate, prepare and verify the three demo datasets, run the linear "
+                  f"suite for merit, merit_mse and the two controls on demo_ptbxl, and print the table. {OVERRIDE_HELP}")
 @_guarded
-def demo(ctx: typer.Context) -> None:
+def demo(ctx: typer.Context, methods: str = typer.Option("merit,merit_mse,random,signal_stats", help="methods to evaluate")) -> None:
+    from bench.runner import Runner
+
     for name in ("demo_ptbxl", "demo_cpsc2018", "demo_csn"):
         data_prepare(ctx, name, on_error=None)
         data_verify(ctx, name, read=False)
+    summary = Runner(ctx.args).run("linear", _csv(methods), ["demo_ptbxl"])
+    typer.echo(f"linear: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow)")
+    table_cmd(ctx, "linear", format="md", with_paper=False, protocol=None, fraction=None, methods=methods, out=None, tracking_uri=None)
 
 
 def main() -> None:  # pragma: no cover - console entry point

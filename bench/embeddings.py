@@ -50,11 +50,10 @@ def encode_arrays(handle: EncoderHandle, signals: np.ndarray, units: str, batch_
     embs, aligned = [], []
     for start in tqdm(range(0, len(signals), batch_size), desc=desc or f"embed {handle.method}", disable=not progress):
         x = torch.as_tensor(np.array(signals[start:start + batch_size]), device=device)
-        x = enc.normalise(x, units)
-        e = enc.encode_ecg(x)
+        e, a = enc.encode_pair(enc.normalise(x, units))
         embs.append(e.float().cpu().numpy())
-        if aligned_ok:
-            aligned.append(enc.encode_ecg(x, aligned=True).float().cpu().numpy())
+        if aligned_ok and a is not None:
+            aligned.append(a.float().cpu().numpy())
     emb = np.concatenate(embs) if embs else np.zeros((0, enc.spec.embed_dim), np.float32)
     return emb.astype(np.float32), (np.concatenate(aligned).astype(np.float32) if aligned_ok and aligned else None)
 

@@ -97,9 +97,11 @@ class Runner:
         for pool in pools:
             pcfg = cfg.copy()
             pcfg.pretrain_pool.folds = pool
-            self.echo(f"{method}: no checkpoint given; using the {options.get('preset', '')} preset pretrained on "
-                      f"{cfg.data.name} folds {pool[0]}-{pool[-1]} (cached; pretraining it now if missing)")
+            self.echo(f"{method}: no checkpoint given -> the {options.get('preset', '')} preset pretrained on "
+                      f"{cfg.data.name} folds {pool[0]}-{pool[-1]}")
             result = run_pretraining(pcfg, method, progress=self.progress)
+            how = "cached" if result.seconds == 0 else f"pretrained now in {result.seconds:.0f} s"
+            self.echo(f"  {how}: {result.checkpoint}")
             handle = load_encoder(method, options, result.checkpoint, identity_of=identity)
             scored = None if len(pools) == 1 else {str(k) for k in range(1, 11) if k not in pool}
             out.append(Scorer(handle, scored))

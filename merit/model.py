@@ -97,6 +97,10 @@ class MERIT(Encoder):
             raise NotImplementedError(f"encoder '{self.name}' has no aligned ECG-text space")
         return self.ecg_proj(pooled)
 
+    def encode_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        pooled = self.encoder(x)
+        return pooled, (self.ecg_proj(pooled) if self.ecg_proj is not None else None)
+
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder.forward_tokens(x)[:, :, 1:-1]
         return self.encoder.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))

@@ -54,6 +54,17 @@ def test_eval_mode_is_deterministic(encoder):
     assert tokens.ndim == 3 and tokens.shape[0] == 3
 
 
+def test_encode_pair_matches_separate_calls(encoder):
+    x = encoder.normalise(_batch(encoder))
+    with torch.no_grad():
+        emb, aligned = encoder.encode_pair(x)
+        torch.testing.assert_close(emb, encoder.encode_ecg(x))
+        if encoder.spec.has_text_tower:
+            torch.testing.assert_close(aligned, encoder.encode_ecg(x, aligned=True))
+        else:
+            assert aligned is None
+
+
 def test_text_tower_matches_metadata(encoder):
     if encoder.spec.has_text_tower:
         with torch.no_grad():

@@ -65,6 +65,10 @@ class Encoder(nn.Module, ABC):
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         """[B, leads, samples] (already normalised) -> [B, D]; ``aligned`` -> the shared ECG-text space."""
 
+    def encode_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(global embedding, aligned embedding or None) in one call; override to share the forward pass."""
+        return self.encode_ecg(x), (self.encode_ecg(x, aligned=True) if self.spec.has_text_tower else None)
+
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """[B, leads, samples] -> [B, T, D] token features (default: the global embedding as one token)."""
         return self.encode_ecg(x).unsqueeze(1)

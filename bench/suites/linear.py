@@ -62,8 +62,8 @@ def train_heads(x: np.ndarray, y: np.ndarray, heads: list[tuple[np.ndarray, np.n
     Head h's initialisation and shuffles come from its own seed ``(seed, head_seeds[h])``, so its result
     does not depend on which other heads train beside it.
     """
-    X = torch.as_tensor(x, dtype=torch.float32)
-    Y = torch.as_tensor(y, dtype=torch.float32)
+    X = torch.tensor(np.asarray(x, dtype=np.float32))
+    Y = torch.tensor(np.asarray(y, dtype=np.float32))
     H, (N, D), C = len(heads), X.shape, Y.shape[1]
     head_seeds = list(range(H)) if head_seeds is None else list(head_seeds)
     mean, std = torch.zeros(H, D), torch.ones(H, D)

@@ -1,0 +1,101 @@
+"""`bench run` -> MLflow -> `bench table` / `bench leaderboard` on small demo data (tiny preset)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.runner import Runner
+
+cli = CliRunner()
+
+
+def _overrides(root):
+    return [f"paths.cache={root}/cache", f"paths.results={root}/results", f"tracking.uri=sqlite:///{root}/results/mlflow.db",
+            "encoder.preset=tiny", "pretrain.epochs=1", "pretrain.batch_size=32", "linear.epochs=4", "run.n_boot=50",
+            "data.demo.n_records=160"]
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e")
+
+
+def _run(args, root):
+    result = cli.invoke(app, [*args, *_overrides(root)])
+    return result
+
+
+def test_killed_run_resumes_without_recomputing(store_root):
+    calls = []
+
+    def kill_after_three(n):
+        calls.append(n)
+        if n == 3:
+            raise KeyboardInterrupt
+
+    runner = Runner(_overrides(store_root), progress=False, after_unit=kill_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run("linear", ["merit", "merit_mse", "random"], ["demo_ptbxl"], ["super", "rhythm"])
+    result = _run(["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm"], store_root)
+    assert result.exit_code == 0, result.output
+    assert "6 units (3 run, 3 already in MLflow)" in result.output
+    again = _run(["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm"], store_root)
+    assert "6 units (0 run, 6 already in MLflow)" in again.output
+
+
+def test_table_prints_real_numbers_with_intervals(store_root):
+    result = _run(["table", "linear"], store_root)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("|")[1].strip(): line for line in result.output.splitlines() if line.startswith("| merit") or line.startswith("| random")}
+    assert set(rows) == {"merit", "merit_mse", "random"}
+    assert "[" in rows["merit"] and "demo_ptbxl/super AUC" in result.output
+    assert "**" in result.output  # best value marked
+    latex = _run(["table", "linear", "--format", "latex"], store_root)
+    assert "\\textbf{" in latex.output and "\\begin{tabular}" in latex.output
+
+
+def test_leaderboard_is_byte_identical_on_second_call(store_root, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert _run(["leaderboard", "--out", str(a)], store_root).exit_code == 0
+    assert _run(["leaderboard", "--out", str(b)], store_root).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    header = a.read_text().splitlines()[0].split(",")
+    for col in ("method", "dataset", "task", "protocol", "fraction", "auroc_mean", "auroc_ci_low", "auroc_ci_high", "n_test",
+                "checkpoint_hash", "split_hash", "seed", "code_version"):
+        assert col in header
+    assert len(a.read_text().splitlines()) == 1 + 6
+
+
+def test_zero_shot_marks_encoders_without_text_tower(store_root):
+    result = _run(["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super"], store_root)
+    assert result.exit_code == 0, result.output
+    assert "not applicable (no text tower): merit_mse" in result.output
+    table = _run(["table", "zero_shot"], store_root).output
+    mse_row = next(line for line in table.splitlines() if line.startswith("| merit_mse"))
+    assert "n/a" in mse_row
+
+
+def test_leakage_is_refused(store_root, tmp_path):
+    from bench.config import load_config
+    from bench.pretrain import run_pretraining
+
+    cfg = load_config([*_overrides(store_root), "pretrain_pool.folds=[1,2,3,4,5,6,7,8,9,10]"], data="demo_ptbxl")
+    ckpt = run_pretraining(cfg, "merit", progress=False).checkpoint
+    result = _run(["run", "--suite", "linear", "--methods", "merit", "--tasks", "super", "--ckpt", f"merit={ckpt}"], store_root)
+    assert result.exit_code == 2
+    assert "leakage:" in result.output and "test record(s) of demo_ptbxl" in result.output
+
+
+def test_empty_store_says_what_to_run(tmp_path):
+    result = _run(["table", "transfer"], tmp_path)
+    assert result.exit_code == 1 and "bench run --suite transfer" in result.output
+
+
+def test_transfer_runs_on_demo_data(store_root):
+    result = _run(["run", "--suite", "transfer", "--methods", "signal_stats", "--directions", "ptbxl_super:cpsc2018,csn:cpsc2018"],
+                  store_root)
+    assert result.exit_code == 0, result.output
+    table = _run(["table", "transfer"], store_root).output
+    assert "ptbxl_super/to_cpsc2018 AUC" in table and "csn/to_cpsc2018 AUC" in table
