@@ -237,12 +237,7 @@ class Runner:
                     results.sort(key=lambda r: (len(r[0]["fold"]), r[0]["fold"]))
                     prov = {k: ",".join(sorted({r[0][k] for r in results})) for k in ("checkpoint_hash", "checkpoint", "split_hash",
                                                                                       "code_version", "pool", "preset", "head_hash")}
-                    prov["n_train"] = ",".join(str(int(self._n_train(r))) for r in results[:1])
                     self._aggregate("linear", group, results, classes, cfg, prov)
-
-    @staticmethod
-    def _n_train(result) -> int:
-        return int(result[0].get("n_train", 0) or 0)
 
     def _run_zero_shot(self, cfg, method, tasks, seeds, summary: RunSummary) -> None:
         zs = cfg.zero_shot

@@ -29,12 +29,10 @@ class EmptyStore(LookupError):
     """No results for the table that was asked for."""
 
 
-def _paper(dataset_paper_names: dict[str, str]) -> pd.DataFrame:
+def _paper() -> pd.DataFrame:
     if not PAPER_TABLE.is_file():
         return pd.DataFrame(columns=["suite", "method", "dataset", "task", "metric", "value"])
     p = pd.read_csv(PAPER_TABLE)
-    inverse = {v: k for k, v in dataset_paper_names.items() if v}
-    p["dataset"] = p["dataset"].map(lambda d: inverse.get(d, d))
     p.loc[p["suite"] == "zero_shot_ablation", "suite"] = "zero_shot"
     return p
 
@@ -109,14 +107,15 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                     values.loc[meth, col] = v
         cells = _mark(cells, values, fmt)
         if with_paper:
-            paper = _paper(paper_names or {})
+            paper = _paper()
             paper = paper[paper["suite"] == suite]
             for meth in order:
                 prow, drow, any_value = {}, {}, False
                 for d, t in groups:
                     for m in metrics:
                         col = f"{d}/{t} {METRICS[m]}"
-                        hit = paper[(paper["method"] == meth) & (paper["dataset"] == d) & (paper["task"] == t)
+                        paper_dataset = (paper_names or {}).get(d) or d  # e.g. ptbxl_1819 -> the paper's ptbxl
+                        hit = paper[(paper["method"] == meth) & (paper["dataset"] == paper_dataset) & (paper["task"] == t)
                                     & (paper["metric"] == PAPER_METRIC[m])]
                         if len(hit):
                             pv = float(hit["value"].iloc[0])
