@@ -44,5 +44,20 @@ def load_config(overrides: Sequence[str] = (), *, data: str | None = None) -> Di
     return cfg
 
 
+def dataclass_from_mapping(cls, mapping, what: str, error=ValueError, **convert):
+    """Build dataclass ``cls`` from a config mapping, refusing unknown keys with the list of valid ones.
+
+    ``convert`` maps a field name to a function applied to its value (e.g. lists to tuples).
+    """
+    d = dict(mapping)
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise error(what, f"unknown key(s) {sorted(unknown)}; valid keys: {sorted(cls.__dataclass_fields__)}")
+    for key, fn in convert.items():
+        if key in d:
+            d[key] = fn(d[key])
+    return cls(**d)
+
+
 def cache_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.cache).expanduser().resolve()

@@ -39,11 +39,9 @@ class PretrainConfig:
 
     @classmethod
     def from_mapping(cls, cfg) -> "PretrainConfig":
-        d = dict(cfg)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown pretrain option(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        from bench.config import ConfigError, dataclass_from_mapping
+
+        return dataclass_from_mapping(cls, cfg, "pretrain config", lambda w, m: ConfigError(f"{w}: {m}"))
 
 
 @dataclass

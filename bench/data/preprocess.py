@@ -31,16 +31,12 @@ class PreprocessConfig:
 
     @classmethod
     def from_mapping(cls, cfg) -> "PreprocessConfig":
-        d = dict(cfg)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise DataError("preprocess config", f"unknown key(s) {sorted(unknown)}",
-                            f"valid keys are {sorted(cls.__dataclass_fields__)}")
-        if "leads" in d:
-            d["leads"] = tuple(d["leads"])
-        if d.get("crop", "start") not in ("start", "center"):
-            raise DataError("preprocess config", f"crop must be 'start' or 'center', got {d['crop']!r}")
-        return cls(**d)
+        from bench.config import dataclass_from_mapping
+
+        out = dataclass_from_mapping(cls, cfg, "preprocess config", DataError, leads=tuple)
+        if out.crop not in ("start", "center"):
+            raise DataError("preprocess config", f"crop must be 'start' or 'center', got {out.crop!r}")
+        return out
 
     @property
     def n_samples(self) -> int:

@@ -29,13 +29,9 @@ class HeadConfig:
 
     @classmethod
     def from_mapping(cls, cfg) -> "HeadConfig":
-        d = dict(cfg)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown linear head option(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        from bench.config import ConfigError, dataclass_from_mapping
+
+        return dataclass_from_mapping(cls, cfg, "linear config", lambda w, m: ConfigError(f"{w}: {m}"), betas=tuple)
 
     def as_params(self) -> dict:
         return {f"head.{k}": v for k, v in asdict(self).items()}
