@@ -20,10 +20,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from bench.encoders.base import Encoder, EncoderSpec
-from merit.losses import ib_term, info_nce, masked_mse
+from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
+from bench.encoders.losses import ib_term, info_nce, masked_mse
 from merit.text import build_text_tower
-from merit.vit import ECGViT, MaskedDecoder, random_keep
+from bench.encoders.vit import ECGViT, MaskedDecoder, random_keep
 
 OBJECTIVES = {
     "merit": ("mse", "cma"),
@@ -54,12 +54,7 @@ class MERIT(Encoder):
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown MERIT objective '{objective}'; choose from {sorted(OBJECTIVES)}")
-        if preset not in PRESETS:
-            raise ValueError(f"unknown MERIT preset '{preset}'; choose from {sorted(PRESETS)}")
-        cfg = {**DEFAULTS, **PRESETS[preset], **overrides}
-        unknown = set(cfg) - set(DEFAULTS) - set(PRESETS["paper"])
-        if unknown:
-            raise ValueError(f"unknown MERIT option(s) {sorted(unknown)}; valid: {sorted(set(DEFAULTS) | set(PRESETS['paper']))}")
+        cfg = resolve_preset("MERIT", PRESETS, preset, overrides, DEFAULTS)
         self.objective, self.preset, self.config = objective, preset, cfg
         self.terms = OBJECTIVES[objective]
         self.name = objective
@@ -70,6 +65,8 @@ class MERIT(Encoder):
         self.text_tower = self.ecg_proj = self.text_proj = None
         if "cma" in self.terms:
             self.text_tower = build_text_tower(**cfg["text"])
+            if self.text_tower is None:
+                raise ValueError(f"objective '{objective}' aligns ECGs with text: it needs a text tower (encoder.text.kind)")
             self.ecg_proj = nn.Sequential(nn.Linear(cfg["width"], cfg["proj_dim"]), nn.GELU(), nn.Linear(cfg["proj_dim"], cfg["proj_dim"]))
             self.text_proj = nn.Sequential(nn.Linear(self.text_tower.dim, cfg["proj_dim"]), nn.GELU(), nn.Linear(cfg["proj_dim"], cfg["proj_dim"]))
         log_t = torch.tensor(math.log(cfg["temperature"]))

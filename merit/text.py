@@ -54,15 +54,16 @@ class HFTextTower(TextTower):
     """A Hugging Face encoder from a local folder; pooling 'mean' (sentence-transformers) or 'cls'."""
 
     def __init__(self, path: str | Path, pooling: str = "mean", max_length: int = 256, frozen: bool = True,
-                 lowercase: bool = False):
+                 lowercase: bool = False, encoder_only_t5: bool = False):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer, T5EncoderModel
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no Hugging Face model here (config.json missing)")
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True)
+        loader = T5EncoderModel if encoder_only_t5 else AutoModel
+        self.model = loader.from_pretrained(path, local_files_only=True)
         self.dim, self.pooling, self.max_length = self.model.config.hidden_size, pooling, max_length
         self.frozen, self.lowercase, self.source = frozen, lowercase, str(path)
         self.requires_grad_(not frozen)
@@ -101,8 +102,17 @@ def minilm_path() -> Path:
 
 
 def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool = True, dim: int = 64,
-                     max_length: int = 256) -> TextTower:
-    """``kind``: 'minilm' (offline default), 'medcpt' (paper; local path or MEDCPT_PATH), 'hf' (any local path), 'hashing'."""
+                     max_length: int = 256) -> TextTower | None:
+    """``kind``: 'minilm' (offline default), 'medcpt' (MERIT/MERL; local path or MEDCPT_PATH), 't5' (D-BETA's
+    flan-t5-base encoder; local path or FLAN_T5_PATH), 'hf' (any local path), 'hashing' (tests), 'none'."""
+    if kind == "none":
+        return None
+    if kind == "t5":
+        path = path or os.environ.get("FLAN_T5_PATH")
+        if not path or not Path(path).is_dir():
+            raise FileNotFoundError(f"flan-t5-base not found at {path!r} (fix: download google/flan-t5-base and set "
+                                    f"encoder.text.path=/path or FLAN_T5_PATH; or use encoder.text.kind=minilm)")
+        return HFTextTower(path, pooling="cls", max_length=max_length, frozen=frozen, lowercase=True, encoder_only_t5=True)
     if kind == "hashing":
         return HashingTextTower(dim=dim, frozen=frozen)
     if kind == "minilm":
@@ -117,4 +127,4 @@ def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool
         if not path:
             raise FileNotFoundError("text.kind=hf needs text.path=/local/model/folder")
         return HFTextTower(path, pooling="mean", max_length=max_length, frozen=frozen)
-    raise ValueError(f"unknown text tower '{kind}': choose minilm, medcpt, hf or hashing")
+    raise ValueError(f"unknown text tower '{kind}': choose minilm, medcpt, t5, hf, hashing or none")

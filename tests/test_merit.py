@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from bench.encoders import create_encoder
 from bench.pretrain import PretrainConfig, PretrainPool, pretrain
-from merit.losses import ib_term, info_nce, masked_mse
+from bench.encoders.losses import ib_term, info_nce, masked_mse
 from merit.model import MERIT
-from merit.vit import random_keep, sincos_positions
+from bench.encoders.vit import random_keep, sincos_positions
 
 
 def test_masking_ratio_and_per_lead_independence():

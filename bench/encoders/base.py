@@ -96,3 +96,15 @@ class Encoder(nn.Module, ABC):
         load_state_dict_checked(self, self.remap_state_dict(state), source=str(path), strict=strict,
                                 expected=self.checkpoint_state().keys())
         return blob if isinstance(blob, dict) else {}
+
+
+def resolve_preset(method: str, presets: Mapping[str, Mapping[str, Any]], preset: str, overrides: Mapping[str, Any],
+                   defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Preset values (timm-style presets as data) with overrides; unknown presets or options are refused."""
+    if preset not in presets:
+        raise ValueError(f"unknown {method} preset '{preset}'; choose from {sorted(presets)}")
+    valid = set(defaults or {}) | {k for p in presets.values() for k in p}
+    unknown = set(overrides) - valid
+    if unknown:
+        raise ValueError(f"unknown {method} option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    return {**(defaults or {}), **presets[preset], **overrides}

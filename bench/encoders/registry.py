@@ -19,6 +19,10 @@ for _name in ("merit", "merit_mse", "merit_cma", "merit_ib"):
     ENCODERS.register(_name, f"merit.model:build_{_name}")
 ENCODERS.register("random", "merit.model:build_random")
 ENCODERS.register("signal_stats", "baselines.controls:build_signal_stats")
+ENCODERS.register("stmem", "baselines.stmem:build_stmem")
+ENCODERS.register("merl", "baselines.merl:build_merl")
+ENCODERS.register("d_beta", "baselines.dbeta:build_d_beta")
+ENCODERS.register("ecg_fm", "baselines.ecgfm:build_ecg_fm")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

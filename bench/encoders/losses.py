@@ -1,4 +1,4 @@
-"""MERIT's loss terms (paper Eqs. 3, 6, 9)."""
+"""Loss terms shared by the methods: InfoNCE (MERIT Eq. 3, MERL), masked MSE (MERIT Eq. 6, ST-MEM), MERIT's IB proxy (Eq. 9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ST-MEM-style 1-D ViT for 12-lead ECGs (the paper's "TinyViT" backbone).
+"""ST-MEM-style 1-D ViT for 12-lead ECGs: the backbone MERIT ("TinyViT") and the ST-MEM adapter share.
 
 Each lead is cut into non-overlapping patches embedded by one shared patch embedding
 (LayerNorm -> Linear -> LayerNorm); tokens get fixed 1-D sin/cos positions and a learnable embedding

@@ -1,0 +1,115 @@
+"""ECG-FM (McKeen et al.; bowang-lab/ECG-FM on fairseq-signals) behind the Encoder interface.
+
+Backbone (baselines/wav2vec.py): the wav2vec2-style conv stem and convolutional positions, 12 post-LN
+layers (768, 12 heads, FFN 3072); input 12 x 2500 (5 s at 500 Hz) -> 156 tokens; 90.37M parameters.
+Embedding = mean of the encoder outputs over time; a 10 s record is two 5 s segments, averaged.
+Preprocessing: leads in the standard order, resampled to 500 Hz (the shared pipeline), z-score per
+lead, flat leads -> 0.
+
+Pretraining here (small presets) turns on CMSC (InfoNCE, T = 0.1, between the two adjacent 5 s
+segments of a record; the official pairs segments of the same patient), random lead masking
+(p = 0.5, as input augmentation) and a simplified masked-prediction term (65% of the tokens replaced
+by ``mask_emb``; MSE against the detached local features). The wav2vec2 quantiser, its contrastive
+negatives and diversity loss are off.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.keys import WEIGHT_NORM_RULES, rename, strip_prefix, unwrap
+from baselines.wav2vec import W2VBackbone
+from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
+from bench.encoders.losses import info_nce
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "official": dict(conv_dim=256, width=768, depth=12, heads=12, ffn=3072, conv_pos=128, conv_pos_groups=16, fs=500.0,
+                     segment=2500, n_samples=5000),
+    "cpu_small": dict(conv_dim=128, width=128, depth=3, heads=4, ffn=512, conv_pos=16, conv_pos_groups=4, fs=100.0,
+                      segment=500, n_samples=1000),
+    "tiny": dict(conv_dim=32, width=32, depth=1, heads=2, ffn=64, conv_pos=8, conv_pos_groups=2, fs=100.0, segment=500,
+                 n_samples=1000),
+}
+DEFAULTS = dict(cmsc_temperature=0.1, lead_mask_p=0.5, mask_p=0.65, text=None)
+# Official pretraining-only keys (quantiser, targets); the fine-tuned file's classifier is ``proj.*``.
+IGNORED = ("quantizer.", "project_q.", "final_proj.", "proj.", "project_inp.", "target_glu.", "layer_norm_target.")
+
+
+class ECGFM(Encoder):
+    def __init__(self, preset: str = "cpu_small", **overrides: Any):
+        super().__init__()
+        overrides.pop("text", None)
+        self.preset, self.config = preset, resolve_preset("ECG-FM", PRESETS, preset, overrides, DEFAULTS)
+        c = self.config
+        self.backbone = W2VBackbone(12, [(c["conv_dim"], 2, 2)] * 4, c["width"], c["depth"], c["heads"], c["ffn"],
+                                    c["conv_pos"], c["conv_pos_groups"])
+        self.mask_emb = nn.Parameter(torch.rand(c["width"]))
+        self.cmsc_proj = nn.Linear(c["width"], c["width"])
+        self.mp_head = nn.Linear(c["width"], c["width"])
+
+    @property
+    def spec(self) -> EncoderSpec:
+        c = self.config
+        return EncoderSpec("ecg_fm", c["width"], c["fs"], c["n_samples"], normalisation="z-score per lead (flat leads -> 0)",
+                           n_params=sum(p.numel() for p in self.backbone.parameters()),
+                           extra={"preset": self.preset, "segment": c["segment"]})
+
+    def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
+        std = x.std(-1, keepdim=True)
+        return torch.where(std > 1e-6, (x - x.mean(-1, keepdim=True)) / std.clamp_min(1e-6), torch.zeros_like(x))
+
+    def _segments(self, x: torch.Tensor) -> list[torch.Tensor]:
+        seg = self.config["segment"]
+        n = max(1, x.shape[-1] // seg)
+        return [x[..., i * seg:(i + 1) * seg] for i in range(n)]
+
+    def _embed_segment(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.encoder(self.backbone.embed(x)).mean(1)
+
+    def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        if aligned:
+            raise NotImplementedError("ECG-FM has no text tower")
+        return torch.stack([self._embed_segment(s) for s in self._segments(x)]).mean(0)
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.backbone.encoder(self.backbone.embed(s)) for s in self._segments(x)], dim=1)
+
+    def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
+                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        c = self.config
+        b = x.shape[0]
+        keep_leads = (torch.rand(b, 12, 1, generator=generator, device=x.device) >= c["lead_mask_p"]).to(x.dtype)
+        x = x * keep_leads  # random lead masking
+        first, second = self._segments(x)[:2]
+        z1, z2 = self._embed_segment(first), self._embed_segment(second)
+        cmsc = info_nce(self.cmsc_proj(z1), self.cmsc_proj(z2), c["cmsc_temperature"])
+        local = self.backbone.local_features(first)
+        masked = torch.rand(local.shape[:2], generator=generator, device=x.device) < c["mask_p"]
+        inp = torch.where(masked[..., None], self.mask_emb.to(local.dtype), local)
+        h = self.backbone.encoder(inp + self.backbone.conv_pos(inp))
+        mp = ((self.mp_head(h) - local.detach()) ** 2).mean(-1)[masked].mean()
+        return {"cmsc": cmsc, "masked_pred": mp, "loss": cmsc + mp}
+
+    def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        state = unwrap(state)
+        if "proj.weight" in state:  # fine-tuned file: encoder wrapped as encoder.* next to the classifier proj.*
+            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+            state = strip_prefix(state, "w2v_model.")
+        if any(k.startswith("backbone.") for k in state):
+            return dict(state)
+        out = rename(state, WEIGHT_NORM_RULES, ignore=IGNORED + ("mask_emb",))
+        out = {("backbone." + k): v for k, v in out.items()}
+        if "mask_emb" in state:
+            out["mask_emb"] = state["mask_emb"]
+        return out
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith("backbone.")}
+
+
+def build_ecg_fm(**config: Any) -> ECGFM:
+    return ECGFM(**config)

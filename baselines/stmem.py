@@ -1,0 +1,121 @@
+"""ST-MEM (Na et al., ICLR 2024; bakqui/ST-MEM) behind the Encoder interface, re-implemented from its facts.
+
+ViT over per-lead patches of 75 samples at 250 Hz (9 s crops = 30 patches per lead), patch embedding
+LayerNorm -> Linear -> LayerNorm, frozen sin/cos positions (1, 32, D) with zero rows at 0 and 31, a
+learnable SEP at both ends of every lead, 12 lead embeddings, pre-LN blocks; pooled = mean over the
+non-SEP tokens then LayerNorm. Preprocessing: 250 Hz, Butterworth order-5 zero-phase high-pass
+0.67 Hz and low-pass 40 Hz, one mean/std per recording; evaluation averages 3 evenly spaced crops of
+a 10 s record. Pretraining: each lead masked independently at 0.75, per-lead decoder, MSE on masked
+patches with per-patch normalised targets. Official ``encoder.pth`` = {'epoch', 'model', ...}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.signal import butter, sosfiltfilt
+from torch import nn
+
+from baselines.keys import VIT_BLOCK_RULES, rename, strip_prefix, unwrap
+from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
+from bench.encoders.losses import masked_mse
+from bench.encoders.vit import ECGViT, MaskedDecoder, random_keep
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "official": dict(width=768, depth=12, heads=12, mlp=3072, dec_width=256, dec_depth=4, dec_heads=4),  # ViT-B/75
+    "vit_small": dict(width=384, depth=12, heads=6, mlp=1536, dec_width=256, dec_depth=4, dec_heads=4),
+    "cpu_small": dict(width=96, depth=4, heads=3, mlp=384, dec_width=64, dec_depth=1, dec_heads=4),
+    "tiny": dict(width=32, depth=1, heads=2, mlp=64, dec_width=32, dec_depth=1, dec_heads=2),
+}
+DEFAULTS = dict(fs=250.0, crop=2250, patch=75, record_samples=2500, n_crops=3, mask_ratio=0.75, highpass=0.67,
+                lowpass=40.0, filter_order=5, text=None)
+
+
+class STMEMBackbone(ECGViT):
+    """The ViT with its positional table as a frozen parameter, as in the official state dict."""
+
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        table = self._buffers.pop("pos")
+        self.pos = nn.Parameter(table, requires_grad=False)
+
+
+class STMEM(Encoder):
+    def __init__(self, preset: str = "cpu_small", **overrides: Any):
+        super().__init__()
+        overrides.pop("text", None)  # no text tower
+        self.preset, self.config = preset, resolve_preset("ST-MEM", PRESETS, preset, overrides, DEFAULTS)
+        c = self.config
+        self.encoder = STMEMBackbone(n_leads=12, n_samples=c["crop"], patch=c["patch"], width=c["width"], depth=c["depth"],
+                                     heads=c["heads"], mlp=c["mlp"])
+        self.decoder = MaskedDecoder(c["width"], 12, self.encoder.n_patches, c["patch"], c["dec_width"], c["dec_depth"],
+                                     c["dec_heads"], mlp=4 * c["dec_width"])
+        self._sos = butter(c["filter_order"], [c["highpass"], c["lowpass"]], btype="bandpass", fs=c["fs"], output="sos")
+
+    @property
+    def spec(self) -> EncoderSpec:
+        c = self.config
+        return EncoderSpec("stmem", c["width"], c["fs"], c["record_samples"], normalisation=
+                           f"Butterworth {c['filter_order']} zero-phase {c['highpass']}-{c['lowpass']} Hz, one mean/std per recording",
+                           n_params=sum(p.numel() for p in self.encoder.parameters()),
+                           extra={"preset": self.preset, "crop": c["crop"], "n_crops": c["n_crops"]})
+
+    def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
+        filtered = sosfiltfilt(self._sos, x.detach().cpu().numpy(), axis=-1)
+        y = torch.as_tensor(np.ascontiguousarray(filtered), dtype=x.dtype, device=x.device)
+        mean = y.mean(dim=(1, 2), keepdim=True)
+        std = y.std(dim=(1, 2), keepdim=True)
+        return (y - mean) / (std + 1e-6)
+
+    def _crops(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c, n = self.config["crop"], x.shape[-1]
+        if n < c:
+            x = torch.nn.functional.pad(x, (0, c - n))
+            n = c
+        starts = np.linspace(0, n - c, self.config["n_crops"]).round().astype(int)
+        return [x[..., s:s + c] for s in starts]
+
+    def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        if aligned:
+            raise NotImplementedError("ST-MEM has no text tower")
+        return torch.stack([self.encoder(crop) for crop in self._crops(x)]).mean(0)
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder.forward_tokens(self._crops(x)[len(self._crops(x)) // 2])[:, :, 1:-1]
+        return self.encoder.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
+
+    def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
+                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        c = self.config
+        start = int(torch.randint(0, max(1, x.shape[-1] - c["crop"] + 1), (1,), generator=generator, device=x.device))
+        x = self._crops(x[..., start:])[0]
+        keep, mask = random_keep(x.shape[0], 12, self.encoder.n_patches, c["mask_ratio"], generator, x.device)
+        tokens = self.encoder.forward_tokens(x, keep)
+        pred = self.decoder(self.encoder.norm(tokens[:, :, 1:-1]), keep)
+        mse = masked_mse(pred, self.encoder.patchify(x), mask, normalise_target=True)
+        return {"mse": mse, "loss": mse}
+
+    def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        state = unwrap(state)
+        if "encoder.pos" in state:  # one of ours
+            return dict(state)
+        state = strip_prefix(state, "encoder.")  # official full-model files prefix the encoder
+        out = rename(state, VIT_BLOCK_RULES + [(r"^to_patch_embedding\.1\.", "patch_embed.0."),
+                                               (r"^to_patch_embedding\.2\.", "patch_embed.1."),
+                                               (r"^to_patch_embedding\.3\.", "patch_embed.2."),
+                                               (r"^sep_embedding$", "sep")],
+                     prefix="encoder.", ignore=("lead_embeddings.", "pos_embedding", "head."))
+        out["encoder.pos"] = state["pos_embedding"].reshape(-1, state["pos_embedding"].shape[-1])
+        leads = sorted((k for k in state if k.startswith("lead_embeddings.")), key=lambda k: int(k.split(".")[1]))
+        if leads:
+            out["encoder.lead_embed"] = torch.stack([state[k] for k in leads])
+        return out
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith("encoder.")}
+
+
+def build_stmem(**config: Any) -> STMEM:
+    return STMEM(**config)
