@@ -69,7 +69,8 @@ class ResultStore:
         return done
 
     def log_run(self, suite: str, kind: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
-                params: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None) -> str:
+                params: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None,
+                files: Mapping[str, str] | None = None) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
         exp_id = self.experiment_id(suite)
@@ -83,13 +84,21 @@ class ResultStore:
             params=[Param(k, str(v)[:500]) for k, v in (params or {}).items()],
             tags=[RunTag("mlflow.source.name", "bench")],
         )
-        if arrays:
+        if arrays or files:
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "predictions.npz"
-                np.savez_compressed(path, **arrays)
-                self.client.log_artifact(rid, str(path))
+                if arrays:
+                    np.savez_compressed(Path(tmp) / "predictions.npz", **arrays)
+                for name, text in (files or {}).items():
+                    (Path(tmp) / name).write_text(text)
+                for path in sorted(Path(tmp).iterdir()):
+                    self.client.log_artifact(rid, str(path))
         self.client.set_terminated(rid, "FINISHED")
         return rid
+
+    def artifact_text(self, run, name: str) -> str:
+        from mlflow.artifacts import download_artifacts
+
+        return Path(download_artifacts(run_id=run.info.run_id, artifact_path=name, tracking_uri=self.uri)).read_text()
 
     def predictions(self, run) -> dict[str, np.ndarray]:
         from mlflow.artifacts import download_artifacts

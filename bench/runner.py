@@ -34,7 +34,8 @@ from bench.suites.protocols import Split, protocol_splits
 from bench.suites.transfer import DIRECTIONS, aligned_classes, aligned_labels, load_label_maps
 from bench.suites.zero_shot import load_prompts, zero_shot_predict
 
-SUITES = ("linear", "zero_shot", "transfer")
+SUITES = ("linear", "zero_shot", "transfer", "textgen")
+TEXTGEN_CONTROL = "llm_only"  # the text-free control: the same LLM and schedule with no ECG prefix
 
 
 @dataclass
@@ -170,12 +171,19 @@ class Runner:
         if suite not in SUITES:
             raise ConfigError(f"unknown suite '{suite}'. Available: {', '.join(SUITES)}")
         run_cfg = self.base.run
+        requested_seeds = [int(s) for s in seeds] if seeds else None
         protocols = list(protocols or run_cfg.protocols)
         fractions = [float(f) for f in (fractions or run_cfg.fractions)]
         seeds = [int(s) for s in (seeds or run_cfg.seeds)]
         summary = RunSummary()
         if suite == "transfer":
             self._run_transfer(methods, datasets, seeds, summary)
+            return summary
+        if suite == "textgen":
+            for dataset in datasets or [self.base.data.name]:
+                cfg = self.dataset_cfg(dataset)
+                for method in methods:
+                    self._run_textgen(cfg, method, requested_seeds, summary)
             return summary
         for dataset in datasets or [self.base.data.name]:
             cfg = self.dataset_cfg(dataset)
@@ -335,3 +343,83 @@ class Runner:
                     prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset",
                                                  "source_dataset", "target_dataset")}
                     self._aggregate("transfer", group, [(tags, arrays)], names, self.base, prov)
+
+    def _run_textgen(self, cfg, method, seeds, summary: RunSummary) -> None:
+        """Train projector + LoRA on the train split's instruction set, generate for the test split; >= 3 seeds."""
+        import ast
+        from scipy import stats
+
+        from bench.suites.textgen import instruction_set, load_qa_json, train_and_generate
+        from bench.textmetrics import all_metrics
+
+        tg = OmegaConf.to_container(cfg.textgen, resolve=True)
+        seeds = list(seeds or tg["seeds"])
+        reader = open_from_config(cfg)
+        index = reader.index
+        rec = index.records
+        if tg.get("medtvt_qa"):
+            examples = {e.record_id: e for e in load_qa_json(tg["medtvt_qa"])}
+            train_ids = [r for r in rec.index[rec["split"] == "train"] if r in examples]
+            test_ids = [r for r in rec.index[rec["split"] == "test"] if r in examples]
+        else:
+            statements = None
+            if "scp_codes" in rec and cfg.data.reader in ("ptbxl", "ptbxl_1819"):
+                from bench.data.ptbxl import read_statements
+
+                root = Path(cfg.data.get("meta_root") or cfg.data.root)
+                statements = read_statements(Path(cfg.data.get("statements") or root / "scp_statements.csv"))
+            labelled = rec.index[rec["label_text"].fillna("").str.len() > 0]
+            rng = np.random.default_rng(0)
+            pick = lambda ids, n: sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist()) if n else list(ids)
+            train_ids = pick([r for r in labelled if rec.at[r, "split"] == "train"], tg["train_size"])
+            test_ids = pick([r for r in labelled if rec.at[r, "split"] == "test"], tg["test_size"])
+            examples = {e.record_id: e for e in instruction_set(rec, train_ids + test_ids, tg["instructions"], statements,
+                                                                 tg["superclass_names"])}
+        group = {"suite": "textgen", "method": method, "dataset": cfg.data.name, "task": "interpretation", "protocol": "fixed",
+                 "fraction": 1.0, "seed": ",".join(map(str, seeds))}
+        if method == TEXTGEN_CONTROL:
+            handle, emb = None, None
+            prov = {"checkpoint_hash": "none", "checkpoint": "none", "pool": "none", "preset": "", "split_hash": index.split_hash(),
+                    "code_version": code_version()}
+        else:
+            handle = self.scorers(cfg, method, "fixed")[0].handle
+            handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), test_ids)
+            emb, _ = self.embeddings(cfg, handle)
+            prov = self._provenance(cfg, handle, index)
+        llm_name = tg["llm"]["kind"] if tg["llm"]["kind"] != "path" else Path(tg["llm"]["path"]).name
+        settings = {k: tg[k] for k in ("prefix", "n_prefix", "epochs", "batch_size", "lr", "train_size", "test_size", "greedy")}
+        per_seed = []
+        done = self.store.finished_units("textgen", method=method, dataset=cfg.data.name)
+        for seed in seeds:
+            tags = {**group, "seed": seed, "fold": "test", **prov, "llm": llm_name, "settings_hash": _hash(settings)}
+            tags["unit_key"] = "|".join(str(tags[t]) for t in ("suite", "method", "dataset", "seed", "checkpoint_hash", "split_hash",
+                                                                  "llm", "settings_hash"))
+            summary.units_total += 1
+            if tags["unit_key"] in done:
+                summary.units_skipped += 1
+                run = done[tags["unit_key"]]
+                per_seed.append({k: v for k, v in run.data.metrics.items()})
+                continue
+            e_tr = emb.emb[emb.rows(train_ids)] if emb is not None else None
+            e_te = emb.emb[emb.rows(test_ids)] if emb is not None else None
+            preds, losses = train_and_generate(tg, e_tr, [examples[r] for r in train_ids], e_te, [examples[r] for r in test_ids],
+                                               seed, progress=self.progress)
+            refs = [examples[r].answer for r in test_ids]
+            metrics = all_metrics(preds, refs, Path(cfg.paths.cache) / "nltk_data", tg["bertscore_model"], tg["bertscore_layer"])
+            metrics.update({"train_loss_first": losses[0], "train_loss_last": losses[-1], "n_test": float(len(test_ids)),
+                            "n_train": float(len(train_ids))})
+            lines = "\n".join(json.dumps({"record_id": r, "instruction": examples[r].instruction, "reference": examples[r].answer,
+                                           "prediction": p}) for r, p in zip(test_ids, preds)) + "\n"
+            self.store.log_run("textgen", "unit", tags, metrics, {**settings, "bertscore_model": tg["bertscore_model"] or "all-MiniLM-L6-v2",
+                                                                "bertscore_layer": tg["bertscore_layer"]}, files={"generations.jsonl": lines})
+            self._units_logged += 1
+            summary.units_run += 1
+            per_seed.append(metrics)
+        agg = {}
+        for key in ("bleu", "bleu_nltk", "meteor", "rouge_l_f1", "rouge_l_recall", "bertscore_f1"):
+            vals = np.array([m[key] for m in per_seed], dtype=float)
+            half = float(stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+            agg[f"{key}_mean"], agg[f"{key}_ci_half"] = float(vals.mean()), half
+        agg["n_seeds"] = float(len(per_seed))
+        agg_key = "|".join(str(group[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed"))
+        self.store.replace_aggregate("textgen", agg_key, {**group, **prov, "llm": llm_name, "applicable": "yes"}, agg)

@@ -19,7 +19,10 @@ from bench import REPO_ROOT
 
 PAPER_TABLE = REPO_ROOT / "results" / "paper" / "merit_paper_tables.csv"
 ABLATION = ["merit_mse", "merit_cma", "merit_ib", "merit"]
-KINDS = {"linear": ("linear",), "zero_shot": ("zero_shot",), "transfer": ("transfer",), "ablation": ("linear", "zero_shot")}
+KINDS = {"linear": ("linear",), "zero_shot": ("zero_shot",), "transfer": ("transfer",), "ablation": ("linear", "zero_shot"),
+         "textgen": ("textgen",)}
+TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "meteor": "METEOR", "rouge_l_f1": "ROUGE-L F1",
+                   "rouge_l_recall": "ROUGE-L R", "bertscore_f1": "BERTScore F1 (MiniLM)"}
 METRICS = {"auroc": "AUC", "f1": "F1", "acc": "Acc"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1", "acc": "accuracy"}
 PROVENANCE = ["checkpoint_hash", "checkpoint", "pool", "preset", "split_hash", "seed", "code_version", "n_boot", "boot_key"]
@@ -70,6 +73,9 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
     for suite in suites:
         sub = df[df["suite"] == suite].copy()
         if sub.empty:
+            continue
+        if suite == "textgen":
+            blocks.append(_textgen_table(sub, methods, fmt))
             continue
         if suite == "linear":
             proto = protocol or ("fixed" if (sub["protocol"] == "fixed").any() else sub["protocol"].iloc[0])
@@ -137,6 +143,33 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
     if not blocks:
         raise EmptyStore(kind)
     return "\n\n".join(blocks) + "\n"
+
+
+def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -> str:
+    """Table 3 layout: methods x BLEU / METEOR / ROUGE / BERTScore, mean +- t-interval half-width over seeds."""
+    if methods:
+        sub = sub[sub["method"].isin(methods)]
+    blocks = []
+    for dataset, g in sub.groupby("dataset", sort=True):
+        g = g.set_index("method")
+        order = [m for m in (list(methods or []) or sorted(g.index, key=lambda m: (m in ("random", "llm_only"), m))) if m in g.index]
+        cells = pd.DataFrame(index=order, dtype=object)
+        values = pd.DataFrame(index=order, dtype=float)
+        for key, label in TEXTGEN_METRICS.items():
+            for m in order:
+                v, h = float(g.loc[m].get(f"{key}_mean", np.nan)), float(g.loc[m].get(f"{key}_ci_half", np.nan))
+                cells.loc[m, label] = f"{v:.1f} ± {h:.1f}" if np.isfinite(h) else f"{v:.1f}"
+                values.loc[m, label] = v
+        cells = _mark(cells, values, fmt).fillna("")
+        table = cells.reset_index().rename(columns={"index": "method"})
+        if fmt == "csv":
+            blocks.append(table.to_csv(index=False))
+        else:
+            n = int(g["n_seeds"].max()) if "n_seeds" in g else 0
+            title = f"text generation on {dataset} (LLM {g['llm'].iloc[0] if 'llm' in g else '?'}; mean ± 95% t-interval over {n} seeds)"
+            rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
+            blocks.append((f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered)
+    return "\n\n".join(blocks)
 
 
 def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:

