@@ -55,3 +55,18 @@ def test_empty_store_raises(tmp_path):
     s = ResultStore(f"sqlite:///{tmp_path}/m.db", tmp_path / "a")
     with pytest.raises(EmptyStore):
         build_table(s.aggregates(["zero_shot"]), "zero_shot")
+
+
+def test_forest_and_efficiency_plots_render(store, tmp_path):
+    from bench import plots
+
+    tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "fixed",
+            "fraction": 0.1, "seed": 0, "applicable": "yes"}
+    store.replace_aggregate("linear", "merit|super|0.1", tags, {"auroc_mean": 0.8, "auroc_ci_low": 0.75, "auroc_ci_high": 0.85})
+    agg = store.aggregates(["linear"])
+    forest = plots.forest(agg, "ptbxl_1819", "fixed", 1.0, tmp_path)
+    curve = plots.label_efficiency(agg, "ptbxl_1819", "fixed", tmp_path)
+    for path in (forest, curve):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    with pytest.raises(LookupError):
+        plots.forest(agg, "ptbxl_1819", "cv10", 1.0, tmp_path)

@@ -1,0 +1,106 @@
+"""Figures from the MLflow aggregates and the embedding cache (PNG, matplotlib's Agg backend).
+
+- label efficiency: macro AUROC (with its 95% interval) against the label fraction, one line per method;
+- forest plot: macro AUROC with 95% intervals per method and task;
+- UMAP of each encoder's embeddings coloured by rhythm class (the MERIT paper's Fig. 4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+CONTROLS = ("random", "signal_stats", "llm_only")
+
+
+def _style(method: str) -> dict:
+    return {"linestyle": "--", "alpha": 0.8} if method in CONTROLS else {"linewidth": 2 if method == "merit" else 1.2}
+
+
+def label_efficiency(aggregates: pd.DataFrame, dataset: str, protocol: str, out: Path) -> Path:
+    df = aggregates[(aggregates["suite"] == "linear") & (aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)].copy()
+    if df.empty:
+        raise LookupError(f"no linear results for {dataset} / {protocol}")
+    df["fraction"] = df["fraction"].astype(float)
+    tasks = sorted(df["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method, g in df[df["task"] == task].groupby("method"):
+            g = g.sort_values("fraction")
+            ax.plot(g["fraction"], 100 * g["auroc_mean"], marker="o", label=method, **_style(method))
+            ax.fill_between(g["fraction"], 100 * g["auroc_ci_low"], 100 * g["auroc_ci_high"], alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_title(f"{dataset} / {task}")
+        ax.set_xlabel("fraction of training labels")
+        ax.set_ylabel("macro AUROC (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = out / f"label_efficiency_{dataset}_{protocol}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def forest(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, out: Path) -> Path:
+    df = aggregates[(aggregates["suite"] == "linear") & (aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
+                    & (aggregates["fraction"].astype(float) == fraction)]
+    if df.empty:
+        raise LookupError(f"no linear results for {dataset} / {protocol} / {fraction}")
+    tasks = sorted(df["task"].unique())
+    methods = sorted(df["method"].unique(), key=lambda m: (m in CONTROLS, m))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 0.45 * len(methods) + 1.4), sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        g = df[df["task"] == task].set_index("method")
+        for y, m in enumerate(methods):
+            if m not in g.index:
+                continue
+            r = g.loc[m]
+            mid, lo, hi = 100 * float(r["auroc_mean"]), 100 * float(r["auroc_ci_low"]), 100 * float(r["auroc_ci_high"])
+            ax.errorbar(mid, y, xerr=[[mid - lo], [hi - mid]], fmt="o", color="grey" if m in CONTROLS else "C0", capsize=3)
+        ax.set_yticks(range(len(methods)), methods)
+        ax.set_title(task)
+        ax.set_xlabel("macro AUROC (%) with 95% CI")
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(f"{dataset}, protocol {protocol}, {100 * fraction:g}% labels")
+    fig.tight_layout()
+    path = out / f"forest_{dataset}_{protocol}_{fraction:g}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def umap_grid(embeddings: dict[str, np.ndarray], labels: Sequence[str], title: str, out: Path, seed: int = 0) -> Path:
+    import umap
+
+    methods = list(embeddings)
+    cols = min(4, len(methods))
+    rows = int(np.ceil(len(methods) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    classes = sorted(set(labels), key=lambda c: -list(labels).count(c))
+    colours = {c: plt.cm.tab10(i % 10) for i, c in enumerate(classes)}
+    lab = np.asarray(labels)
+    for ax, m in zip(axes.ravel(), methods):
+        xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(embeddings[m])
+        for c in classes:
+            sel = lab == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=colours[c], label=c)
+        ax.set_title(m)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(methods):]:
+        ax.axis("off")
+    axes[0][0].legend(markerscale=3, fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = out / "umap_rhythm.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
