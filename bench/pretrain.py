@@ -71,6 +71,15 @@ class PretrainResult:
     resumed_from_epoch: int = 0
 
 
+def init_distributed_from_env() -> None:
+    """Under torchrun (WORLD_SIZE > 1) start the process group: gloo on CPU, NCCL on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def _dist() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -101,7 +110,7 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world = _dist()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     model.to(device)
     torch.manual_seed(cfg.seed)
     n = len(signals)
@@ -151,7 +160,7 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank::world]
                 x = torch.as_tensor(np.asarray(signals[np.sort(idx)]), device=device)
                 batch_texts = list(texts[np.sort(idx)])
-                gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+                gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
                 x = model.normalise(x, units)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     losses = step_fn(x, batch_texts, gen)
@@ -208,19 +217,25 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     from bench.data.registry import open_from_config
     from bench.encoders import create_encoder
 
+    init_distributed_from_env()
     enc_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
     model = create_encoder(method, **enc_cfg)
+    rank, world = _dist()
+    if rank != 0:
+        torch.distributed.barrier()  # rank 0 generates / prepares the data first
     reader = open_from_config(cfg)
     index = reader.index
     pool = pool_from_config(index, cfg.pretrain_pool)
     spec = model.spec
     pcfg = PreprocessConfig.from_mapping({**OmegaConf.to_container(cfg.preprocess), "target_fs": spec.fs, "seconds": spec.seconds})
-    prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"), progress=progress)
+    prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"), progress=progress and rank == 0)
+    if rank == 0 and world > 1:
+        torch.distributed.barrier()
     ids = [r for r in pool.record_ids if r in set(prepared.record_ids)]
     pool.record_ids = ids
     signals = np.asarray(prepared.signals[prepared.rows(ids)])
     texts = index.records.loc[ids, cfg.pretrain_pool.text].fillna("").astype(str).tolist()
     if tracker is None:
-        tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled)
+        tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and _dist()[0] == 0)
     return pretrain(model, signals, texts, PretrainConfig.from_mapping(cfg.pretrain), checkpoint_dir(cfg, method, pool),
                     pool=pool, encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress)

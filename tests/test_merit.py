@@ -129,3 +129,22 @@ def test_resume_refuses_a_different_config(tmp_path):
         pretrain(model, np.zeros((16, 12, 1000), np.float32), ["a"] * 16, PretrainConfig(epochs=2, batch_size=16),
                  tmp_path / "x", pool=PretrainPool("synthetic", ["a"], [1]), encoder_config={"name": "merit", "preset": "other"},
                  progress=False)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_pretrain_on_cpu(tmp_path):
+    """DDP-readiness: `torchrun --nproc_per_node 2` (gloo on CPU) pretrains, rank 0 writes the checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bench.cli", "pretrain",
+           "--method", "merit_mse", "--dataset", "demo_ptbxl", "encoder.preset=tiny", "pretrain.epochs=2",
+           "pretrain.batch_size=32", "data.demo.n_records=120", "tracking.enabled=false"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpts = list(tmp_path.glob("checkpoints/*/encoder.pt"))
+    assert len(ckpts) == 1
+    blob = torch.load(ckpts[0], weights_only=False)
+    assert len(blob["history"]) == 2

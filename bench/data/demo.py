@@ -244,8 +244,11 @@ def ensure_demo(layout: str, root: str | Path, n_records: int, seed: int = 0, pr
         else:
             _write_cinc(tmp, layout, n_records, seed, progress)
         (tmp / _DONE).write_text(json.dumps(params))
+        if done.is_file() and json.loads(done.read_text()) == params:  # another process finished first
+            shutil.rmtree(tmp)
+            return root
         if root.exists():
-            shutil.rmtree(root)
+            shutil.rmtree(root)  # a stale tree of other parameters
         os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
