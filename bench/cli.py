@@ -338,6 +338,28 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
     plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods, out=None, tracking_uri=tracking_uri)
 
 
+@app.command("sweep", context_settings=OVERRIDES,
+             help=f"Optuna sweep of the linear head (lr, weight decay, epochs), selected on validation only; resumable. {OVERRIDE_HELP}")
+@_guarded
+def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder name"),
+              dataset: str = typer.Option("demo_ptbxl", help="dataset"), task: str = typer.Option("super", help="task"),
+              trials: int = typer.Option(20, help="number of COMPLETE trials to reach"),
+              storage: Optional[str] = typer.Option(None, help="Optuna RDB URL (default: sqlite under results/)"),
+              study: Optional[str] = typer.Option(None, help="study name (default: derived from method/dataset/task/checkpoint)"),
+              tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+    from pathlib import Path
+
+    from bench.runner import Runner
+    from bench.sweep import sweep_linear
+
+    runner = Runner(_tracking(ctx.args, tracking_uri))
+    storage = storage or f"sqlite:///{Path(runner.base.paths.results).resolve() / 'optuna.db'}"
+    result = sweep_linear(runner, dataset, method, task, trials, storage, study)
+    typer.echo(f"study {result['study']} ({result['completed_trials']} complete trials in {storage}): best validation "
+               f"macro AUROC {result['best_val_auroc']:.4f} with {result['best_params']}")
+    typer.echo("use them with: bench run --suite linear --methods " + method + " " + " ".join(result["overrides"]))
+
+
 @runs_app.command("list", context_settings=OVERRIDES, help=f"Summarise the units stored in MLflow per suite, method and dataset. {OVERRIDE_HELP}")
 @_guarded
 def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:

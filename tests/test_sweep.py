@@ -1,0 +1,31 @@
+"""Optuna sweep of the linear head: SQLite storage, selection on validation, resume after a kill."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from bench.runner import Runner
+from bench.sweep import SPACE, sweep_linear
+
+
+def test_sweep_stores_study_and_resumes_after_kill(tmp_path):
+    overrides = [f"paths.cache={tmp_path}/cache", f"paths.results={tmp_path}/results",
+                 f"tracking.uri=sqlite:///{tmp_path}/results/mlflow.db", "data.demo.n_records=160"]
+    runner = Runner(overrides, progress=False)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+
+    def kill_in_third(n):
+        if n == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_linear(runner, "demo_ptbxl", "signal_stats", "super", 4, storage, "s", on_trial=kill_in_third)
+    result = sweep_linear(runner, "demo_ptbxl", "signal_stats", "super", 4, storage, "s")
+    study = optuna.load_study(study_name="s", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4 == result["completed_trials"]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the killed trial
+    lo, hi = SPACE["lr"]
+    assert lo <= result["best_params"]["lr"] <= hi and 0.5 <= result["best_val_auroc"] <= 1.0
+    assert any(o.startswith("linear.lr=") for o in result["overrides"])
