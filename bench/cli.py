@@ -360,6 +360,33 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
     typer.echo("use them with: bench run --suite linear --methods " + method + " " + " ".join(result["overrides"]))
 
 
+@app.command("compare", context_settings=OVERRIDES,
+             help=f"Paired bootstrap test of macro AUROC between two methods on the same records and resamples. {OVERRIDE_HELP}")
+@_guarded
+def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="first method"),
+                method_b: str = typer.Argument(..., help="second method"),
+                suite: str = typer.Option("linear", help="linear | zero_shot | transfer"),
+                dataset: str = typer.Option("ptbxl_1819", help="dataset (transfer: source family)"),
+                task: str = typer.Option("super", help="task"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
+                fraction: float = typer.Option(1.0, help="label fraction"), seed: int = typer.Option(0, help="seed"),
+                tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+    from pathlib import Path
+
+    from bench.compare import compare_methods
+    from bench.results_store import ResultStore
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    store = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+    try:
+        r = compare_methods(store, cfg.paths.cache, method_a, method_b, suite=suite, dataset=dataset, task=task, protocol=protocol,
+                            fraction=fraction, seed=seed, n_boot=int(cfg.run.n_boot), boot_seed=int(cfg.run.bootstrap_seed))
+    except (LookupError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    typer.echo(f"{method_a} - {method_b} on {dataset}/{task} ({suite}, {protocol}, {100 * fraction:g}% labels, n={r['n']}): "
+               f"macro AUROC difference {100 * r['diff']:+.2f} points, 95% CI [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}], "
+               + (f"paired bootstrap p < {1 / int(cfg.run.n_boot):g}" if r["p_value"] == 0 else f"paired bootstrap p = {r['p_value']:.4f}"))
+
+
 @runs_app.command("list", context_settings=OVERRIDES, help=f"Summarise the units stored in MLflow per suite, method and dataset. {OVERRIDE_HELP}")
 @_guarded
 def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:

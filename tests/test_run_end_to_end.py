@@ -99,3 +99,11 @@ def test_transfer_runs_on_demo_data(store_root):
     assert result.exit_code == 0, result.output
     table = _run(["table", "transfer"], store_root).output
     assert "ptbxl_super/to_cpsc2018 AUC" in table and "csn/to_cpsc2018 AUC" in table
+
+
+def test_paired_comparison_between_methods(store_root):
+    result = _run(["compare", "merit", "random", "--dataset", "demo_ptbxl", "--task", "super"], store_root)
+    assert result.exit_code == 0, result.output
+    assert "merit - random on demo_ptbxl/super" in result.output and "paired bootstrap p" in result.output
+    missing = _run(["compare", "merit", "ecg_fm", "--dataset", "demo_ptbxl", "--task", "super"], store_root)
+    assert missing.exit_code == 2 and "no linear aggregate for ecg_fm" in missing.output
