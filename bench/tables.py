@@ -121,6 +121,10 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                     for m in metrics:
                         col = f"{d}/{t} {METRICS[m]}"
                         paper_dataset = (paper_names or {}).get(d) or d  # e.g. ptbxl_1819 -> the paper's ptbxl
+                        if suite == "transfer":  # families: compare only when the source is the real dataset
+                            g = sub[(sub["dataset"] == d) & (sub["task"] == t) & (sub["method"] == meth)]
+                            src = g["source_dataset"].iloc[0] if len(g) and "source_dataset" in g else None
+                            paper_dataset = d if src and (paper_names or {}).get(src) else None
                         hit = paper[(paper["method"] == meth) & (paper["dataset"] == paper_dataset) & (paper["task"] == t)
                                     & (paper["metric"] == PAPER_METRIC[m])]
                         if len(hit):
