@@ -210,7 +210,7 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     if format not in ("md", "latex", "csv"):
         raise ConfigError(f"--format must be md, latex or csv, got {format!r}")
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    store = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+    store = ResultStore.from_config(cfg)
     names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
     try:
         text = build_table(store.aggregates(KINDS[kind]), kind, protocol=protocol, fraction=fraction, methods=_csv(methods),
@@ -239,7 +239,7 @@ def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, 
     from bench.tables import leaderboard
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    store = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+    store = ResultStore.from_config(cfg)
     board = leaderboard(store.aggregates(SUITES))
     if board.empty:
         typer.secho(f"no results in {cfg.tracking.uri}: run `bench run --suite linear --methods merit,merit_mse` first",
@@ -271,7 +271,7 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
     folder = Path(out or Path(cfg.paths.results) / "figures")
     folder.mkdir(parents=True, exist_ok=True)
     if kind in ("efficiency", "forest"):
-        aggregates = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts").aggregates(["linear"])
+        aggregates = ResultStore.from_config(cfg).aggregates(["linear"])
         if aggregates.empty:
             raise ConfigError(f"no linear results in {cfg.tracking.uri}: run `bench run --suite linear ...` first")
         try:
@@ -336,7 +336,7 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     results = Path(cfg.paths.results)
-    store = ResultStore(cfg.tracking.uri, results / "artifacts")
+    store = ResultStore.from_config(cfg)
     names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
     (results / "tables").mkdir(parents=True, exist_ok=True)
     for kind in KINDS:
@@ -401,7 +401,7 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
     from bench.results_store import ResultStore
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    store = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+    store = ResultStore.from_config(cfg)
     try:
         r = compare_methods(store, cfg.paths.cache, method_a, method_b, suite=suite, dataset=dataset, task=task, protocol=protocol,
                             fraction=fraction, seed=seed, n_boot=int(cfg.run.n_boot), boot_seed=int(cfg.run.bootstrap_seed))
@@ -421,7 +421,7 @@ def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(Non
     from bench.runner import SUITES
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    counts = ResultStore(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts").unit_counts(SUITES)
+    counts = ResultStore.from_config(cfg).unit_counts(SUITES)
     if counts.empty:
         typer.echo(f"no units in {cfg.tracking.uri}")
         return

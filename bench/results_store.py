@@ -31,6 +31,11 @@ class ResultStore:
         self.client = MlflowClient(tracking_uri=uri)
         self._experiments: dict[str, str] = {}
 
+    @classmethod
+    def from_config(cls, cfg) -> "ResultStore":
+        """The store a composed config names: ``tracking.uri``, artifacts under ``<paths.results>/artifacts``."""
+        return cls(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+
     def experiment_id(self, suite: str, create: bool = True) -> str | None:
         if suite in self._experiments:
             return self._experiments[suite]

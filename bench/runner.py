@@ -71,7 +71,7 @@ class Runner:
         self.echo = echo
         self.after_unit = after_unit
         self.base = load_config(self.overrides)
-        self.store = ResultStore(self.base.tracking.uri, Path(self.base.paths.results) / "artifacts")
+        self.store = ResultStore.from_config(self.base)
         self._embeddings: dict[tuple, Embeddings] = {}
         self._units_logged = 0
 
