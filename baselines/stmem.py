@@ -83,7 +83,8 @@ class STMEM(Encoder):
         return torch.stack([self.encoder(crop) for crop in self._crops(x)]).mean(0)
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder.forward_tokens(self._crops(x)[len(self._crops(x)) // 2])[:, :, 1:-1]
+        crops = self._crops(x)
+        tokens = self.encoder.forward_tokens(crops[len(crops) // 2])[:, :, 1:-1]
         return self.encoder.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,

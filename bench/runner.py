@@ -73,11 +73,19 @@ class Runner:
         self.base = load_config(self.overrides)
         self.store = ResultStore.from_config(self.base)
         self._embeddings: dict[tuple, Embeddings] = {}
+        self._readers: dict[str, Any] = {}
         self._units_logged = 0
 
     # ---- composition helpers -------------------------------------------------------------------
     def dataset_cfg(self, dataset: str) -> DictConfig:
         return load_config(self.overrides, data=dataset)
+
+    def reader(self, cfg: DictConfig):
+        """One reader (and parsed index) per resolved data config for the whole run."""
+        key = json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True, default=str)
+        if key not in self._readers:
+            self._readers[key] = open_from_config(cfg)
+        return self._readers[key]
 
     def scorers(self, cfg: DictConfig, method: str, protocol: str) -> list[Scorer]:
         """Checkpoint(s) for ``method``: --ckpt, an untrained control, or the small preset pretrained
@@ -110,7 +118,7 @@ class Runner:
 
     def embeddings(self, cfg: DictConfig, handle: EncoderHandle) -> tuple[Embeddings, Any]:
         key = (cfg.data.name, handle.method, handle.checkpoint_hash)
-        reader = open_from_config(cfg)
+        reader = self.reader(cfg)
         if key not in self._embeddings:
             spec = handle.encoder.spec
             pcfg = PreprocessConfig.from_mapping({**OmegaConf.to_container(cfg.preprocess), "target_fs": spec.fs, "seconds": spec.seconds})
@@ -199,7 +207,7 @@ class Runner:
         head_cfg = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
         head_hash = _hash(head_cfg.as_params())
         scorers = self.scorers(cfg, method, protocol)
-        reader = open_from_config(cfg)
+        reader = self.reader(cfg)
         index = reader.index
         identity = cfg.data.get("identity", cfg.data.name)
         for task in tasks or list(cfg.data.default_tasks):
@@ -259,7 +267,7 @@ class Runner:
                     summary.not_applicable.append(method)
                     continue
                 scorer = self.scorers(cfg, method, "fixed")[0]
-                reader = open_from_config(cfg)
+                reader = self.reader(cfg)
                 index = reader.index
                 labels = index.task(task).labels
                 classes = list(labels.columns)
@@ -307,7 +315,7 @@ class Runner:
                     group = {"suite": "transfer", "method": method, "dataset": source, "task": f"to_{target}", "protocol": "fixed",
                              "fraction": 1.0, "seed": seed}
                     scorer = self.scorers(scfg, method, "fixed")[0]
-                    s_reader, t_reader = open_from_config(scfg), open_from_config(tgt_cfg)
+                    s_reader, t_reader = self.reader(scfg), self.reader(tgt_cfg)
                     s_idx, t_idx = s_reader.index, t_reader.index
                     s_lab = aligned_labels(s_idx.task(sfam.task).labels, classes, "source")
                     t_lab = aligned_labels(t_idx.task(tfam.task).labels.reindex(t_idx.records.index, fill_value=0), classes, "target")
@@ -354,7 +362,7 @@ class Runner:
 
         tg = OmegaConf.to_container(cfg.textgen, resolve=True)
         seeds = list(seeds or tg["seeds"])
-        reader = open_from_config(cfg)
+        reader = self.reader(cfg)
         index = reader.index
         rec = index.records
         if tg.get("medtvt_qa"):
