@@ -25,6 +25,8 @@ from torch import nn
 from baselines.keys import WEIGHT_NORM_RULES, rename, unwrap
 from baselines.wav2vec import W2VBackbone
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
+from bench.encoders.losses import gather_batch, masked_mean
+from bench.encoders.randomness import StepRandom
 from bench.encoders.vit import Block, sincos_positions
 from merit.text import build_text_tower
 
@@ -103,11 +105,12 @@ class DBETA(Encoder):
         return self.text_pooler(self.text_proj(self.text_tower(texts)).unsqueeze(1))
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
-                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                           rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         tokens = self.ecg_encoder.embed(x)
         b, t, d = tokens.shape
+        rng = StepRandom.ensure(rng, b, x.device)
         keep_n = max(1, int(t * (1 - self.config["mask_ratio"])))
-        order = torch.rand(b, t, generator=generator, device=x.device).argsort(1)
+        order = rng.rand(t).argsort(1)
         keep = order[:, :keep_n].sort(1).values
         visible = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, d))
         h = self.multi_modal_ecg_proj(self._hidden(visible))
@@ -121,14 +124,14 @@ class DBETA(Encoder):
         target = x[..., : t * self.chunk].reshape(b, 12, t, self.chunk).permute(0, 2, 1, 3).reshape(b, t, -1)
         target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
         masked = torch.ones(b, t, device=x.device).scatter_(1, keep, 0.0)
-        mim = ((((pred - target) ** 2).mean(-1)) * masked).sum() / masked.sum()
+        mim = masked_mean(((pred - target) ** 2).mean(-1), masked)
         out = {"mim": mim}
         if self.text_tower is not None and texts is not None:
-            z_e = F.normalize(self.unimodal_ecg_pooler(h), dim=-1)
-            z_t = F.normalize(self.encode_text(texts), dim=-1)
+            z_e = F.normalize(gather_batch(self.unimodal_ecg_pooler(h)), dim=-1)
+            z_t = F.normalize(gather_batch(self.encode_text(texts)), dim=-1)
             logits = z_e @ z_t.T * self.siglip_scale.exp() + self.siglip_bias
-            labels = 2 * torch.eye(b, device=x.device) - 1
-            out["siglip"] = -F.logsigmoid(labels * logits).sum() / b
+            labels = 2 * torch.eye(len(z_e), device=x.device) - 1
+            out["siglip"] = -F.logsigmoid(labels * logits).sum() / len(z_e)
         out["loss"] = sum(out.values())
         return out
 

@@ -24,7 +24,8 @@ from torch import nn
 from baselines.keys import WEIGHT_NORM_RULES, rename, strip_prefix, unwrap
 from baselines.wav2vec import W2VBackbone
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
-from bench.encoders.losses import info_nce
+from bench.encoders.losses import info_nce, masked_mean
+from bench.encoders.randomness import StepRandom
 
 PRESETS: dict[str, dict[str, Any]] = {
     "official": dict(conv_dim=256, width=768, depth=12, heads=12, ffn=3072, conv_pos=128, conv_pos_groups=16, fs=500.0,
@@ -79,19 +80,19 @@ class ECGFM(Encoder):
         return torch.cat([self.backbone.encoder(self.backbone.embed(s)) for s in self._segments(x)], dim=1)
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
-                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                           rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         c = self.config
-        b = x.shape[0]
-        keep_leads = (torch.rand(b, 12, 1, generator=generator, device=x.device) >= c["lead_mask_p"]).to(x.dtype)
+        rng = StepRandom.ensure(rng, x.shape[0], x.device)
+        keep_leads = (rng.rand(12, 1) >= c["lead_mask_p"]).to(x.dtype)
         x = x * keep_leads  # random lead masking
         first, second = self._segments(x)[:2]
         z1, z2 = self._embed_segment(first), self._embed_segment(second)
         cmsc = info_nce(self.cmsc_proj(z1), self.cmsc_proj(z2), c["cmsc_temperature"])
         local = self.backbone.local_features(first)
-        masked = torch.rand(local.shape[:2], generator=generator, device=x.device) < c["mask_p"]
+        masked = rng.rand(local.shape[1]) < c["mask_p"]
         inp = torch.where(masked[..., None], self.mask_emb.to(local.dtype), local)
         h = self.backbone.encoder(inp + self.backbone.conv_pos(inp))
-        mp = ((self.mp_head(h) - local.detach()) ** 2).mean(-1)[masked].mean()
+        mp = masked_mean(((self.mp_head(h) - local.detach()) ** 2).mean(-1), masked.to(h.dtype))
         return {"cmsc": cmsc, "masked_pred": mp, "loss": cmsc + mp}
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:

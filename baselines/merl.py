@@ -20,6 +20,7 @@ from torch import nn
 from baselines.keys import VIT_BLOCK_RULES, rename, strip_prefix, unwrap
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import info_nce
+from bench.encoders.randomness import StepRandom
 from bench.encoders.vit import Block
 from merit.text import build_text_tower
 
@@ -101,14 +102,15 @@ class MERL(Encoder):
         return F.normalize(self.proj_t(self.text_tower(texts)), dim=-1)
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
-                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                           rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         if self.text_tower is None:
             raise ValueError("MERL pretraining aligns ECGs with reports: it needs a text tower (encoder.text.kind)")
         emb = self.ecg_encoder(x)
         t = self.config["temperature"]
         cma = info_nce(self.proj_e(emb), self.proj_t(self.text_tower(texts)), t)
         drop = self.config["uma_dropout"]
-        uma = info_nce(self.linear1(F.dropout(emb, drop, self.training)), self.linear2(F.dropout(emb, drop, self.training)), t)
+        rng = StepRandom.ensure(rng, x.shape[0], x.device)
+        uma = info_nce(self.linear1(rng.dropout(emb, drop, self.training)), self.linear2(rng.dropout(emb, drop, self.training)), t)
         return {"cma": cma, "uma": uma, "loss": cma + uma}
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:

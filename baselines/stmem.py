@@ -21,6 +21,7 @@ from torch import nn
 from baselines.keys import VIT_BLOCK_RULES, rename, strip_prefix, unwrap
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import masked_mse
+from bench.encoders.randomness import StepRandom
 from bench.encoders.vit import ECGViT, MaskedDecoder, random_keep
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -88,11 +89,12 @@ class STMEM(Encoder):
         return self.encoder.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
-                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                           rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         c = self.config
-        start = int(torch.randint(0, max(1, x.shape[-1] - c["crop"] + 1), (1,), generator=generator, device=x.device))
+        rng = StepRandom.ensure(rng, x.shape[0], x.device)
+        start = rng.batch_randint(0, max(1, x.shape[-1] - c["crop"] + 1))
         x = self._crops(x[..., start:])[0]
-        keep, mask = random_keep(x.shape[0], 12, self.encoder.n_patches, c["mask_ratio"], generator, x.device)
+        keep, mask = random_keep(rng.rand(12, self.encoder.n_patches), c["mask_ratio"])
         tokens = self.encoder.forward_tokens(x, keep)
         pred = self.decoder(self.encoder.norm(tokens[:, :, 1:-1]), keep)
         mse = masked_mse(pred, self.encoder.patchify(x), mask, normalise_target=True)

@@ -1,10 +1,12 @@
-"""Pretraining loop shared by every method that defines ``pretraining_losses(x, texts, generator)``.
+"""Pretraining loop shared by every method that defines ``pretraining_losses(x, texts, rng)``.
 
-AdamW with a per-step cosine schedule; deterministic on CPU given the seed (the shuffle of epoch e
-and the masks of step s are drawn from generators seeded by (seed, e) and (seed, s), so a resumed
-run continues exactly as an uninterrupted one would); checkpoints carry the resolved config and the
-pretraining pool (for the leakage rule); CUDA with bf16 autocast when present; DDP-ready (ranks take
-disjoint shards of each global batch, rank 0 writes checkpoints).
+AdamW with a per-step cosine schedule; deterministic on CPU given the seed (the shuffle of epoch e is
+drawn from (seed, e) and each sample's masks at step s from (seed, s, sample), so a resumed run
+continues exactly as an uninterrupted one would); checkpoints carry the resolved config and the
+pretraining pool (for the leakage rule); CUDA with bf16 autocast when present. Under ``torchrun``
+the ranks take disjoint shards of each global batch, draw the same per-sample randomness, compute
+global-batch losses (``bench.encoders.losses``) and log the global mean, so the loss curve equals the
+one-process curve with the same global batch; rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import code_version
+from bench.encoders.randomness import StepRandom
 from bench.tracking import Tracker
 
 
@@ -93,8 +96,19 @@ class _Losses(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, texts: list[str], gen: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.model.pretraining_losses(x, texts, gen)
+    def forward(self, x: torch.Tensor, texts: list[str], rng: StepRandom) -> dict[str, torch.Tensor]:
+        return self.model.pretraining_losses(x, texts, rng)
+
+
+def _global_mean(losses: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The loss terms averaged over processes: each process's terms are global-batch values or
+    shares of them (see ``bench.encoders.losses``), so the mean is the global batch's loss."""
+    names = sorted(losses)
+    values = torch.stack([losses[k] for k in names])
+    if world > 1:
+        torch.distributed.all_reduce(values)
+        values /= world
+    return dict(zip(names, values.tolist()))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -154,28 +168,30 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
             model.train()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
             sums: dict[str, float] = {}
+            step_loss: list[float] = []
             bar = tqdm(range(steps_per_epoch), desc=f"pretrain {name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0)
             for i in bar:
                 step = epoch * steps_per_epoch + i
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank::world]
-                x = torch.as_tensor(np.asarray(signals[np.sort(idx)]), device=device)
-                batch_texts = list(texts[np.sort(idx)])
-                gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+                idx = np.sort(order[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank::world])
+                x = torch.as_tensor(np.asarray(signals[idx]), device=device)
+                batch_texts = list(texts[idx])
                 x = model.normalise(x, units)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    losses = step_fn(x, batch_texts, gen)
+                    losses = step_fn(x, batch_texts, StepRandom(cfg.seed, step, idx, device))
                 opt.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 opt.step()
                 sched.step()
                 seen += len(idx) * world
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                bar.set_postfix(loss=f"{losses['loss'].item():.4f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
+                step_losses = _global_mean({k: v.detach().float() for k, v in losses.items()}, world)
+                for k, v in step_losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                step_loss.append(step_losses["loss"])
+                bar.set_postfix(loss=f"{step_losses['loss']:.4f}", sps=f"{seen / (time.perf_counter() - t0):.0f}")
                 if on_step is not None:
                     on_step(step)
             epoch_losses = {k: v / steps_per_epoch for k, v in sums.items()}
-            history.append({"epoch": epoch + 1, **epoch_losses})
+            history.append({"epoch": epoch + 1, **epoch_losses, "step_loss": step_loss})
             tracker.log_metrics(epoch_losses, step=epoch + 1)
             if rank == 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
                 _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -187,6 +203,8 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
                           "pretrain_pool": pool.describe(), "pretrain_record_ids": sorted(pool.record_ids)}, final)
             (out_dir / "history.json").write_text(json.dumps(history, indent=1))
             tracker.log_artifact(final)
+        if world > 1:
+            torch.distributed.barrier()  # no rank leaves (and tears the group down) before the checkpoint is written
     return PretrainResult(final, history, seconds, seen / seconds if seconds else 0.0, start_epoch)
 
 
@@ -219,6 +237,7 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
 
     init_distributed_from_env()
     enc_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
+    torch.manual_seed(int(cfg.pretrain.seed))  # the initial weights are part of what the seed fixes
     model = create_encoder(method, **enc_cfg)
     rank, world = _dist()
     if rank != 0:

@@ -23,6 +23,7 @@ from torch import nn
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import ib_term, info_nce, masked_mse
 from merit.text import build_text_tower
+from bench.encoders.randomness import StepRandom
 from bench.encoders.vit import ECGViT, MaskedDecoder, random_keep
 
 OBJECTIVES = {
@@ -112,12 +113,12 @@ class MERIT(Encoder):
         return self.log_temperature.exp()
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
-                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                           rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         """One step's loss terms on a normalised batch; ``loss`` is their plain sum."""
         if not self.terms:
             raise RuntimeError("the 'random' control is not trained")
-        b = x.shape[0]
-        keep, mask = random_keep(b, self.encoder.n_leads, self.encoder.n_patches, self.config["mask_ratio"], generator, x.device)
+        rng = StepRandom.ensure(rng, x.shape[0], x.device)
+        keep, mask = random_keep(rng.rand(self.encoder.n_leads, self.encoder.n_patches), self.config["mask_ratio"])
         tokens = self.encoder.forward_tokens(x, keep)
         out: dict[str, torch.Tensor] = {}
         if "mse" in self.terms:

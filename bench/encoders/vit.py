@@ -99,16 +99,15 @@ class ECGViT(nn.Module):
         return self.pool(self.forward_tokens(x))
 
 
-def random_keep(b: int, n_leads: int, n_patches: int, ratio: float, generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Spatio-temporal masking: each lead masked independently at ``ratio``.
+def random_keep(noise: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatio-temporal masking from uniform ``noise`` [B, L, P]: each lead masked independently at ``ratio``.
 
     Returns (keep [B, L, k] sorted visible indices, mask [B, L, P] with 1 = masked).
     """
+    n_patches = noise.shape[-1]
     k = max(1, int(round(n_patches * (1 - ratio))))
-    noise = torch.rand(b, n_leads, n_patches, generator=generator, device=device)
     keep = noise.argsort(dim=-1)[..., :k].sort(dim=-1).values
-    mask = torch.ones(b, n_leads, n_patches, device=device)
+    mask = torch.ones_like(noise)
     mask.scatter_(-1, keep, 0.0)
     return keep, mask
 
