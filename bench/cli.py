@@ -13,6 +13,7 @@ from bench.data.errors import DataError
 from bench.encoders.checkpoint import CheckpointError
 from bench.encoders.loading import LeakageError
 from bench.registry import UnknownNameError
+from bench.results_store import MissingUnits
 
 app = typer.Typer(help="Reproducible benchmark harness for ECG representation learning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -40,7 +41,7 @@ def _guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, UnknownNameError, CheckpointError, LeakageError) as exc:
+        except (DataError, ConfigError, UnknownNameError, CheckpointError, LeakageError, MissingUnits) as exc:
             _fail(exc)
 
     return wrapper
@@ -168,9 +169,13 @@ def run_cmd(ctx: typer.Context,
             seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH checkpoint (repeatable)"),
-            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)")) -> None:
+            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)"),
+            launcher: str = typer.Option("inprocess", help="inprocess, or a Hydra launcher that runs each unit as a job: joblib "
+                                                           "(local pool), submitit_local, submitit_slurm, ray; hydra.launcher.* "
+                                                           "overrides configure it")) -> None:
     import time
 
+    from bench.launch import IN_PROCESS, run_multirun, unit_sweeps
     from bench.runner import Runner
 
     ckpts = {}
@@ -180,7 +185,20 @@ def run_cmd(ctx: typer.Context,
             raise ConfigError(f"--ckpt expects METHOD=PATH, got {item!r}")
         ckpts[name] = path
     start = time.perf_counter()
-    runner = Runner(_tracking(ctx.args, tracking_uri), ckpts=ckpts)
+    overrides = _tracking(ctx.args, tracking_uri)
+    hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
+    if hydra_args and launcher == IN_PROCESS:
+        raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
+    config_args = [o for o in overrides if o not in hydra_args]
+    if launcher != IN_PROCESS:
+        planner = Runner(config_args, ckpts=ckpts)
+        fracs = [float(f) for f in _csv(fractions) or []] or None
+        for sweep in unit_sweeps(suite, _csv(methods), planner.base, planner.dataset_cfg, datasets=_csv(datasets), tasks=_csv(tasks),
+                                 protocols=_csv(protocols), fractions=fracs, seeds=[int(x) for x in _csv(seeds) or []] or None,
+                                 directions=_csv(directions)):
+            run_multirun(launcher, sweep, overrides, ckpts, typer.echo)
+        typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
+    runner = Runner(config_args, ckpts=ckpts, compute=launcher == IN_PROCESS)
     summary = runner.run(suite, _csv(methods), directions and _csv(directions) if suite == "transfer" else _csv(datasets),
                          _csv(tasks), _csv(protocols), [float(f) for f in _csv(fractions) or []] or None,
                          [int(x) for x in _csv(seeds) or []] or None)

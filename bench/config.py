@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -34,8 +36,11 @@ def load_config(overrides: Sequence[str] = (), *, data: str | None = None) -> Di
             raise ConfigError(f"Unknown dataset '{data}'. Available: {', '.join(available('data'))} "
                               f"(add configs/data/{data}.yaml to define it)")
         overrides = [f"data={data}", *overrides]
+    # inside a Hydra app (a launcher job, bench/worker.py) Hydra is already initialised on CONFIG_DIR
+    context = contextlib.nullcontext() if GlobalHydra.instance().is_initialized() else \
+        initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None)
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        with context:
             cfg = compose(config_name="config", overrides=overrides)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:

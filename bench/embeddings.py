@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from bench.data.cache import PreparedArrays
 from bench.encoders.loading import EncoderHandle
+from bench.locks import hold
 
 
 @dataclass
@@ -58,20 +59,28 @@ def encode_arrays(handle: EncoderHandle, signals: np.ndarray, units: str, batch_
     return emb.astype(np.float32), (np.concatenate(aligned).astype(np.float32) if aligned_ok and aligned else None)
 
 
+def _load(path: Path) -> Embeddings:
+    with np.load(path, allow_pickle=False) as z:
+        aligned = z["aligned"] if "aligned" in z.files else None
+        return Embeddings(list(z["ids"]), z["emb"], aligned, path)
+
+
 def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir: str | Path, units: str,
                       batch_size: int = 256, progress: bool = True) -> Embeddings:
+    """The cached embeddings, encoding first if needed (one process encodes, concurrent ones wait for it)."""
     path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared)}.npz"
     if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            aligned = z["aligned"] if "aligned" in z.files else None
-            return Embeddings(list(z["ids"]), z["emb"], aligned, path)
-    emb, aligned = encode_arrays(handle, prepared.signals, units, batch_size, progress,
-                                 desc=f"embed {handle.method} on {prepared.manifest['dataset']}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"ids": np.array(prepared.record_ids), "emb": emb}
-    if aligned is not None:
-        arrays["aligned"] = aligned
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+        return _load(path)
+    with hold(cache_dir, [f"embeddings:{path.name}"]):
+        if path.is_file():
+            return _load(path)
+        emb, aligned = encode_arrays(handle, prepared.signals, units, batch_size, progress,
+                                     desc=f"embed {handle.method} on {prepared.manifest['dataset']}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"ids": np.array(prepared.record_ids), "emb": emb}
+        if aligned is not None:
+            arrays["aligned"] = aligned
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
     return Embeddings(list(prepared.record_ids), emb, aligned, path)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from bench import code_version
 from bench.encoders.randomness import StepRandom
+from bench.locks import hold
 from bench.tracking import Tracker
 
 
@@ -255,6 +256,10 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     signals = np.asarray(prepared.signals[prepared.rows(ids)])
     texts = index.records.loc[ids, cfg.pretrain_pool.text].fillna("").astype(str).tolist()
     if tracker is None:
-        tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and _dist()[0] == 0)
-    return pretrain(model, signals, texts, PretrainConfig.from_mapping(cfg.pretrain), checkpoint_dir(cfg, method, pool),
-                    pool=pool, encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress)
+        tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and rank == 0)
+    out_dir = checkpoint_dir(cfg, method, pool)
+    # one process pretrains a given checkpoint; a concurrent `bench run` needing it waits, then reuses it
+    # (under torchrun the ranks already act as one, so no lock)
+    with hold(cfg.paths.cache, [f"pretrain:{out_dir.name}"] if world == 1 else []):
+        return pretrain(model, signals, texts, PretrainConfig.from_mapping(cfg.pretrain), out_dir, pool=pool,
+                        encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress)

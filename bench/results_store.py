@@ -7,34 +7,50 @@ One experiment per suite (``bench-<suite>``), artifacts under ``<results>/artifa
   recomputed on resume, never half-counted.
 - aggregate runs (``kind=aggregate``): one per method x dataset x task x protocol x fraction x seed,
   with fold means/spreads and bootstrap intervals; re-logging replaces the previous one.
+
+Several processes may write one store at once (two `bench run`s, launcher jobs against a shared
+tracking server): ``claim`` holds the units' locks (``bench.locks``, in the shared cache) and re-reads
+which are finished, so each unit is computed and logged once; aggregates are replaced under a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+
+from bench.locks import hold
+
+class MissingUnits(RuntimeError):
+    """Collecting a launcher's results found units that no job logged."""
+
 
 UNIT_TAGS = ("suite", "method", "dataset", "task", "protocol", "fold", "fraction", "seed")
 
 
 class ResultStore:
-    def __init__(self, uri: str, artifact_root: str | Path):
+    def __init__(self, uri: str, artifact_root: str | Path, lock_dir: str | Path | None = None):
         from mlflow.tracking import MlflowClient
 
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per reused unit is noise
         self.uri = uri
         self.artifact_root = Path(artifact_root).resolve()
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else self.artifact_root.parent / ".locks"
         self.client = MlflowClient(tracking_uri=uri)
         self._experiments: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, cfg) -> "ResultStore":
-        """The store a composed config names: ``tracking.uri``, artifacts under ``<paths.results>/artifacts``."""
-        return cls(cfg.tracking.uri, Path(cfg.paths.results) / "artifacts")
+        """The store a composed config names: ``tracking.uri``, artifacts under ``tracking.artifacts``,
+        claims under ``paths.cache``."""
+        return cls(cfg.tracking.uri, cfg.tracking.artifacts, cfg.paths.cache)
 
     def experiment_id(self, suite: str, create: bool = True) -> str | None:
         if suite in self._experiments:
@@ -44,7 +60,10 @@ class ResultStore:
         if exp is None:
             if not create:
                 return None
-            exp_id = self.client.create_experiment(name, artifact_location=(self.artifact_root / suite).as_uri())
+            with hold(self.lock_dir, [f"experiment:{self.uri}:{name}"]):
+                exp = self.client.get_experiment_by_name(name)  # another process may have just created it
+                exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(
+                    name, artifact_location=(self.artifact_root / suite).as_uri())
         else:
             exp_id = exp.experiment_id
         self._experiments[suite] = exp_id
@@ -63,15 +82,27 @@ class ResultStore:
                 return runs
 
     def finished_units(self, suite: str, **tags: str) -> dict[str, Any]:
-        """unit_key -> run of the finished unit runs matching ``tags``; stale unfinished ones are deleted."""
+        """unit_key -> run of the finished unit runs matching ``tags``."""
         cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
-        done = {}
-        for run in self._search(suite, cond):
-            if run.info.status == "FINISHED":
-                done[run.data.tags["unit_key"]] = run
-            else:
-                self.client.delete_run(run.info.run_id)
-        return done
+        return {run.data.tags["unit_key"]: run for run in self._search(suite, cond) if run.info.status == "FINISHED"}
+
+    @contextlib.contextmanager
+    def claim(self, suite: str, unit_keys: Iterable[str], **tags: str) -> Iterator[dict[str, Any]]:
+        """Hold the locks of ``unit_keys`` and yield the finished runs matching ``tags``, read under the lock.
+
+        Unfinished runs of the claimed keys are left-overs of killed processes (a live one would hold
+        the lock): they are deleted, so a resumed unit is logged once.
+        """
+        keys = set(unit_keys)
+        with hold(self.lock_dir, [f"unit:{self.uri}:{suite}:{k}" for k in keys]):
+            cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
+            done = {}
+            for run in self._search(suite, cond):
+                if run.info.status == "FINISHED":
+                    done[run.data.tags["unit_key"]] = run
+                elif run.data.tags.get("unit_key") in keys:
+                    self.client.delete_run(run.info.run_id)
+            yield done
 
     def log_run(self, suite: str, kind: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
                 params: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None,
@@ -80,7 +111,8 @@ class ResultStore:
 
         exp_id = self.experiment_id(suite)
         name = "-".join(str(tags.get(k, "")) for k in ("method", "dataset", "task", "protocol", "fold", "fraction") if k in tags)
-        run = self.client.create_run(exp_id, run_name=f"{kind}:{name}", tags={"kind": kind, **{k: str(v) for k, v in tags.items()}})
+        run = self.client.create_run(exp_id, run_name=f"{kind}:{name}", tags={"kind": kind, **{k: str(v) for k, v in tags.items()},
+                                                                               "worker": f"{socket.gethostname()}:{os.getpid()}"})
         rid = run.info.run_id
         now = int(time.time() * 1000)
         self.client.log_batch(
@@ -114,9 +146,10 @@ class ResultStore:
 
     def replace_aggregate(self, suite: str, agg_key: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
                           params: Mapping[str, Any] | None = None) -> str:
-        for run in self._search(suite, f"tags.kind = 'aggregate' and tags.agg_key = '{agg_key}'"):
-            self.client.delete_run(run.info.run_id)
-        return self.log_run(suite, "aggregate", {**tags, "agg_key": agg_key}, metrics, params)
+        with hold(self.lock_dir, [f"aggregate:{self.uri}:{suite}:{agg_key}"]):
+            for run in self._search(suite, f"tags.kind = 'aggregate' and tags.agg_key = '{agg_key}'"):
+                self.client.delete_run(run.info.run_id)
+            return self.log_run(suite, "aggregate", {**tags, "agg_key": agg_key}, metrics, params)
 
     def aggregates(self, suites: Iterable[str]) -> pd.DataFrame:
         rows = []

@@ -28,7 +28,7 @@ from bench.embeddings import Embeddings, cached_embeddings
 from bench.encoders import create_encoder
 from bench.encoders.loading import EncoderHandle, load_encoder
 from bench.metrics import (bootstrap_indices, bootstrap_macro_auroc, classification_scores, percentile_interval)
-from bench.results_store import ResultStore
+from bench.results_store import MissingUnits, ResultStore
 from bench.suites.linear import HeadConfig, train_heads
 from bench.suites.protocols import Split, protocol_splits
 from bench.suites.transfer import DIRECTIONS, aligned_classes, aligned_labels, load_label_maps
@@ -64,8 +64,13 @@ class Scorer:
 
 class Runner:
     def __init__(self, overrides: Sequence[str] = (), ckpts: dict[str, str] | None = None, progress: bool = True,
-                 echo: Callable[[str], None] = typer.echo, after_unit: Callable[[int], None] | None = None):
+                 echo: Callable[[str], None] = typer.echo, after_unit: Callable[[int], None] | None = None, *,
+                 folds: Sequence[str] | None = None, aggregate: bool = True, compute: bool = True):
+        """``folds``, ``aggregate=False``: run only some units and leave the aggregates to a later pass (a
+        launcher job); ``compute=False``: only collect and aggregate, failing if a unit is missing."""
         self.overrides = list(overrides)
+        self.folds = {str(f) for f in folds} if folds is not None else None
+        self.aggregate, self.compute = aggregate, compute
         self.ckpts = dict(ckpts or {})
         self.progress = progress
         self.echo = echo
@@ -168,7 +173,16 @@ class Runner:
         bootdir.mkdir(parents=True, exist_ok=True)
         np.save(bootdir / f"{_hash(agg_key)}.npy", boot)
 
+    def _require_computable(self, missing: list[dict]) -> None:
+        if missing and not self.compute:
+            keys = "\n  ".join(t["unit_key"] for t in missing[:5])
+            raise MissingUnits(f"{len(missing)} unit(s) are not in {self.store.uri} after the launcher finished, e.g.\n  {keys}\n"
+                               f"(fix: read the job logs under the sweep folder, then re-run the same command: "
+                               f"finished units are skipped)")
+
     def _not_applicable(self, suite: str, group: dict) -> None:
+        if not self.aggregate:
+            return
         agg_key = "|".join(str(group[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed"))
         self.store.replace_aggregate(suite, agg_key, {**group, "applicable": "no"}, {})
 
@@ -218,38 +232,48 @@ class Runner:
                     splits = protocol_splits(index.records, labels, protocol, fraction, seed)
                     group = {"suite": "linear", "method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol,
                              "fraction": fraction, "seed": seed}
-                    done = self.store.finished_units("linear", method=method, dataset=cfg.data.name, task=task, protocol=protocol)
                     results: list[tuple[dict, dict]] = []
-                    todo: dict[int, list[tuple[Split, dict]]] = {}
+                    pending: list[tuple[int, Split, dict]] = []
                     for split in splits:
+                        if self.folds is not None and split.fold not in self.folds:
+                            continue
                         k = next(i for i, sc in enumerate(scorers) if sc.folds is None or split.fold in sc.folds)
                         handle = scorers[k].handle
                         handle.check_leakage(cfg.data.name, identity, split.test)
                         tags = {**group, "fold": split.fold, **self._provenance(cfg, handle, index), "head_hash": head_hash}
                         tags["unit_key"] = "|".join(str(tags[t]) for t in ("suite", "method", "dataset", "task", "protocol", "fold",
                                                                               "fraction", "seed", "checkpoint_hash", "split_hash", "head_hash"))
-                        summary.units_total += 1
-                        if tags["unit_key"] in done:
-                            summary.units_skipped += 1
-                            results.append((tags, self.store.predictions(done[tags["unit_key"]])))
-                        else:
-                            todo.setdefault(k, []).append((split, tags))
-                    for k, items in todo.items():
-                        emb, _ = self.embeddings(cfg, scorers[k].handle)
-                        y_all = labels.reindex(emb.record_ids, fill_value=0).to_numpy()
-                        heads = [(emb.rows(sp.train), emb.rows(sp.val)) for sp, _ in items]
-                        trained = train_heads(emb.emb, y_all, heads, head_cfg, seed=seed,
-                                              head_seeds=[_stable_int(sp.fold, fraction) for sp, _ in items])
-                        for h, (sp, tags) in enumerate(items):
-                            rows = emb.rows(sp.test)
-                            arrays = {"record_ids": np.array(sp.test), "y_true": y_all[rows].astype(np.int8),
-                                      "y_score": trained.predict(emb.emb[rows], h).astype(np.float32)}
-                            scores = classification_scores(arrays["y_true"], arrays["y_score"], classes)
-                            self._log_unit("linear", tags, scores, {"best_epoch": trained.best_epoch[h], "n_train": len(sp.train),
-                                                                    "n_val": len(sp.val)},
-                                           {**head_cfg.as_params(), "fraction_requested": fraction, "n_train_actual": len(sp.train)}, arrays)
-                            summary.units_run += 1
-                            results.append((tags, arrays))
+                        pending.append((k, split, tags))
+                    summary.units_total += len(pending)
+                    with self.store.claim("linear", [t["unit_key"] for _, _, t in pending], method=method, dataset=cfg.data.name,
+                                          task=task, protocol=protocol) as done:
+                        todo: dict[int, list[tuple[Split, dict]]] = {}
+                        for k, split, tags in pending:
+                            if tags["unit_key"] in done:
+                                summary.units_skipped += 1
+                                results.append((tags, self.store.predictions(done[tags["unit_key"]])))
+                            else:
+                                todo.setdefault(k, []).append((split, tags))
+                        self._require_computable([t for items in todo.values() for _, t in items])
+                        for k, items in todo.items():
+                            emb, _ = self.embeddings(cfg, scorers[k].handle)
+                            y_all = labels.reindex(emb.record_ids, fill_value=0).to_numpy()
+                            heads = [(emb.rows(sp.train), emb.rows(sp.val)) for sp, _ in items]
+                            trained = train_heads(emb.emb, y_all, heads, head_cfg, seed=seed,
+                                                  head_seeds=[_stable_int(sp.fold, fraction) for sp, _ in items])
+                            for h, (sp, tags) in enumerate(items):
+                                rows = emb.rows(sp.test)
+                                arrays = {"record_ids": np.array(sp.test), "y_true": y_all[rows].astype(np.int8),
+                                          "y_score": trained.predict(emb.emb[rows], h).astype(np.float32)}
+                                scores = classification_scores(arrays["y_true"], arrays["y_score"], classes)
+                                self._log_unit("linear", tags, scores, {"best_epoch": trained.best_epoch[h], "n_train": len(sp.train),
+                                                                        "n_val": len(sp.val)},
+                                               {**head_cfg.as_params(), "fraction_requested": fraction, "n_train_actual": len(sp.train)},
+                                               arrays)
+                                summary.units_run += 1
+                                results.append((tags, arrays))
+                    if not self.aggregate:
+                        continue
                     results.sort(key=lambda r: (len(r[0]["fold"]), r[0]["fold"]))
                     prov = {k: ",".join(sorted({r[0][k] for r in results})) for k in ("checkpoint_hash", "checkpoint", "split_hash",
                                                                                       "code_version", "pool", "preset", "head_hash")}
@@ -277,26 +301,28 @@ class Runner:
                 tags["unit_key"] = "|".join(str(tags[t]) for t in ("suite", "method", "dataset", "task", "fold", "seed",
                                                                       "checkpoint_hash", "split_hash", "prompts"))
                 summary.units_total += 1
-                done = self.store.finished_units("zero_shot", method=method, dataset=cfg.data.name, task=task)
-                if tags["unit_key"] in done:
-                    summary.units_skipped += 1
-                    arrays = self.store.predictions(done[tags["unit_key"]])
-                else:
-                    emb, _ = self.embeddings(cfg, scorer.handle)
-                    rows = emb.rows(test)
-                    enc = scorer.handle.encoder
-                    import torch
+                with self.store.claim("zero_shot", [tags["unit_key"]], method=method, dataset=cfg.data.name, task=task) as done:
+                    if tags["unit_key"] in done:
+                        summary.units_skipped += 1
+                        arrays = self.store.predictions(done[tags["unit_key"]])
+                    else:
+                        self._require_computable([tags])
+                        emb, _ = self.embeddings(cfg, scorer.handle)
+                        rows = emb.rows(test)
+                        enc = scorer.handle.encoder
+                        import torch
 
-                    with torch.no_grad():
-                        encode = lambda texts: enc.encode_text(texts).float().cpu().numpy()
-                        scores, decisions = zero_shot_predict(emb.aligned[rows], classes, load_prompts(zs.prompts, zs.lowercase), encode)
-                    arrays = {"record_ids": np.array(test), "y_true": labels.loc[test].to_numpy().astype(np.int8),
-                              "y_score": scores.astype(np.float32), "y_pred": decisions.astype(np.int8)}
-                    sc = classification_scores(arrays["y_true"], arrays["y_score"], classes, y_pred=decisions)
-                    self._log_unit("zero_shot", tags, sc, {}, {"decision": zs.decision, "lowercase": zs.lowercase}, arrays)
-                    summary.units_run += 1
-                prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset")}
-                self._aggregate("zero_shot", group, [(tags, arrays)], classes, cfg, prov)
+                        with torch.no_grad():
+                            encode = lambda texts: enc.encode_text(texts).float().cpu().numpy()
+                            scores, decisions = zero_shot_predict(emb.aligned[rows], classes, load_prompts(zs.prompts, zs.lowercase), encode)
+                        arrays = {"record_ids": np.array(test), "y_true": labels.loc[test].to_numpy().astype(np.int8),
+                                  "y_score": scores.astype(np.float32), "y_pred": decisions.astype(np.int8)}
+                        sc = classification_scores(arrays["y_true"], arrays["y_score"], classes, y_pred=decisions)
+                        self._log_unit("zero_shot", tags, sc, {}, {"decision": zs.decision, "lowercase": zs.lowercase}, arrays)
+                        summary.units_run += 1
+                if self.aggregate:
+                    prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset")}
+                    self._aggregate("zero_shot", group, [(tags, arrays)], classes, cfg, prov)
 
     def _run_transfer(self, methods, directions, seeds, summary: RunSummary) -> None:
         tcfg = self.base.transfer
@@ -329,28 +355,30 @@ class Runner:
                     tags["unit_key"] = "|".join(str(tags[t]) for t in ("suite", "method", "dataset", "task", "seed", "checkpoint_hash",
                                                                           "source_dataset", "target_dataset", "head_hash"))
                     summary.units_total += 1
-                    done = self.store.finished_units("transfer", method=method, dataset=source, task=f"to_{target}")
-                    if tags["unit_key"] in done:
-                        summary.units_skipped += 1
-                        arrays = self.store.predictions(done[tags["unit_key"]])
-                    else:
-                        s_emb, _ = self.embeddings(scfg, scorer.handle)
-                        t_emb, _ = self.embeddings(tgt_cfg, scorer.handle)
-                        split = s_idx.records.loc[s_lab.index, "split"]
-                        train, val = list(s_lab.index[split == "train"]), list(s_lab.index[split == "val"])
-                        y_src = s_lab.reindex(s_emb.record_ids, fill_value=0).to_numpy()
-                        trained = train_heads(s_emb.emb, y_src, [(s_emb.rows(train), s_emb.rows(val))], head_cfg, seed=seed)
-                        rows = t_emb.rows(t_ids)
-                        arrays = {"record_ids": np.array(t_ids), "y_true": t_lab.loc[t_ids].to_numpy().astype(np.int8),
-                                  "y_score": trained.predict(t_emb.emb[rows], 0).astype(np.float32)}
-                        sc = classification_scores(arrays["y_true"], arrays["y_score"], names)
-                        self._log_unit("transfer", tags, sc, {"n_train": len(train)}, {**head_cfg.as_params(),
-                                       "aligned_classes": ";".join(f"{c.name}={'+'.join(c.source_codes)}->{'+'.join(c.target_codes)}" for c in classes)},
-                                       arrays)
-                        summary.units_run += 1
-                    prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset",
-                                                 "source_dataset", "target_dataset")}
-                    self._aggregate("transfer", group, [(tags, arrays)], names, self.base, prov)
+                    with self.store.claim("transfer", [tags["unit_key"]], method=method, dataset=source, task=f"to_{target}") as done:
+                        if tags["unit_key"] in done:
+                            summary.units_skipped += 1
+                            arrays = self.store.predictions(done[tags["unit_key"]])
+                        else:
+                            self._require_computable([tags])
+                            s_emb, _ = self.embeddings(scfg, scorer.handle)
+                            t_emb, _ = self.embeddings(tgt_cfg, scorer.handle)
+                            split = s_idx.records.loc[s_lab.index, "split"]
+                            train, val = list(s_lab.index[split == "train"]), list(s_lab.index[split == "val"])
+                            y_src = s_lab.reindex(s_emb.record_ids, fill_value=0).to_numpy()
+                            trained = train_heads(s_emb.emb, y_src, [(s_emb.rows(train), s_emb.rows(val))], head_cfg, seed=seed)
+                            rows = t_emb.rows(t_ids)
+                            arrays = {"record_ids": np.array(t_ids), "y_true": t_lab.loc[t_ids].to_numpy().astype(np.int8),
+                                      "y_score": trained.predict(t_emb.emb[rows], 0).astype(np.float32)}
+                            sc = classification_scores(arrays["y_true"], arrays["y_score"], names)
+                            self._log_unit("transfer", tags, sc, {"n_train": len(train)}, {**head_cfg.as_params(),
+                                           "aligned_classes": ";".join(f"{c.name}={'+'.join(c.source_codes)}->{'+'.join(c.target_codes)}" for c in classes)},
+                                           arrays)
+                            summary.units_run += 1
+                    if self.aggregate:
+                        prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset",
+                                                     "source_dataset", "target_dataset")}
+                        self._aggregate("transfer", group, [(tags, arrays)], names, self.base, prov)
 
     def _run_textgen(self, cfg, method, seeds, summary: RunSummary) -> None:
         """Train projector + LoRA on the train split's instruction set, generate for the test split; >= 3 seeds."""
@@ -397,32 +425,34 @@ class Runner:
         llm_name = tg["llm"]["kind"] if tg["llm"]["kind"] != "path" else Path(tg["llm"]["path"]).name
         settings = {k: tg[k] for k in ("prefix", "n_prefix", "epochs", "batch_size", "lr", "train_size", "test_size", "greedy")}
         per_seed = []
-        done = self.store.finished_units("textgen", method=method, dataset=cfg.data.name)
         for seed in seeds:
             tags = {**group, "seed": seed, "fold": "test", **prov, "llm": llm_name, "settings_hash": _hash(settings)}
             tags["unit_key"] = "|".join(str(tags[t]) for t in ("suite", "method", "dataset", "seed", "checkpoint_hash", "split_hash",
                                                                   "llm", "settings_hash"))
             summary.units_total += 1
-            if tags["unit_key"] in done:
-                summary.units_skipped += 1
-                run = done[tags["unit_key"]]
-                per_seed.append({k: v for k, v in run.data.metrics.items()})
-                continue
-            e_tr = emb.emb[emb.rows(train_ids)] if emb is not None else None
-            e_te = emb.emb[emb.rows(test_ids)] if emb is not None else None
-            preds, losses = train_and_generate(tg, e_tr, [examples[r] for r in train_ids], e_te, [examples[r] for r in test_ids],
-                                               seed, progress=self.progress)
-            refs = [examples[r].answer for r in test_ids]
-            metrics = all_metrics(preds, refs, Path(cfg.paths.cache) / "nltk_data", tg["bertscore_model"], tg["bertscore_layer"])
-            metrics.update({"train_loss_first": losses[0], "train_loss_last": losses[-1], "n_test": float(len(test_ids)),
-                            "n_train": float(len(train_ids))})
-            lines = "\n".join(json.dumps({"record_id": r, "instruction": examples[r].instruction, "reference": examples[r].answer,
-                                           "prediction": p}) for r, p in zip(test_ids, preds)) + "\n"
-            self.store.log_run("textgen", "unit", tags, metrics, {**settings, "bertscore_model": tg["bertscore_model"] or "all-MiniLM-L6-v2",
-                                                                "bertscore_layer": tg["bertscore_layer"]}, files={"generations.jsonl": lines})
-            self._units_logged += 1
-            summary.units_run += 1
-            per_seed.append(metrics)
+            with self.store.claim("textgen", [tags["unit_key"]], method=method, dataset=cfg.data.name) as done:
+                if tags["unit_key"] in done:
+                    summary.units_skipped += 1
+                    per_seed.append(dict(done[tags["unit_key"]].data.metrics))
+                    continue
+                self._require_computable([tags])
+                e_tr = emb.emb[emb.rows(train_ids)] if emb is not None else None
+                e_te = emb.emb[emb.rows(test_ids)] if emb is not None else None
+                preds, losses = train_and_generate(tg, e_tr, [examples[r] for r in train_ids], e_te, [examples[r] for r in test_ids],
+                                                   seed, progress=self.progress)
+                refs = [examples[r].answer for r in test_ids]
+                metrics = all_metrics(preds, refs, Path(cfg.paths.cache) / "nltk_data", tg["bertscore_model"], tg["bertscore_layer"])
+                metrics.update({"train_loss_first": losses[0], "train_loss_last": losses[-1], "n_test": float(len(test_ids)),
+                                "n_train": float(len(train_ids))})
+                lines = "\n".join(json.dumps({"record_id": r, "instruction": examples[r].instruction, "reference": examples[r].answer,
+                                               "prediction": p}) for r, p in zip(test_ids, preds)) + "\n"
+                self.store.log_run("textgen", "unit", tags, metrics, {**settings, "bertscore_model": tg["bertscore_model"] or "all-MiniLM-L6-v2",
+                                                                    "bertscore_layer": tg["bertscore_layer"]}, files={"generations.jsonl": lines})
+                self._units_logged += 1
+                summary.units_run += 1
+                per_seed.append(metrics)
+        if not self.aggregate:
+            return
         agg = {}
         for key in ("bleu", "bleu_nltk", "meteor", "rouge_l_f1", "rouge_l_recall", "bertscore_f1"):
             vals = np.array([m[key] for m in per_seed], dtype=float)
