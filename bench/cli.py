@@ -170,9 +170,9 @@ def run_cmd(ctx: typer.Context,
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH checkpoint (repeatable)"),
             tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)"),
-            launcher: str = typer.Option("inprocess", help="inprocess, or a Hydra launcher that runs each unit as a job: joblib "
-                                                           "(local pool), submitit_local, submitit_slurm, ray; hydra.launcher.* "
-                                                           "overrides configure it")) -> None:
+            launcher: Optional[str] = typer.Option(None, help="inprocess, or a Hydra launcher that runs each unit as a job: joblib "
+                                                                "(local pool), submitit_local, submitit_slurm, ray; hydra.launcher.* "
+                                                                "overrides configure it (default: run.launcher)")) -> None:
     import time
 
     from bench.launch import IN_PROCESS, run_multirun, unit_sweeps
@@ -187,18 +187,19 @@ def run_cmd(ctx: typer.Context,
     start = time.perf_counter()
     overrides = _tracking(ctx.args, tracking_uri)
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
+    config_args = [o for o in overrides if o not in hydra_args]
+    planner = Runner(config_args, ckpts=ckpts)
+    launcher = launcher or planner.base.run.launcher
     if hydra_args and launcher == IN_PROCESS:
         raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
-    config_args = [o for o in overrides if o not in hydra_args]
     if launcher != IN_PROCESS:
-        planner = Runner(config_args, ckpts=ckpts)
         fracs = [float(f) for f in _csv(fractions) or []] or None
         for sweep in unit_sweeps(suite, _csv(methods), planner.base, planner.dataset_cfg, datasets=_csv(datasets), tasks=_csv(tasks),
                                  protocols=_csv(protocols), fractions=fracs, seeds=[int(x) for x in _csv(seeds) or []] or None,
                                  directions=_csv(directions)):
             run_multirun(launcher, sweep, overrides, ckpts, typer.echo)
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
-    runner = Runner(config_args, ckpts=ckpts, compute=launcher == IN_PROCESS)
+    runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False)
     summary = runner.run(suite, _csv(methods), directions and _csv(directions) if suite == "transfer" else _csv(datasets),
                          _csv(tasks), _csv(protocols), [float(f) for f in _csv(fractions) or []] or None,
                          [int(x) for x in _csv(seeds) or []] or None)

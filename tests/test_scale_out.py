@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.results_store import ResultStore
@@ -96,3 +97,19 @@ def test_two_concurrent_runs_on_a_postgres_backed_mlflow_server_log_each_unit_on
         aggs = store.aggregates(["linear"])
         assert len(aggs) == 12 and not aggs.duplicated(["method", "task", "fraction"]).any()
         assert len({r.data.tags["worker"] for r in runs}) == 2  # both processes did part of the work
+
+
+def test_unit_sweeps_enumerate_one_job_per_unit():
+    """fixed has one test fold, cv10 ten; every other unit key is a swept value, so jobs = units."""
+    from bench.config import load_config
+    from bench.launch import unit_sweeps
+
+    base = load_config()
+    sweeps = unit_sweeps("linear", ["merit", "random"], base, lambda d: load_config(data=d), datasets=["demo_ptbxl"],
+                         tasks=["super", "rhythm"], protocols=["fixed", "cv10"], fractions=[0.1, 1.0])
+    jobs = [int(np.prod([len(o.split("=", 1)[1].split(",")) for o in s])) for s in sweeps]
+    assert [o for o in sweeps[0] if o.startswith("unit.fold")] == ["unit.fold=test"]
+    assert [o for o in sweeps[1] if o.startswith("unit.fold")] == ["unit.fold=1,2,3,4,5,6,7,8,9,10"]
+    assert jobs == [2 * 2 * 2 * 1, 2 * 2 * 2 * 10]
+    (transfer,) = unit_sweeps("transfer", ["merit"], base, lambda d: load_config(data=d), directions=["ptbxl_super:cpsc2018"])
+    assert "unit.direction='ptbxl_super:cpsc2018'" in transfer

@@ -122,7 +122,7 @@ def load_llm(kind: str = "smollm2", path: str | None = None) -> tuple[Any, nn.Mo
 
 
 def _is_norm_or_bias(name: str) -> bool:
-    """LLM norms and biases, trained beside LoRA (MedTVT-R1 stage 1)."""
+    """Norm weights and biases: the LLM's are trained beside LoRA (MedTVT-R1 stage 1), and none get weight decay."""
     parts = name.split(".")
     return parts[-1] == "bias" or (len(parts) > 1 and "norm" in parts[-2])
 
@@ -198,7 +198,7 @@ def _param_groups(model: PrefixLM, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if name.endswith(".bias") or "norm" in name else decay).append(p)
+            (no_decay if _is_norm_or_bias(name) else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
