@@ -37,7 +37,8 @@ def unit_sweeps(suite: str, methods: Sequence[str], base: DictConfig, dataset_cf
     from bench.suites.transfer import DIRECTIONS
 
     run = base.run
-    seeds = list(seeds or run.seeds)
+    requested_seeds = list(seeds or [])
+    seeds = requested_seeds or list(run.seeds)
     common = [f"unit.suite={suite}", f"unit.method={_values(methods)}"]
     if suite == "transfer":
         pairs = list(directions or [f"{s}:{t}" for s, t in DIRECTIONS])
@@ -45,8 +46,8 @@ def unit_sweeps(suite: str, methods: Sequence[str], base: DictConfig, dataset_cf
     sweeps = []
     for dataset in datasets or [base.data.name]:
         cfg = dataset_cfg(dataset)
-        if suite == "textgen":
-            sweeps.append([*common, f"unit.dataset={dataset}", f"unit.seed={_values(seeds or cfg.textgen.seeds)}"])
+        if suite == "textgen":  # its own seeds (>= 3, for the t-intervals) unless asked otherwise
+            sweeps.append([*common, f"unit.dataset={dataset}", f"unit.seed={_values(requested_seeds or cfg.textgen.seeds)}"])
             continue
         task_list = list(tasks or cfg.data.default_tasks)
         if suite == "zero_shot":

@@ -113,3 +113,5 @@ def test_unit_sweeps_enumerate_one_job_per_unit():
     assert jobs == [2 * 2 * 2 * 1, 2 * 2 * 2 * 10]
     (transfer,) = unit_sweeps("transfer", ["merit"], base, lambda d: load_config(data=d), directions=["ptbxl_super:cpsc2018"])
     assert "unit.direction='ptbxl_super:cpsc2018'" in transfer
+    (textgen,) = unit_sweeps("textgen", ["merit"], base, lambda d: load_config(data=d), datasets=["demo_ptbxl"])
+    assert f"unit.seed={','.join(map(str, base.textgen.seeds))}" in textgen and len(base.textgen.seeds) >= 3
