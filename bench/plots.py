@@ -34,7 +34,7 @@ def label_efficiency(aggregates: pd.DataFrame, dataset: str, protocol: str, out:
     for ax, task in zip(axes[0], tasks):
         for method, g in df[df["task"] == task].groupby("method"):
             g = g.sort_values("fraction")
-            ax.plot(g["fraction"], 100 * g["auroc_mean"], marker="o", label=method, **_style(method))
+            ax.plot(g["fraction"], 100 * _auroc_point(g), marker="o", label=method, **_style(method))
             ax.fill_between(g["fraction"], 100 * g["auroc_ci_low"], 100 * g["auroc_ci_high"], alpha=0.12)
         ax.set_xscale("log")
         ax.set_title(f"{dataset} / {task}")
@@ -47,6 +47,16 @@ def label_efficiency(aggregates: pd.DataFrame, dataset: str, protocol: str, out:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _auroc_point(agg):
+    """The AUROC the bootstrap interval belongs to: pooled over the units (for cv10 the fold mean can lie
+    outside the interval); the mean where no pooled value was logged."""
+    if "auroc_pooled" not in agg:
+        return agg["auroc_mean"]
+    if isinstance(agg, pd.DataFrame):
+        return agg["auroc_pooled"].fillna(agg["auroc_mean"])
+    return agg["auroc_pooled"] if pd.notna(agg["auroc_pooled"]) else agg["auroc_mean"]
 
 
 def forest(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, out: Path) -> Path:
@@ -63,11 +73,11 @@ def forest(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: floa
             if m not in g.index:
                 continue
             r = g.loc[m]
-            mid, lo, hi = 100 * float(r["auroc_mean"]), 100 * float(r["auroc_ci_low"]), 100 * float(r["auroc_ci_high"])
+            mid, lo, hi = 100 * float(_auroc_point(r)), 100 * float(r["auroc_ci_low"]), 100 * float(r["auroc_ci_high"])
             ax.errorbar(mid, y, xerr=[[mid - lo], [hi - mid]], fmt="o", color="grey" if m in CONTROLS else "C0", capsize=3)
         ax.set_yticks(range(len(methods)), methods)
         ax.set_title(task)
-        ax.set_xlabel("macro AUROC (%) with 95% CI")
+        ax.set_xlabel("pooled macro AUROC (%), 95% CI")
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(f"{dataset}, protocol {protocol}, {100 * fraction:g}% labels")
     fig.tight_layout()

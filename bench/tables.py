@@ -81,7 +81,8 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             proto = protocol or ("fixed" if (sub["protocol"] == "fixed").any() else sub["protocol"].iloc[0])
             frac = fraction if fraction is not None else sub["fraction"].astype(float).max()
             sub = sub[(sub["protocol"] == proto) & (sub["fraction"].astype(float) == float(frac))]
-            title = f"{suite} probing — protocol {proto}, {100 * float(frac):g}% labels"
+            title = f"{suite} probing — protocol {proto}, {100 * float(frac):g}% labels" + (
+                "; AUC = pooled out-of-fold AUROC [95% CI], F1 / Acc = means over the 10 folds" if proto == "cv10" else "")
         else:
             title = {"zero_shot": "zero-shot", "transfer": "cross-domain transfer (macro AUROC)"}[suite]
         if kind == "ablation":
@@ -108,6 +109,8 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                         cells.loc[meth, col] = "n/a"
                         continue
                     v = float(row.get(f"{m}_mean", np.nan))
+                    if m == "auroc" and np.isfinite(float(row.get("auroc_pooled", np.nan))):
+                        v = float(row["auroc_pooled"])  # the estimate its bootstrap interval belongs to (= the mean for one unit)
                     lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
                     cells.loc[meth, col] = _fmt(v, lo, hi)
                     values.loc[meth, col] = v

@@ -70,3 +70,13 @@ def test_forest_and_efficiency_plots_render(store, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     with pytest.raises(LookupError):
         plots.forest(agg, "ptbxl_1819", "cv10", 1.0, tmp_path)
+
+
+def test_cv10_cell_shows_the_pooled_auroc_its_interval_belongs_to(tmp_path):
+    s = ResultStore(f"sqlite:///{tmp_path}/m.db", tmp_path / "a")
+    tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "cv10",
+            "fraction": 1.0, "seed": 0, "applicable": "yes"}
+    s.replace_aggregate("linear", "merit|super|cv10", tags, {"auroc_mean": 0.90, "auroc_pooled": 0.80, "auroc_ci_low": 0.75,
+                                                             "auroc_ci_high": 0.85, "f1_mean": 0.5, "acc_mean": 0.7})
+    text = build_table(s.aggregates(["linear"]), "linear", protocol="cv10")
+    assert "80.0 [75.0, 85.0]" in text and "90.0" not in text and "pooled out-of-fold" in text
