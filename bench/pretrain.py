@@ -227,8 +227,13 @@ def checkpoint_dir(cfg, method: str, pool: PretrainPool) -> Path:
     return Path(cfg.paths.cache) / "checkpoints" / f"{method}-{preset}-{pool.dataset}-pool{pool.ids_hash[:8]}-seed{cfg.pretrain.seed}"
 
 
-def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker | None = None) -> PretrainResult:
-    """Compose dataset -> prepared cache -> encoder -> pretraining for ``method`` as ``cfg`` says."""
+def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker | None = None,
+                    cached_only: bool = False) -> PretrainResult:
+    """Compose dataset -> prepared cache -> encoder -> pretraining for ``method`` as ``cfg`` says.
+
+    ``cached_only``: return the finished checkpoint or raise FileNotFoundError, never train (a launcher's
+    collect pass, which may run on a login node).
+    """
     from omegaconf import OmegaConf
 
     from bench.data.cache import prepare
@@ -258,6 +263,8 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     if tracker is None:
         tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and rank == 0)
     out_dir = checkpoint_dir(cfg, method, pool)
+    if cached_only and not (out_dir / "encoder.pt").is_file():
+        raise FileNotFoundError(f"no finished checkpoint of {method} in {out_dir}")
     # one process pretrains a given checkpoint; a concurrent `bench run` needing it waits, then reuses it
     # (under torchrun the ranks already act as one, so no lock)
     with hold(cfg.paths.cache, [f"pretrain:{out_dir.name}"] if world == 1 else []):

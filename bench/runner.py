@@ -113,7 +113,11 @@ class Runner:
             pcfg.pretrain_pool.folds = pool
             self.echo(f"{method}: no checkpoint given -> the {options.get('preset', '')} preset pretrained on "
                       f"{cfg.data.name} folds {pool[0]}-{pool[-1]}")
-            result = run_pretraining(pcfg, method, progress=self.progress)
+            try:
+                result = run_pretraining(pcfg, method, progress=self.progress, cached_only=not self.compute)
+            except FileNotFoundError as exc:
+                raise MissingUnits(f"{exc}: the launcher's jobs did not pretrain it (fix: read the job logs under "
+                                   f"<cache>/launch, then re-run the same command)") from exc
             how = "cached" if result.seconds == 0 else f"pretrained now in {result.seconds:.0f} s"
             self.echo(f"  {how}: {result.checkpoint}")
             handle = load_encoder(method, options, result.checkpoint, identity_of=identity)

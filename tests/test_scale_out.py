@@ -72,6 +72,9 @@ def test_collect_refuses_to_invent_units_a_launcher_did_not_log(tmp_path):
     runner = Runner([*DEMO, *store_args(tmp_path, "c")], progress=False, compute=False)
     with pytest.raises(MissingUnits, match="not in"):
         runner.run("linear", ["signal_stats"], ["demo_ptbxl"], ["super"])
+    with pytest.raises(MissingUnits, match="did not pretrain"):  # nor does it pretrain on the login node
+        runner.run("linear", ["merit"], ["demo_ptbxl"], ["super"])
+    assert not list(Path(os.environ["BENCH_CACHE"]).glob("checkpoints/*/encoder.pt"))
 
 
 @pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL binaries not found (scripts/setup.sh installs Debian's postgresql)")
