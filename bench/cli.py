@@ -383,9 +383,11 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 
 
 @app.command("sweep", context_settings=OVERRIDES,
-             help=f"Optuna sweep of the linear head (lr, weight decay, epochs), selected on validation only; resumable. {OVERRIDE_HELP}")
+             help=f"Optuna sweep of the linear head or of pretraining (lr, weight decay, epochs), selected on validation only; "
+                  f"resumable. {OVERRIDE_HELP}")
 @_guarded
 def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder name"),
+              target: str = typer.Option("linear", help="linear (the probe on fixed embeddings) | pretrain (each trial pretrains)"),
               dataset: str = typer.Option("demo_ptbxl", help="dataset"), task: str = typer.Option("super", help="task"),
               trials: int = typer.Option(20, help="number of COMPLETE trials to reach"),
               storage: Optional[str] = typer.Option(None, help="Optuna RDB URL (default: sqlite under results/)"),
@@ -394,14 +396,18 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
     from pathlib import Path
 
     from bench.runner import Runner
-    from bench.sweep import sweep_linear
+    from bench.sweep import sweep_linear, sweep_pretraining
 
+    sweeps = {"linear": sweep_linear, "pretrain": sweep_pretraining}
+    if target not in sweeps:
+        raise ConfigError(f"--target must be linear or pretrain, got {target!r}")
     runner = Runner(_tracking(ctx.args, tracking_uri))
     storage = storage or f"sqlite:///{Path(runner.base.paths.results).resolve() / 'optuna.db'}"
-    result = sweep_linear(runner, dataset, method, task, trials, storage, study)
+    result = sweeps[target](runner, dataset, method, task, trials, storage, study)
     typer.echo(f"study {result['study']} ({result['completed_trials']} complete trials in {storage}): best validation "
                f"macro AUROC {result['best_val_auroc']:.4f} with {result['best_params']}")
-    typer.echo("use them with: bench run --suite linear --methods " + method + " " + " ".join(result["overrides"]))
+    typer.echo("use them with: " + ("bench run --suite linear --methods " if target == "linear" else
+                                    f"bench pretrain --dataset {dataset} --method ") + method + " " + " ".join(result["overrides"]))
 
 
 @app.command("compare", context_settings=OVERRIDES,

@@ -148,8 +148,8 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
             return PretrainResult(final, done["history"], 0.0, 0.0, done["epoch"])  # already trained: reuse
     if last.is_file():
         blob = torch.load(last, map_location="cpu", weights_only=False)
-        if blob["config"]["encoder"] != encoder_config or blob["config"]["pool"] != pool.describe():
-            raise ValueError(f"{last}: a checkpoint of a different encoder config or pool is in the way "
+        if blob["config"] != run_config:
+            raise ValueError(f"{last}: a checkpoint of a different encoder config, pool or pretraining settings is in the way "
                              f"(fix: use another output folder or delete it)")
         model.load_state_dict(blob["model"], strict=False)
         opt.load_state_dict(blob["optimizer"])
@@ -228,11 +228,12 @@ def checkpoint_dir(cfg, method: str, pool: PretrainPool) -> Path:
 
 
 def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker | None = None,
-                    cached_only: bool = False) -> PretrainResult:
+                    cached_only: bool = False, variant: str | None = None) -> PretrainResult:
     """Compose dataset -> prepared cache -> encoder -> pretraining for ``method`` as ``cfg`` says.
 
     ``cached_only``: return the finished checkpoint or raise FileNotFoundError, never train (a launcher's
-    collect pass, which may run on a login node).
+    collect pass, which may run on a login node). ``variant``: a suffix of the checkpoint folder, so runs
+    that differ only in pretraining settings (sweep trials) do not share one.
     """
     from omegaconf import OmegaConf
 
@@ -263,6 +264,8 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     if tracker is None:
         tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and rank == 0)
     out_dir = checkpoint_dir(cfg, method, pool)
+    if variant:
+        out_dir = out_dir.with_name(f"{out_dir.name}-{variant}")
     if cached_only and not (out_dir / "encoder.pt").is_file():
         raise FileNotFoundError(f"no finished checkpoint of {method} in {out_dir}")
     # one process pretrains a given checkpoint; a concurrent `bench run` needing it waits, then reuses it

@@ -1,4 +1,5 @@
-"""Hyperparameter sweep of the linear probe with Optuna (RDB storage: SQLite by default, PostgreSQL shared).
+"""Hyperparameter sweeps with Optuna (RDB storage: SQLite by default, PostgreSQL shared): of the linear
+probe, and of pretraining (each trial pretrains, then probes).
 
 Selection is on the validation split only (macro AUROC of the `fixed` protocol's val records); the test
 split is never touched. The study lives in the storage, so a killed sweep resumes: trials left RUNNING
@@ -18,11 +19,49 @@ from bench.suites.linear import HeadConfig, train_heads
 from bench.suites.protocols import protocol_splits
 
 SPACE = {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-1), "epochs": (10, 150)}
+# pretraining sweep: AdamW lr and weight decay, epochs (the paper's lr / wd are not printed)
+PRETRAIN_SPACE = {"lr": (1e-4, 3e-3), "weight_decay": (1e-3, 0.2), "epochs": (2, 20)}
+
+
+def _study(name: str, storage: str, seed: int):
+    """Create or resume a study; trials left RUNNING by a killed sweep are marked FAIL."""
+    import optuna
+
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def _finish(runner, study, objective, n_trials: int, storage: str, tags: dict[str, Any]) -> dict[str, Any]:
+    """Run trials until ``n_trials`` are COMPLETE; record the best values in MLflow (bench-sweep)."""
+    import optuna
+
+    done = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    if done < n_trials:
+        study.optimize(objective, n_trials=n_trials - done)
+    best = study.best_trial
+    complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    prefix = tags.pop("override_prefix")
+    result = {"study": study.study_name, "storage": storage, "completed_trials": complete, "best_val_auroc": best.value,
+              "best_params": best.params, "overrides": [f"{prefix}.{k}={v}" for k, v in best.params.items()]}
+    runner.store.replace_aggregate("sweep", f"sweep|{study.study_name}",
+                                   {"suite": "sweep", "protocol": "fixed", "fraction": 1.0, **tags, "study": study.study_name,
+                                    **{f"best_{k}": v for k, v in best.params.items()}},
+                                   {"best_val_auroc": best.value, "completed_trials": float(complete)})
+    return result
+
+
+def _val_auroc(emb, labels, split, head: HeadConfig, seed: int) -> float:
+    y = labels.reindex(emb.record_ids, fill_value=0).to_numpy()
+    train, val = emb.rows(split.train), emb.rows(split.val)
+    trained = train_heads(emb.emb, y, [(train, val)], head, seed=seed)
+    return float(classification_scores(y[val], trained.predict(emb.emb[val], 0), list(labels.columns)).auroc)
 
 
 def sweep_linear(runner, dataset: str, method: str, task: str, n_trials: int, storage: str, study_name: str | None = None,
                  seed: int = 0, on_trial: Callable[[int], None] | None = None) -> dict[str, Any]:
-    import optuna
     from omegaconf import OmegaConf
 
     cfg = runner.dataset_cfg(dataset)
@@ -30,34 +69,54 @@ def sweep_linear(runner, dataset: str, method: str, task: str, n_trials: int, st
     emb, reader = runner.embeddings(cfg, handle)
     labels = reader.index.task(task).labels
     (split,) = protocol_splits(reader.index.records, labels, "fixed")
-    y = labels.reindex(emb.record_ids, fill_value=0).to_numpy()
-    train, val = emb.rows(split.train), emb.rows(split.val)
     base = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
-    name = study_name or f"linear-{method}-{dataset}-{task}-{handle.checkpoint_hash}"
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed))
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # left behind by a killed sweep
+    study = _study(study_name or f"linear-{method}-{dataset}-{task}-{handle.checkpoint_hash}", storage, seed)
 
     def objective(trial) -> float:
         head = HeadConfig(**{**asdict(base), "lr": trial.suggest_float("lr", *SPACE["lr"], log=True),
                              "weight_decay": trial.suggest_float("weight_decay", *SPACE["weight_decay"], log=True),
                              "epochs": trial.suggest_int("epochs", *SPACE["epochs"])})
-        trained = train_heads(emb.emb, y, [(train, val)], head, seed=seed)
-        score = classification_scores(y[val], trained.predict(emb.emb[val], 0), list(labels.columns)).auroc
+        score = _val_auroc(emb, labels, split, head, seed)
         if on_trial is not None:
             on_trial(trial.number)
-        return float(score)
+        return score
 
-    done = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    if done < n_trials:
-        study.optimize(objective, n_trials=n_trials - done)
-    best = study.best_trial
-    result = {"study": name, "storage": storage, "completed_trials": len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))),
-              "best_val_auroc": best.value, "best_params": best.params,
-              "overrides": [f"linear.{k}={v}" for k, v in best.params.items()]}
-    runner.store.replace_aggregate("sweep", f"sweep|{name}", {"suite": "sweep", "method": method, "dataset": dataset, "task": task,
-                                                              "protocol": "fixed", "fraction": 1.0, "seed": seed, "study": name,
-                                                              **{f"best_{k}": v for k, v in best.params.items()}},
-                                   {"best_val_auroc": best.value, "completed_trials": float(result["completed_trials"])})
-    return result
+    return _finish(runner, study, objective, n_trials, storage, {"method": method, "dataset": dataset, "task": task, "seed": seed,
+                                                                 "override_prefix": "linear"})
+
+
+def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: int, storage: str, study_name: str | None = None,
+                      seed: int = 0, on_trial: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Sweep pretraining lr, weight decay and epochs: each trial pretrains on the `fixed` pool (folds 1-8)
+    into its own folder, then scores a default linear head on the validation fold (9). The test fold is
+    never read."""
+    from omegaconf import OmegaConf
+
+    from bench.encoders.loading import load_encoder
+    from bench.pretrain import run_pretraining
+
+    cfg = runner.dataset_cfg(dataset)
+    reader = runner.reader(cfg)
+    labels = reader.index.task(task).labels
+    (split,) = protocol_splits(reader.index.records, labels, "fixed")
+    head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
+    options = OmegaConf.to_container(cfg.encoder, resolve=True)
+    name = study_name or f"pretrain-{method}-{dataset}-{task}-{options.get('preset', '')}"
+    study = _study(name, storage, seed)
+
+    def objective(trial) -> float:
+        tcfg = cfg.copy()
+        tcfg.pretrain_pool.folds = [int(f) for f in cfg.protocols.fixed.pretrain_pools[0]]
+        tcfg.pretrain.lr = trial.suggest_float("lr", *PRETRAIN_SPACE["lr"], log=True)
+        tcfg.pretrain.weight_decay = trial.suggest_float("weight_decay", *PRETRAIN_SPACE["weight_decay"], log=True)
+        tcfg.pretrain.epochs = trial.suggest_int("epochs", *PRETRAIN_SPACE["epochs"])
+        result = run_pretraining(tcfg, method, progress=runner.progress, variant=f"sweep-{name}-trial{trial.number}")
+        handle = load_encoder(method, options, result.checkpoint, identity_of={cfg.data.name: cfg.data.get("identity", cfg.data.name)})
+        emb, _ = runner.embeddings(cfg, handle)
+        score = _val_auroc(emb, labels, split, head, seed)
+        if on_trial is not None:
+            on_trial(trial.number)
+        return score
+
+    return _finish(runner, study, objective, n_trials, storage, {"method": method, "dataset": dataset, "task": task, "seed": seed,
+                                                                 "override_prefix": "pretrain"})

@@ -126,10 +126,17 @@ def test_kill_and_resume_continues_from_saved_epoch(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
     _pretrain(tmp_path, epochs=1, out="x")
     model = create_encoder("merit", preset="tiny")
-    with pytest.raises(ValueError, match="different encoder config or pool"):
+    with pytest.raises(ValueError, match="different encoder config, pool or pretraining settings"):
         pretrain(model, np.zeros((16, 12, 1000), np.float32), ["a"] * 16, PretrainConfig(epochs=2, batch_size=16),
                  tmp_path / "x", pool=PretrainPool("synthetic", ["a"], [1]), encoder_config={"name": "merit", "preset": "other"},
                  progress=False)
+    # same encoder and pool, another learning rate: resuming would mix two runs, so it is refused too
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="pretraining settings"):
+        pretrain(model, rng.normal(size=(48, 12, 1000)).astype(np.float32), ["x"] * 48,
+                 PretrainConfig(epochs=1, batch_size=16, lr=1e-4, seed=0), tmp_path / "x",
+                 pool=PretrainPool("synthetic", [str(i) for i in range(48)], [1]),
+                 encoder_config={"name": "merit", "preset": "tiny"}, progress=False)
 
 
 def _bench_pretrain(cache, *, nproc: int, method: str = "merit", epochs: int = 2):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import torch
 
 from bench.runner import Runner
 from bench.sweep import SPACE, sweep_linear
@@ -29,3 +30,19 @@ def test_sweep_stores_study_and_resumes_after_kill(tmp_path):
     lo, hi = SPACE["lr"]
     assert lo <= result["best_params"]["lr"] <= hi and 0.5 <= result["best_val_auroc"] <= 1.0
     assert any(o.startswith("linear.lr=") for o in result["overrides"])
+
+
+def test_pretraining_sweep_pretrains_each_trial_apart_and_selects_on_validation(tmp_path):
+    from bench.sweep import PRETRAIN_SPACE, sweep_pretraining
+
+    overrides = [f"paths.cache={tmp_path}/cache", f"paths.results={tmp_path}/results", "encoder.preset=tiny",
+                 f"tracking.uri=sqlite:///{tmp_path}/results/mlflow.db", "data.demo.n_records=120", "pretrain.batch_size=32"]
+    runner = Runner(overrides, progress=False)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    result = sweep_pretraining(runner, "demo_ptbxl", "merit_mse", "super", 2, storage, "p")
+    assert result["completed_trials"] == 2 and set(result["best_params"]) == set(PRETRAIN_SPACE)
+    assert any(o.startswith("pretrain.lr=") for o in result["overrides"])
+    trials = sorted((tmp_path / "cache" / "checkpoints").glob("merit_mse-tiny-*-sweep-p-trial*/encoder.pt"))
+    assert len(trials) == 2  # each trial its own checkpoint
+    study = optuna.load_study(study_name="p", storage=storage)
+    assert [t.params["epochs"] for t in study.trials] == [len(torch.load(p, weights_only=False)["history"]) for p in trials]
