@@ -53,6 +53,13 @@ def _finish(runner, study, objective, n_trials: int, storage: str, tags: dict[st
     return result
 
 
+def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
+    """lr and weight decay on a log scale, epochs as an integer, from ``space``'s bounds."""
+    return {"lr": trial.suggest_float("lr", *space["lr"], log=True),
+            "weight_decay": trial.suggest_float("weight_decay", *space["weight_decay"], log=True),
+            "epochs": trial.suggest_int("epochs", *space["epochs"])}
+
+
 def _val_auroc(emb, labels, split, head: HeadConfig, seed: int) -> float:
     y = labels.reindex(emb.record_ids, fill_value=0).to_numpy()
     train, val = emb.rows(split.train), emb.rows(split.val)
@@ -73,10 +80,7 @@ def sweep_linear(runner, dataset: str, method: str, task: str, n_trials: int, st
     study = _study(study_name or f"linear-{method}-{dataset}-{task}-{handle.checkpoint_hash}", storage, seed)
 
     def objective(trial) -> float:
-        head = HeadConfig(**{**asdict(base), "lr": trial.suggest_float("lr", *SPACE["lr"], log=True),
-                             "weight_decay": trial.suggest_float("weight_decay", *SPACE["weight_decay"], log=True),
-                             "epochs": trial.suggest_int("epochs", *SPACE["epochs"])})
-        score = _val_auroc(emb, labels, split, head, seed)
+        score = _val_auroc(emb, labels, split, HeadConfig(**{**asdict(base), **_suggest(trial, SPACE)}), seed)
         if on_trial is not None:
             on_trial(trial.number)
         return score
@@ -107,9 +111,8 @@ def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: in
     def objective(trial) -> float:
         tcfg = cfg.copy()
         tcfg.pretrain_pool.folds = [int(f) for f in cfg.protocols.fixed.pretrain_pools[0]]
-        tcfg.pretrain.lr = trial.suggest_float("lr", *PRETRAIN_SPACE["lr"], log=True)
-        tcfg.pretrain.weight_decay = trial.suggest_float("weight_decay", *PRETRAIN_SPACE["weight_decay"], log=True)
-        tcfg.pretrain.epochs = trial.suggest_int("epochs", *PRETRAIN_SPACE["epochs"])
+        for key, value in _suggest(trial, PRETRAIN_SPACE).items():
+            tcfg.pretrain[key] = value
         result = run_pretraining(tcfg, method, progress=runner.progress, variant=f"sweep-{name}-trial{trial.number}")
         handle = load_encoder(method, options, result.checkpoint, identity_of={cfg.data.name: cfg.data.get("identity", cfg.data.name)})
         emb, _ = runner.embeddings(cfg, handle)
