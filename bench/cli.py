@@ -192,17 +192,16 @@ def run_cmd(ctx: typer.Context,
     launcher = launcher or planner.base.run.launcher
     if hydra_args and launcher == IN_PROCESS:
         raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
+    fracs = [float(f) for f in _csv(fractions) or []] or None
+    seed_list = [int(x) for x in _csv(seeds) or []] or None
     if launcher != IN_PROCESS:
-        fracs = [float(f) for f in _csv(fractions) or []] or None
         for sweep in unit_sweeps(suite, _csv(methods), planner.base, planner.dataset_cfg, datasets=_csv(datasets), tasks=_csv(tasks),
-                                 protocols=_csv(protocols), fractions=fracs, seeds=[int(x) for x in _csv(seeds) or []] or None,
-                                 directions=_csv(directions)):
+                                 protocols=_csv(protocols), fractions=fracs, seeds=seed_list, directions=_csv(directions)):
             run_multirun(launcher, sweep, overrides, ckpts, typer.echo)
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
     runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False)
     summary = runner.run(suite, _csv(methods), directions and _csv(directions) if suite == "transfer" else _csv(datasets),
-                         _csv(tasks), _csv(protocols), [float(f) for f in _csv(fractions) or []] or None,
-                         [int(x) for x in _csv(seeds) or []] or None)
+                         _csv(tasks), _csv(protocols), fracs, seed_list)
     typer.echo(f"{suite}: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
                f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable (no text tower): {', '.join(sorted(set(summary.not_applicable)))}"
                                                             if summary.not_applicable else ""))

@@ -28,6 +28,7 @@ import pandas as pd
 
 from bench.locks import hold
 
+
 class MissingUnits(RuntimeError):
     """Collecting a launcher's results found units that no job logged."""
 
@@ -81,10 +82,13 @@ class ResultStore:
             if not token:
                 return runs
 
+    def _unit_runs(self, suite: str, tags: Mapping[str, str]) -> list:
+        cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
+        return self._search(suite, cond)
+
     def finished_units(self, suite: str, **tags: str) -> dict[str, Any]:
         """unit_key -> run of the finished unit runs matching ``tags``."""
-        cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
-        return {run.data.tags["unit_key"]: run for run in self._search(suite, cond) if run.info.status == "FINISHED"}
+        return {run.data.tags["unit_key"]: run for run in self._unit_runs(suite, tags) if run.info.status == "FINISHED"}
 
     @contextlib.contextmanager
     def claim(self, suite: str, unit_keys: Iterable[str], **tags: str) -> Iterator[dict[str, Any]]:
@@ -95,9 +99,8 @@ class ResultStore:
         """
         keys = set(unit_keys)
         with hold(self.lock_dir, [f"unit:{self.uri}:{suite}:{k}" for k in keys]):
-            cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
             done = {}
-            for run in self._search(suite, cond):
+            for run in self._unit_runs(suite, tags):
                 if run.info.status == "FINISHED":
                     done[run.data.tags["unit_key"]] = run
                 elif run.data.tags.get("unit_key") in keys:
