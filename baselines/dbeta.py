@@ -4,8 +4,12 @@ ECG encoder (wav2vec2-style, baselines/wav2vec.py): 4 x Conv1d(256, kernel 2, st
 -> 312 tokens), LayerNorm, Linear 256 -> 768, convolutional positions (kernel 128, 16 groups), a
 learnable CLS prepended, LayerNorm, 8 post-LN layers (768, 12 heads, FFN 3072): 62.02M parameters.
 Feature = ``unimodal_ecg_pooler`` (Linear + tanh on CLS) of ``multi_modal_ecg_proj`` (768 -> 768).
-Text tower flan-t5-base encoder (lower-cased, max 256) + 768 -> 768 projection + tanh pooler.
-Input 500 Hz, 10 s, no normalisation or filtering.
+Text side (models/dbeta.py forward): flan-t5-base encoder (trained with the rest; the released file
+holds it as ``language_encoder.*``) run on the lower-cased text without an attention mask, then
+``multi_modal_language_proj`` (768 -> 768) and ``unimodal_language_pooler`` (Linear + tanh on the
+first token). Input contract (models/processor.get_ecg_feats): 500 Hz, 10 s, no normalisation or
+filtering. Released files: fairseq-style {'cfg', 'model'}; every key the embedding and text paths
+read must be present, the fusion layers and pretraining heads are not used.
 
 Pretraining here (small presets) turns on two of the four official terms: masked ECG modelling (75%
 of the conv tokens masked; a light decoder reconstructs the normalised 16-sample x 12-lead chunk of
@@ -22,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.keys import WEIGHT_NORM_RULES, rename, unwrap
+from baselines.keys import WEIGHT_NORM_RULES, rename
 from baselines.wav2vec import W2VBackbone
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import gather_batch, masked_mean
@@ -32,18 +36,23 @@ from merit.text import build_text_tower
 
 PRESETS: dict[str, dict[str, Any]] = {
     "official": dict(conv_dim=256, width=768, depth=8, heads=12, ffn=3072, conv_pos=128, conv_pos_groups=16, fs=500.0,
-                     n_samples=5000, dec_width=384, dec_depth=5, dec_heads=6, text={"kind": "t5", "frozen": True}),
+                     n_samples=5000, dec_width=384, dec_depth=5, dec_heads=6,
+                     text={"kind": "t5", "frozen": True, "pooling": "first_unpadded", "lowercase": True}),
     "cpu_small": dict(conv_dim=128, width=128, depth=3, heads=4, ffn=512, conv_pos=16, conv_pos_groups=4, fs=100.0,
                       n_samples=1000, dec_width=64, dec_depth=1, dec_heads=4, text={"kind": "minilm", "frozen": True}),
     "tiny": dict(conv_dim=32, width=32, depth=1, heads=2, ffn=64, conv_pos=8, conv_pos_groups=2, fs=100.0, n_samples=1000,
                  dec_width=32, dec_depth=1, dec_heads=2, text={"kind": "hashing", "frozen": False, "dim": 32}),
 }
 DEFAULTS = dict(mask_ratio=0.75)
-# Official keys this adapter does not use: fusion layers and pretraining heads; the language model
-# itself is rebuilt from its own files (frozen flan-t5).
-IGNORED = ("language_encoder.", "multi_modal_ecg_layers.", "multi_modal_language_layers.", "multi_modal_ecg_pooler.",
+# Official keys no embedding or text path reads: the fusion layers and the pretraining heads.
+IGNORED = ("multi_modal_ecg_layers.", "multi_modal_language_layers.", "multi_modal_ecg_pooler.",
            "multi_modal_language_pooler.", "modality_type_embeddings.", "mlm_head.", "mim_head.", "itm_head.",
-           "ecg_encoder.mask_emb", "unimodal_language_pooler.", "multi_modal_language_proj.")
+           "ecg_encoder.mask_emb")
+# the official text side -> ours
+TEXT_RULES = [(r"^language_encoder\.", "text_tower.model."), (r"^multi_modal_language_proj\.", "text_proj."),
+              (r"^unimodal_language_pooler\.", "text_pooler.")]
+TEXT_SIDE = ("language_encoder.", "multi_modal_language_proj.", "unimodal_language_pooler.", "text_tower.", "text_proj.",
+             "text_pooler.")
 
 
 class Pooler(nn.Module):
@@ -78,12 +87,13 @@ class DBETA(Encoder):
         self.mim_blocks = nn.ModuleList(Block(c["dec_width"], c["dec_heads"], 4 * c["dec_width"]) for _ in range(c["dec_depth"]))
         self.mim_pred = nn.Linear(c["dec_width"], 12 * stride)
 
+    pretraining_only = ("mim_", "siglip_")
+
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
         return EncoderSpec("d_beta", c["width"], c["fs"], c["n_samples"], has_text_tower=self.text_tower is not None,
-                           normalisation="none (raw signal)", n_params=sum(p.numel() for p in self.ecg_encoder.parameters()),
-                           extra={"preset": self.preset})
+                           n_params=sum(p.numel() for p in self.ecg_encoder.parameters()), extra={"preset": self.preset})
 
     def _hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         cls = self.class_embedding.expand(tokens.shape[0], 1, -1)
@@ -136,7 +146,15 @@ class DBETA(Encoder):
         return out
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        return rename(unwrap(state), WEIGHT_NORM_RULES, ignore=IGNORED)
+        if self.text_tower is None:  # no text tower requested: the text side is not needed
+            state = {k: v for k, v in state.items() if not k.startswith(TEXT_SIDE)}
+        state = {k: v for k, v in state.items() if not k.endswith("position_ids")}
+        return rename(state, WEIGHT_NORM_RULES + TEXT_RULES, ignore=IGNORED)
+
+    def missing_hint(self, missing: list[str]) -> str:
+        if any(k.startswith(("text_proj.", "text_pooler.")) for k in missing):
+            return "this file lacks D-BETA's text side; for ECG embeddings alone set encoder.text.kind=none"
+        return "use a D-BETA file of the same architecture (encoder.preset=official for the released model)"
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         frozen = self.text_tower is not None and self.text_tower.frozen

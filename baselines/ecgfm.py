@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.keys import WEIGHT_NORM_RULES, rename, strip_prefix, unwrap
+from baselines.keys import WEIGHT_NORM_RULES, rename, strip_prefix
+from bench.data.contract import InputContract
 from baselines.wav2vec import W2VBackbone
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import info_nce, masked_mean
@@ -51,17 +52,16 @@ class ECGFM(Encoder):
         self.mask_emb = nn.Parameter(torch.rand(c["width"]))
         self.cmsc_proj = nn.Linear(c["width"], c["width"])
         self.mp_head = nn.Linear(c["width"], c["width"])
+        self._contract = InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["segment"],
+                                       scale="zscore_lead_flat0", per_view=False)
+
+    pretraining_only = ("mask_emb", "cmsc_proj.", "mp_head.")
 
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
-        return EncoderSpec("ecg_fm", c["width"], c["fs"], c["n_samples"], normalisation="z-score per lead (flat leads -> 0)",
-                           n_params=sum(p.numel() for p in self.backbone.parameters()),
-                           extra={"preset": self.preset, "segment": c["segment"]})
-
-    def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
-        std = x.std(-1, keepdim=True)
-        return torch.where(std > 1e-6, (x - x.mean(-1, keepdim=True)) / std.clamp_min(1e-6), torch.zeros_like(x))
+        return EncoderSpec("ecg_fm", c["width"], c["fs"], c["n_samples"], n_params=sum(p.numel() for p in self.backbone.parameters()),
+                           extra={"preset": self.preset}, contract=self._contract)
 
     def _segments(self, x: torch.Tensor) -> list[torch.Tensor]:
         seg = self.config["segment"]
@@ -74,10 +74,10 @@ class ECGFM(Encoder):
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         if aligned:
             raise NotImplementedError("ECG-FM has no text tower")
-        return torch.stack([self._embed_segment(s) for s in self._segments(x)]).mean(0)
+        return self._embed_segment(x)
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.backbone.encoder(self.backbone.embed(s)) for s in self._segments(x)], dim=1)
+        return self.backbone.encoder(self.backbone.embed(x))
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
                            rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
@@ -96,7 +96,6 @@ class ECGFM(Encoder):
         return {"cmsc": cmsc, "masked_pred": mp, "loss": cmsc + mp}
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        state = unwrap(state)
         if "proj.weight" in state:  # fine-tuned file: encoder wrapped as encoder.* next to the classifier proj.*
             state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
             state = strip_prefix(state, "w2v_model.")

@@ -3,10 +3,14 @@
 ViT over per-lead patches of 75 samples at 250 Hz (9 s crops = 30 patches per lead), patch embedding
 LayerNorm -> Linear -> LayerNorm, frozen sin/cos positions (1, 32, D) with zero rows at 0 and 31, a
 learnable SEP at both ends of every lead, 12 lead embeddings, pre-LN blocks; pooled = mean over the
-non-SEP tokens then LayerNorm. Preprocessing: 250 Hz, Butterworth order-5 zero-phase high-pass
-0.67 Hz and low-pass 40 Hz, one mean/std per recording; evaluation averages 3 evenly spaced crops of
-a 10 s record. Pretraining: each lead masked independently at 0.75, per-lead decoder, MSE on masked
-patches with per-patch normalised targets. Official ``encoder.pth`` = {'epoch', 'model', ...}.
+non-SEP tokens then LayerNorm. Input contract (configs/downstream/st_mem.yaml eval_transforms):
+250 Hz (FFT resampling, util/transforms.Resample), 3 evenly spaced crops of 2,250 samples first, then
+per crop a Butterworth-5 zero-phase high-pass at 0.67 Hz and a separate low-pass at 40 Hz and a
+standardisation over leads x time (population std, 0 where std is 0); the crops' embeddings are
+averaged (engine_downstream averages over crops). Pretraining: each lead masked independently at 0.75,
+per-lead decoder, MSE on masked patches with per-patch normalised targets. Released files:
+``encoder.pth`` ({'epoch', 'model': encoder state, ...}) and the full pretraining ``checkpoint-N.pth``
+({'model': encoder.* + decoder keys + the shared to_patch_embedding.*}).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.signal import butter, sosfiltfilt
 from torch import nn
 
-from baselines.keys import VIT_BLOCK_RULES, rename, strip_prefix, unwrap
+from baselines.keys import VIT_BLOCK_RULES, rename
+from bench.data.contract import InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import masked_mse
 from bench.encoders.randomness import StepRandom
@@ -32,6 +36,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 DEFAULTS = dict(fs=250.0, crop=2250, patch=75, record_samples=2500, n_crops=3, mask_ratio=0.75, highpass=0.67,
                 lowpass=40.0, filter_order=5, text=None)
+# Keys of the full pretraining file that only pretraining reads: the decoder and the alias of the
+# encoder's patch embedding at the top level (the same tensors as encoder.to_patch_embedding.*).
+PRETRAINING_KEYS = ("to_decoder_embedding.", "decoder_", "mask_embedding", "to_patch_embedding.")
 
 
 class STMEMBackbone(ECGViT):
@@ -53,39 +60,26 @@ class STMEM(Encoder):
                                      heads=c["heads"], mlp=c["mlp"])
         self.decoder = MaskedDecoder(c["width"], 12, self.encoder.n_patches, c["patch"], c["dec_width"], c["dec_depth"],
                                      c["dec_heads"], mlp=4 * c["dec_width"])
-        self._sos = butter(c["filter_order"], [c["highpass"], c["lowpass"]], btype="bandpass", fs=c["fs"], output="sos")
+        self._contract = InputContract(
+            c["fs"], c["record_samples"], resample="fft", view_layout="ncrop", view_samples=c["crop"], n_views=c["n_crops"],
+            filters=(("highpass", c["highpass"], c["filter_order"]), ("lowpass", c["lowpass"], c["filter_order"])),
+            scale="standardize_record", per_view=True)
+
+    pretraining_only = ("decoder.",)
 
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
-        return EncoderSpec("stmem", c["width"], c["fs"], c["record_samples"], normalisation=
-                           f"Butterworth {c['filter_order']} zero-phase {c['highpass']}-{c['lowpass']} Hz, one mean/std per recording",
-                           n_params=sum(p.numel() for p in self.encoder.parameters()),
-                           extra={"preset": self.preset, "crop": c["crop"], "n_crops": c["n_crops"]})
-
-    def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
-        filtered = sosfiltfilt(self._sos, x.detach().cpu().numpy(), axis=-1)
-        y = torch.as_tensor(np.ascontiguousarray(filtered), dtype=x.dtype, device=x.device)
-        mean = y.mean(dim=(1, 2), keepdim=True)
-        std = y.std(dim=(1, 2), keepdim=True)
-        return (y - mean) / (std + 1e-6)
-
-    def _crops(self, x: torch.Tensor) -> list[torch.Tensor]:
-        c, n = self.config["crop"], x.shape[-1]
-        if n < c:
-            x = torch.nn.functional.pad(x, (0, c - n))
-            n = c
-        starts = np.linspace(0, n - c, self.config["n_crops"]).round().astype(int)
-        return [x[..., s:s + c] for s in starts]
+        return EncoderSpec("stmem", c["width"], c["fs"], c["record_samples"], n_params=sum(p.numel() for p in self.encoder.parameters()),
+                           extra={"preset": self.preset}, contract=self._contract)
 
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         if aligned:
             raise NotImplementedError("ST-MEM has no text tower")
-        return torch.stack([self.encoder(crop) for crop in self._crops(x)]).mean(0)
+        return self.encoder(x)
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        crops = self._crops(x)
-        tokens = self.encoder.forward_tokens(crops[len(crops) // 2])[:, :, 1:-1]
+        tokens = self.encoder.forward_tokens(x)[:, :, 1:-1]
         return self.encoder.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
@@ -93,7 +87,7 @@ class STMEM(Encoder):
         c = self.config
         rng = StepRandom.ensure(rng, x.shape[0], x.device)
         start = rng.batch_randint(0, max(1, x.shape[-1] - c["crop"] + 1))
-        x = self._crops(x[..., start:])[0]
+        x = x[..., start:start + c["crop"]]
         keep, mask = random_keep(rng.rand(12, self.encoder.n_patches), c["mask_ratio"])
         tokens = self.encoder.forward_tokens(x, keep)
         pred = self.decoder(self.encoder.norm(tokens[:, :, 1:-1]), keep)
@@ -101,20 +95,27 @@ class STMEM(Encoder):
         return {"mse": mse, "loss": mse}
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        state = unwrap(state)
         if "encoder.pos" in state:  # one of ours
             return dict(state)
-        state = strip_prefix(state, "encoder.")  # official full-model files prefix the encoder
+        if "encoder.pos_embedding" in state:  # the full pretraining file: keep the encoder, drop what pretraining reads
+            unknown = {k: v for k, v in state.items() if not k.startswith(("encoder.",) + PRETRAINING_KEYS)}
+            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+            state.update(unknown)  # the strict loader reports them as unexpected
         out = rename(state, VIT_BLOCK_RULES + [(r"^to_patch_embedding\.1\.", "patch_embed.0."),
                                                (r"^to_patch_embedding\.2\.", "patch_embed.1."),
                                                (r"^to_patch_embedding\.3\.", "patch_embed.2."),
                                                (r"^sep_embedding$", "sep")],
                      prefix="encoder.", ignore=("lead_embeddings.", "pos_embedding", "head."))
-        out["encoder.pos"] = state["pos_embedding"].reshape(-1, state["pos_embedding"].shape[-1])
+        if "pos_embedding" in state:
+            out["encoder.pos"] = state["pos_embedding"].reshape(-1, state["pos_embedding"].shape[-1])
         leads = sorted((k for k in state if k.startswith("lead_embeddings.")), key=lambda k: int(k.split(".")[1]))
         if leads:
             out["encoder.lead_embed"] = torch.stack([state[k] for k in leads])
         return out
+
+    def missing_hint(self, missing: list[str]) -> str:
+        return ("pass ST-MEM's encoder.pth or a full checkpoint-N.pth of the same architecture (encoder.preset=official "
+                "for ViT-B/75)")
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if k.startswith("encoder.")}

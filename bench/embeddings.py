@@ -36,22 +36,22 @@ class Embeddings:
 
 def embedding_key(handle: EncoderHandle, prepared: PreparedArrays) -> str:
     spec = handle.encoder.spec
-    payload = json.dumps([handle.method, handle.checkpoint_hash, prepared.key, spec.normalisation, spec.fs, spec.n_samples,
+    payload = json.dumps([handle.method, handle.checkpoint_hash, prepared.key, spec.contract.as_dict(), spec.fs, spec.n_samples,
                           spec.extra], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def encode_arrays(handle: EncoderHandle, signals: np.ndarray, units: str, batch_size: int = 256,
                   progress: bool = False, desc: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+    """Prepared records -> (embeddings, aligned embeddings or None) through the encoder's input contract."""
     enc = handle.encoder.eval()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     enc.to(device)
     aligned_ok = enc.spec.has_text_tower
     embs, aligned = [], []
     for start in tqdm(range(0, len(signals), batch_size), desc=desc or f"embed {handle.method}", disable=not progress):
-        x = torch.as_tensor(np.array(signals[start:start + batch_size]), device=device)
-        e, a = enc.encode_pair(enc.normalise(x, units))
+        e, a = enc.embed(np.asarray(signals[start:start + batch_size]))
         embs.append(e.float().cpu().numpy())
         if aligned_ok and a is not None:
             aligned.append(a.float().cpu().numpy())

@@ -253,7 +253,7 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     index = reader.index
     pool = pool_from_config(index, cfg.pretrain_pool)
     spec = model.spec
-    pcfg = PreprocessConfig.from_mapping({**OmegaConf.to_container(cfg.preprocess), "target_fs": spec.fs, "seconds": spec.seconds})
+    pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess)))
     prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"), progress=progress and rank == 0)
     if rank == 0 and world > 1:
         torch.distributed.barrier()

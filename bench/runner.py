@@ -130,7 +130,7 @@ class Runner:
         reader = self.reader(cfg)
         if key not in self._embeddings:
             spec = handle.encoder.spec
-            pcfg = PreprocessConfig.from_mapping({**OmegaConf.to_container(cfg.preprocess), "target_fs": spec.fs, "seconds": spec.seconds})
+            pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess)))
             prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"), progress=self.progress)
             self._embeddings[key] = cached_embeddings(handle, prepared, cfg.paths.cache, reader.index.units, progress=self.progress)
         return self._embeddings[key], reader

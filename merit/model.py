@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from bench.data.contract import InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import ib_term, info_nce, masked_mse
 from merit.text import build_text_tower
@@ -80,12 +81,9 @@ class MERIT(Encoder):
     def spec(self) -> EncoderSpec:
         c = self.config
         return EncoderSpec(self.name or self.objective, c["width"], c["fs"], c["n_samples"], has_text_tower="cma" in self.terms,
-                           normalisation="per-lead z-score", n_params=sum(p.numel() for p in self.encoder.parameters()),
-                           extra={"preset": self.preset, "objective": self.objective})
-
-    def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
-        """Per-lead z-score of each record (idempotent on data that is already z-scored)."""
-        return (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-6)
+                           n_params=sum(p.numel() for p in self.encoder.parameters()),
+                           extra={"preset": self.preset, "objective": self.objective},
+                           contract=InputContract(c["fs"], c["n_samples"], scale="zscore_lead_eps"))
 
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         pooled = self.encoder(x)

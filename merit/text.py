@@ -50,8 +50,16 @@ class HashingTextTower(TextTower):
         return self.out(bag)
 
 
+POOLINGS = ("mean", "cls", "pooler", "first_unpadded")
+
+
 class HFTextTower(TextTower):
-    """A Hugging Face encoder from a local folder; pooling 'mean' (sentence-transformers) or 'cls'."""
+    """A Hugging Face encoder from a local folder.
+
+    Pooling: 'mean' over tokens (sentence-transformers), 'cls' (first hidden state), 'pooler' (the
+    model's ``pooler_output``, as MERL embeds prompts), 'first_unpadded' (first hidden state of each
+    text run alone without an attention mask, as D-BETA runs its T5 encoder).
+    """
 
     def __init__(self, path: str | Path, pooling: str = "mean", max_length: int = 256, frozen: bool = True,
                  lowercase: bool = False, encoder_only_t5: bool = False):
@@ -64,15 +72,29 @@ class HFTextTower(TextTower):
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         loader = T5EncoderModel if encoder_only_t5 else AutoModel
         self.model = loader.from_pretrained(path, local_files_only=True)
-        self.dim, self.pooling, self.max_length = self.model.config.hidden_size, pooling, max_length
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown text pooling {pooling!r}; choose from {POOLINGS}")
+        self.dim = getattr(self.model.config, "hidden_size", None) or self.model.config.d_model
+        self.pooling, self.max_length = pooling, max_length
         self.frozen, self.lowercase, self.source = frozen, lowercase, str(path)
         self.requires_grad_(not frozen)
         self._cache: dict[str, torch.Tensor] = {}
 
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (after new weights are loaded into the tower)."""
+        self._cache.clear()
+
     def _run(self, texts: list[str]) -> torch.Tensor:
         device = next(self.model.parameters()).device
+        if self.pooling == "first_unpadded":
+            rows = [self.tokenizer([t], truncation=True, max_length=self.max_length, return_tensors="pt").input_ids.to(device)
+                    for t in texts]
+            return torch.cat([self.model(input_ids=ids).last_hidden_state[:, 0] for ids in rows])
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
-        out = self.model(**batch).last_hidden_state
+        result = self.model(**batch)
+        if self.pooling == "pooler":
+            return result.pooler_output
+        out = result.last_hidden_state
         if self.pooling == "cls":
             return out[:, 0]
         m = batch["attention_mask"].unsqueeze(-1).to(out.dtype)
@@ -102,7 +124,7 @@ def minilm_path() -> Path:
 
 
 def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool = True, dim: int = 64,
-                     max_length: int = 256) -> TextTower | None:
+                     max_length: int = 256, pooling: str | None = None, lowercase: bool | None = None) -> TextTower | None:
     """``kind``: 'minilm' (offline default), 'medcpt' (MERIT/MERL; local path or MEDCPT_PATH), 't5' (D-BETA's
     flan-t5-base encoder; local path or FLAN_T5_PATH), 'hf' (any local path), 'hashing' (tests), 'none'."""
     if kind == "none":
@@ -112,19 +134,21 @@ def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool
         if not path or not Path(path).is_dir():
             raise FileNotFoundError(f"flan-t5-base not found at {path!r} (fix: download google/flan-t5-base and set "
                                     f"encoder.text.path=/path or FLAN_T5_PATH; or use encoder.text.kind=minilm)")
-        return HFTextTower(path, pooling="cls", max_length=max_length, frozen=frozen, lowercase=True, encoder_only_t5=True)
+        return HFTextTower(path, pooling=pooling or "cls", max_length=max_length, frozen=frozen,
+                           lowercase=True if lowercase is None else lowercase, encoder_only_t5=True)
     if kind == "hashing":
         return HashingTextTower(dim=dim, frozen=frozen)
     if kind == "minilm":
-        return HFTextTower(path or minilm_path(), pooling="mean", max_length=max_length, frozen=frozen)
+        return HFTextTower(path or minilm_path(), pooling=pooling or "mean", max_length=max_length, frozen=frozen,
+                           lowercase=bool(lowercase))
     if kind == "medcpt":
         path = path or os.environ.get("MEDCPT_PATH")
         if not path or not Path(path).is_dir():
             raise FileNotFoundError(f"MedCPT-Query-Encoder not found at {path!r} (fix: download ncbi/MedCPT-Query-Encoder "
                                     f"and set encoder.text.path=/path or MEDCPT_PATH; or use encoder.text.kind=minilm)")
-        return HFTextTower(path, pooling="cls", max_length=max_length, frozen=frozen)
+        return HFTextTower(path, pooling=pooling or "cls", max_length=max_length, frozen=frozen, lowercase=bool(lowercase))
     if kind == "hf":
         if not path:
             raise FileNotFoundError("text.kind=hf needs text.path=/local/model/folder")
-        return HFTextTower(path, pooling="mean", max_length=max_length, frozen=frozen)
+        return HFTextTower(path, pooling=pooling or "mean", max_length=max_length, frozen=frozen, lowercase=bool(lowercase))
     raise ValueError(f"unknown text tower '{kind}': choose minilm, medcpt, t5, hf, hashing or none")

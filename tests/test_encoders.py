@@ -27,8 +27,19 @@ def encoder(request) -> Encoder:
 
 
 def _batch(enc: Encoder, b: int = 3) -> torch.Tensor:
+    """One view per record as the shared pipeline hands it to the encoder (contract applied)."""
     s = enc.spec
-    return torch.randn(b, len(s.leads), s.n_samples, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(b, len(s.leads), s.n_samples, generator=torch.Generator().manual_seed(1))
+    return torch.as_tensor(enc.contract.views(x.numpy())[:, 0])
+
+
+def test_embed_averages_the_contract_views(encoder):
+    x = torch.randn(2, 12, encoder.spec.n_samples, generator=torch.Generator().manual_seed(2))
+    views = torch.as_tensor(encoder.contract.views(x.numpy()))
+    with torch.no_grad():
+        emb, _ = encoder.embed(x)
+        expected = torch.stack([encoder.encode_ecg(views[:, v]) for v in range(views.shape[1])]).mean(0)
+    torch.testing.assert_close(emb, expected)
 
 
 def test_metadata_is_complete(encoder):
@@ -38,7 +49,7 @@ def test_metadata_is_complete(encoder):
 
 
 def test_output_shape_dtype_and_batch_invariance(encoder):
-    x = encoder.normalise(_batch(encoder, 3))
+    x = _batch(encoder, 3)
     with torch.no_grad():
         full = encoder.encode_ecg(x)
         single = torch.cat([encoder.encode_ecg(x[i:i + 1]) for i in range(3)])
@@ -47,7 +58,7 @@ def test_output_shape_dtype_and_batch_invariance(encoder):
 
 
 def test_eval_mode_is_deterministic(encoder):
-    x = encoder.normalise(_batch(encoder))
+    x = _batch(encoder)
     with torch.no_grad():
         torch.testing.assert_close(encoder.encode_ecg(x), encoder.encode_ecg(x), atol=0, rtol=0)
         tokens = encoder.encode_tokens(x)
@@ -55,7 +66,7 @@ def test_eval_mode_is_deterministic(encoder):
 
 
 def test_encode_pair_matches_separate_calls(encoder):
-    x = encoder.normalise(_batch(encoder))
+    x = _batch(encoder)
     with torch.no_grad():
         emb, aligned = encoder.encode_pair(x)
         torch.testing.assert_close(emb, encoder.encode_ecg(x))
@@ -69,7 +80,7 @@ def test_text_tower_matches_metadata(encoder):
     if encoder.spec.has_text_tower:
         with torch.no_grad():
             t = encoder.encode_text(["atrial fibrillation", "sinus rhythm", "normal ECG"])
-            e = encoder.encode_ecg(encoder.normalise(_batch(encoder)), aligned=True)
+            e = encoder.encode_ecg(_batch(encoder), aligned=True)
         assert t.shape[0] == 3 and t.shape[1] == e.shape[1]
     else:
         with pytest.raises(NotImplementedError, match="no text tower"):
@@ -82,7 +93,7 @@ def test_checkpoint_roundtrip_gives_identical_embeddings(encoder, tmp_path):
     torch.manual_seed(123)
     fresh = _build(encoder.spec.name if encoder.spec.name in encoder_names() else encoder.name).eval()
     fresh.load_checkpoint(path)
-    x = encoder.normalise(_batch(encoder))
+    x = _batch(encoder)
     with torch.no_grad():
         torch.testing.assert_close(fresh.encode_ecg(x), encoder.encode_ecg(x), atol=0, rtol=0)
 

@@ -2,7 +2,7 @@
 
 Steps, in order: lead order normalised to the standard 12 leads; NaN/Inf replaced by the mean of
 neighbouring samples (MERIT paper / MERL: mean of the valid samples within +-``nan_window``); resample
-to ``target_fs`` (polyphase, anti-aliased); crop or zero-pad to ``seconds``. Per-method
+to ``target_fs`` (polyphase and anti-aliased, or FFT where an encoder's contract says so); crop or zero-pad to ``seconds``. Per-method
 normalisation (z-score, min-max, band-pass) is *not* done here: each encoder declares its own step.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 import numpy as np
+from scipy.signal import resample as fft_resample
 from scipy.signal import resample_poly
 
 from bench.data.base import RawECG
@@ -28,6 +29,7 @@ class PreprocessConfig:
     leads: tuple[str, ...] = STANDARD_LEADS
     nan_window: int = 6
     crop: str = "start"  # start | center
+    resample: str = "poly"  # poly (scipy resample_poly) | fft (scipy.signal.resample, as ST-MEM does)
 
     @classmethod
     def from_mapping(cls, cfg) -> "PreprocessConfig":
@@ -36,6 +38,8 @@ class PreprocessConfig:
         out = dataclass_from_mapping(cls, cfg, "preprocess config", DataError, leads=tuple)
         if out.crop not in ("start", "center"):
             raise DataError("preprocess config", f"crop must be 'start' or 'center', got {out.crop!r}")
+        if out.resample not in ("poly", "fft"):
+            raise DataError("preprocess config", f"resample must be 'poly' or 'fft', got {out.resample!r}")
         return out
 
     @property
@@ -43,7 +47,11 @@ class PreprocessConfig:
         return int(round(self.target_fs * self.seconds))
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Hash of every field; the default resampler is left out so keys made before it existed still hold."""
+        fields = asdict(self)
+        if fields["resample"] == "poly":
+            fields.pop("resample")
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def fill_nonfinite(signal: np.ndarray, window: int = 6) -> np.ndarray:
@@ -76,9 +84,11 @@ def reorder_leads(ecg: RawECG, leads: tuple[str, ...]) -> np.ndarray:
     return ecg.signal[[where[lead] for lead in leads]]
 
 
-def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
+def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly") -> np.ndarray:
     if abs(fs - target_fs) < 1e-9:
         return signal
+    if method == "fft":
+        return fft_resample(signal, int(signal.shape[-1] * target_fs / fs), axis=-1).astype(np.float32)
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
     return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
@@ -97,5 +107,5 @@ def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
     """Raw record -> float32 [len(cfg.leads), cfg.n_samples]."""
     x = reorder_leads(ecg, cfg.leads)
     x = fill_nonfinite(x, cfg.nan_window)
-    x = resample(x, ecg.fs, cfg.target_fs)
+    x = resample(x, ecg.fs, cfg.target_fs, cfg.resample)
     return np.ascontiguousarray(crop_or_pad(x, cfg.n_samples, cfg.crop), dtype=np.float32)

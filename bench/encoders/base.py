@@ -1,10 +1,11 @@
 """One small interface every method implements, so suites never special-case a method.
 
-An encoder declares its input contract (sampling rate, length, leads) in ``spec``; the harness
-prepares arrays to that contract through the shared pipeline, then the encoder applies its own
-normalisation (``normalise``) and returns a global embedding (``encode_ecg``), token features for
-the text-generation suite (``encode_tokens``) and, when it has a text tower, text embeddings in the
-space it aligned ECGs to (``encode_text`` with ``encode_ecg(..., aligned=True)``).
+An encoder declares its input contract (``spec.contract``: lead order, sampling rate, window, views,
+filters, scaling; ``bench.data.contract``); the harness prepares arrays to that contract and turns them
+into model inputs through one shared implementation (``embed``), and the encoder returns a global
+embedding per view (``encode_ecg``), token features for the text-generation suite (``encode_tokens``)
+and, when it has a text tower, text embeddings in the space it aligned ECGs to (``encode_text`` with
+``encode_ecg(..., aligned=True)``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from bench.data.contract import InputContract
 from bench.data.leads import STANDARD_LEADS
 from bench.encoders.checkpoint import load_state_dict_checked, read_checkpoint
 
@@ -32,6 +35,13 @@ class EncoderSpec:
     normalisation: str = ""
     n_params: int = 0
     extra: dict = field(default_factory=dict)
+    contract: InputContract | None = None
+
+    def __post_init__(self) -> None:
+        if self.contract is None:
+            object.__setattr__(self, "contract", InputContract(self.fs, self.n_samples, tuple(self.leads)))
+        if not self.normalisation:
+            object.__setattr__(self, "normalisation", self.contract.describe())
 
     @property
     def seconds(self) -> float:
@@ -41,6 +51,8 @@ class EncoderSpec:
         d = asdict(self)
         d["leads"] = len(self.leads)
         d.pop("extra")
+        d.pop("contract")
+        d["input"] = self.contract.describe()
         return d
 
 
@@ -57,13 +69,35 @@ class Encoder(nn.Module, ABC):
     def spec(self) -> EncoderSpec:
         """Metadata and input contract."""
 
+    @property
+    def contract(self) -> InputContract:
+        return self.spec.contract
+
     def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
-        """The encoder's own preprocessing on [B, leads, samples] at ``spec.fs``; default: none."""
-        return x
+        """The contract's filters and scaling on whole records [B, leads, samples] (pretraining input)."""
+        c = self.contract
+        if not c.filters and c.scale == "none":
+            return x
+        return torch.as_tensor(c.filter_and_scale(x.detach().cpu().numpy()), device=x.device)
+
+    def embed(self, x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prepared records [B, leads, S] -> (embedding, aligned embedding or None), through the contract.
+
+        Each view (crop or segment) is encoded and the views' embeddings are averaged, as the
+        upstream evaluation paths do.
+        """
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        views = torch.as_tensor(self.contract.views(arr), device=device)
+        outs = [self.encode_pair(views[:, v]) for v in range(views.shape[1])]
+        emb = torch.stack([o[0] for o in outs]).mean(0)
+        aligned = None if outs[0][1] is None else torch.stack([o[1] for o in outs]).mean(0)
+        return emb, aligned
 
     @abstractmethod
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
-        """[B, leads, samples] (already normalised) -> [B, D]; ``aligned`` -> the shared ECG-text space."""
+        """One view [B, leads, view samples] (already through the contract) -> [B, D]; ``aligned`` -> the
+        shared ECG-text space."""
 
     def encode_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(global embedding, aligned embedding or None) in one call; override to share the forward pass."""
@@ -81,6 +115,9 @@ class Encoder(nn.Module, ABC):
         return sum(p.numel() for p in self.parameters())
 
     # Checkpoints -----------------------------------------------------------------------------
+    #: prefixes of modules only pretraining uses (decoders, auxiliary heads): a released file may lack them
+    pretraining_only: tuple[str, ...] = ()
+
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """State saved in / loaded from bench checkpoints (subclasses may drop frozen towers)."""
         return self.state_dict()
@@ -89,12 +126,31 @@ class Encoder(nn.Module, ABC):
         """Map a foreign (official) checkpoint's keys to ours; default: identity."""
         return dict(state)
 
-    def load_checkpoint(self, path: str | Path, strict: bool = True) -> dict[str, Any]:
-        """Load weights from ``path``; errors name the file and list offending keys."""
+    def missing_hint(self, missing: list[str]) -> str:
+        """What a file lacking ``missing`` keys cannot do, and the fix (adapters name the missing part)."""
+        return ""
+
+    def required_keys(self, state: Mapping[str, Any]) -> set[str]:
+        """Keys a file must hold: everything the embedding and (with a text tower) zero-shot path read.
+
+        Pretraining-only modules are optional; a frozen text tower comes from its own files unless the
+        checkpoint carries its weights (released MERL / D-BETA files do), then all of them are required.
+        """
+        needed = {k for k in self.checkpoint_state() if not k.startswith(self.pretraining_only)}
+        if any(k.startswith("text_tower.") for k in state):
+            needed |= {k for k in self.state_dict() if k.startswith("text_tower.")}
+        return needed
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """Load weights from ``path`` strictly; errors name the file, the offending keys and the fix."""
+        from baselines.keys import unwrap
+
         blob = read_checkpoint(path)
-        state = blob.get("model", blob) if isinstance(blob, dict) else blob
-        load_state_dict_checked(self, self.remap_state_dict(state), source=str(path), strict=strict,
-                                expected=self.checkpoint_state().keys())
+        state = self.remap_state_dict(unwrap(blob))
+        load_state_dict_checked(self, state, source=str(path), expected=self.required_keys(state),
+                                hint=self.missing_hint)
+        if hasattr(getattr(self, "text_tower", None), "clear_cache"):
+            self.text_tower.clear_cache()
         return blob if isinstance(blob, dict) else {}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -37,11 +37,12 @@ def _short(keys: list[str], n: int = 12) -> str:
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: str, strict: bool = True,
-                            expected: Iterable[str] | None = None) -> None:
+def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: str,
+                            expected: Iterable[str] | None = None, hint: Callable[[list[str]], str] | None = None) -> None:
     """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error listing them.
 
-    ``expected`` limits the keys that must be present (e.g. without a frozen text tower).
+    ``expected``: the keys that must be present (e.g. without pretraining-only heads or a frozen text
+    tower); keys of ``model`` outside it keep their values. ``hint`` says what the missing keys mean.
     """
     own = model.state_dict()
     expected = set(expected) if expected is not None else set(own)
@@ -52,11 +53,12 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: 
     problems = []
     if shapes:
         problems.append(f"shape mismatch: {_short(shapes)}")
-    if strict and missing:
+    if missing:
         problems.append(f"missing keys: {_short(missing)}")
-    if strict and unexpected:
+    if unexpected:
         problems.append(f"unexpected keys: {_short(unexpected)}")
     if problems:
+        fix = (hint(missing) if hint and missing else "") or "use a checkpoint of this encoder and preset, or the matching preset"
         raise CheckpointError(f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(problems)
-                              + " (fix: use a checkpoint of this encoder and preset, or the matching preset)")
+                              + f" (fix: {fix})")
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

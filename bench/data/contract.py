@@ -1,0 +1,181 @@
+"""An encoder's input contract and the one shared implementation of it.
+
+Each encoder preset declares what its weights were trained on (lead order, sampling rate, window,
+views, filters, scaling); the harness, not the adapter, turns a prepared record into model inputs
+with these functions, so every encoder's preprocessing is the same code and is recorded with every
+number. Prepared arrays (``bench.data.preprocess``) cover lead order, resampling and the window; the
+views / filters / scaling here run on those arrays just before the forward pass.
+
+Scalings are named after the upstream rule they reproduce (the source is cited in ``SCALINGS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy.signal import butter, sosfiltfilt
+
+from bench.data.leads import STANDARD_LEADS
+
+
+def _standardize_record(x: np.ndarray) -> np.ndarray:
+    loc = x.mean(axis=(-1, -2), keepdims=True)
+    scale = x.std(axis=(-1, -2), keepdims=True)
+    return np.divide(x - loc, scale, out=np.zeros_like(x), where=scale != 0)
+
+
+def _zscore_lead_eps(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(-1, keepdims=True)) / (x.std(-1, ddof=1, keepdims=True) + 1e-6)
+
+
+def _zscore_lead_flat0(x: np.ndarray) -> np.ndarray:
+    std = x.std(-1, ddof=1, keepdims=True)
+    return np.where(std > 1e-6, (x - x.mean(-1, keepdims=True)) / np.maximum(std, 1e-6), 0.0)
+
+
+def _minmax_record(x: np.ndarray) -> np.ndarray:
+    lo = x.min(axis=(-1, -2), keepdims=True)
+    hi = x.max(axis=(-1, -2), keepdims=True)
+    return (x - lo) / (hi - lo + 1e-8)
+
+
+#: name -> (function on [..., leads, samples], what it is and where it comes from)
+SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    "none": (lambda x: x, "none (raw signal)"),
+    "standardize_record": (_standardize_record, "mean/std over leads x time, population std, 0 where std is 0 "
+                                                "(ST-MEM util/transforms.Standardize(axis=(-1, -2)))"),
+    "zscore_lead_eps": (_zscore_lead_eps, "per-lead z-score, (x - mean) / (std + 1e-6) (MERIT, ours)"),
+    "zscore_lead_flat0": (_zscore_lead_flat0, "per-lead z-score, flat leads -> 0 (ECG-FM / fairseq-signals)"),
+    "minmax_record": (_minmax_record, "(x - min) / (max - min + 1e-8) over the whole record "
+                                      "(MERL finetune/finetune_dataset.py)"),
+}
+VIEW_LAYOUTS = ("whole", "ncrop", "tile")
+RESAMPLERS = ("poly", "fft")
+FILTERS = ("highpass", "lowpass", "bandpass")
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What one encoder preset expects; ``views`` turns prepared [B, leads, n_samples] into [B, V, leads, C].
+
+    ``view_layout``: 'whole' (one view, the record), 'ncrop' (``n_views`` evenly spaced crops of
+    ``view_samples``, ST-MEM's NCrop), 'tile' (consecutive ``view_samples`` segments, ECG-FM).
+    ``filters``: zero-phase Butterworth SOS filters applied in order, each ``(btype, cutoff, order)``.
+    ``per_view``: filters and scaling act on each view after cropping (ST-MEM) or on the record first.
+    The encoder's embedding is the mean over views.
+    """
+
+    fs: float
+    n_samples: int
+    leads: tuple[str, ...] = STANDARD_LEADS
+    resample: str = "poly"
+    view_layout: str = "whole"
+    view_samples: int | None = None
+    n_views: int = 1
+    filters: tuple[tuple[str, Any, int], ...] = ()
+    scale: str = "none"
+    per_view: bool = True
+    notes: str = ""
+    _sos: list = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.resample not in RESAMPLERS:
+            problems.append(f"resample {self.resample!r} not in {RESAMPLERS}")
+        if self.view_layout not in VIEW_LAYOUTS:
+            problems.append(f"view_layout {self.view_layout!r} not in {VIEW_LAYOUTS}")
+        if self.scale not in SCALINGS:
+            problems.append(f"scale {self.scale!r} not in {sorted(SCALINGS)}")
+        if any(f[0] not in FILTERS for f in self.filters):
+            problems.append(f"filters must be among {FILTERS}")
+        if self.view_layout != "whole" and not self.view_samples:
+            problems.append("view_samples is required for cropped views")
+        if problems:
+            raise ValueError("invalid input contract: " + "; ".join(problems))
+        object.__setattr__(self, "leads", tuple(self.leads))
+        object.__setattr__(self, "filters", tuple(tuple(f) for f in self.filters))
+        for btype, cutoff, order in self.filters:
+            self._sos.append(butter(int(order), cutoff, btype=btype, fs=self.fs, output="sos"))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "InputContract":
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__ and not k.startswith("_")})
+
+    @property
+    def seconds(self) -> float:
+        return self.n_samples / self.fs
+
+    @property
+    def view_length(self) -> int:
+        return self.view_samples or self.n_samples
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("_sos")
+        d["leads"] = list(self.leads)
+        d["filters"] = [list(f) for f in self.filters]
+        return d
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        """One line for tables, cards and provenance."""
+        parts = [f"{self.fs:g} Hz", f"{self.n_samples} samples"]
+        if tuple(self.leads) != STANDARD_LEADS:
+            parts.append("leads " + ",".join(self.leads))
+        if self.resample != "poly":
+            parts.append(f"{self.resample} resampling")
+        if self.view_layout != "whole":
+            parts.append(f"{self.n_views if self.view_layout == 'ncrop' else 'all'} {self.view_layout} views of "
+                         f"{self.view_samples}, embeddings averaged")
+        for btype, cutoff, order in self.filters:
+            parts.append(f"Butterworth-{order} zero-phase {btype} {cutoff} Hz")
+        parts.append(SCALINGS[self.scale][1] + (" per view" if self.per_view and self.view_layout != "whole" else ""))
+        return "; ".join(parts)
+
+    def preprocess_mapping(self, base: Mapping[str, Any]) -> dict[str, Any]:
+        """The shared preprocessing config for this contract: rate, window, resampler and lead order.
+
+        A user's own ``preprocess.leads`` (a lead subset) is kept for encoders in the standard order.
+        """
+        out = {**base, "target_fs": self.fs, "seconds": self.seconds, "resample": self.resample}
+        if tuple(self.leads) != STANDARD_LEADS:
+            out["leads"] = list(self.leads)
+        return out
+
+    # The transforms --------------------------------------------------------------------------
+    def _starts(self, n: int) -> list[int]:
+        c = self.view_length
+        if self.view_layout == "whole":
+            return [0]
+        if n < c:
+            raise ValueError(f"record of {n} samples is shorter than the contract's view of {c} samples")
+        if self.view_layout == "tile":
+            return [i * c for i in range(n // c)]
+        if self.n_views == 1 or n == c:
+            return [0] * self.n_views
+        step = (n - c) // (self.n_views - 1)
+        if step == 0:
+            return [int(s) for s in np.linspace(0, n - c, self.n_views).round()]
+        return [int(s) for s in np.arange(0, n - c + 1, step)][: self.n_views]
+
+    def filter_and_scale(self, x: np.ndarray) -> np.ndarray:
+        """Filters then scaling on [..., leads, samples] (float64 inside, float32 out)."""
+        y = np.asarray(x, dtype=np.float64)
+        for sos in self._sos:
+            y = sosfiltfilt(sos, y, axis=-1)
+        return SCALINGS[self.scale][0](y).astype(np.float32)
+
+    def views(self, x: np.ndarray) -> np.ndarray:
+        """Prepared [B, leads, S] -> model inputs [B, V, leads, C]."""
+        x = np.asarray(x)
+        if not self.per_view:
+            x = self.filter_and_scale(x)
+        c = self.view_length
+        stacked = np.stack([x[..., s:s + c] for s in self._starts(x.shape[-1])], axis=1)
+        return self.filter_and_scale(stacked) if self.per_view else np.ascontiguousarray(stacked, dtype=np.float32)

@@ -1,0 +1,69 @@
+"""`bench embed`: feature extraction from any registered encoder on the user's own arrays.
+
+Millivolt records [N, 12, S] in the standard lead order at ``fs`` go through the same path as every
+benchmark number: the shared preprocessing (lead order, resampling and window of the encoder's
+input contract), the contract's views, filters and scaling, the encoder, and for text the encoder's
+own text path. The golden conformance tests run upstream's fixtures through this function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from bench.data.base import RawECG
+from bench.data.errors import DataError
+from bench.data.leads import STANDARD_LEADS
+from bench.data.preprocess import PreprocessConfig, preprocess
+from bench.encoders.loading import EncoderHandle
+
+
+def read_signals(path: str | Path) -> np.ndarray:
+    """X.npy as float32 [N, 12, S]; anything else is refused naming the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "signals file not found", "pass --signals X.npy, a float array [N, 12, samples] in mV")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(path, f"not a readable .npy array ({exc})", "save with numpy.save(path, array)") from exc
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[1] != len(STANDARD_LEADS):
+        raise DataError(path, f"shape {x.shape} is not [N, 12, samples]",
+                        "stack records as [N, 12, samples] in the order I, II, III, aVR, aVL, aVF, V1-V6")
+    return x.astype(np.float32, copy=False)
+
+
+def prepare_signals(signals: np.ndarray, fs: float, contract, base: Mapping[str, Any] | None = None,
+                    source: str = "signals") -> np.ndarray:
+    """Raw mV [N, 12, S] at ``fs`` -> prepared [N, leads, n] by the shared preprocessing of ``contract``."""
+    cfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(dict(base or {})))
+    rows = [preprocess(RawECG(f"{source}[{i}]", np.asarray(x, dtype=np.float32), float(fs), STANDARD_LEADS,
+                              source=f"{source}[{i}]"), cfg) for i, x in enumerate(signals)]
+    return np.stack(rows) if rows else np.zeros((0, len(cfg.leads), cfg.n_samples), np.float32)
+
+
+@torch.inference_mode()
+def embed_signals(handle: EncoderHandle, signals: np.ndarray, fs: float, texts: Sequence[str] | None = None,
+                  base: Mapping[str, Any] | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """``embedding`` [N, D], ``aligned`` [N, D'] with a text tower, ``text`` [M, D'] for ``texts``."""
+    enc = handle.encoder.eval()
+    prepared = prepare_signals(signals, fs, enc.contract, base)
+    embs, aligned = [], []
+    for start in range(0, len(prepared), batch_size):
+        e, a = enc.embed(prepared[start:start + batch_size])
+        embs.append(e.float().cpu().numpy())
+        if a is not None:
+            aligned.append(a.float().cpu().numpy())
+    out = {"embedding": np.concatenate(embs) if embs else np.zeros((0, enc.spec.embed_dim), np.float32)}
+    if aligned:
+        out["aligned"] = np.concatenate(aligned)
+    if texts:
+        if not enc.spec.has_text_tower:
+            raise ValueError(f"{handle.method} has no text tower: drop --texts (it embeds ECGs only)")
+        out["text"] = enc.encode_text(list(texts)).float().cpu().numpy()
+    return out

@@ -1,0 +1,287 @@
+"""Regenerate the golden conformance fixtures in tests/golden/ from the upstream repositories' own code.
+
+Usage (each checkout at the commit named in its model card; nothing of theirs is copied into bench):
+
+    python scripts/golden/regenerate.py --stmem /src/ST-MEM --merl /src/MERL-ICML2024 --dbeta /src/D-BETA \
+        [--pythonpath /dir/with/einops] --out tests/golden
+
+For each repository it builds the official model classes from that checkout in a reduced width/depth
+(the same classes, so every key and every operation is upstream's), gives every weight a random value,
+saves the checkpoint in every file form that repository's training script writes, and records
+upstream's outputs on a few synthetic millivolt records, with upstream's own preprocessing, and on a
+few prompt lines: ``<name>/expected.npz`` (signals, fs, embedding, aligned, text) plus ``case.json``
+(the bench options that describe the reduced model and which file forms to load).
+
+The text towers are tiny Hugging Face models written here (a BERT for MERL, a T5 encoder for D-BETA)
+sharing one small word-piece vocabulary built from the prompts, because the real MedCPT / flan-t5
+weights are not reachable offline; upstream code loads them from the folder as it would the real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROMPTS = ["Atrial fibrillation with rapid ventricular response", "normal sinus rhythm",
+           "Left bundle branch block", "ST elevation in anterior leads"]
+SEED = 20261123
+
+
+def randomise(model: torch.nn.Module, seed: int) -> None:
+    """Every weight a random value (upstream inits leave some at 0/1, which would hide key mix-ups)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            scale = 0.5 if p.ndim == 1 else 1.0 / math.sqrt(p.shape[-1] if p.ndim > 1 else 1)
+            p.copy_(torch.randn(p.shape, generator=g) * scale + (1.0 if name.endswith("weight") and p.ndim == 1 else 0.0))
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+            elif name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+
+
+def signals(n: int = 3, fs: int = 500, seconds: int = 10) -> np.ndarray:
+    """Synthetic millivolt ECG-like records [n, 12, fs * seconds]: beats, baseline wander, noise."""
+    rng = np.random.default_rng(SEED)
+    t = np.arange(fs * seconds) / fs
+    out = []
+    for i in range(n):
+        hr = 60 + 25 * i
+        phase = (t * hr / 60) % 1.0
+        qrs = np.exp(-((phase - 0.3) / 0.015) ** 2)
+        twave = 0.3 * np.exp(-((phase - 0.6) / 0.06) ** 2)
+        gains = rng.normal(1.0, 0.4, 12)[:, None]
+        wander = 0.2 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 6, (12, 1)))
+        out.append(gains * (qrs + twave) + wander + rng.normal(0, 0.03, (12, t.size)))
+    return np.asarray(out, dtype=np.float32)
+
+
+def write_text_models(out: Path) -> dict[str, Path]:
+    """A tiny BERT (MERL's MedCPT stand-in) and a tiny T5 encoder (D-BETA's flan-t5 stand-in) with one vocabulary."""
+    from transformers import BertConfig, BertModel, BertTokenizer, T5Config, T5EncoderModel
+
+    words = sorted({w for p in PROMPTS for w in p.lower().split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    paths = {}
+    for name in ("bert", "t5"):
+        folder = out / "text" / name
+        paths[name] = folder
+        if (folder / "config.json").is_file():
+            continue  # written by an earlier run (D-BETA runs in its own process, see main)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+        torch.manual_seed(SEED)
+        if name == "bert":
+            model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, max_position_embeddings=512))
+        else:
+            model = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                                            feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False))
+        model.save_pretrained(folder)  # the stand-in's config; the weights that count are the checkpoint's
+    return paths
+
+
+def forget_modules(*packages: str) -> None:
+    """Drop a checkout's top-level packages (ST-MEM and D-BETA both name theirs ``models``)."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in packages:
+            del sys.modules[name]
+
+
+def save_case(folder: Path, case: dict, arrays: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "case.json").write_text(json.dumps(case, indent=2) + "\n")
+    np.savez_compressed(folder / "expected.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def stmem(root: Path, out: Path) -> None:
+    six = types.ModuleType("torch._six")  # util/misc.py imports inf from a module newer torch dropped
+    six.inf = math.inf
+    sys.modules.setdefault("torch._six", six)
+    sys.path.insert(0, str(root))
+    from models.st_mem import ST_MEM
+    from util import misc
+    from util.transforms import HighpassFilter, LowpassFilter, NCrop, Resample, Standardize
+
+    # upstream's heads are 64 wide whatever the width (the official 768 = 12 x 64): a reduced model keeps that
+    model = ST_MEM(seq_len=2250, patch_size=75, num_leads=12, embed_dim=128, depth=2, num_heads=2, decoder_embed_dim=32,
+                   decoder_depth=1, decoder_num_heads=4, mlp_ratio=2).eval()
+    randomise(model, 1)
+    folder = out / "stmem"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_name": "st_mem_vit_base", "reduced": True}
+    misc.save_model(config, str(folder / "checkpoint-0.pth"), 0, model)  # main_pretrain: every 20 epochs
+    misc.save_model(config, str(folder / "encoder.pth"), 0, model.encoder)  # main_pretrain: the final encoder
+    x = signals()
+    transforms = [NCrop(2250, 3), HighpassFilter(250, 0.67), LowpassFilter(250, 40), Standardize(axis=[-1, -2])]
+    embs = []
+    for record in x:
+        y = Resample(target_fs=250)(record, fs=500)  # util/dataset.ECGDataset: resample, then eval_transforms
+        for tf in transforms:
+            y = tf(y)
+        crops = torch.as_tensor(np.ascontiguousarray(y), dtype=torch.float32)  # [3, 12, 2250]
+        with torch.no_grad():
+            embs.append(model.encoder(crops).mean(0).numpy())  # engine_downstream: mean over the crops
+    save_case(folder, {"method": "stmem", "fs": 500,
+                       "options": {"preset": "official", "width": 128, "depth": 2, "heads": 2, "mlp": 256,
+                                   "dec_width": 32, "dec_depth": 1, "dec_heads": 4},
+                       "files": ["encoder.pth", "checkpoint-0.pth"]},
+              {"signals": x, "embedding": np.stack(embs)})
+    sys.path.remove(str(root))
+    forget_modules("models", "util")
+
+
+def _merl_builder(root: Path, vit_width: int):
+    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))  # imported, never used
+    sys.path.insert(0, str(root / "utils"))
+    import resnet1d
+    import utils_builder
+    import vit1d
+
+    def vit_tiny(num_leads, **kw):
+        return vit1d.ViT(num_leads=num_leads, num_classes=1, seq_len=5000, patch_size=50, width=vit_width, depth=2, heads=2,
+                         mlp_dim=128)
+
+    def resnet18():  # upstream's ResNet and BasicBlock, channels 16-128 instead of 64-512 to keep the file small
+        net = resnet1d.ResNet(resnet1d.BasicBlock, [2, 2, 2, 2])
+        net.in_channels = 16
+        net.conv1 = torch.nn.Conv1d(12, 16, kernel_size=7, stride=2, padding=3, bias=False)
+        net.bn1 = torch.nn.BatchNorm1d(16)
+        net.layer1 = net._make_layer(resnet1d.BasicBlock, 16, 2, stride=1)
+        net.layer2 = net._make_layer(resnet1d.BasicBlock, 32, 2, stride=2)
+        net.layer3 = net._make_layer(resnet1d.BasicBlock, 64, 2, stride=2)
+        net.layer4 = net._make_layer(resnet1d.BasicBlock, 128, 2, stride=2)
+        net.linear = torch.nn.Linear(128, 10)
+        return net
+
+    utils_builder.vit_tiny = vit_tiny
+    utils_builder.ResNet18 = resnet18
+    return utils_builder
+
+
+def merl(root: Path, out: Path, text: dict[str, Path]) -> None:
+    builder = _merl_builder(root, vit_width=128)  # two 64-wide heads, as upstream's heads are 64 wide
+    x = signals()
+    for backbone, folder_name, seed in (("vit_tiny", "merl_vit", 2), ("resnet18", "merl_resnet18", 3)):
+        config = {"ecg_model": backbone, "num_leads": 12, "text_model": str(text["bert"]),
+                  "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
+        model = builder.ECGCLIP(config)
+        if backbone == "resnet18":  # the reduced ResNet ends in 128 channels
+            model.downconv = torch.nn.Conv1d(128, 32, kernel_size=1)
+        model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))  # 768 -> 32
+        model.eval()
+        if not hasattr(model.tokenizer, "batch_encode_plus"):  # removed in transformers 5: the same call
+            model.tokenizer.batch_encode_plus = lambda batch_text_or_text_pairs, **kw: model.tokenizer(batch_text_or_text_pairs, **kw)
+        randomise(model, seed)
+        folder = out / folder_name
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"merl_{backbone}"
+        torch.save(model.ecg_encoder.state_dict(), folder / f"{name}_final_encoder.pth")  # utils_trainer.py
+        torch.save(model.state_dict(), folder / f"{name}_final_total.pth")
+        ddp = {"module." + k: v for k, v in model.state_dict().items()}  # self.model is DDP in the trainer
+        torch.save({"epoch": 3, "model_state_dict": ddp, "optimizer_state_dict": {}}, folder / f"{name}_3_ckpt.pth")
+        ecgs = []
+        for record in x:  # finetune/finetune_dataset.py (ptbxl branch): first 5000, min-max, swap aVL/aVF
+            ecg = record[:, :5000].astype(np.float64)
+            ecg = (ecg - np.min(ecg)) / (np.max(ecg) - np.min(ecg) + 1e-8)
+            ecg = torch.from_numpy(ecg).float()
+            ecg[[4, 5]] = ecg[[5, 4]]
+            ecgs.append(ecg)
+        ecgs = torch.stack(ecgs)
+        with torch.no_grad():
+            if backbone == "resnet18":
+                emb = model.ecg_encoder(ecgs).mean(-1)  # finetune/models/resnet1d.py: global average of layer4
+            else:
+                emb = model.ecg_encoder(ecgs)
+            aligned = torch.nn.functional.normalize(model.ext_ecg_emb(ecgs), dim=-1)
+            texts = []
+            for p in PROMPTS:  # utils/zeroshot_val.get_class_emd
+                tok = model._tokenize([p.lower()])
+                t = model.proj_t(model.get_text_emb(tok.input_ids, tok.attention_mask))
+                texts.append((t / t.norm(dim=-1, keepdim=True))[0])
+        options = {"preset": "official" if backbone == "vit_tiny" else "official_resnet18", "proj_dim": 32,
+                   "text": {"kind": "medcpt", "path": "text/bert", "pooling": "pooler", "lowercase": True, "frozen": True}}
+        if backbone == "vit_tiny":
+            options.update(width=128, depth=2, heads=2, mlp=128)
+        else:
+            options.update(resnet_widths=[16, 32, 64, 128])
+        save_case(folder, {"method": "merl", "fs": 500, "options": options, "prompts": PROMPTS,
+                           "files": [f"{name}_final_total.pth", f"{name}_3_ckpt.pth"],
+                           "encoder_only_files": [f"{name}_final_encoder.pth"]},
+                  {"signals": x, "embedding": emb.numpy(), "aligned": aligned.numpy(), "text": torch.stack(texts).numpy()})
+    sys.path.remove(str(root / "utils"))
+
+
+def dbeta(root: Path, out: Path, text: dict[str, Path]) -> None:
+    import transformers.models.t5.modeling_t5 as t5
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    t5_model = T5EncoderModel.from_pretrained(text["t5"])
+    original = t5.T5EncoderModel.from_pretrained
+    t5.T5EncoderModel.from_pretrained = classmethod(lambda cls, name, *a, **k: t5_model)  # "google/flan-t5-base"
+    sys.path.insert(0, str(root))
+    try:
+        from models.dbeta import DBETA
+        from models.processor import get_ecg_feats
+
+        cfg = json.loads((root / "configs" / "config.json").read_text())["model"]
+        cfg.update(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2,
+                   conv_feature_layers="[(32, 2, 2)] * 4", conv_pos=8, conv_pos_groups=2, vocab_size=64, hidden_dim=32,
+                   num_layers=1, num_heads=2, num_top_layer=1, mem_decoder_hidden_dim=32, mem_decoder_num_layers=1,
+                   mem_decoder_num_heads=2)
+        model = DBETA(types.SimpleNamespace(**cfg)).eval()
+    finally:
+        t5.T5EncoderModel.from_pretrained = original
+    randomise(model, 4)
+    folder = out / "dbeta"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"cfg": {"model": cfg}, "model": model.state_dict()}, folder / "checkpoint_best.pt")  # fairseq-style
+    x = signals()
+    tokenizer = AutoTokenizer.from_pretrained(text["t5"])
+    with torch.no_grad():
+        emb = get_ecg_feats(model, torch.as_tensor(x[:, :, :5000]))  # models/processor.py: raw 500 Hz, 10 s
+        texts = []
+        for p in PROMPTS:  # models/dbeta.forward: T5 on the ids (no attention mask), proj, first-token pooler
+            ids = tokenizer([p.lower().strip()], return_tensors="pt").input_ids
+            h = model.multi_modal_language_proj(model.language_encoder(input_ids=ids)[0])
+            texts.append(model.unimodal_language_pooler(h)[0])
+    save_case(folder, {"method": "d_beta", "fs": 500, "prompts": PROMPTS,
+                       "options": {"preset": "official", "conv_dim": 32, "width": 32, "depth": 2, "heads": 2, "ffn": 64,
+                                   "conv_pos": 8, "conv_pos_groups": 2,
+                                   "text": {"kind": "t5", "path": "text/t5", "pooling": "first_unpadded", "lowercase": True,
+                                            "frozen": True}},
+                       "files": ["checkpoint_best.pt"]},
+              {"signals": x, "embedding": emb.numpy(), "aligned": emb.numpy(), "text": torch.stack(texts).numpy()})
+    sys.path.remove(str(root))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stmem", type=Path)
+    ap.add_argument("--merl", type=Path)
+    ap.add_argument("--dbeta", type=Path)
+    ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
+    ap.add_argument("--out", type=Path, default=Path("tests/golden"))
+    args = ap.parse_args()
+    sys.path[:0] = [str(p) for p in args.pythonpath]
+    torch.manual_seed(SEED)
+    text = write_text_models(args.out)
+    if args.stmem:
+        stmem(args.stmem, args.out)
+    if args.merl:
+        merl(args.merl, args.out, text)
+    if args.dbeta:
+        dbeta(args.dbeta, args.out, text)
+
+
+if __name__ == "__main__":
+    main()
