@@ -96,6 +96,7 @@ class ECGFM(Encoder):
         return {"cmsc": cmsc, "masked_pred": mp, "loss": cmsc + mp}
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        self.file_form = "finetuned" if "proj.weight" in state else "pretrained"
         if "proj.weight" in state:  # fine-tuned file: encoder wrapped as encoder.* next to the classifier proj.*
             state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
             state = strip_prefix(state, "w2v_model.")

@@ -127,7 +127,65 @@ def encoders_list(ctx: typer.Context) -> None:
             continue
         rows.append([name, spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s", len(spec.leads),
                      f"{spec.n_params / 1e6:.2f}M", "yes" if spec.has_text_tower else "no", spec.normalisation])
-    typer.echo(tabulate(rows, headers=["encoder", "dim", "input", "leads", "params", "zero-shot", "normalisation"]))
+    typer.echo(tabulate(rows, headers=["encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
+
+
+@encoders_app.command("show", context_settings=OVERRIDES,
+                      help=f"Print NAME's model card (source, paper, licence, file forms, corpora) and its input contract. {OVERRIDE_HELP}")
+@_guarded
+def encoders_show(ctx: typer.Context, name: str = typer.Argument(..., help="an encoder of `bench encoders list`")) -> None:
+    import yaml
+    from omegaconf import OmegaConf
+
+    from bench.encoders import create_encoder, encoder_names
+    from bench.encoders.cards import load_card
+
+    if name not in encoder_names():
+        raise ConfigError(f"unknown encoder '{name}'; choose from {', '.join(encoder_names())}")
+    cfg = load_config(ctx.args)
+    options = OmegaConf.to_container(cfg.encoder, resolve=True)
+    card = dict(load_card(name))
+    try:
+        spec = create_encoder(name, **options).spec
+        card["at this preset"] = {"preset": options.get("preset", ""), "embedding dim": spec.embed_dim,
+                                  "parameters": spec.n_params, "zero-shot": spec.has_text_tower,
+                                  "input contract": spec.contract.describe()}
+    except Exception as exc:  # e.g. a text tower whose local files are absent: the card still shows
+        card["at this preset"] = f"cannot be built here: {exc}"
+    typer.echo(yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=110).rstrip())
+
+
+@app.command("embed", context_settings=OVERRIDES,
+             help=f"Embed your own ECGs (and texts) with any encoder: X.npy [N, 12, S] in mV, standard lead order. {OVERRIDE_HELP}")
+@_guarded
+def embed_cmd(ctx: typer.Context,
+              method: str = typer.Option(..., help="encoder name (bench encoders list)"),
+              signals: str = typer.Option(..., help="X.npy, float [N, 12, samples] in millivolts, leads I, II, III, aVR, aVL, aVF, V1-V6"),
+              fs: float = typer.Option(..., help="sampling rate of X in Hz"),
+              out: str = typer.Option(..., help="OUT.npz: embedding [N, D], aligned [N, D'] (text tower), text [M, D']"),
+              ckpt: Optional[str] = typer.Option(None, help="checkpoint file (released or from bench pretrain); none: untrained"),
+              texts: Optional[str] = typer.Option(None, help="T.txt, one text per line, embedded by the encoder's text path")) -> None:
+    import os
+    from pathlib import Path
+
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from bench.embed import embed_signals, read_signals
+    from bench.encoders.loading import load_encoder
+
+    cfg = load_config(ctx.args)
+    x = read_signals(signals)
+    lines = [t.strip() for t in Path(texts).read_text().splitlines() if t.strip()] if texts else None
+    handle = load_encoder(method, OmegaConf.to_container(cfg.encoder, resolve=True), ckpt)
+    arrays = embed_signals(handle, x, fs, lines, base=OmegaConf.to_container(cfg.preprocess, resolve=True))
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, target)  # never a half-written OUT
+    typer.echo(f"{target}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
+               + f" ({method}, {handle.checkpoint_hash}; input: {handle.encoder.contract.describe()})")
 
 
 @app.command("pretrain", context_settings=OVERRIDES,
@@ -169,6 +227,9 @@ def run_cmd(ctx: typer.Context,
             seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH checkpoint (repeatable)"),
+            allow_contamination: bool = typer.Option(False, "--allow-contamination",
+                                                     help="score released checkpoints on datasets inside their declared "
+                                                          "training corpora; such rows are tagged contaminated=yes"),
             tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)"),
             launcher: Optional[str] = typer.Option(None, help="inprocess, or a Hydra launcher that runs each unit as a job: joblib "
                                                                 "(local pool), submitit_local, submitit_slurm, ray; hydra.launcher.* "
@@ -185,7 +246,7 @@ def run_cmd(ctx: typer.Context,
             raise ConfigError(f"--ckpt expects METHOD=PATH, got {item!r}")
         ckpts[name] = path
     start = time.perf_counter()
-    overrides = _tracking(ctx.args, tracking_uri)
+    overrides = _tracking(ctx.args, tracking_uri) + (["run.allow_contamination=true"] if allow_contamination else [])
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     config_args = [o for o in overrides if o not in hydra_args]
     planner = Runner(config_args, ckpts=ckpts)

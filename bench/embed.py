@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from bench.config import ConfigError
 from bench.data.base import RawECG
 from bench.data.errors import DataError
 from bench.data.leads import STANDARD_LEADS
@@ -64,6 +65,6 @@ def embed_signals(handle: EncoderHandle, signals: np.ndarray, fs: float, texts: 
         out["aligned"] = np.concatenate(aligned)
     if texts:
         if not enc.spec.has_text_tower:
-            raise ValueError(f"{handle.method} has no text tower: drop --texts (it embeds ECGs only)")
+            raise ConfigError(f"{handle.method} has no text tower: drop --texts (it embeds ECGs only)")
         out["text"] = enc.encode_text(list(texts)).float().cpu().numpy()
     return out

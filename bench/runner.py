@@ -38,6 +38,11 @@ SUITES = ("linear", "zero_shot", "transfer", "textgen")
 TEXTGEN_CONTROL = "llm_only"  # the text-free control: the same LLM and schedule with no ECG prefix
 
 
+# the provenance tags (Runner._provenance) every aggregate carries over from its units
+UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset", "input_contract", "input",
+                   "corpora", "contaminated")
+
+
 @dataclass
 class RunSummary:
     units_total: int = 0
@@ -98,7 +103,8 @@ class Runner:
         options = OmegaConf.to_container(cfg.encoder, resolve=True)
         identity = {cfg.data.name: cfg.data.get("identity", cfg.data.name)}
         if method in self.ckpts:
-            return [Scorer(load_encoder(method, options, self.ckpts[method], identity_of=identity))]
+            return [Scorer(load_encoder(method, options, self.ckpts[method], identity_of=identity,
+                                        allow_contamination=bool(cfg.run.get("allow_contamination", False))))]
         if not create_encoder(method, **options).requires_pretraining:
             return [Scorer(load_encoder(method, options, None, seed=int(cfg.pretrain.seed)))]
         if not cfg.data.get("auto_pretrain"):
@@ -136,10 +142,14 @@ class Runner:
         return self._embeddings[key], reader
 
     def _provenance(self, cfg: DictConfig, handle: EncoderHandle, index) -> dict[str, Any]:
+        contract = handle.encoder.contract
         return {"checkpoint_hash": handle.checkpoint_hash, "checkpoint": str(handle.checkpoint or "untrained"),
                 "split_hash": index.split_hash(), "code_version": code_version(),
                 "pool": f"{handle.pool_dataset}:{handle.pool_folds}" if handle.pool_dataset else "none",
-                "preset": OmegaConf.to_container(cfg.encoder).get("preset", "")}
+                "preset": OmegaConf.to_container(cfg.encoder).get("preset", ""),
+                "input_contract": contract.key(), "input": contract.describe()[:500],
+                "corpora": ",".join(handle.corpora) or "none",
+                "contaminated": "yes" if handle.contaminated(cfg.data.get("identity", cfg.data.name)) else "no"}
 
     def _log_unit(self, suite: str, tags: dict, scores, extra_metrics: dict, params: dict, arrays: dict) -> None:
         self.store.log_run(suite, "unit", tags, {**scores.as_dict(), **extra_metrics}, params, arrays)
@@ -279,8 +289,7 @@ class Runner:
                     if not self.aggregate:
                         continue
                     results.sort(key=lambda r: (len(r[0]["fold"]), r[0]["fold"]))
-                    prov = {k: ",".join(sorted({r[0][k] for r in results})) for k in ("checkpoint_hash", "checkpoint", "split_hash",
-                                                                                      "code_version", "pool", "preset", "head_hash")}
+                    prov = {k: ",".join(sorted({str(r[0].get(k, "")) for r in results})) for k in UNIT_PROVENANCE + ("head_hash",)}
                     self._aggregate("linear", group, results, classes, cfg, prov)
 
     def _run_zero_shot(self, cfg, method, tasks, seeds, summary: RunSummary) -> None:
@@ -325,7 +334,7 @@ class Runner:
                         self._log_unit("zero_shot", tags, sc, {}, {"decision": zs.decision, "lowercase": zs.lowercase}, arrays)
                         summary.units_run += 1
                 if self.aggregate:
-                    prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset")}
+                    prov = {k: tags[k] for k in UNIT_PROVENANCE}
                     self._aggregate("zero_shot", group, [(tags, arrays)], classes, cfg, prov)
 
     def _run_transfer(self, methods, directions, seeds, summary: RunSummary) -> None:
@@ -380,8 +389,7 @@ class Runner:
                                            arrays)
                             summary.units_run += 1
                     if self.aggregate:
-                        prov = {k: tags[k] for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset",
-                                                     "source_dataset", "target_dataset")}
+                        prov = {k: tags[k] for k in UNIT_PROVENANCE + ("source_dataset", "target_dataset")}
                         self._aggregate("transfer", group, [(tags, arrays)], names, self.base, prov)
 
     def _run_textgen(self, cfg, method, seeds, summary: RunSummary) -> None:

@@ -25,7 +25,12 @@ TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "me
                    "rouge_l_recall": "ROUGE-L R", "bertscore_f1": "BERTScore F1 (MiniLM)"}
 METRICS = {"auroc": "AUC", "f1": "F1", "acc": "Acc"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1", "acc": "accuracy"}
-PROVENANCE = ["checkpoint_hash", "checkpoint", "pool", "preset", "split_hash", "seed", "code_version", "n_boot", "boot_key"]
+PROVENANCE = ["checkpoint_hash", "checkpoint", "pool", "preset", "split_hash", "seed", "code_version", "n_boot", "boot_key",
+              "input_contract", "input", "corpora", "contaminated"]
+
+
+# a released checkpoint scored on a dataset inside its declared training corpora (--allow-contamination)
+CONTAMINATED_MARK = " ⚠contaminated"
 
 
 class EmptyStore(LookupError):
@@ -112,7 +117,7 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                     if m == "auroc" and np.isfinite(float(row.get("auroc_pooled", np.nan))):
                         v = float(row["auroc_pooled"])  # the estimate its bootstrap interval belongs to (= the mean for one unit)
                     lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
-                    cells.loc[meth, col] = _fmt(v, lo, hi)
+                    cells.loc[meth, col] = _fmt(v, lo, hi) + (CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
                     values.loc[meth, col] = v
         cells = _mark(cells, values, fmt)
         if with_paper:

@@ -72,3 +72,72 @@ def test_a_checkpoint_of_another_architecture_is_refused_naming_keys():
     case, _ = _case("stmem")
     with pytest.raises(CheckpointError, match=r"merl_vit_tiny_final_total\.pth: checkpoint does not fit STMEM"):
         load_encoder("stmem", case["options"], GOLDEN / "merl_vit" / "merl_vit_tiny_final_total.pth")
+
+
+def test_bench_embed_command_writes_upstream_outputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    case, expected = _case("merl_vit")
+    np.save(tmp_path / "x.npy", expected["signals"])
+    (tmp_path / "t.txt").write_text("\n".join(case["prompts"]) + "\n")
+    o = case["options"]
+    args = ["embed", "--method", "merl", "--ckpt", str(GOLDEN / "merl_vit" / case["files"][0]), "--signals", str(tmp_path / "x.npy"),
+            "--fs", "500", "--texts", str(tmp_path / "t.txt"), "--out", str(tmp_path / "out" / "e.npz"),
+            f"encoder.preset={o['preset']}", f"+encoder.proj_dim={o['proj_dim']}", f"+encoder.width={o['width']}",
+            f"+encoder.depth={o['depth']}", f"+encoder.heads={o['heads']}", f"+encoder.mlp={o['mlp']}",
+            "+encoder.text={" + ",".join(f"{k}:'{v}'" if isinstance(v, str) else f"{k}:{str(v).lower()}"
+                                          for k, v in o["text"].items()) + "}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "out" / "e.npz") as z:
+        for key in ("embedding", "aligned", "text"):
+            assert _rel(z[key], expected[key]) <= TOLERANCE, key
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e.npz"]  # nothing half-written beside it
+    bad = CliRunner().invoke(app, ["embed", "--method", "stmem", "--signals", str(tmp_path / "t.txt"), "--fs", "500",
+                                   "--out", str(tmp_path / "bad.npz")])
+    assert bad.exit_code == 2 and "t.txt" in bad.output and "fix:" in bad.output and not (tmp_path / "bad.npz").exists()
+
+
+def test_contamination_rule_follows_the_model_card(tmp_path):
+    from bench.encoders.loading import LeakageError
+
+    case, _ = _case("merl_vit")
+    handle = load_encoder("merl", case["options"], GOLDEN / "merl_vit" / case["files"][0])
+    assert handle.corpora == ("mimic_iv_ecg",)
+    handle.check_leakage("ptbxl_1819", "ptbxl", ["1"])  # PTB-XL is not in MIMIC-IV-ECG
+    with pytest.raises(LeakageError, match=r"contamination: mimic_iv_ecg is inside .*mimic_iv_ecg.*--allow-contamination"):
+        handle.check_leakage("mimic_iv_ecg", "mimic_iv_ecg", ["1"])
+    allowed = load_encoder("merl", case["options"], GOLDEN / "merl_vit" / case["files"][0], allow_contamination=True)
+    allowed.check_leakage("mimic_iv_ecg", "mimic_iv_ecg", ["1"])
+    assert allowed.contaminated("mimic_iv_ecg") == ["mimic_iv_ecg"] and allowed.contaminated("ptbxl") == []
+
+
+def test_fine_tuned_ecg_fm_declares_physionet_2021(tmp_path):
+    from bench.encoders import create_encoder
+    from bench.encoders.loading import LeakageError
+
+    enc = create_encoder("ecg_fm", preset="official")
+    tuned = {f"encoder.w2v_model.{k[len('backbone.'):]}": v for k, v in enc.state_dict().items() if k.startswith("backbone.")}
+    tuned.update({"proj.weight": np.zeros((5, 768), np.float32), "proj.bias": np.zeros(5, np.float32)})
+    import torch
+
+    torch.save({"cfg": {}, "model": {k: torch.as_tensor(v) for k, v in tuned.items()}}, tmp_path / "physionet_finetuned.pt")
+    handle = load_encoder("ecg_fm", {"preset": "official"}, tmp_path / "physionet_finetuned.pt")
+    assert set(handle.corpora) == {"mimic_iv_ecg", "physionet2021"}
+    for identity in ("ptbxl", "cpsc2018", "csn"):
+        with pytest.raises(LeakageError, match="contamination"):
+            handle.check_leakage(identity, identity, ["1"])
+
+
+def test_encoders_show_prints_the_card():
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, ["encoders", "show", "merl", "encoder.preset=official_resnet18", "+encoder.text={kind: none}"])
+    assert result.exit_code == 0, result.output
+    for text in ("cheliu-computation/MERL-ICML2024@38799b7", "mimic_iv_ecg", "_final_total.pth", "leads I,II,III,aVR,aVF,aVL",
+                 "parameters: 3848832"):
+        assert text in result.output, text

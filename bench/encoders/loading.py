@@ -9,12 +9,14 @@ from typing import Any, Sequence
 import torch
 
 from bench.encoders.base import Encoder
+from bench.encoders.cards import corpora_containing, declared_corpora
 from bench.encoders.checkpoint import file_hash, read_checkpoint
 from bench.encoders.registry import create_encoder
 
 
 class LeakageError(ValueError):
-    """A test record is in the pretraining pool of the encoder that would score it."""
+    """A test record is in the pretraining pool of the encoder that would score it, or the dataset is in
+    the declared training corpora of the released checkpoint (contamination)."""
 
 
 @dataclass
@@ -27,9 +29,22 @@ class EncoderHandle:
     pool_identity: str | None = None
     pool_ids: frozenset[str] = field(default_factory=frozenset)
     pool_folds: list[int] | None = None
+    corpora: tuple[str, ...] = ()
+    allow_contamination: bool = False
+
+    def contaminated(self, identity: str) -> list[str]:
+        """The declared training corpora of this (released) checkpoint that contain ``identity``'s records."""
+        return corpora_containing(identity, self.corpora)
 
     def check_leakage(self, dataset: str, identity: str, test_ids: Sequence[str]) -> None:
-        """Refuse to score ``test_ids`` of ``dataset`` if any is in this encoder's pretraining pool."""
+        """Refuse to score ``test_ids`` of ``dataset`` if any is in this encoder's pretraining pool, or if the
+        dataset is inside the checkpoint's declared corpora (unless contamination is allowed)."""
+        inside = self.contaminated(identity)
+        if inside and not self.allow_contamination:
+            raise LeakageError(
+                f"contamination: {dataset} is inside the declared training corpora {inside} of {self.method} "
+                f"({self.checkpoint}; configs/cards/{self.method}.yaml) (fix: evaluate on another dataset, or pass "
+                f"--allow-contamination and every row is tagged contaminated=yes)")
         if self.pool_identity is None or self.pool_identity != identity:
             return
         overlap = sorted(set(map(str, test_ids)) & self.pool_ids)
@@ -41,8 +56,12 @@ class EncoderHandle:
 
 
 def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | None = None, seed: int = 0,
-                 identity_of: dict[str, str] | None = None) -> EncoderHandle:
-    """Build ``method`` (seeded init) and load ``checkpoint`` if given; untrained encoders hash as ``init-seedN``."""
+                 identity_of: dict[str, str] | None = None, allow_contamination: bool = False) -> EncoderHandle:
+    """Build ``method`` (seeded init) and load ``checkpoint`` if given; untrained encoders hash as ``init-seedN``.
+
+    A file bench did not write (no pretraining pool in it) is a released checkpoint: the corpora its model
+    card declares for the preset and file form apply to the contamination rule.
+    """
     torch.manual_seed(seed)
     encoder = create_encoder(method, **options).eval()
     if checkpoint is None:
@@ -52,8 +71,10 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
     pool = blob.get("pretrain_pool") or {}
     dataset = pool.get("dataset")
     identity = (identity_of or {}).get(dataset, dataset) if dataset else None
+    corpora = () if pool else declared_corpora(method, str(options.get("preset", "")), getattr(encoder, "file_form", None))
     return EncoderHandle(method, encoder.eval(), checkpoint, file_hash(checkpoint), dataset, identity,
-                         frozenset(map(str, blob.get("pretrain_record_ids", []))), pool.get("folds"))
+                         frozenset(map(str, blob.get("pretrain_record_ids", []))), pool.get("folds"), corpora,
+                         allow_contamination)
 
 
 def checkpoint_pool(path: str | Path) -> dict[str, Any]:
