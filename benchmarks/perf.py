@@ -65,7 +65,7 @@ def _embed_child(name: str, n: int, queue) -> None:
     t = time.perf_counter()
     with torch.no_grad():
         for s in range(0, n, 128):
-            enc.encode_pair(enc.normalise(x[s:s + 128]))
+            enc.embed(x[s:s + 128])
     dt = time.perf_counter() - t
     queue.put({"encoder": name, "input": f"{spec.fs:g} Hz x {spec.seconds:g} s", "params_M": spec.n_params / 1e6,
                "rec_per_s": n / dt, "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_MB": base})
@@ -143,7 +143,7 @@ def linear_cost(epochs_naive: int, quick: bool) -> dict:
             for s in range(0, len(rows), 64):
                 idx = rows[s:s + 64]
                 with torch.no_grad():
-                    z = enc.encode_ecg(enc.normalise(torch.as_tensor(signals[idx]), index.units))
+                    z = enc.embed(signals[idx])[0]
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(lin(z), y[idx])
                 opt.zero_grad()
                 loss.backward()
@@ -151,7 +151,7 @@ def linear_cost(epochs_naive: int, quick: bool) -> dict:
                 steps_measured += 1
             with torch.no_grad():
                 val = np.array([where[r] for r in split.val])
-                enc.encode_ecg(enc.normalise(torch.as_tensor(signals[val]), index.units))
+                enc.embed(signals[val])
     t_naive_measured = time.perf_counter() - t
     scale = (head.epochs / epochs_naive) * 10  # all epochs, all ten folds
     t_naive = t_naive_measured * scale
