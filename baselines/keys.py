@@ -12,6 +12,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from bench.encoders.checkpoint import unwrap  # noqa: F401  (re-exported for the adapters)
+
 # ST-MEM and MERL name their pre-LN blocks block{i}.attn.norm / attn.fn.* / ff.norm / ff.fn.net.{0,3}.
 VIT_BLOCK_RULES = [
     (r"^block(\d+)\.attn\.norm\.", r"blocks.\1.norm1."),
@@ -27,15 +29,6 @@ WEIGHT_NORM_RULES = [
     (r"\.parametrizations\.weight\.original0$", ".weight_g"),
     (r"\.parametrizations\.weight\.original1$", ".weight_v"),
 ]
-
-
-def unwrap(blob) -> dict:
-    """The state dict inside a checkpoint file ({'model': ...}, {'model_state_dict': ...}, {'state_dict': ...} or bare)."""
-    if isinstance(blob, Mapping):
-        for key in ("model", "model_state_dict", "state_dict"):
-            if key in blob and isinstance(blob[key], Mapping):
-                return dict(blob[key])
-    return dict(blob)
 
 
 def rename(state: Mapping[str, torch.Tensor], rules: Iterable[tuple[str, str]], prefix: str = "",

@@ -21,7 +21,7 @@ from torch import nn
 
 from bench.data.contract import InputContract
 from bench.data.leads import STANDARD_LEADS
-from bench.encoders.checkpoint import load_state_dict_checked, read_checkpoint
+from bench.encoders.checkpoint import load_state_dict_checked, read_checkpoint, unwrap
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,6 @@ class Encoder(nn.Module, ABC):
 
     def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
         """Load weights from ``path`` strictly; errors name the file, the offending keys and the fix."""
-        from baselines.keys import unwrap
-
         blob = read_checkpoint(path)
         state = self.remap_state_dict(unwrap(blob))
         load_state_dict_checked(self, state, source=str(path), expected=self.required_keys(state),

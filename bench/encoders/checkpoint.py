@@ -25,6 +25,15 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
 
 
+def unwrap(blob) -> dict:
+    """The state dict inside a checkpoint file ({'model': ...}, {'model_state_dict': ...}, {'state_dict': ...} or bare)."""
+    if isinstance(blob, Mapping):
+        for key in ("model", "model_state_dict", "state_dict"):
+            if key in blob and isinstance(blob[key], Mapping):
+                return dict(blob[key])
+    return dict(blob)
+
+
 def file_hash(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
