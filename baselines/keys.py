@@ -12,7 +12,6 @@ from typing import Iterable, Mapping
 
 import torch
 
-from bench.encoders.checkpoint import unwrap  # noqa: F401  (re-exported for the adapters)
 
 # ST-MEM and MERL name their pre-LN blocks block{i}.attn.norm / attn.fn.* / ff.norm / ff.fn.net.{0,3}.
 VIT_BLOCK_RULES = [
