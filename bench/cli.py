@@ -23,6 +23,9 @@ runs_app = typer.Typer(help="What the MLflow store holds.", no_args_is_help=True
 app.add_typer(runs_app, name="runs")
 encoders_app = typer.Typer(help="Encoders: the registry of methods behind the Encoder interface.", no_args_is_help=True)
 app.add_typer(encoders_app, name="encoders")
+suites_app = typer.Typer(help="Suites: the registry of evaluations `bench run --suite` runs (plugins: entry-point group bench.suites).",
+                         no_args_is_help=True)
+app.add_typer(suites_app, name="suites")
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 OVERRIDE_HELP = "Extra KEY=VALUE arguments override any config value (e.g. data.root=/path preprocess.target_fs=250)."
@@ -215,10 +218,12 @@ def _tracking(ctx_args: list[str], uri: Optional[str]) -> list[str]:
 
 
 @app.command("run", context_settings=OVERRIDES,
-             help=f"Run a suite (linear, zero_shot, transfer) for some methods; finished units in MLflow are skipped. {OVERRIDE_HELP}")
+             help=f"Run a suite (bench suites list) for some methods; units already FINISHED in MLflow under the same key are "
+                  f"skipped. {OVERRIDE_HELP}")
 @_guarded
 def run_cmd(ctx: typer.Context,
-            suite: str = typer.Option("linear", help="linear | zero_shot | transfer"),
+            suite: str = typer.Option("linear", help="a suite of `bench suites list`: linear | zero_shot | transfer | textgen | "
+                                                     "subgroup | robustness | plugins"),
             methods: str = typer.Option(..., help="comma-separated encoder names (bench encoders list)"),
             datasets: Optional[str] = typer.Option(None, help="comma-separated datasets (default: data=... of the config, demo_ptbxl)"),
             tasks: Optional[str] = typer.Option(None, help="comma-separated tasks (default: the dataset's default_tasks)"),
@@ -238,6 +243,7 @@ def run_cmd(ctx: typer.Context,
 
     from bench.launch import IN_PROCESS, run_multirun, unit_sweeps
     from bench.runner import Runner
+    from bench.suites.base import Request, get_suite
 
     ckpts = {}
     for item in ckpt:
@@ -255,23 +261,25 @@ def run_cmd(ctx: typer.Context,
         raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
     fracs = [float(f) for f in _csv(fractions) or []] or None
     seed_list = [int(x) for x in _csv(seeds) or []] or None
+    request = Request(_csv(methods), _csv(datasets), _csv(tasks), _csv(protocols), fracs, seed_list, _csv(directions))
     if launcher != IN_PROCESS:
-        for sweep in unit_sweeps(suite, _csv(methods), planner.base, planner.dataset_cfg, datasets=_csv(datasets), tasks=_csv(tasks),
-                                 protocols=_csv(protocols), fractions=fracs, seeds=seed_list, directions=_csv(directions)):
+        for sweep in unit_sweeps(suite, planner, request):
             run_multirun(launcher, sweep, overrides, ckpts, typer.echo)
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
     runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False)
-    summary = runner.run(suite, _csv(methods), directions and _csv(directions) if suite == "transfer" else _csv(datasets),
-                         _csv(tasks), _csv(protocols), fracs, seed_list)
+    summary = runner.execute(get_suite(suite), request)
     typer.echo(f"{suite}: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
                f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable (no text tower): {', '.join(sorted(set(summary.not_applicable)))}"
                                                             if summary.not_applicable else ""))
     typer.echo(f"next: bench table {suite}")
 
 
-@app.command("table", context_settings=OVERRIDES, help=f"Regenerate a paper table from MLflow: linear | zero_shot | transfer | ablation. {OVERRIDE_HELP}")
+@app.command("table", context_settings=OVERRIDES,
+             help=f"Regenerate a table from MLflow: linear | zero_shot | transfer | ablation | textgen, or any suite's own "
+                  f"(subgroup, robustness, plugins). {OVERRIDE_HELP}")
 @_guarded
-def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation"),
+def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | subgroup | "
+                                                                       "robustness | a plugin suite"),
               format: str = typer.Option("md", "--format", help="md | latex | csv"),
               with_paper: bool = typer.Option(False, "--with-paper", help="put the MERIT paper's numbers beside ours"),
               protocol: Optional[str] = typer.Option(None, help="linear: fixed or cv10 (default: fixed when present)"),
@@ -282,18 +290,20 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     from pathlib import Path
 
     from bench.results_store import ResultStore
-    from bench.tables import KINDS, EmptyStore, build_table
+    from bench.suites.base import suite_names
+    from bench.tables import KINDS, EmptyStore, build_table, suite_table
 
-    if kind not in KINDS:
-        raise ConfigError(f"unknown table '{kind}'. Available: {', '.join(KINDS)}")
+    if kind not in KINDS and kind not in suite_names():
+        raise ConfigError(f"unknown table '{kind}'. Available: {', '.join(sorted(set(KINDS) | set(suite_names())))}")
     if format not in ("md", "latex", "csv"):
         raise ConfigError(f"--format must be md, latex or csv, got {format!r}")
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     store = ResultStore.from_config(cfg)
     names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
     try:
-        text = build_table(store.aggregates(KINDS[kind]), kind, protocol=protocol, fraction=fraction, methods=_csv(methods),
-                           with_paper=with_paper, fmt=format, paper_names=names)
+        text = (build_table(store.aggregates(KINDS[kind]), kind, protocol=protocol, fraction=fraction, methods=_csv(methods),
+                            with_paper=with_paper, fmt=format, paper_names=names) if kind in KINDS
+                else suite_table(store.aggregates([kind]), kind, format, _csv(methods)))
     except EmptyStore:
         suite = "linear" if kind == "ablation" else kind
         typer.secho(f"no {kind} results in {cfg.tracking.uri}. Run a suite first, e.g.\n"
@@ -314,12 +324,12 @@ def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, 
     from pathlib import Path
 
     from bench.results_store import ResultStore
-    from bench.runner import SUITES
+    from bench.suites.base import SUITES
     from bench.tables import leaderboard
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     store = ResultStore.from_config(cfg)
-    board = leaderboard(store.aggregates(SUITES))
+    board = leaderboard(store.aggregates([n for n in SUITES.names() if SUITES.get(n).on_leaderboard]))
     if board.empty:
         typer.secho(f"no results in {cfg.tracking.uri}: run `bench run --suite linear --methods merit,merit_mse` first",
                     fg=typer.colors.YELLOW)
@@ -378,24 +388,26 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
 
 
 def _publish_paired(cfg, store, linear, dataset: str, path, reference: str = "merit") -> None:
-    """merit against every other method, per task (fixed protocol, all labels): paired bootstrap on the same resamples."""
-    from bench.compare import compare_methods
+    """merit against every other method, per task (fixed protocol, all labels): paired bootstrap on the same
+    resamples, Holm-adjusted across the table's comparisons."""
+    from bench.compare import compare_methods, with_holm
+    from bench.metrics import format_p
 
-    sel = linear[(linear["dataset"] == dataset) & (linear["protocol"] == "fixed") & (linear["fraction"].astype(float) == 1.0)] \
-        if not linear.empty else linear
+    sel = linear[(linear["dataset"] == dataset) & (linear["protocol"] == "fixed") & (linear["fraction"].astype(float) == 1.0)
+                 & (linear.get("applicable", "yes") != "no")] if not linear.empty else linear
     if sel.empty or reference not in set(sel["method"]):
         return
-    rows = []
-    for task in sorted(set(sel["task"])):
-        for other in sorted(set(sel[sel["task"] == task]["method"]) - {reference}):
-            r = compare_methods(store, cfg.paths.cache, reference, other, dataset=dataset, task=task, n_boot=int(cfg.run.n_boot),
-                                boot_seed=int(cfg.run.bootstrap_seed))
-            rows.append([task, f"{reference} − {other}", r["n"], f"{100 * r['diff']:+.2f}",
-                         f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
-                         f"< {1 / int(cfg.run.n_boot):g}" if r["p_value"] == 0 else f"{r['p_value']:.3f}"])
+    tests = [compare_methods(store, cfg.paths.cache, reference, other, dataset=dataset, task=task, n_boot=int(cfg.run.n_boot),
+                             boot_seed=int(cfg.run.bootstrap_seed)) | {"task": task}
+             for task in sorted(set(sel["task"])) for other in sorted(set(sel[sel["task"] == task]["method"]) - {reference})]
+    rows = [[r["task"], f"{r['a']} − {r['b']}", r["n"], f"{100 * r['diff']:+.2f}", f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
+             format_p(r["p_value"], r["p_floor"]), format_p(r["p_holm"], r["p_floor"])] for r in with_holm(tests)]
     text = (f"<!-- generated by `bench publish` from {cfg.tracking.uri}; do not edit -->\n\n### Paired bootstrap tests on "
-            f"{dataset} (linear, fixed protocol, 100% labels; {cfg.run.n_boot} shared resamples of the test records)\n\n"
-            + tabulate(rows, headers=["task", "difference", "n test", "Δ macro AUROC (points)", "95% CI", "two-sided p"],
+            f"{dataset} (linear, fixed protocol, 100% labels; {cfg.run.n_boot} shared stratified resamples of the test records)\n\n"
+            f"Δ = observed difference of macro AUROC on the test set; 95% CI = percentile interval of the resampled differences; "
+            f"p = two-sided paired bootstrap p (smallest possible: 2/(B+1), printed as ≤); Holm p = adjusted across the "
+            f"{len(rows)} comparisons of this table.\n\n"
+            + tabulate(rows, headers=["task", "difference", "n test", "Δ macro AUROC (points)", "95% CI", "p", "Holm p"],
                        tablefmt="github") + "\n")
     path.write_text(text)
     typer.echo(f"wrote {path}")
@@ -411,7 +423,8 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
     from pathlib import Path
 
     from bench.results_store import ResultStore
-    from bench.tables import KINDS, EmptyStore, build_table
+    from bench.suites.base import suite_names
+    from bench.tables import KINDS, EmptyStore, build_table, suite_table
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     results = Path(cfg.paths.results)
@@ -433,6 +446,15 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
             path = results / "tables" / f"{kind}{suffix}.md"
             path.write_text(f"<!-- generated by `bench publish` from {cfg.tracking.uri}; do not edit -->\n\n{text}")
             typer.echo(f"wrote {path}")
+    for suite in [n for n in suite_names() if n not in KINDS]:  # suites with their own tables (subgroup, robustness, plugins)
+        try:
+            text = suite_table(store.aggregates([suite]), suite)
+        except (EmptyStore, NotImplementedError):
+            typer.echo(f"{suite}: no results or no table, skipped")
+            continue
+        path = results / "tables" / f"{suite}.md"
+        path.write_text(f"<!-- generated by `bench publish` from {cfg.tracking.uri}; do not edit -->\n\n{text}")
+        typer.echo(f"wrote {path}")
     leaderboard_cmd(ctx, out=None, tracking_uri=tracking_uri)
     linear = store.aggregates(["linear"])
     _publish_paired(cfg, store, linear, dataset, results / "tables" / "paired_linear_fixed.md")
@@ -475,7 +497,8 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
 @_guarded
 def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="first method"),
                 method_b: str = typer.Argument(..., help="second method"),
-                suite: str = typer.Option("linear", help="linear | zero_shot | transfer"),
+                suite: str = typer.Option("linear", help="a suite of `bench suites list`: linear | zero_shot | transfer | textgen | "
+                                                     "subgroup | robustness | plugins"),
                 dataset: str = typer.Option("ptbxl_1819", help="dataset (transfer: source family)"),
                 task: str = typer.Option("super", help="task"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
                 fraction: float = typer.Option(1.0, help="label fraction"), seed: int = typer.Option(0, help="seed"),
@@ -493,8 +516,19 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
     except (LookupError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     typer.echo(f"{method_a} - {method_b} on {dataset}/{task} ({suite}, {protocol}, {100 * fraction:g}% labels, n={r['n']}): "
-               f"macro AUROC difference {100 * r['diff']:+.2f} points, 95% CI [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}], "
-               + (f"paired bootstrap p < {1 / int(cfg.run.n_boot):g}" if r["p_value"] == 0 else f"paired bootstrap p = {r['p_value']:.4f}"))
+               f"observed macro AUROC difference {100 * r['diff']:+.2f} points, 95% CI [{100 * r['ci_low']:+.2f}, "
+               f"{100 * r['ci_high']:+.2f}] ({r['n_boot']:.0f} paired stratified resamples), two-sided paired bootstrap p "
+               + (f"≤ {r['p_floor']:.2g} (the smallest {r['n_boot']:.0f} resamples can show)" if r["p_value"] <= r["p_floor"]
+                  else f"= {r['p_value']:.4f}"))
+
+
+@suites_app.command("list", help="The registered suites (built in and plugins), their version and what each measures.")
+@_guarded
+def suites_list() -> None:
+    from bench.suites.base import SUITES
+
+    rows = [[name, SUITES.get(name).version, SUITES.get(name).description] for name in SUITES.names()]
+    typer.echo(tabulate(rows, headers=["suite", "version", "what it measures"], tablefmt="github"))
 
 
 @runs_app.command("list", context_settings=OVERRIDES, help=f"Summarise the units stored in MLflow per suite, method and dataset. {OVERRIDE_HELP}")
@@ -503,10 +537,10 @@ def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(Non
     from pathlib import Path
 
     from bench.results_store import ResultStore
-    from bench.runner import SUITES
+    from bench.suites.base import suite_names
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    counts = ResultStore.from_config(cfg).unit_counts(SUITES)
+    counts = ResultStore.from_config(cfg).unit_counts(suite_names())
     if counts.empty:
         typer.echo(f"no units in {cfg.tracking.uri}")
         return

@@ -1,35 +1,39 @@
-"""Paired comparison of two methods on the same evaluation records and the same bootstrap resamples."""
+"""Paired comparison of two methods on the same evaluation records and the same bootstrap resamples.
+
+Each side is exactly the set of units its aggregate pooled (the aggregate's ``unit_keys``), never a
+tag filter that could also match stale units from other settings.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from bench.metrics import bootstrap_indices, bootstrap_macro_auroc, paired_bootstrap_test
+from bench.metrics import bootstrap_indices, bootstrap_macro_auroc, holm, paired_bootstrap_test
 from bench.results_store import ResultStore
 
 
 def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str, task: str, protocol: str, fraction: float,
                        seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Test predictions of the units behind the current aggregate, pooled and sorted by record id."""
-    agg = store.aggregates([suite])
-    if agg.empty:
-        raise LookupError(f"no {suite} results")
-    sel = agg[(agg["method"] == method) & (agg["dataset"] == dataset) & (agg["task"] == task) & (agg["protocol"] == protocol)
-              & (agg["fraction"].astype(float) == fraction) & (agg["seed"].astype(str) == str(seed))]
-    if sel.empty:
+    """Test predictions of exactly the units behind the current aggregate, pooled and sorted by record id."""
+    agg_key = "|".join(map(str, (suite, method, dataset, task, protocol, float(fraction), seed)))
+    tags = store.aggregate_tags(suite, agg_key)
+    if tags is None or tags.get("applicable") == "no":
         raise LookupError(f"no {suite} aggregate for {method} on {dataset}/{task} ({protocol}, fraction {fraction}, seed {seed})")
-    ckpts = set(str(sel.iloc[0]["checkpoint_hash"]).split(","))
-    runs = [r for r in store.finished_units(suite, method=method, dataset=dataset, task=task, protocol=protocol).values()
-            if float(r.data.tags["fraction"]) == fraction and r.data.tags["seed"] == str(seed)
-            and r.data.tags.get("checkpoint_hash") in ckpts]
+    if not tags.get("unit_keys"):
+        raise LookupError(f"the {suite} aggregate of {method} on {dataset}/{task} predates exact unit sets (fix: re-run the suite)")
+    runs = store.units_by_key(suite, tags["unit_keys"].split(","), method=method, dataset=dataset)
     arrays = [store.predictions(r) for r in runs]
     ids = np.concatenate([a["record_ids"] for a in arrays])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"the {suite} units of {method} on {dataset}/{task} score a record twice; a paired test needs one "
+                         f"prediction per record")
     order = np.argsort(ids, kind="stable")
     y = np.concatenate([a["y_true"] for a in arrays])[order]
     s = np.concatenate([a["y_score"] for a in arrays])[order]
-    return ids[order], y, s, str(sel.iloc[0].get("boot_key", ""))
+    return ids[order], y, s, str(tags.get("boot_key", ""))
 
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,
@@ -39,6 +43,14 @@ def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *
     ids_b, y_b, s_b, _ = pooled_predictions(store, suite, b, dataset, task, protocol, fraction, seed)
     if not np.array_equal(ids_a, ids_b) or not np.array_equal(y_a, y_b):
         raise ValueError(f"{a} and {b} were not evaluated on the same records; a paired test needs the same evaluation set")
-    idx = bootstrap_indices(len(ids_a), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key)
-    res = paired_bootstrap_test(bootstrap_macro_auroc(y_a, s_a, idx), bootstrap_macro_auroc(y_b, s_b, idx))
+    idx = bootstrap_indices(len(ids_a), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key, y_true=y_a)
+    whole = np.arange(len(ids_a))[None]
+    res = paired_bootstrap_test(bootstrap_macro_auroc(y_a, s_a, idx), bootstrap_macro_auroc(y_b, s_b, idx),
+                                float(bootstrap_macro_auroc(y_a, s_a, whole)[0]), float(bootstrap_macro_auroc(y_b, s_b, whole)[0]))
     return {"a": a, "b": b, "n": len(ids_a), **res}
+
+
+def with_holm(results: Sequence[dict]) -> list[dict]:
+    """The comparisons of one table with Holm-adjusted p-values beside the raw ones."""
+    adjusted = holm([r["p_value"] for r in results])
+    return [{**r, "p_holm": float(p)} for r, p in zip(results, adjusted)]

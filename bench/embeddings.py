@@ -34,10 +34,11 @@ class Embeddings:
         return np.array([where[r] for r in ids], dtype=np.int64)
 
 
-def embedding_key(handle: EncoderHandle, prepared: PreparedArrays) -> str:
+def embedding_key(handle: EncoderHandle, prepared_key: str) -> str:
+    """Weights, prepared arrays (reader, data options, preprocessing, records), input contract and encoder options."""
     spec = handle.encoder.spec
-    payload = json.dumps([handle.method, handle.checkpoint_hash, prepared.key, spec.contract.as_dict(), spec.fs, spec.n_samples,
-                          spec.extra], sort_keys=True, default=str)
+    payload = json.dumps([handle.method, handle.checkpoint_hash, prepared_key, spec.contract.as_dict(), spec.fs, spec.n_samples,
+                          spec.extra, handle.options], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -68,7 +69,7 @@ def _load(path: Path) -> Embeddings:
 def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir: str | Path, units: str,
                       batch_size: int = 256, progress: bool = True) -> Embeddings:
     """The cached embeddings, encoding first if needed (one process encodes, concurrent ones wait for it)."""
-    path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared)}.npz"
+    path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared.key)}.npz"
     if path.is_file():
         return _load(path)
     with hold(cache_dir, [f"embeddings:{path.name}"]):
@@ -84,3 +85,26 @@ def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
     return Embeddings(list(prepared.record_ids), emb, aligned, path)
+
+
+def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays, record_ids: list[str], condition, seed: int,
+                                cache_dir: str | Path, units: str) -> np.ndarray:
+    """Embeddings [len(record_ids), D] of ``record_ids`` under an acquisition shift (bench/data/perturb.py),
+    cached per (embedding key, condition, seed, records)."""
+    from bench.data.perturb import apply
+
+    pre = prepared.manifest["preprocess"]
+    tag = hashlib.sha256(json.dumps([embedding_key(handle, prepared.key), condition.key(), seed, record_ids]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "embeddings" / "perturbed" / f"{handle.method}-{condition.name}-{tag}.npy"
+    if path.is_file():
+        return np.load(path)
+    with hold(cache_dir, [f"embeddings:{path.name}"]):
+        if path.is_file():
+            return np.load(path)
+        signals = apply(condition, prepared.signals[prepared.rows(record_ids)], pre["leads"], float(pre["target_fs"]), record_ids, seed)
+        emb, _ = encode_arrays(handle, signals, units)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+        np.save(tmp, emb)
+        os.replace(tmp, path)
+    return emb

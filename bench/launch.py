@@ -15,8 +15,6 @@ import subprocess
 import sys
 from typing import Callable, Sequence
 
-from omegaconf import DictConfig
-
 from bench.config import ConfigError
 
 IN_PROCESS = "inprocess"
@@ -26,39 +24,18 @@ def _values(items: Sequence) -> str:
     return ",".join(str(v) for v in items)
 
 
-def unit_sweeps(suite: str, methods: Sequence[str], base: DictConfig, dataset_cfg: Callable[[str], DictConfig], *,
-                datasets: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-                protocols: Sequence[str] | None = None, fractions: Sequence[float] | None = None,
-                seeds: Sequence[int] | None = None, directions: Sequence[str] | None = None) -> list[list[str]]:
-    """The multirun sweeps (Hydra overrides on ``unit.*``) whose jobs are exactly the units of the run.
+def _override(axis: str, values: Sequence) -> str:
+    quoted = [f"'{v}'" if ":" in str(v) else str(v) for v in values]  # SOURCE:TARGET would read as a Hydra range
+    return f"unit.{axis}={','.join(quoted)}"
 
-    One sweep per dataset and protocol, because tasks and folds depend on them.
-    """
-    from bench.suites.transfer import DIRECTIONS
 
-    run = base.run
-    requested_seeds = list(seeds or [])
-    seeds = requested_seeds or list(run.seeds)
-    common = [f"unit.suite={suite}", f"unit.method={_values(methods)}"]
-    if suite == "transfer":
-        pairs = list(directions or [f"{s}:{t}" for s, t in DIRECTIONS])
-        return [[*common, "unit.direction=" + ",".join(f"'{p}'" for p in pairs), f"unit.seed={_values(seeds)}"]]
-    sweeps = []
-    for dataset in datasets or [base.data.name]:
-        cfg = dataset_cfg(dataset)
-        if suite == "textgen":  # its own seeds (>= 3, for the t-intervals) unless asked otherwise
-            sweeps.append([*common, f"unit.dataset={dataset}", f"unit.seed={_values(requested_seeds or cfg.textgen.seeds)}"])
-            continue
-        task_list = list(tasks or cfg.data.default_tasks)
-        if suite == "zero_shot":
-            sweeps.append([*common, f"unit.dataset={dataset}", f"unit.task={_values(task_list)}", f"unit.seed={_values(seeds)}"])
-            continue
-        for protocol in protocols or run.protocols:
-            folds = ["test"] if protocol == "fixed" else list(range(1, 11))
-            sweeps.append([*common, f"unit.dataset={dataset}", f"unit.task={_values(task_list)}", f"unit.protocol={protocol}",
-                           f"unit.fraction={_values(fractions or run.fractions)}", f"unit.seed={_values(seeds)}",
-                           f"unit.fold={_values(folds)}"])
-    return sweeps
+def unit_sweeps(suite: str, ctx, request) -> list[list[str]]:
+    """The multirun sweeps (Hydra overrides on ``unit.*``) whose jobs are exactly the units of the run: the
+    suite says which axes a job fixes and their values (``Suite.job_values``)."""
+    from bench.suites.base import get_suite
+
+    return [[f"unit.suite={suite}", *(_override(axis, values) for axis, values in sweep.items())]
+            for sweep in get_suite(suite).job_values(ctx, request)]
 
 
 def run_multirun(launcher: str, sweep: Sequence[str], overrides: Sequence[str], checkpoints: dict[str, str],

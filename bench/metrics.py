@@ -1,17 +1,25 @@
-"""Metric definitions, in one place (documented in the README).
+"""Metric definitions, in one place (the README's "Metrics" section says the same).
 
 - AUROC / AUPRC: per class with scikit-learn (``roc_auc_score``, ``average_precision_score``), then the
-  unweighted mean over the classes that have both positives and negatives in the evaluated set.
-  Classes without positives (or without negatives) are *reported* in ``absent``, never silently
-  folded into the mean.
-- F1: per-class F1 of thresholded scores, macro-averaged over the same classes.
-- Accuracy: mean per-label accuracy (the fraction of correct 0/1 decisions over records x classes),
-  over the same classes.
-- Thresholds: a score is positive when it is >= ``threshold`` (0.5 on probabilities for the linear
-  head; the zero-shot suite passes its own decisions, see bench/suites/zero_shot.py).
-- 95% intervals: percentile bootstrap over records (default 1000 resamples) of macro AUROC; the
-  resample indices are persisted per evaluation set so every method is scored on the same resamples,
-  and a paired bootstrap test compares two methods on them.
+  unweighted mean over the classes that have both positives and negatives in the evaluated set
+  ("classes scored"; the others are reported in ``absent``, never silently folded into the mean).
+- Decisions: the linear and transfer suites threshold each class at the score that maximises that
+  class's F1 on the *validation* split (``val_thresholds``; recorded per unit); the zero-shot suite
+  decides top-1 (the class with the highest similarity is the one predicted).
+- F1: per-class F1 of those decisions, macro-averaged over the classes scored.
+- Balanced accuracy (``bacc``, the tables' decision metric): per class (sensitivity + specificity) / 2,
+  macro-averaged over the classes scored; robust to prevalence, unlike Hamming accuracy.
+- Hamming accuracy (``hamming_acc``): the fraction of correct 0/1 decisions over records x classes;
+  dominated by negatives when labels are rare, so it is logged but not tabled.
+- 95 % intervals: percentile bootstrap over test records (``run.n_boot`` resamples, default 1000) of
+  macro AUROC on a fixed class set: resampling is stratified by each record's rarest positive class
+  and a resample in which a class scored on the full set lost all its positives or negatives is
+  redrawn, so every resample averages the same classes. The indices are persisted per evaluation set,
+  so every method is scored on the same resamples and a paired test compares two methods on them.
+- Paired test: the observed difference of macro AUROC, the percentile interval of the resampled
+  differences, and a two-sided p = 2 (1 + #resamples on the other side of 0) / (B + 1), capped at 1:
+  it never goes below 2 / (B + 1), the resolution B resamples allow. Holm's step-down adjustment
+  (statsmodels ``multipletests``) is applied across the comparisons of one table.
 """
 
 from __future__ import annotations
@@ -26,19 +34,25 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 
+MIN_TRAIN_POSITIVES = 5  # a scored class with fewer training positives marks the cell (tables: "†")
+
+
 @dataclass
 class Scores:
     auroc: float
     auprc: float
     f1: float
-    acc: float
+    bacc: float
+    hamming_acc: float
     n: int
     classes_scored: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}auroc": self.auroc, f"{prefix}auprc": self.auprc, f"{prefix}f1": self.f1,
-                f"{prefix}acc": self.acc, f"{prefix}n": float(self.n)}
+        return {f"{prefix}auroc": self.auroc, f"{prefix}auprc": self.auprc, f"{prefix}f1": self.f1, f"{prefix}bacc": self.bacc,
+                f"{prefix}hamming_acc": self.hamming_acc, f"{prefix}n": float(self.n),
+                f"{prefix}classes_scored": float(len(self.classes_scored)),
+                f"{prefix}classes_total": float(len(self.classes_scored) + len(self.absent))}
 
 
 def scorable(y_true: np.ndarray) -> np.ndarray:
@@ -48,36 +62,100 @@ def scorable(y_true: np.ndarray) -> np.ndarray:
 
 
 def classification_scores(y_true: np.ndarray, y_score: np.ndarray, classes: Sequence[str],
-                          threshold: float = 0.5, y_pred: np.ndarray | None = None) -> Scores:
-    """Macro metrics over the scorable classes; ``y_pred`` overrides the threshold rule when given."""
+                          threshold: float | np.ndarray = 0.5, y_pred: np.ndarray | None = None) -> Scores:
+    """Macro metrics over the scorable classes; decisions are ``y_score >= threshold`` (a scalar or one per
+    class) unless ``y_pred`` is given."""
     y_true = np.asarray(y_true).astype(int)
     y_score = np.asarray(y_score, dtype=float)
     ok = scorable(y_true)
     absent = [c for c, k in zip(classes, ok) if not k]
     if not ok.any():
-        return Scores(float("nan"), float("nan"), float("nan"), float("nan"), len(y_true), [], absent)
+        return Scores(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), len(y_true), [], absent)
     yt, ys = y_true[:, ok], y_score[:, ok]
-    pred = (ys >= threshold).astype(int) if y_pred is None else np.asarray(y_pred)[:, ok].astype(int)
+    pred = (y_score >= np.asarray(threshold)).astype(int)[:, ok] if y_pred is None else np.asarray(y_pred)[:, ok].astype(int)
     return Scores(
         auroc=float(roc_auc_score(yt, ys, average="macro")),
         auprc=float(average_precision_score(yt, ys, average="macro")),
         f1=float(f1_score(yt, pred, average="macro", zero_division=0)),
-        acc=float((yt == pred).mean()),
+        bacc=macro_balanced_accuracy(yt, pred),
+        hamming_acc=float((yt == pred).mean()),
         n=len(y_true),
         classes_scored=[c for c, k in zip(classes, ok) if k],
         absent=absent,
     )
 
 
-def bootstrap_indices(n: int, n_boot: int, seed: int, store: str | Path | None = None, key: str = "") -> np.ndarray:
-    """[n_boot, n] resample indices, persisted under ``store`` (named by key, n and seed) when given."""
+def macro_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean over classes of (sensitivity + specificity) / 2; every column must have both outcomes."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(np.mean([balanced_accuracy_score(y_true[:, k], y_pred[:, k]) for k in range(y_true.shape[1])]))
+
+
+def val_thresholds(y_val: np.ndarray, s_val: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per class, the score threshold that maximises F1 on the validation records (the midpoint between
+    the chosen score and the next lower one, so a slightly shifted test score keeps its side); ``default``
+    for a class without a validation positive."""
+    from sklearn.metrics import precision_recall_curve
+
+    out = np.full(y_val.shape[1], default, dtype=np.float64)
+    for k in range(y_val.shape[1]):
+        if y_val[:, k].sum() == 0:
+            continue
+        precision, recall, thr = precision_recall_curve(y_val[:, k], s_val[:, k])
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)[:-1]
+        best = thr[int(np.argmax(f1))]
+        lower = s_val[:, k][s_val[:, k] < best]
+        out[k] = (best + lower.max()) / 2 if len(lower) else best
+    return out
+
+
+def _rarest_positive(y: np.ndarray) -> np.ndarray:
+    """Stratum of each record: its rarest positive class (-1 without positives)."""
+    pos = y.sum(0).astype(float)
+    rank = np.where(y > 0, pos[None, :], np.inf)
+    return np.where(np.isfinite(rank.min(1)), rank.argmin(1), -1)
+
+
+def _stratified_draw(strata: np.ndarray, rng: np.random.Generator, rows: int) -> np.ndarray:
+    out = np.empty((rows, len(strata)), dtype=np.int32)
+    col = 0
+    for s in np.unique(strata):
+        members = np.flatnonzero(strata == s)
+        out[:, col:col + len(members)] = rng.choice(members, size=(rows, len(members)), replace=True)
+        col += len(members)
+    return out
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int, store: str | Path | None = None, key: str = "",
+                      y_true: np.ndarray | None = None) -> np.ndarray:
+    """[n_boot, n] resample indices, persisted under ``store`` (named by key, n and seed) when given.
+
+    With ``y_true`` the resampling keeps the class set fixed (module docstring): stratified by each
+    record's rarest positive class, redrawing any resample where a class scorable on the full set is not.
+    """
     path = None
     if store is not None:
-        tag = hashlib.sha256(key.encode()).hexdigest()[:12]
+        tag = hashlib.sha256((key + ("|stratified" if y_true is not None else "")).encode()).hexdigest()[:12]
         path = Path(store) / f"boot-{tag}-n{n}-b{n_boot}-seed{seed}.npy"
         if path.is_file():
             return np.load(path)
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n)).astype(np.int32)
+    rng = np.random.default_rng(seed)
+    if y_true is None:
+        idx = rng.integers(0, n, size=(n_boot, n)).astype(np.int32)
+    else:
+        y = np.asarray(y_true).astype(int)
+        ok = scorable(y)
+        strata = _rarest_positive(y[:, ok])
+        idx = _stratified_draw(strata, rng, n_boot)
+        for _ in range(1000):
+            pos = y[:, ok][idx].sum(1)  # [n_boot, classes]
+            bad = np.flatnonzero(((pos == 0) | (pos == n)).any(1))
+            if not len(bad):
+                break
+            idx[bad] = _stratified_draw(strata, rng, len(bad))
+        else:
+            raise RuntimeError("could not draw bootstrap resamples that keep every scored class scorable")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
@@ -104,7 +182,8 @@ def _weighted_auroc(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.nda
 
 
 def bootstrap_macro_auroc(y_true: np.ndarray, y_score: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Macro AUROC (over the classes scorable in the full set) for each resample: [n_boot]."""
+    """Macro AUROC (over the classes scorable in the full set) for each resample: [n_boot]. With indices from
+    ``bootstrap_indices(..., y_true=...)`` every resample averages the same classes."""
     y_true = np.asarray(y_true).astype(float)
     ok = np.flatnonzero(scorable(y_true.astype(int)))
     n = len(y_true)
@@ -119,10 +198,27 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return float(lo), float(hi)
 
 
-def paired_bootstrap_test(auroc_a: np.ndarray, auroc_b: np.ndarray) -> dict[str, float]:
-    """Two methods' bootstrap AUROCs on the *same* resamples: mean difference, its interval, two-sided p."""
+def paired_bootstrap_test(auroc_a: np.ndarray, auroc_b: np.ndarray, observed_a: float, observed_b: float) -> dict[str, float]:
+    """Two methods' bootstrap AUROCs on the *same* resamples and their AUROCs on the full test set:
+    the observed difference, the percentile interval of the resampled differences, and the two-sided p
+    (module docstring; ``p_floor`` = 2 / (B + 1) is the smallest p B resamples can give)."""
     diff = np.asarray(auroc_a) - np.asarray(auroc_b)
     diff = diff[np.isfinite(diff)]
+    b = len(diff)
     lo, hi = percentile_interval(diff)
-    p = 2 * min((diff <= 0).mean(), (diff >= 0).mean())
-    return {"diff": float(diff.mean()), "ci_low": lo, "ci_high": hi, "p_value": float(min(1.0, p))}
+    p = 2 * (1 + min(int((diff <= 0).sum()), int((diff >= 0).sum()))) / (b + 1)
+    return {"diff": float(observed_a - observed_b), "ci_low": lo, "ci_high": hi, "p_value": float(min(1.0, p)),
+            "p_floor": 2 / (b + 1), "n_boot": float(b)}
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error) for the comparisons of one table."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    return multipletests(p, method="holm")[1] if len(p) else p
+
+
+def format_p(p: float, floor: float) -> str:
+    """A p-value as the resampling resolution allows: at the floor it is printed as "≤ floor"."""
+    return f"≤ {floor:.2g}" if p <= floor + 1e-12 else f"{p:.3f}"

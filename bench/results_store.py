@@ -154,6 +154,21 @@ class ResultStore:
                 self.client.delete_run(run.info.run_id)
             return self.log_run(suite, "aggregate", {**tags, "agg_key": agg_key}, metrics, params)
 
+    def aggregate_tags(self, suite: str, agg_key: str) -> dict[str, str] | None:
+        """The tags of the current aggregate ``agg_key`` (its ``unit_keys`` name exactly the units it pooled)."""
+        runs = [r for r in self._search(suite, f"tags.kind = 'aggregate' and tags.agg_key = '{agg_key}'") if r.info.status == "FINISHED"]
+        return dict(runs[0].data.tags) if runs else None
+
+    def units_by_key(self, suite: str, unit_keys: Iterable[str], **tags: str) -> list:
+        """The finished unit runs with exactly these keys, in that order; a missing one is an error."""
+        runs = self.finished_units(suite, **tags)
+        keys = list(unit_keys)
+        missing = [k for k in keys if k not in runs]
+        if missing:
+            raise LookupError(f"{len(missing)} {suite} unit(s) named by an aggregate are not in {self.uri} (e.g. {missing[0]}); "
+                              f"re-run the suite to rebuild them")
+        return [runs[k] for k in keys]
+
     def aggregates(self, suites: Iterable[str]) -> pd.DataFrame:
         rows = []
         for suite in suites:

@@ -1,9 +1,12 @@
 """The paper's tables and the leaderboard, regenerated from the MLflow aggregates (never typed by hand).
 
-Cells are percentages. AUROC cells show the mean over test folds (cv10) or the single test (fixed)
-with the 95% bootstrap interval of the pooled test predictions; F1 / accuracy show the mean. In each
-column the best value is bold and the second underlined. ``with_paper`` adds the published number
-(results/paper/merit_paper_tables.csv) beside ours, and the difference.
+Cells are percentages. AUROC cells show the pooled test AUROC (the single test for fixed, the pooled
+out-of-fold predictions for cv10) with its 95% bootstrap interval and, in brackets after it, the number
+of classes scored of those that exist ("7/12"); F1 and balanced accuracy (BAcc, at validation-chosen
+thresholds; top-1 for zero-shot) show the mean over units. A "†" marks a cell whose training split had
+fewer than 5 positives for a scored class. In each column the best value is bold and the second
+underlined. ``with_paper`` adds the published number (results/paper/merit_paper_tables.csv) beside
+ours, and the difference only where the paper's protocol and label fraction are the cell's.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ KINDS = {"linear": ("linear",), "zero_shot": ("zero_shot",), "transfer": ("trans
          "textgen": ("textgen",)}
 TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "meteor": "METEOR", "rouge_l_f1": "ROUGE-L F1",
                    "rouge_l_recall": "ROUGE-L R", "bertscore_f1": "BERTScore F1 (MiniLM)"}
-METRICS = {"auroc": "AUC", "f1": "F1", "acc": "Acc"}
-PAPER_METRIC = {"auroc": "auc", "f1": "f1", "acc": "accuracy"}
+METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc"}
+PAPER_METRIC = {"auroc": "auc", "f1": "f1"}  # the paper's "accuracy" is undefined there, so not set against BAcc
 PROVENANCE = ["checkpoint_hash", "checkpoint", "pool", "preset", "split_hash", "seed", "code_version", "n_boot", "boot_key",
-              "input_contract", "input", "corpora", "contaminated"]
+              "input_contract", "input", "corpora", "contaminated", "unit_set", "low_support"]
+LOW_SUPPORT_MARK = "†"
 
 
 # a released checkpoint scored on a dataset inside its declared training corpora (--allow-contamination)
@@ -39,7 +43,7 @@ class EmptyStore(LookupError):
 
 def _paper() -> pd.DataFrame:
     if not PAPER_TABLE.is_file():
-        return pd.DataFrame(columns=["suite", "method", "dataset", "task", "metric", "value"])
+        return pd.DataFrame(columns=["suite", "method", "dataset", "task", "protocol", "fraction", "metric", "value"])
     p = pd.read_csv(PAPER_TABLE)
     p.loc[p["suite"] == "zero_shot_ablation", "suite"] = "zero_shot"
     return p
@@ -86,10 +90,14 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             proto = protocol or ("fixed" if (sub["protocol"] == "fixed").any() else sub["protocol"].iloc[0])
             frac = fraction if fraction is not None else sub["fraction"].astype(float).max()
             sub = sub[(sub["protocol"] == proto) & (sub["fraction"].astype(float) == float(frac))]
-            title = f"{suite} probing — protocol {proto}, {100 * float(frac):g}% labels" + (
-                "; AUC = pooled out-of-fold AUROC [95% CI], F1 / Acc = means over the 10 folds" if proto == "cv10" else "")
+            title = (f"{suite} probing — protocol {proto}, {100 * float(frac):g}% labels; AUC [95% CI] (classes scored/total)"
+                     + (" pooled out of fold" if proto == "cv10" else "") + "; F1 / BAcc at per-class thresholds chosen on "
+                     "validation" + (", means over the 10 folds" if proto == "cv10" else "") + f"; {LOW_SUPPORT_MARK} = a scored "
+                     "class had < 5 training positives")
         else:
-            title = {"zero_shot": "zero-shot", "transfer": "cross-domain transfer (macro AUROC)"}[suite]
+            title = {"zero_shot": "zero-shot — AUC [95% CI] (classes scored/total); F1 / BAcc of top-1 decisions",
+                     "transfer": "cross-domain transfer — macro AUROC [95% CI] (classes scored/total); target records "
+                                 "without a label in the aligned space are left out"}[suite]
         if kind == "ablation":
             sub = sub[sub["method"].isin(ABLATION)]
         if methods:
@@ -117,14 +125,21 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                     if m == "auroc" and np.isfinite(float(row.get("auroc_pooled", np.nan))):
                         v = float(row["auroc_pooled"])  # the estimate its bootstrap interval belongs to (= the mean for one unit)
                     lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
-                    cells.loc[meth, col] = _fmt(v, lo, hi) + (CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
+                    text = _fmt(v, lo, hi)
+                    if m == "auroc" and np.isfinite(float(row.get("classes_total", np.nan))):
+                        text += f" ({float(row['classes_scored']):.0f}/{float(row['classes_total']):.0f})"
+                    if str(row.get("low_support", "")) == "yes":
+                        text += LOW_SUPPORT_MARK
+                    cells.loc[meth, col] = text + (CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
                     values.loc[meth, col] = v
         cells = _mark(cells, values, fmt)
         if with_paper:
             paper = _paper()
             paper = paper[paper["suite"] == suite]
+            cell_proto = sub["protocol"].iloc[0]
+            cell_frac = float(sub["fraction"].astype(float).iloc[0])
             for meth in order:
-                prow, drow, any_value = {}, {}, False
+                prow, drow, any_value, any_delta, paper_setting = {}, {}, False, False, ""
                 for d, t in groups:
                     for m in metrics:
                         col = f"{d}/{t} {METRICS[m]}"
@@ -137,28 +152,46 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                                     & (paper["metric"] == PAPER_METRIC[m])]
                         if len(hit):
                             pv = float(hit["value"].iloc[0])
+                            same = hit["protocol"].iloc[0] == cell_proto and float(hit["fraction"].iloc[0]) == cell_frac
                             prow[col], any_value = f"{pv:.1f}", True
+                            paper_setting = f"{hit['protocol'].iloc[0]}, {100 * float(hit['fraction'].iloc[0]):g}% labels"
                             ours = values.loc[meth, col] if col in values.columns else np.nan
-                            drow[col] = f"{100 * ours - pv:+.1f}" if np.isfinite(ours) else "–"
+                            drow[col] = (f"{100 * ours - pv:+.1f}" if np.isfinite(ours) else "–") if same else ""
+                            any_delta = any_delta or same
                         else:
                             prow[col] = drow[col] = ""
                 if any_value:
-                    cells.loc[f"{meth} (paper)"] = pd.Series(prow)
+                    cells.loc[f"{meth} (paper: {paper_setting})"] = pd.Series(prow)
+                if any_delta:
                     cells.loc[f"{meth} Δ ours−paper"] = pd.Series(drow)
-        cells = cells.fillna("")
-        table = cells.reset_index().rename(columns={"index": "method"})
-        if fmt == "csv":
-            blocks.append(table.to_csv(index=False))
-        else:
-            rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
-            blocks.append((f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered)
+        blocks.append(render_block(cells, title, fmt))
     if not blocks:
         raise EmptyStore(kind)
     return "\n\n".join(blocks) + "\n"
 
 
+def suite_table(aggregates: pd.DataFrame, suite: str, fmt: str = "md", methods: Sequence[str] | None = None) -> str:
+    """`bench table <suite>` for a suite outside the paper's layouts: the suite plugin renders its own."""
+    from bench.suites.base import get_suite
+
+    df = aggregates[(aggregates["suite"] == suite) & (aggregates.get("applicable", "yes") != "no")] if len(aggregates) else aggregates
+    if df.empty:
+        raise EmptyStore(suite)
+    return get_suite(suite).table(df, fmt, methods) + "\n"
+
+
+def render_block(cells: pd.DataFrame, title: str, fmt: str) -> str:
+    """One titled table (methods as rows) in md, latex or csv; every suite's table goes through here."""
+    table = cells.fillna("").reset_index().rename(columns={"index": "method"})
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
+    return (f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered
+
+
 def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -> str:
-    """Table 3 layout: methods x BLEU / METEOR / ROUGE / BERTScore, mean +- t-interval half-width over seeds."""
+    """Table 3 layout: methods x BLEU / METEOR / ROUGE / BERTScore, mean over seeds [95% interval resampling
+    test items and seeds]."""
     if methods:
         sub = sub[sub["method"].isin(methods)]
     blocks = []
@@ -169,18 +202,16 @@ def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -
         values = pd.DataFrame(index=order, dtype=float)
         for key, label in TEXTGEN_METRICS.items():
             for m in order:
-                v, h = float(g.loc[m].get(f"{key}_mean", np.nan)), float(g.loc[m].get(f"{key}_ci_half", np.nan))
-                cells.loc[m, label] = f"{v:.1f} ± {h:.1f}" if np.isfinite(h) else f"{v:.1f}"
+                row = g.loc[m]
+                v, lo, hi = (float(row.get(f"{key}_{part}", np.nan)) for part in ("mean", "ci_low", "ci_high"))
+                cells.loc[m, label] = f"{v:.1f} [{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else f"{v:.1f}"
                 values.loc[m, label] = v
-        cells = _mark(cells, values, fmt).fillna("")
-        table = cells.reset_index().rename(columns={"index": "method"})
-        if fmt == "csv":
-            blocks.append(table.to_csv(index=False))
-        else:
-            n = int(g["n_seeds"].max()) if "n_seeds" in g else 0
-            title = f"text generation on {dataset} (LLM {g['llm'].iloc[0] if 'llm' in g else '?'}; mean ± 95% t-interval over {n} seeds)"
-            rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
-            blocks.append((f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered)
+        cells = _mark(cells, values, fmt)
+        n = int(g["n_seeds"].max()) if "n_seeds" in g else 0
+        n_test = int(g["n_test"].max()) if "n_test" in g else 0
+        title = (f"text generation on {dataset} (LLM {g['llm'].iloc[0] if 'llm' in g else '?'}; mean over {n} seeds "
+                 f"[95% percentile interval resampling the {n_test} test items and the seeds])")
+        blocks.append(render_block(cells, title, fmt))
     return "\n\n".join(blocks)
 
 
@@ -191,7 +222,8 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
     df = aggregates[aggregates.get("applicable", "yes") != "no"].copy()
     keys = ["suite", "dataset", "task", "protocol", "fraction", "method"]
     df["fraction"] = df["fraction"].astype(float)
-    num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "acc_mean", "n_test", "n_units"]
+    num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
+           "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units"]
     for c in num:
         if c not in df:
             df[c] = np.nan

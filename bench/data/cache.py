@@ -54,6 +54,11 @@ def cache_key(reader: DatasetReader, cfg: PreprocessConfig, record_ids: Sequence
     return h.hexdigest()[:16]
 
 
+def prepared_key(reader: DatasetReader, cfg: PreprocessConfig, record_ids: Sequence[str] | None = None) -> str:
+    """The key ``prepare`` files its arrays under, known without building them."""
+    return cache_key(reader, cfg, list(record_ids) if record_ids is not None else list(reader.index.records.index))
+
+
 def load_prepared(path: Path) -> PreparedArrays:
     manifest = json.loads((path / "manifest.json").read_text())
     ids = json.loads((path / "record_ids.json").read_text())
@@ -68,7 +73,7 @@ def prepare(reader: DatasetReader, cfg: PreprocessConfig, cache_dir: str | Path,
         raise DataError("data.on_error", f"must be 'raise' or 'skip', got {on_error!r}")
     index = reader.index
     ids = list(record_ids) if record_ids is not None else list(index.records.index)
-    key = cache_key(reader, cfg, ids)
+    key = prepared_key(reader, cfg, ids)
     root = Path(cache_dir) / "prepared"
     final = root / f"{reader.name}-{key}"
     if (final / "manifest.json").is_file():

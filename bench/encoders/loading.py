@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +33,7 @@ class EncoderHandle:
     pool_folds: list[int] | None = None
     corpora: tuple[str, ...] = ()
     allow_contamination: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def contaminated(self, identity: str) -> list[str]:
         """The declared training corpora of this (released) checkpoint that contain ``identity``'s records."""
@@ -57,7 +60,8 @@ class EncoderHandle:
 
 def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | None = None, seed: int = 0,
                  identity_of: dict[str, str] | None = None, allow_contamination: bool = False) -> EncoderHandle:
-    """Build ``method`` (seeded init) and load ``checkpoint`` if given; untrained encoders hash as ``init-seedN``.
+    """Build ``method`` (seeded init) and load ``checkpoint`` if given; an untrained encoder's hash covers its
+    method, options (preset included) and seed, so two untrained controls never share one.
 
     A file bench did not write (no pretraining pool in it) is a released checkpoint: the corpora its model
     card declares for the preset and file form apply to the contamination rule.
@@ -65,7 +69,8 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
     torch.manual_seed(seed)
     encoder = create_encoder(method, **options).eval()
     if checkpoint is None:
-        return EncoderHandle(method, encoder, None, f"init-seed{seed}")
+        init = hashlib.sha256(json.dumps([method, options, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return EncoderHandle(method, encoder, None, f"init-{init}", options=dict(options))
     checkpoint = Path(checkpoint)
     blob = encoder.load_checkpoint(checkpoint)
     pool = blob.get("pretrain_pool") or {}
@@ -74,7 +79,7 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
     corpora = () if pool else declared_corpora(method, str(options.get("preset", "")), getattr(encoder, "file_form", None))
     return EncoderHandle(method, encoder.eval(), checkpoint, file_hash(checkpoint), dataset, identity,
                          frozenset(map(str, blob.get("pretrain_record_ids", []))), pool.get("folds"), corpora,
-                         allow_contamination)
+                         allow_contamination, dict(options))
 
 
 def checkpoint_pool(path: str | Path) -> dict[str, Any]:

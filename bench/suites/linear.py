@@ -10,11 +10,18 @@ Features are standardised with each head's training mean/std (``standardize``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, frame_hash, ids_hash
+
+if TYPE_CHECKING:
+    from bench.runner import Runner
 
 
 @dataclass
@@ -115,3 +122,134 @@ def train_heads(x: np.ndarray, y: np.ndarray, heads: list[tuple[np.ndarray, np.n
             if loss < best_loss[h]:
                 best_loss[h], best_W[h], best_b[h], best_epoch[h] = loss, W[h], b[h], epoch + 1
     return TrainedHeads(best_W, best_b, mean, std, best_epoch)
+
+
+def head_seed(fold: str, fraction: float) -> int:
+    """A head's own seed: the same for a unit whichever other heads train beside it."""
+    return int(hashlib.sha256(f"{fold}|{fraction}".encode()).hexdigest()[:8], 16)
+
+
+def split_material(split) -> dict[str, str]:
+    """The record ids of a unit's train / val / test parts, hashed: which records a number used."""
+    return {"train": ids_hash(split.train), "val": ids_hash(split.val), "test": ids_hash(split.test)}
+
+
+@dataclass
+class LinearState:
+    cfg: Any
+    labels: Any
+    scorers: list
+    head: HeadConfig
+    seed: int
+    fraction: float
+
+
+@dataclass
+class FittedHead:
+    """One trained head with the per-class thresholds chosen on its validation records."""
+
+    trained: TrainedHeads
+    index: int
+    thresholds: np.ndarray
+    train_positives: np.ndarray
+
+    def arrays(self, x: np.ndarray, y: np.ndarray, record_ids) -> dict[str, np.ndarray]:
+        """Test arrays: scores, decisions at the validation thresholds, and what they came from."""
+        score = self.trained.predict(x, self.index).astype(np.float32)
+        return {"record_ids": np.array(record_ids), "y_true": np.asarray(y).astype(np.int8), "y_score": score,
+                "y_pred": (score >= self.thresholds).astype(np.int8), "thresholds": self.thresholds.astype(np.float32),
+                "train_positives": self.train_positives.astype(np.int32)}
+
+    @property
+    def best_epoch(self) -> int:
+        return int(self.trained.best_epoch[self.index])
+
+
+def fit_heads(emb, y_all: np.ndarray, splits: list, head: HeadConfig, seed: int, fraction: float) -> list[FittedHead]:
+    """Train one head per split on ``emb`` and choose each class's threshold on the split's validation records."""
+    from bench.metrics import val_thresholds
+
+    rows = [(emb.rows(sp.train), emb.rows(sp.val)) for sp in splits]
+    trained = train_heads(emb.emb, y_all, rows, head, seed=seed, head_seeds=[head_seed(sp.fold, fraction) for sp in splits])
+    return [FittedHead(trained, h, val_thresholds(y_all[va], trained.predict(emb.emb[va], h)), y_all[tr].sum(0))
+            for h, (tr, va) in enumerate(rows)]
+
+
+class LinearSuite(Suite):
+    name = "linear"
+    version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
+    description = "linear probe on frozen embeddings (fixed split or 10-fold cv, label fractions); MERIT Table 1"
+    job_axes = ("method", "dataset", "task", "protocol", "fraction", "seed", "fold")
+
+    def groups(self, ctx: "Runner", request: Request):
+        from omegaconf import OmegaConf
+
+        from bench.suites.protocols import protocol_splits
+
+        for dataset in request.datasets or [ctx.base.data.name]:
+            cfg = ctx.dataset_cfg(dataset)
+            head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
+            index = ctx.reader(cfg).index
+            identity = cfg.data.get("identity", cfg.data.name)
+            for method in request.methods:
+                for protocol in request.protocols or list(cfg.run.protocols):
+                    scorers = ctx.scorers(cfg, method, protocol)
+                    for task in request.tasks or list(cfg.data.default_tasks):
+                        labels = index.task(task).labels
+                        for fraction in request.fractions or [float(f) for f in cfg.run.fractions]:
+                            for seed in request.seeds or [int(s) for s in cfg.run.seeds]:
+                                group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol,
+                                               "fraction": fraction, "seed": seed},
+                                              state=LinearState(cfg, labels, scorers, head, seed, fraction))
+                                for split in protocol_splits(index.records, labels, protocol, fraction, seed):
+                                    k = next(i for i, sc in enumerate(scorers) if sc.folds is None or split.fold in sc.folds)
+                                    handle = scorers[k].handle
+                                    handle.check_leakage(cfg.data.name, identity, split.test)
+                                    material = {"embedding": ctx.embedding_key(cfg, handle), "labels": frame_hash(labels),
+                                                **split_material(split), "protocol": protocol, "fold": split.fold,
+                                                "fraction": fraction, "seed": seed, "head": head.as_params(),
+                                                "head_seed": head_seed(split.fold, fraction)}
+                                    tags = {"fold": split.fold, **ctx.provenance(cfg, handle, index),
+                                            "head_hash": hashlib.sha256(repr(sorted(head.as_params().items())).encode()).hexdigest()[:12]}
+                                    group.units.append(Unit(tags, material, (k, split)))
+                                yield group
+
+    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+        from bench.suites.classification import unit_result
+
+        st: LinearState = group.state
+        classes = list(st.labels.columns)
+        by_scorer: dict[int, list[tuple[Any, Unit]]] = {}
+        for u in units:
+            by_scorer.setdefault(u.payload[0], []).append((u.payload[1], u))
+        done: dict[str, UnitResult] = {}
+        for k, items in by_scorer.items():
+            emb, _ = ctx.embeddings(st.cfg, st.scorers[k].handle)
+            y_all = st.labels.reindex(emb.record_ids, fill_value=0).to_numpy()
+            for (sp, u), fitted in zip(items, fit_heads(emb, y_all, [sp for sp, _ in items], st.head, st.seed, st.fraction)):
+                rows = emb.rows(sp.test)
+                arrays = fitted.arrays(emb.emb[rows], y_all[rows], sp.test)
+                done[u.key] = unit_result(arrays, classes, {"best_epoch": fitted.best_epoch, "n_train": len(sp.train),
+                                                            "n_val": len(sp.val)},
+                                          {**st.head.as_params(), "fraction_requested": st.fraction, "n_train_actual": len(sp.train),
+                                           "decision": "per-class threshold maximising validation F1"})
+        return [done[u.key] for u in units]
+
+    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+        from bench.suites.classification import classification_aggregate
+
+        results = sorted(results, key=lambda r: (len(str(r[0].tags["fold"])), str(r[0].tags["fold"])))
+        agg = classification_aggregate(ctx, group, results, list(group.state.labels.columns))
+        agg.tags["head_hash"] = ",".join(sorted({str(u.tags.get("head_hash", "")) for u, _ in results}))
+        return agg
+
+    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+        sweeps = []
+        for dataset in request.datasets or [ctx.base.data.name]:
+            cfg = ctx.dataset_cfg(dataset)
+            for protocol in request.protocols or list(cfg.run.protocols):
+                sweeps.append({"method": request.methods, "dataset": [dataset],
+                               "task": request.tasks or list(cfg.data.default_tasks), "protocol": [protocol],
+                               "fraction": request.fractions or list(cfg.run.fractions), "seed": request.seeds or list(cfg.run.seeds),
+                               "fold": ["test"] if protocol == "fixed" else list(range(1, 11))})
+        return sweeps

@@ -1,7 +1,8 @@
 """ECG-conditioned text generation: a frozen encoder's features become prefix tokens of a LoRA-tuned LLM.
 
-Pure computation on cached embeddings and texts: building the instruction set, assembling the
-prefix LM, training (answer-only loss) and generating. The runner logs what comes out.
+Building the instruction set, assembling the prefix LM, training (answer-only loss) and generating;
+``TextgenSuite`` plans one unit per training seed and folds the seeds with intervals that also
+resample the test items (bench/textmetrics.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 from torch import nn
+
+from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, ids_hash
+
+if TYPE_CHECKING:
+    from bench.runner import Runner
 
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -238,3 +245,104 @@ def train_and_generate(cfg: dict, emb_train: np.ndarray | None, train: list[Exam
         preds += model.generate(test[s:s + bs], emb, cfg["max_length"], cfg["max_new_tokens"], cfg["greedy"],
                                 cfg["temperature"], cfg["top_p"])
     return preds, losses
+
+
+class TextgenSuite(Suite):
+    name = "textgen"
+    version = "2"  # 2: per-item metrics stored; intervals resample test items and seeds
+    description = "ECG-conditioned text generation: frozen encoder -> prefix tokens of a LoRA-tuned LLM; MERIT Table 3"
+    on_leaderboard = False
+    CONTROL = "llm_only"  # the text-free control: the same LLM and schedule with no ECG prefix
+
+    def groups(self, ctx: "Runner", request: Request):
+        for dataset in request.datasets or [ctx.base.data.name]:
+            cfg = ctx.dataset_cfg(dataset)
+            tg = OmegaConf.to_container(cfg.textgen, resolve=True)
+            index = ctx.reader(cfg).index
+            train_ids, test_ids, examples = self._examples(cfg, tg, index.records)
+            seeds = list(request.seeds or tg["seeds"])
+            llm = tg["llm"]["kind"] if tg["llm"]["kind"] != "path" else Path(tg["llm"]["path"]).name
+            settings = {k: v for k, v in tg.items() if k not in ("seeds", "medtvt_qa", "instructions", "superclass_names")}
+            for method in request.methods:
+                handle = None
+                if method != self.CONTROL:
+                    handle = ctx.scorers(cfg, method, "fixed")[0].handle
+                    handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), test_ids)
+                group = Group({"method": method, "dataset": cfg.data.name, "task": "interpretation", "protocol": "fixed",
+                               "fraction": 1.0, "seed": ",".join(map(str, seeds))}, state=(cfg, tg, handle, train_ids, test_ids, examples))
+                for seed in seeds:
+                    material = {"embedding": ctx.embedding_key(cfg, handle) if handle is not None else "none",
+                                "train": ids_hash(train_ids), "test": ids_hash(test_ids),
+                                "examples": content_hash([[r, examples[r].instruction, examples[r].answer] for r in train_ids + test_ids]),
+                                "settings": settings, "seed": seed}
+                    tags = {"seed": seed, "fold": "test", **ctx.provenance(cfg, handle, index), "llm": llm,
+                            "settings_hash": content_hash(settings, 12)}
+                    group.units.append(Unit(tags, material, seed))
+                yield group
+
+    @staticmethod
+    def _examples(cfg, tg: dict, rec: pd.DataFrame) -> tuple[list[str], list[str], dict[str, Example]]:
+        """Train / test record ids and their examples: the MedTVT-QA file, or the instruction set built from labels."""
+        if tg.get("medtvt_qa"):
+            examples = {e.record_id: e for e in load_qa_json(tg["medtvt_qa"])}
+            return ([r for r in rec.index[rec["split"] == "train"] if r in examples],
+                    [r for r in rec.index[rec["split"] == "test"] if r in examples], examples)
+        statements = None
+        if "scp_codes" in rec and cfg.data.reader in ("ptbxl", "ptbxl_1819"):
+            from bench.data.ptbxl import read_statements
+
+            root = Path(cfg.data.get("meta_root") or cfg.data.root)
+            statements = read_statements(Path(cfg.data.get("statements") or root / "scp_statements.csv"))
+        labelled = rec.index[rec["label_text"].fillna("").str.len() > 0]
+        rng = np.random.default_rng(0)
+        pick = lambda ids, n: sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist()) if n else list(ids)
+        train_ids = pick([r for r in labelled if rec.at[r, "split"] == "train"], tg["train_size"])
+        test_ids = pick([r for r in labelled if rec.at[r, "split"] == "test"], tg["test_size"])
+        examples = {e.record_id: e for e in instruction_set(rec, train_ids + test_ids, tg["instructions"], statements,
+                                                             tg["superclass_names"])}
+        return train_ids, test_ids, examples
+
+    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+        from bench.textmetrics import corpus_bleu, item_metrics
+
+        cfg, tg, handle, train_ids, test_ids, examples = group.state
+        emb = ctx.embeddings(cfg, handle)[0] if handle is not None else None
+        e_tr = emb.emb[emb.rows(train_ids)] if emb is not None else None
+        e_te = emb.emb[emb.rows(test_ids)] if emb is not None else None
+        refs = [examples[r].answer for r in test_ids]
+        out = []
+        for u in units:
+            preds, losses = train_and_generate(tg, e_tr, [examples[r] for r in train_ids], e_te, [examples[r] for r in test_ids],
+                                               u.payload, progress=ctx.progress)
+            items = item_metrics(preds, refs, Path(cfg.paths.cache) / "nltk_data", tg["bertscore_model"], tg["bertscore_layer"])
+            metrics = {"bleu": corpus_bleu(preds, refs), **{k: float(np.mean(v)) for k, v in items.items()},
+                       "train_loss_first": losses[0], "train_loss_last": losses[-1], "n_test": float(len(test_ids)),
+                       "n_train": float(len(train_ids))}
+            lines = "\n".join(json.dumps({"record_id": r, "instruction": examples[r].instruction, "reference": examples[r].answer,
+                                          "prediction": p}) for r, p in zip(test_ids, preds)) + "\n"
+            arrays = {"record_ids": np.array(test_ids), "hyps": np.array(preds, dtype=str), "refs": np.array(refs, dtype=str),
+                      **{f"item_{k}": v for k, v in items.items()}}
+            out.append(UnitResult(metrics, {**{k: v for k, v in tg.items() if k in ("prefix", "n_prefix", "epochs", "batch_size", "lr",
+                                                                                     "train_size", "test_size", "greedy")},
+                                            "bertscore_model": tg["bertscore_model"] or "all-MiniLM-L6-v2",
+                                            "bertscore_layer": tg["bertscore_layer"]}, arrays, {"generations.jsonl": lines}))
+        return out
+
+    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+        from bench.metrics import percentile_interval
+        from bench.textmetrics import ITEM_METRICS, hierarchical_bootstrap
+
+        per_seed = [{"hyps": r.arrays["hyps"], "refs": r.arrays["refs"], **{k: r.arrays[f"item_{k}"] for k in ITEM_METRICS}}
+                    for _, r in sorted(results, key=lambda x: int(x[0].tags["seed"]))]
+        boot = hierarchical_bootstrap(per_seed, int(ctx.base.run.n_boot), int(ctx.base.run.bootstrap_seed))
+        agg = {"n_seeds": float(len(results)), "n_test": float(len(per_seed[0]["refs"]))}
+        for key in ("bleu", *ITEM_METRICS):
+            vals = np.array([r.metrics[key] for _, r in results], dtype=float)
+            lo, hi = percentile_interval(boot[key])
+            agg.update({f"{key}_mean": float(vals.mean()), f"{key}_ci_low": lo, f"{key}_ci_high": hi,
+                        f"{key}_seed_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")})
+        return Aggregate(agg, {"llm": results[0][0].tags["llm"], "interval": "percentile; resamples test items and seeds"})
+
+    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+        return [{"method": request.methods, "dataset": [d], "seed": request.seeds or list(ctx.dataset_cfg(d).textgen.seeds)}
+                for d in request.datasets or [ctx.base.data.name]]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from bench.data.errors import DataError
 from bench.data.ptbxl import normalise_code
+from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
+
+if TYPE_CHECKING:
+    from bench.runner import Runner
 
 
 def load_prompts(path: str | Path, lowercase: bool = True) -> dict[str, str]:
@@ -39,9 +43,70 @@ def top1_decisions(scores: np.ndarray) -> np.ndarray:
     return pred
 
 
-def zero_shot_predict(aligned: np.ndarray, classes: Sequence[str], prompts: dict[str, str],
-                      encode_text: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities [N, C], top-1 decisions [N, C]) for the records' aligned embeddings."""
-    text = encode_text(class_prompts(classes, prompts))
-    scores = cosine_scores(aligned, text)
-    return scores, top1_decisions(scores)
+class ZeroShotSuite(Suite):
+    name = "zero_shot"
+    version = "2"  # 2: fixed-class-set bootstrap; unit key holds the prompt texts
+    description = "zero-shot classification with class prompts on the test split (top-1 decisions); MERIT Table 2"
+    job_axes = ("method", "dataset", "task", "seed")
+
+    def groups(self, ctx: "Runner", request: Request):
+        from omegaconf import OmegaConf
+
+        from bench.encoders import create_encoder
+
+        for dataset in request.datasets or [ctx.base.data.name]:
+            cfg = ctx.dataset_cfg(dataset)
+            zs = cfg.zero_shot
+            if zs.decision != "top1":
+                raise DataError("zero_shot.decision", f"unknown decision rule {zs.decision!r}", "use top1")
+            has_text = {m: create_encoder(m, **OmegaConf.to_container(cfg.encoder, resolve=True)).spec.has_text_tower
+                        for m in request.methods}
+            for method in request.methods:
+                for task in request.tasks or list(cfg.data.default_tasks):
+                    for seed in request.seeds or [int(s) for s in cfg.run.seeds]:
+                        group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": "fixed",
+                                       "fraction": 0.0, "seed": seed}, applicable=has_text[method])
+                        if group.applicable:
+                            self._add_unit(ctx, cfg, group, method, task, seed)
+                        yield group
+
+    def _add_unit(self, ctx, cfg, group: Group, method: str, task: str, seed: int) -> None:
+        zs = cfg.zero_shot
+        handle = ctx.scorers(cfg, method, "fixed")[0].handle
+        index = ctx.reader(cfg).index
+        labels = index.task(task).labels
+        test = [r for r in labels.index if index.records.at[r, "split"] == zs.eval_split]
+        handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), test)
+        prompts = class_prompts(list(labels.columns), load_prompts(zs.prompts, zs.lowercase), str(zs.prompts))
+        material = {"embedding": ctx.embedding_key(cfg, handle), "labels": frame_hash(labels), "test": ids_hash(test),
+                    "prompts": content_hash(prompts), "decision": zs.decision, "seed": seed}
+        tags = {"fold": zs.eval_split, **ctx.provenance(cfg, handle, index), "prompts": Path(zs.prompts).name,
+                "prompts_hash": material["prompts"]}
+        group.state = (cfg, handle, labels, test, prompts)
+        group.units.append(Unit(tags, material))
+
+    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+        import torch
+
+        from bench.suites.classification import unit_result
+
+        cfg, handle, labels, test, prompts = group.state
+        emb, _ = ctx.embeddings(cfg, handle)
+        with torch.no_grad():
+            text = handle.encoder.encode_text(prompts).float().cpu().numpy()
+        scores = cosine_scores(emb.aligned[emb.rows(test)], text)
+        arrays = {"record_ids": np.array(test), "y_true": labels.loc[test].to_numpy().astype(np.int8),
+                  "y_score": scores.astype(np.float32), "y_pred": top1_decisions(scores).astype(np.int8)}
+        return [unit_result(arrays, list(labels.columns), params={"decision": "top-1 (the most similar class is predicted)",
+                                                                   "lowercase": cfg.zero_shot.lowercase})]
+
+    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+        from bench.suites.classification import classification_aggregate
+
+        agg = classification_aggregate(ctx, group, results, list(group.state[2].columns))
+        agg.tags.update({k: results[0][0].tags[k] for k in ("prompts", "prompts_hash")})
+        return agg
+
+    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+        return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
+                 "seed": request.seeds or list(ctx.base.run.seeds)} for d in request.datasets or [ctx.base.data.name]]

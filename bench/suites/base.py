@@ -1,0 +1,161 @@
+"""The suite plugin interface: a suite declares its units, computes them, and folds a group into an aggregate.
+
+The one generic executor (``bench.runner``) does everything else: unit keys, claims, skip/resume,
+logging, aggregation records and provenance. A suite never builds a key by hand: it hands over a
+``material`` mapping holding everything that determines the unit's number, and the key is its hash
+together with the suite's name and declared ``version`` (bump it when the suite's semantics change).
+
+Third parties register a suite without editing bench, through the ``bench.suites`` entry-point group::
+
+    [project.entry-points."bench.suites"]
+    my_suite = "my_pkg.suites:MySuite"
+
+Modelled on lm-evaluation-harness (tasks as registered objects, one evaluation path) and MTEB (one
+runner, tasks declare themselves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from bench.registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.runner import Runner
+
+
+def content_hash(obj: Any, n: int = 16) -> str:
+    """Stable hash of a JSON-able object (dict keys sorted; numpy / paths through ``str``)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def frame_hash(frame: "pd.DataFrame") -> str:
+    """Hash of a table's content (index, columns and values): a label table or a metadata table."""
+    return hashlib.sha256(frame.to_csv().encode()).hexdigest()[:16]
+
+
+def ids_hash(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Request:
+    """What `bench run` was asked for; ``None`` = the config's default."""
+
+    methods: list[str]
+    datasets: list[str] | None = None
+    tasks: list[str] | None = None
+    protocols: list[str] | None = None
+    fractions: list[float] | None = None
+    seeds: list[int] | None = None
+    directions: list[str] | None = None
+
+
+@dataclass
+class Unit:
+    """One unit of work. ``material`` is everything that determines its number (hashed into the key);
+    ``tags`` are what MLflow shows (suite, method, dataset, task, protocol, fold, fraction, seed and the
+    provenance); ``payload`` is the suite's own (a split, a perturbation, ...), never logged."""
+
+    tags: dict[str, Any]
+    material: dict[str, Any]
+    payload: Any = None
+    key: str = ""
+
+
+@dataclass
+class UnitResult:
+    metrics: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] | None = None
+    files: dict[str, str] | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    """The units one aggregate pools. ``identity`` names the table cell (suite, method, dataset, task,
+    protocol, fraction, seed); ``state`` is the suite's shared context for computing them."""
+
+    identity: dict[str, Any]
+    units: list[Unit] = field(default_factory=list)
+    state: Any = None
+    applicable: bool = True
+
+    @property
+    def agg_key(self) -> str:
+        return "|".join(str(self.identity[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed"))
+
+
+@dataclass
+class Aggregate:
+    metrics: dict[str, float]
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+class Suite:
+    """Base class of every suite plugin."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    #: units log per-record predictions (``predictions.npz``) that a skipped unit reloads
+    stores_predictions: ClassVar[bool] = True
+    #: the leaderboard lists this suite's aggregates (a suite with its own metric layout says False)
+    on_leaderboard: ClassVar[bool] = True
+    #: the ``unit.*`` axes one launcher job fixes (bench/launch.py)
+    job_axes: ClassVar[tuple[str, ...]] = ("method", "dataset", "seed")
+
+    def groups(self, ctx: "Runner", request: Request) -> Iterable[Group]:
+        """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""
+        raise NotImplementedError
+
+    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+        """Compute ``units`` (the group's units not yet in the store), one result each, in order."""
+        raise NotImplementedError
+
+    def aggregate(self, ctx: "Runner", group: Group, results: list[tuple[Unit, UnitResult]]) -> Aggregate:
+        raise NotImplementedError
+
+    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+        """The launcher's multiruns: one mapping ``axis -> values`` per sweep (default: method x dataset x seed)."""
+        return [{"method": request.methods, "dataset": [d], "seed": request.seeds or list(ctx.base.run.seeds)}
+                for d in request.datasets or [ctx.base.data.name]]
+
+    def table(self, aggregates: "pd.DataFrame", fmt: str = "md", methods: Sequence[str] | None = None) -> str:
+        """`bench table <suite>` for suites outside the paper's layouts (bench/tables.py has those)."""
+        raise NotImplementedError(f"suite '{self.name}' has no table")
+
+
+SUITES: Registry[type[Suite]] = Registry("suite", base=Suite, entry_point_group="bench.suites")
+for _name, _where in {"linear": "bench.suites.linear:LinearSuite", "zero_shot": "bench.suites.zero_shot:ZeroShotSuite",
+                      "transfer": "bench.suites.transfer:TransferSuite", "textgen": "bench.suites.textgen:TextgenSuite",
+                      "subgroup": "bench.suites.subgroup:SubgroupSuite",
+                      "robustness": "bench.suites.robustness:RobustnessSuite"}.items():
+    SUITES.register(_name, _where)
+
+
+def get_suite(name: str) -> Suite:
+    from bench.config import ConfigError
+    from bench.registry import UnknownNameError
+
+    try:
+        return SUITES.get(name)()
+    except UnknownNameError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def suite_names() -> list[str]:
+    return SUITES.names()
+
+
+def unit_key(suite: Suite, material: Mapping[str, Any]) -> str:
+    """The content address of a unit: suite, its version and the material."""
+    return content_hash({"suite": suite.name, "version": suite.version, **material}, 24)

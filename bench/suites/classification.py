@@ -1,0 +1,74 @@
+"""What the classification suites (linear, zero-shot, transfer) share: a unit's scores and the aggregate
+of a group (fold means and spreads, pooled macro AUROC with its stratified bootstrap interval, classes
+scored of classes existing, and the minimum-support flag). Definitions: bench/metrics.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from bench.metrics import (MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc, classification_scores,
+                           percentile_interval, scorable)
+from bench.suites.base import Aggregate, Group, Unit, UnitResult, content_hash
+
+if TYPE_CHECKING:
+    from bench.runner import Runner
+
+UNIT_METRICS = ("auroc", "auprc", "f1", "bacc", "hamming_acc")
+
+
+def unit_result(arrays: dict[str, np.ndarray], classes: Sequence[str], extra: dict[str, float] | None = None,
+                params: dict | None = None) -> UnitResult:
+    """Scores of one unit from its arrays (``y_true``, ``y_score``, ``y_pred``; ``train_positives`` when
+    it trained a head: then ``min_train_positives`` is the fewest training positives of a scored class)."""
+    scores = classification_scores(arrays["y_true"], arrays["y_score"], classes, y_pred=arrays["y_pred"])
+    metrics = {**scores.as_dict(), **(extra or {})}
+    if "train_positives" in arrays:
+        ok = scorable(arrays["y_true"])
+        metrics["min_train_positives"] = float(arrays["train_positives"][ok].min()) if ok.any() else float("nan")
+    return UnitResult(metrics, dict(params or {}), arrays)
+
+
+def boot_dir(ctx: "Runner") -> Path:
+    return Path(ctx.base.paths.cache) / "bootstrap"
+
+
+def evaluation_set_key(identity: dict, record_ids: np.ndarray) -> str:
+    """Names an evaluation set (dataset, task, protocol, records): methods scored on it share resamples."""
+    return f"{identity['dataset']}|{identity['task']}|{identity['protocol']}|{content_hash(sorted(map(str, record_ids)), 12)}"
+
+
+def pooled(results: list[tuple[Unit, UnitResult]]) -> dict[str, np.ndarray]:
+    """The units' test predictions concatenated and sorted by record id."""
+    arrays = [r.arrays for _, r in results]
+    ids = np.concatenate([a["record_ids"] for a in arrays])
+    order = np.argsort(ids, kind="stable")
+    return {k: np.concatenate([a[k] for a in arrays])[order] for k in ("record_ids", "y_true", "y_score", "y_pred")}
+
+
+def classification_aggregate(ctx: "Runner", group: Group, results: list[tuple[Unit, UnitResult]],
+                             classes: Sequence[str]) -> Aggregate:
+    per_unit = [r.metrics for _, r in results]
+    p = pooled(results)
+    total = classification_scores(p["y_true"], p["y_score"], classes, y_pred=p["y_pred"])
+    n_boot, seed = int(ctx.base.run.n_boot), int(ctx.base.run.bootstrap_seed)
+    boot_key = evaluation_set_key(group.identity, p["record_ids"])
+    idx = bootstrap_indices(len(p["record_ids"]), n_boot, seed, boot_dir(ctx), boot_key, y_true=p["y_true"])
+    boot = bootstrap_macro_auroc(p["y_true"], p["y_score"], idx)
+    lo, hi = percentile_interval(boot)
+    m = {f"{k}_mean": float(np.nanmean([u.get(k, np.nan) for u in per_unit])) for k in UNIT_METRICS}
+    m.update({f"{k}_std": float(np.nanstd([u.get(k, np.nan) for u in per_unit])) for k in UNIT_METRICS})
+    m.update({"auroc_pooled": total.auroc, "auroc_ci_low": lo, "auroc_ci_high": hi, "n_test": float(len(p["record_ids"])),
+              "n_units": float(len(results)), "classes_scored": float(len(total.classes_scored)), "classes_total": float(len(classes))})
+    support = [u["min_train_positives"] for u in per_unit if np.isfinite(u.get("min_train_positives", np.nan))]
+    tags = {"absent_classes": ",".join(total.absent) or "-", "boot_key": boot_key, "n_boot": n_boot,
+            "bootstrap": "stratified by rarest positive class; fixed class set"}
+    if support:
+        m["min_train_positives"] = float(min(support))
+        tags["low_support"] = "yes" if min(support) < MIN_TRAIN_POSITIVES else "no"
+    bootdir = boot_dir(ctx) / "auroc"
+    bootdir.mkdir(parents=True, exist_ok=True)
+    np.save(bootdir / f"{content_hash(group.agg_key, 12)}.npy", boot)
+    return Aggregate(m, tags)
