@@ -138,7 +138,7 @@ class Runner:
     def provenance(self, cfg: DictConfig, handle: EncoderHandle | None, index) -> dict[str, Any]:
         """The tags every unit row carries: weights, split, code, pool, preset, input contract, corpora."""
         base = {"split_hash": index.split_hash(), "code_version": code_version()}
-        if handle is None:  # a suite's control without an encoder (textgen's llm_only)
+        if handle is None:  # a suite's control without an encoder (e.g. a text-only control)
             return {**base, "checkpoint_hash": "none", "checkpoint": "none", "pool": "none", "preset": "", "input_contract": "none",
                     "input": "none", "corpora": "none", "contaminated": "no"}
         contract = handle.encoder.contract

@@ -91,7 +91,7 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             frac = fraction if fraction is not None else sub["fraction"].astype(float).max()
             sub = sub[(sub["protocol"] == proto) & (sub["fraction"].astype(float) == float(frac))]
             title = (f"{suite} probing — protocol {proto}, {100 * float(frac):g}% labels; AUC [95% CI] (classes scored/total)"
-                     + (" pooled out of fold" if proto == "cv10" else "") + "; F1 / BAcc at per-class thresholds chosen on "
+                     + (" pooled out-of-fold" if proto == "cv10" else "") + "; F1 / BAcc at per-class thresholds chosen on "
                      "validation" + (", means over the 10 folds" if proto == "cv10" else "") + f"; {LOW_SUPPORT_MARK} = a scored "
                      "class had < 5 training positives")
         else:
@@ -141,7 +141,7 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             for meth in order:
                 prow, drow, any_value, any_delta, paper_setting = {}, {}, False, False, ""
                 for d, t in groups:
-                    for m in metrics:
+                    for m in [m for m in metrics if m in PAPER_METRIC]:
                         col = f"{d}/{t} {METRICS[m]}"
                         paper_dataset = (paper_names or {}).get(d) or d  # e.g. ptbxl_1819 -> the paper's ptbxl
                         if suite == "transfer":  # families: compare only when the source is the real dataset

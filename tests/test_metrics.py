@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from bench.metrics import (bootstrap_indices, bootstrap_macro_auroc, classification_scores, paired_bootstrap_test,
-                           percentile_interval)
+from bench.metrics import (bootstrap_indices, bootstrap_macro_auroc, classification_scores, format_p, holm,
+                           paired_bootstrap_test, percentile_interval, val_thresholds)
 
 
 def test_macro_metrics_match_sklearn_and_report_absent_classes():
@@ -19,9 +19,34 @@ def test_macro_metrics_match_sklearn_and_report_absent_classes():
     assert sc.auprc == pytest.approx(np.mean([average_precision_score(y[:, k], s[:, k]) for k in (0, 1)]))
     pred = (s[:, :2] >= 0.5).astype(int)
     assert sc.f1 == pytest.approx(f1_score(y[:, :2], pred, average="macro"))
-    assert sc.acc == pytest.approx((pred == y[:, :2]).mean())  # mean per-label accuracy at 0.5
+    assert sc.hamming_acc == pytest.approx((pred == y[:, :2]).mean())  # mean per-label accuracy
+    assert sc.bacc == pytest.approx(np.mean([balanced_accuracy_score(y[:, k], pred[:, k]) for k in (0, 1)]))
     hand = classification_scores(y, s, ["a", "b", "c"], y_pred=np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]]))
-    assert hand.acc == pytest.approx(7 / 8)
+    assert hand.hamming_acc == pytest.approx(7 / 8)
+    # a: 1 of 2 positives found, both negatives right -> (0.5 + 1) / 2; b: both found, both negatives right -> 1
+    assert hand.bacc == pytest.approx((0.75 + 1.0) / 2)
+
+
+def test_all_negative_predictor_gets_half_balanced_accuracy_though_hamming_looks_high():
+    y = np.zeros((100, 4), int)
+    y[:3, 0] = y[3:6, 1] = y[6:9, 2] = y[9:12, 3] = 1
+    sc = classification_scores(y, np.zeros((100, 4)), list("abcd"), y_pred=np.zeros((100, 4), int))
+    assert sc.hamming_acc == pytest.approx(0.97) and sc.bacc == pytest.approx(0.5)
+
+
+def test_validation_thresholds_separate_a_separable_toy_case():
+    rng = np.random.default_rng(0)
+    y_val = (rng.random((60, 2)) < 0.3).astype(int)
+    y_val[0] = [1, 1]
+    s_val = np.where(y_val == 1, 0.15, 0.05) + rng.uniform(0, 0.02, y_val.shape)  # positives score 0.15-0.17, all below 0.5
+    thr = val_thresholds(y_val, s_val)
+    assert np.all((thr > 0.07) & (thr < 0.15))
+    y_test = (rng.random((40, 2)) < 0.3).astype(int)
+    y_test[0] = [1, 1]
+    s_test = np.where(y_test == 1, 0.15, 0.05) + rng.uniform(0, 0.02, y_test.shape)
+    assert classification_scores(y_test, s_test, ["a", "b"], threshold=thr).f1 == pytest.approx(1.0)
+    assert classification_scores(y_test, s_test, ["a", "b"]).f1 == 0.0  # the old fixed 0.5 predicts nothing
+    assert val_thresholds(np.zeros((5, 1), int), np.zeros((5, 1)))[0] == 0.5  # no validation positive: the default
 
 
 def test_bootstrap_auroc_equals_sklearn_on_each_resample_and_is_persisted(tmp_path):
@@ -38,15 +63,55 @@ def test_bootstrap_auroc_equals_sklearn_on_each_resample_and_is_persisted(tmp_pa
         assert fast[r] == pytest.approx(np.mean([roc_auc_score(yy[:, k], ss[:, k]) for k in ok]))
 
 
-def test_paired_test_separates_better_from_equal():
+def test_stratified_resamples_keep_a_single_positive_class_scorable():
+    rng = np.random.default_rng(0)
+    y = (rng.random((194, 4)) < 0.3).astype(int)
+    y[:, 3] = 0
+    y[17, 3] = 1  # one positive, as WPW in fold 10
+    s = rng.random(y.shape)
+    plain = bootstrap_indices(194, 400, seed=0)
+    lost = np.mean([y[i, 3].sum() == 0 for i in plain])
+    assert 0.3 < lost < 0.45  # plain resampling drops it from ~(1 - 1/n)^n = 37% of the resamples
+    strat = bootstrap_indices(194, 400, seed=0, y_true=y)
+    assert all(0 < y[i, k].sum() < 194 for i in strat for k in range(4))
+    boot = bootstrap_macro_auroc(y, s, strat)
+    assert np.isfinite(boot).all()
+    for r in range(0, 400, 50):  # every resample averages all four classes
+        assert boot[r] == pytest.approx(np.mean([roc_auc_score(y[strat[r], k], s[strat[r], k]) for k in range(4)]))
+
+
+def test_paired_test_reports_observed_difference_and_never_goes_below_its_floor():
     rng = np.random.default_rng(0)
     y = (rng.random((300, 2)) < 0.5).astype(int)
     good, bad = y + rng.normal(0, 0.5, y.shape), y + rng.normal(0, 2.0, y.shape)
-    idx = bootstrap_indices(300, 300, seed=0)
+    idx = bootstrap_indices(300, 199, seed=0, y_true=y)
+    whole = np.arange(300)[None]
+    obs_a, obs_b = bootstrap_macro_auroc(y, good, whole)[0], bootstrap_macro_auroc(y, bad, whole)[0]
     a, b = bootstrap_macro_auroc(y, good, idx), bootstrap_macro_auroc(y, bad, idx)
-    res = paired_bootstrap_test(a, b)
-    assert res["diff"] > 0.1 and res["p_value"] < 0.01 and res["ci_low"] > 0
-    same = paired_bootstrap_test(a, a)
+    res = paired_bootstrap_test(a, b, obs_a, obs_b)
+    assert res["diff"] == pytest.approx(obs_a - obs_b) and res["diff"] != pytest.approx(np.mean(a - b), abs=1e-9)
+    assert res["ci_low"] > 0 and res["p_value"] == pytest.approx(2 / 200) == res["p_floor"]  # every resample favours a
+    assert format_p(res["p_value"], res["p_floor"]) == "≤ 0.01"
+    same = paired_bootstrap_test(a, a, obs_a, obs_a)
     assert same["diff"] == 0 and same["p_value"] == 1.0
-    lo, hi = percentile_interval(a)
-    assert lo < np.mean(a) < hi
+    half = paired_bootstrap_test(np.array([1.0, -1.0, 2.0, -2.0]), np.zeros(4), 0.0, 0.0)
+    assert half["p_value"] == pytest.approx(min(1.0, 2 * (1 + 2) / 5))
+
+
+def test_holm_matches_statsmodels_and_a_hand_computation():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03]
+    assert np.allclose(holm(p), [0.03, 0.06, 0.06])  # 3 x 0.01; max(2 x 0.03, ...) = 0.06; 0.04 raised to 0.06
+    q = np.random.default_rng(1).random(12) ** 3
+    assert np.allclose(holm(q), multipletests(q, method="holm")[1])
+
+
+def test_percentile_interval_matches_scipy_percentile_bootstrap_on_the_same_resamples():
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(2).normal(size=50)
+    res = bootstrap((x,), np.mean, n_resamples=2000, method="percentile", random_state=np.random.default_rng(3))
+    means = x[np.random.default_rng(3).integers(0, 50, size=(2000, 50))].mean(1)
+    lo, hi = percentile_interval(means)
+    assert (lo, hi) == pytest.approx((res.confidence_interval.low, res.confidence_interval.high), abs=0.03)

@@ -17,25 +17,34 @@ def store(tmp_path):
                 "code_version": "v"}
         s.replace_aggregate("linear", f"{method}|super", tags, {"auroc_mean": auc, "auroc_ci_low": auc - 0.02,
                                                                  "auroc_ci_high": auc + 0.02, "f1_mean": auc - 0.2,
-                                                                 "acc_mean": auc - 0.1, "n_test": 194})
+                                                                 "bacc_mean": auc - 0.1, "n_test": 194,
+                                                                 "classes_scored": 4, "classes_total": 5})
     return s
 
 
 def test_best_bold_second_underlined_and_intervals(store):
     text = build_table(store.aggregates(["linear"]), "linear")
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
-    assert "**91.0 [89.0, 93.0]**" in rows["merit"]
-    assert "<u>85.0 [83.0, 87.0]</u>" in rows["merit_cma"]
+    assert "**91.0 [89.0, 93.0] (4/5)**" in rows["merit"]  # classes scored / classes that exist
+    assert "<u>85.0 [83.0, 87.0] (4/5)</u>" in rows["merit_cma"]
     assert "**" not in rows["random"] and "<u>" not in rows["random"]
 
 
-def test_with_paper_maps_dataset_and_shows_difference(store):
-    text = build_table(store.aggregates(["linear"]), "linear", with_paper=True, methods=["merit", "merit_cma"],
-                       paper_names={"ptbxl_1819": "ptbxl"})
-    paper_row = next(line for line in text.splitlines() if line.startswith("| merit (paper)"))
-    assert "93.3" in paper_row  # the paper's PTB-XL super AUC (93.26)
-    delta = next(line for line in text.splitlines() if line.startswith("| merit Δ"))
+def test_with_paper_shows_difference_only_for_the_papers_protocol_and_fraction(store):
+    names = {"ptbxl_1819": "ptbxl"}
+    fixed = build_table(store.aggregates(["linear"]), "linear", with_paper=True, methods=["merit", "merit_cma"], paper_names=names)
+    paper_row = next(line for line in fixed.splitlines() if line.startswith("| merit (paper: cv10, 100% labels)"))
+    assert "93.3" in paper_row  # the paper's PTB-XL super AUC (93.26), labelled with its protocol
+    assert "Δ" not in fixed  # ours is the fixed split: no difference against the paper's 10-fold numbers
+    for fraction, auc in ((1.0, 0.91), (0.1, 0.88)):
+        tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "cv10",
+                "fraction": fraction, "seed": 0, "applicable": "yes"}
+        store.replace_aggregate("linear", f"merit|super|cv10|{fraction}", tags, {"auroc_pooled": auc, "auroc_mean": auc})
+    cv10 = build_table(store.aggregates(["linear"]), "linear", with_paper=True, protocol="cv10", paper_names=names)
+    delta = next(line for line in cv10.splitlines() if line.startswith("| merit Δ"))
     assert "-2.3" in delta  # 91.0 - 93.26
+    tenth = build_table(store.aggregates(["linear"]), "linear", with_paper=True, protocol="cv10", fraction=0.1, paper_names=names)
+    assert "Δ" not in tenth and "93.3" in tenth
 
 
 def test_ablation_keeps_only_merit_variants_and_csv_is_plain(store):
@@ -77,6 +86,17 @@ def test_cv10_cell_shows_the_pooled_auroc_its_interval_belongs_to(tmp_path):
     tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "cv10",
             "fraction": 1.0, "seed": 0, "applicable": "yes"}
     s.replace_aggregate("linear", "merit|super|cv10", tags, {"auroc_mean": 0.90, "auroc_pooled": 0.80, "auroc_ci_low": 0.75,
-                                                             "auroc_ci_high": 0.85, "f1_mean": 0.5, "acc_mean": 0.7})
+                                                             "auroc_ci_high": 0.85, "f1_mean": 0.5, "bacc_mean": 0.7})
     text = build_table(s.aggregates(["linear"]), "linear", protocol="cv10")
     assert "80.0 [75.0, 85.0]" in text and "90.0" not in text and "pooled out-of-fold" in text
+
+
+def test_low_support_cells_are_marked(tmp_path):
+    s = ResultStore(f"sqlite:///{tmp_path}/m.db", tmp_path / "a")
+    for method, low in (("merit", "yes"), ("random", "no")):
+        tags = {"suite": "linear", "method": method, "dataset": "d", "task": "form", "protocol": "fixed", "fraction": 0.01, "seed": 0,
+                "applicable": "yes", "low_support": low}
+        s.replace_aggregate("linear", f"{method}|form", tags, {"auroc_pooled": 0.7, "auroc_mean": 0.7, "min_train_positives": 1})
+    rows = {line.split("|")[1].strip(): line for line in build_table(s.aggregates(["linear"]), "linear").splitlines()
+            if line.startswith("| ")}
+    assert "†" in rows["merit"] and "†" not in rows["random"]

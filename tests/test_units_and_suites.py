@@ -1,0 +1,133 @@
+"""Content-addressed units, suites as plugins, exact unit sets, and the subgroup / robustness suites on demo data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.runner import Runner
+from bench.suites.base import Request, get_suite, unit_key
+
+cli = CliRunner()
+BASE = ["encoder.preset=tiny", "pretrain.epochs=1", "linear.epochs=3", "run.n_boot=50", "data.demo.n_records=160"]
+
+
+def _store(root) -> list[str]:
+    return [f"paths.cache={root}/cache", f"paths.results={root}/results", f"tracking.uri=sqlite:///{root}/results/mlflow.db"]
+
+
+def _keys(root, suite: str, method: str, overrides: list[str], tasks=("super",)) -> set[str]:
+    """The unit keys a run would use, planned without computing anything."""
+    runner = Runner([*_store(root), *BASE, *overrides], progress=False)
+    s = get_suite(suite)
+    return {unit_key(s, u.material) for g in s.groups(runner, Request([method], ["demo_ptbxl"], list(tasks))) for u in g.units}
+
+
+# every option that can change a linear or zero-shot number, with a value that changes it (the sampling rate and
+# window are the encoder's input contract, not options: preprocess.target_fs / seconds do not reach these encoders)
+PERTURBATIONS = {
+    "linear": [["preprocess.leads=[I,II,III,aVR,aVL,aVF]"], ["preprocess.nan_window=3"], ["preprocess.crop=center"], ["data.demo.n_records=150"], ["data.demo.seed=1"],
+               ["linear.epochs=4"], ["linear.lr=0.01"], ["linear.batch_size=32"], ["linear.weight_decay=0.1"],
+               ["linear.standardize=false"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"]],
+    "zero_shot": [["zero_shot.lowercase=false"], ["preprocess.nan_window=3"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"]],
+}
+
+
+@pytest.mark.parametrize("suite,method", [("linear", "random"), ("zero_shot", "merit")])
+def test_every_option_that_changes_a_number_changes_every_unit_key(tmp_path, suite, method):
+    base = _keys(tmp_path, suite, method, [])
+    assert base and base == _keys(tmp_path, suite, method, [])  # deterministic
+    for overrides in PERTURBATIONS[suite]:
+        assert not base & _keys(tmp_path, suite, method, overrides), f"{overrides} left a unit key unchanged"
+
+
+def test_prompt_content_not_its_file_name_is_in_the_zero_shot_key(tmp_path):
+    from bench import REPO_ROOT
+
+    prompts = json.loads((REPO_ROOT / "configs/protocols/merl_ckepe_prompt.json").read_text())
+    same, edited = tmp_path / "same.json", tmp_path / "edited.json"
+    same.write_text(json.dumps(prompts))
+    edited.write_text(json.dumps({**prompts, "NORM": "an entirely different description"}))
+    base = _keys(tmp_path, "zero_shot", "merit", [])
+    assert _keys(tmp_path, "zero_shot", "merit", [f"zero_shot.prompts={same}"]) == base
+    assert not base & _keys(tmp_path, "zero_shot", "merit", [f"zero_shot.prompts={edited}"])
+
+
+def test_suite_version_is_in_the_key():
+    s = get_suite("linear")
+    bumped = type("Bumped", (type(s),), {"version": s.version + "x"})()
+    assert unit_key(s, {"a": 1}) != unit_key(bumped, {"a": 1})
+
+
+def _run(root, *args):
+    """``args``: the command, then its config overrides (after BASE, so they win over it)."""
+    command = [a for a in args if "=" not in a or a.startswith("--")]
+    result = cli.invoke(app, [*command, *_store(root), *BASE, *[a for a in args if a not in command]])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_issue_reproductions_rerun_the_affected_units_and_nothing_else(tmp_path):
+    first = _run(tmp_path, "run", "--suite", "linear", "--methods", "signal_stats", "--tasks", "super")
+    assert "1 units (1 run, 0 already in MLflow)" in first
+    assert "1 units (0 run, 1 already in MLflow)" in _run(tmp_path, "run", "--suite", "linear", "--methods", "signal_stats",
+                                                          "--tasks", "super")
+    six = _run(tmp_path, "run", "--suite", "linear", "--methods", "signal_stats", "--tasks", "super", "preprocess.leads=[I,II,III,aVR,aVL,aVF]")
+    assert "1 units (1 run, 0 already in MLflow)" in six
+    _run(tmp_path, "run", "--suite", "linear", "--methods", "random", "--tasks", "super")
+    cpu = _run(tmp_path, "run", "--suite", "linear", "--methods", "random", "--tasks", "super", "encoder.preset=cpu_small")
+    assert "1 units (1 run, 0 already in MLflow)" in cpu
+
+
+def test_aggregates_pool_exactly_their_units_so_compare_ignores_stale_ones(tmp_path):
+    from bench.config import load_config
+    from bench.compare import compare_methods
+    from bench.results_store import ResultStore
+
+    for epochs in ("3", "4"):  # the second run leaves the first run's units behind in the store
+        _run(tmp_path, "run", "--suite", "linear", "--methods", "signal_stats,random", "--tasks", "super", f"linear.epochs={epochs}")
+    cfg = load_config([*_store(tmp_path), *BASE])
+    store = ResultStore.from_config(cfg)
+    assert len(store.finished_units("linear", method="random")) == 2
+    tags = store.aggregate_tags("linear", "linear|random|demo_ptbxl|super|fixed|1.0|0")
+    (key,) = tags["unit_keys"].split(",")
+    (unit,) = store.units_by_key("linear", [key], method="random")
+    assert unit.data.params["head.epochs"] == "4"
+    r = compare_methods(store, cfg.paths.cache, "signal_stats", "random", dataset="demo_ptbxl", task="super", n_boot=50)
+    agg = store.aggregates(["linear"])
+    assert r["n"] == int(agg.loc[agg["method"] == "random", "n_test"].iloc[0])  # not twice the records
+
+
+def test_a_plugin_suite_runs_through_the_executor_and_has_its_table(tmp_path):
+    out = cli.invoke(app, ["suites", "list"]).output
+    assert "toy_prevalence" in out and "subgroup" in out and "robustness" in out
+    assert "1 units (1 run" in _run(tmp_path, "run", "--suite", "toy_prevalence", "--methods", "none", "--tasks", "super")
+    assert "1 units (0 run, 1 already" in _run(tmp_path, "run", "--suite", "toy_prevalence", "--methods", "none", "--tasks", "super")
+    assert "prevalence.NORM" in _run(tmp_path, "table", "toy_prevalence")
+
+
+def test_runner_holds_no_suite_specific_code():
+    import inspect
+
+    import bench.runner
+
+    source = inspect.getsource(bench.runner)
+    for word in ("zero_shot", "transfer", "textgen", "train_heads", "protocol_splits", "prompts"):
+        assert word not in source
+
+
+def test_subgroup_and_robustness_suites_run_on_demo_data(tmp_path):
+    out = _run(tmp_path, "run", "--suite", "subgroup", "--methods", "signal_stats", "--tasks", "super", "subgroup.min_records=5")
+    assert "1 units (1 run" in out
+    table = _run(tmp_path, "table", "subgroup")
+    assert "by age" in table and "by sex" in table and "largest gap" in table and "female" in table
+    again = _run(tmp_path, "run", "--suite", "subgroup", "--methods", "signal_stats", "--tasks", "super", "subgroup.min_records=5")
+    assert "1 units (0 run, 1 already" in again
+    rob = _run(tmp_path, "run", "--suite", "robustness", "--methods", "signal_stats", "--tasks", "super")
+    assert "11 units (11 run" in rob
+    table = _run(tmp_path, "table", "robustness")
+    row = next(line for line in table.splitlines() if line.startswith("| signal_stats"))
+    assert row.count("[") == 10  # ten shifted conditions, each with its paired interval
