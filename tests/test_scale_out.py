@@ -104,17 +104,20 @@ def test_two_concurrent_runs_on_a_postgres_backed_mlflow_server_log_each_unit_on
 
 def test_unit_sweeps_enumerate_one_job_per_unit():
     """fixed has one test fold, cv10 ten; every other unit key is a swept value, so jobs = units."""
+    from types import SimpleNamespace
+
     from bench.config import load_config
     from bench.launch import unit_sweeps
+    from bench.suites.base import Request
 
     base = load_config()
-    sweeps = unit_sweeps("linear", ["merit", "random"], base, lambda d: load_config(data=d), datasets=["demo_ptbxl"],
-                         tasks=["super", "rhythm"], protocols=["fixed", "cv10"], fractions=[0.1, 1.0])
+    ctx = SimpleNamespace(base=base, dataset_cfg=lambda d: load_config(data=d))  # what the suites' job_values read
+    sweeps = unit_sweeps("linear", ctx, Request(["merit", "random"], ["demo_ptbxl"], ["super", "rhythm"], ["fixed", "cv10"], [0.1, 1.0]))
     jobs = [int(np.prod([len(o.split("=", 1)[1].split(",")) for o in s])) for s in sweeps]
     assert [o for o in sweeps[0] if o.startswith("unit.fold")] == ["unit.fold=test"]
     assert [o for o in sweeps[1] if o.startswith("unit.fold")] == ["unit.fold=1,2,3,4,5,6,7,8,9,10"]
     assert jobs == [2 * 2 * 2 * 1, 2 * 2 * 2 * 10]
-    (transfer,) = unit_sweeps("transfer", ["merit"], base, lambda d: load_config(data=d), directions=["ptbxl_super:cpsc2018"])
+    (transfer,) = unit_sweeps("transfer", ctx, Request(["merit"], directions=["ptbxl_super:cpsc2018"]))
     assert "unit.direction='ptbxl_super:cpsc2018'" in transfer
-    (textgen,) = unit_sweeps("textgen", ["merit"], base, lambda d: load_config(data=d), datasets=["demo_ptbxl"])
+    (textgen,) = unit_sweeps("textgen", ctx, Request(["merit"], ["demo_ptbxl"]))
     assert f"unit.seed={','.join(map(str, base.textgen.seeds))}" in textgen and len(base.textgen.seeds) >= 3
