@@ -472,6 +472,8 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
               target: str = typer.Option("linear", help="linear (the probe on fixed embeddings) | pretrain (each trial pretrains)"),
               dataset: str = typer.Option("demo_ptbxl", help="dataset"), task: str = typer.Option("super", help="task"),
               trials: int = typer.Option(20, help="number of COMPLETE trials to reach"),
+              protocol: str = typer.Option("fixed", help="the protocol the chosen settings are for; refused when the "
+                                                         "selection split is one of its test folds (cv10)"),
               storage: Optional[str] = typer.Option(None, help="Optuna RDB URL (default: sqlite under results/)"),
               study: Optional[str] = typer.Option(None, help="study name (default: derived from method/dataset/task/checkpoint)"),
               tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
@@ -485,7 +487,12 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
         raise ConfigError(f"--target must be linear or pretrain, got {target!r}")
     runner = Runner(_tracking(ctx.args, tracking_uri))
     storage = storage or f"sqlite:///{Path(runner.base.paths.results).resolve() / 'optuna.db'}"
-    result = sweeps[target](runner, dataset, method, task, trials, storage, study)
+    from bench.sweep import SelectionLeak
+
+    try:
+        result = sweeps[target](runner, dataset, method, task, trials, storage, study, protocol=protocol)
+    except SelectionLeak as exc:
+        raise ConfigError(str(exc)) from exc
     typer.echo(f"study {result['study']} ({result['completed_trials']} complete trials in {storage}): best validation "
                f"macro AUROC {result['best_val_auroc']:.4f} with {result['best_params']}")
     typer.echo("use them with: " + ("bench run --suite linear --methods " if target == "linear" else

@@ -2,7 +2,9 @@
 probe, and of pretraining (each trial pretrains, then probes).
 
 Selection is on the validation split only (macro AUROC of the `fixed` protocol's val records); the test
-split is never touched. The study lives in the storage, so a killed sweep resumes: trials left RUNNING
+split is never touched. A sweep is for one protocol (``protocol``): it refuses to select on records that
+protocol tests (fold 9 is a test fold under `cv10`, so a `cv10` sweep is refused rather than tuned on
+its own test data). The study lives in the storage, so a killed sweep resumes: trials left RUNNING
 by the kill are marked FAIL and the sweep continues until ``n_trials`` trials are COMPLETE. The chosen
 values are printed as overrides for `bench run` and logged to MLflow (experiment bench-sweep).
 """
@@ -60,6 +62,20 @@ def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
             "epochs": trial.suggest_int("epochs", *space["epochs"])}
 
 
+class SelectionLeak(ValueError):
+    """The sweep's selection records are test records of the protocol its result is meant for."""
+
+
+def check_selection(records, labels, selection, protocol: str) -> None:
+    """Refuse a selection split that overlaps a test fold of ``protocol``."""
+    tested = {r for sp in protocol_splits(records, labels, protocol) for r in sp.test}
+    overlap = sorted(set(selection.val) & tested)
+    if overlap:
+        raise SelectionLeak(f"the sweep selects on {len(overlap)} record(s) that protocol {protocol} tests (e.g. {overlap[:3]}); "
+                            f"settings chosen on them would be tuned on test data (fix: sweep for --protocol fixed and use "
+                            f"the settings for fixed only, or select {protocol} settings inside each training part)")
+
+
 def _val_auroc(emb, labels, split, head: HeadConfig, seed: int) -> float:
     y = labels.reindex(emb.record_ids, fill_value=0).to_numpy()
     train, val = emb.rows(split.train), emb.rows(split.val)
@@ -68,14 +84,16 @@ def _val_auroc(emb, labels, split, head: HeadConfig, seed: int) -> float:
 
 
 def sweep_linear(runner, dataset: str, method: str, task: str, n_trials: int, storage: str, study_name: str | None = None,
-                 seed: int = 0, on_trial: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 seed: int = 0, on_trial: Callable[[int], None] | None = None, protocol: str = "fixed") -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     cfg = runner.dataset_cfg(dataset)
-    handle = runner.scorers(cfg, method, "fixed")[0].handle
-    emb, reader = runner.embeddings(cfg, handle)
+    reader = runner.reader(cfg)
     labels = reader.index.task(task).labels
     (split,) = protocol_splits(reader.index.records, labels, "fixed")
+    check_selection(reader.index.records, labels, split, protocol)
+    handle = runner.scorers(cfg, method, "fixed")[0].handle
+    emb, reader = runner.embeddings(cfg, handle)
     base = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
     study = _study(study_name or f"linear-{method}-{dataset}-{task}-{handle.checkpoint_hash}", storage, seed)
 
@@ -86,11 +104,11 @@ def sweep_linear(runner, dataset: str, method: str, task: str, n_trials: int, st
         return score
 
     return _finish(runner, study, objective, n_trials, storage, {"method": method, "dataset": dataset, "task": task, "seed": seed,
-                                                                 "override_prefix": "linear"})
+                                                                 "override_prefix": "linear", "valid_for_protocol": protocol})
 
 
 def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: int, storage: str, study_name: str | None = None,
-                      seed: int = 0, on_trial: Callable[[int], None] | None = None) -> dict[str, Any]:
+                      seed: int = 0, on_trial: Callable[[int], None] | None = None, protocol: str = "fixed") -> dict[str, Any]:
     """Sweep pretraining lr, weight decay and epochs: each trial pretrains on the `fixed` pool (folds 1-8)
     into its own folder, then scores a default linear head on the validation fold (9). The test fold is
     never read."""
@@ -103,6 +121,7 @@ def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: in
     reader = runner.reader(cfg)
     labels = reader.index.task(task).labels
     (split,) = protocol_splits(reader.index.records, labels, "fixed")
+    check_selection(reader.index.records, labels, split, protocol)
     head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
     options = OmegaConf.to_container(cfg.encoder, resolve=True)
     name = study_name or f"pretrain-{method}-{dataset}-{task}-{options.get('preset', '')}"
@@ -122,4 +141,4 @@ def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: in
         return score
 
     return _finish(runner, study, objective, n_trials, storage, {"method": method, "dataset": dataset, "task": task, "seed": seed,
-                                                                 "override_prefix": "pretrain"})
+                                                                 "override_prefix": "pretrain", "valid_for_protocol": protocol})

@@ -46,3 +46,15 @@ def test_pretraining_sweep_pretrains_each_trial_apart_and_selects_on_validation(
     assert len(trials) == 2  # each trial its own checkpoint
     study = optuna.load_study(study_name="p", storage=storage)
     assert [t.params["epochs"] for t in study.trials] == [len(torch.load(p, weights_only=False)["history"]) for p in trials]
+
+
+def test_sweep_refuses_to_select_on_a_test_fold_of_the_protocol_it_is_for(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    args = ["sweep", "--method", "signal_stats", "--protocol", "cv10", "--trials", "1", f"paths.cache={tmp_path}/cache",
+            f"paths.results={tmp_path}/results", f"tracking.uri=sqlite:///{tmp_path}/results/mlflow.db", "data.demo.n_records=160"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "protocol cv10 tests" in result.output and "tuned on test data" in result.output
+    assert not (tmp_path / "results" / "optuna.db").exists()  # refused before any trial
