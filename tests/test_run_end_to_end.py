@@ -99,6 +99,16 @@ def test_transfer_runs_on_demo_data(store_root):
     assert result.exit_code == 0, result.output
     table = _run(["table", "transfer"], store_root).output
     assert "ptbxl_super/to_cpsc2018 AUC" in table and "csn/to_cpsc2018 AUC" in table
+    from bench.config import load_config
+    from bench.results_store import ResultStore
+
+    store = ResultStore.from_config(load_config(_overrides(store_root)))
+    runner = Runner(_overrides(store_root), progress=False)
+    n_target = len(runner.reader(runner.dataset_cfg("demo_cpsc2018")).index.records)
+    for run in store.finished_units("transfer", method="signal_stats").values():
+        y = store.predictions(run)["y_true"]
+        assert (y.sum(1) > 0).all()  # target records with no label in the aligned space are left out ...
+        assert len(y) + int(run.data.tags["n_target_unlabelled_dropped"]) == n_target  # ... and counted
 
 
 def test_paired_comparison_between_methods(store_root):

@@ -129,3 +129,20 @@ def test_interpretation_from_official_statements(shared):
     records = pd.DataFrame({"scp_codes": ["{'NORM': 100.0}"], "label_text": ["normal ECG"]}, index=["5"])
     (ex,) = instruction_set(records, ["5"], ["A", "B"], st, names)
     assert ex.instruction in ("A", "B") and ex.answer.endswith("Impression: normal ECG.")
+
+
+def test_textgen_intervals_resample_test_items_and_seeds():
+    from bench.textmetrics import ITEM_METRICS, hierarchical_bootstrap
+
+    refs = np.array(["sinus rhythm normal ecg", "atrial fibrillation", "left bundle branch block", "sinus bradycardia"] * 5)
+
+    def seed(offset: float, spread: float) -> dict:
+        values = offset + spread * np.linspace(-1, 1, len(refs))
+        return {"hyps": refs.copy(), "refs": refs, **{k: values.copy() for k in ITEM_METRICS}}
+
+    flat = hierarchical_bootstrap([seed(50, 0), seed(50, 0), seed(50, 0)], 200)
+    assert np.allclose(flat["meteor"], 50) and np.allclose(flat["bleu"], 100)  # no item or seed spread: no width
+    items = hierarchical_bootstrap([seed(50, 10)] * 3, 400)["meteor"]
+    assert items.std() > 1  # one seed repeated: the interval still carries the test-set sampling
+    seeds = hierarchical_bootstrap([seed(40, 0), seed(50, 0), seed(60, 0)], 400)["meteor"]
+    assert set(np.round(seeds, 6)) <= {round(v, 6) for v in np.linspace(40, 60, 7)} and seeds.std() > 3  # means of drawn seeds
