@@ -28,6 +28,12 @@ def _name(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", str(value).strip()) or "blank"
 
 
+def _level_order(level: str) -> tuple:
+    """Age bands youngest first, numbered sites in numeric order, the rest by name."""
+    number = re.search(r"\d+", level)
+    return (not level.startswith("under"), int(number.group()) if number else float("inf"), level)
+
+
 def subgroup_levels(records: pd.DataFrame, attribute: str, settings: dict) -> pd.Series:
     """Each record's level of ``attribute`` (NaN where unknown)."""
     col = records[attribute]
@@ -159,7 +165,8 @@ class SubgroupSuite(Suite):
         for (dataset, task, protocol, fraction), g in aggregates.groupby(["dataset", "task", "protocol", "fraction"], sort=True):
             g = g[g["method"].isin(methods)] if methods else g
             for attribute in str(g["attributes"].dropna().iloc[0]).split(","):
-                levels = sorted({c.split(".")[1] for c in g.columns if c.startswith(f"{attribute}.") and c.endswith(".n")})
+                levels = sorted({c.split(".")[1] for c in g.columns if c.startswith(f"{attribute}.") and c.endswith(".n")},
+                                key=_level_order)
                 cells = pd.DataFrame(index=list(g["method"]), dtype=object)
                 for _, row in g.iterrows():
                     for lv in levels:
