@@ -221,4 +221,6 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 def format_p(p: float, floor: float) -> str:
     """A p-value as the resampling resolution allows: at the floor it is printed as "≤ floor"."""
-    return f"≤ {floor:.2g}" if p <= floor + 1e-12 else f"{p:.3f}"
+    if p <= floor + 1e-12:
+        return f"≤ {floor:.2g}"
+    return f"{p:.3f}" if p >= 0.01 else f"{p:.2g}"

@@ -92,6 +92,7 @@ def test_paired_test_reports_observed_difference_and_never_goes_below_its_floor(
     assert res["diff"] == pytest.approx(obs_a - obs_b) and res["diff"] != pytest.approx(np.mean(a - b), abs=1e-9)
     assert res["ci_low"] > 0 and res["p_value"] == pytest.approx(2 / 200) == res["p_floor"]  # every resample favours a
     assert format_p(res["p_value"], res["p_floor"]) == "≤ 0.01"
+    assert format_p(0.0004, 2 / 10001) == "0.0004" and format_p(0.0312, 0.002) == "0.031"  # never a bare 0.000
     same = paired_bootstrap_test(a, a, obs_a, obs_a)
     assert same["diff"] == 0 and same["p_value"] == 1.0
     half = paired_bootstrap_test(np.array([1.0, -1.0, 2.0, -2.0]), np.zeros(4), 0.0, 0.0)
