@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.keys import WEIGHT_NORM_RULES, rename, strip_prefix

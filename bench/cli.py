@@ -512,7 +512,6 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
                 task: str = typer.Option("super", help="task"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
                 fraction: float = typer.Option(1.0, help="label fraction"), seed: int = typer.Option(0, help="seed"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
-    from pathlib import Path
 
     from bench.compare import compare_methods
     from bench.results_store import ResultStore
@@ -543,7 +542,6 @@ def suites_list() -> None:
 @runs_app.command("list", context_settings=OVERRIDES, help=f"Summarise the units stored in MLflow per suite, method and dataset. {OVERRIDE_HELP}")
 @_guarded
 def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
-    from pathlib import Path
 
     from bench.results_store import ResultStore
     from bench.suites.base import suite_names

@@ -13,27 +13,26 @@ import numpy as np
 
 from bench.metrics import bootstrap_indices, bootstrap_macro_auroc, holm, paired_bootstrap_test
 from bench.results_store import ResultStore
+from bench.suites.base import Group
+from bench.suites.classification import pooled
 
 
 def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str, task: str, protocol: str, fraction: float,
                        seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Test predictions of exactly the units behind the current aggregate, pooled and sorted by record id."""
-    agg_key = "|".join(map(str, (suite, method, dataset, task, protocol, float(fraction), seed)))
+    agg_key = Group({"suite": suite, "method": method, "dataset": dataset, "task": task, "protocol": protocol,
+                     "fraction": float(fraction), "seed": seed}).agg_key
     tags = store.aggregate_tags(suite, agg_key)
     if tags is None or tags.get("applicable") == "no":
         raise LookupError(f"no {suite} aggregate for {method} on {dataset}/{task} ({protocol}, fraction {fraction}, seed {seed})")
     if not tags.get("unit_keys"):
         raise LookupError(f"the {suite} aggregate of {method} on {dataset}/{task} predates exact unit sets (fix: re-run the suite)")
     runs = store.units_by_key(suite, tags["unit_keys"].split(","), method=method, dataset=dataset)
-    arrays = [store.predictions(r) for r in runs]
-    ids = np.concatenate([a["record_ids"] for a in arrays])
-    if len(set(ids)) != len(ids):
+    p = pooled([store.predictions(r) for r in runs])
+    if len(set(p["record_ids"])) != len(p["record_ids"]):
         raise ValueError(f"the {suite} units of {method} on {dataset}/{task} score a record twice; a paired test needs one "
                          f"prediction per record")
-    order = np.argsort(ids, kind="stable")
-    y = np.concatenate([a["y_true"] for a in arrays])[order]
-    s = np.concatenate([a["y_score"] for a in arrays])[order]
-    return ids[order], y, s, str(tags.get("boot_key", ""))
+    return p["record_ids"], p["y_true"], p["y_score"], str(tags.get("boot_key", ""))
 
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,

@@ -83,7 +83,7 @@ class ResultStore:
                 return runs
 
     def _unit_runs(self, suite: str, tags: Mapping[str, str]) -> list:
-        cond = " and ".join([f"tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
+        cond = " and ".join(["tags.kind = 'unit'"] + [f"tags.{k} = '{v}'" for k, v in tags.items()])
         return self._search(suite, cond)
 
     def finished_units(self, suite: str, **tags: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Callable
 
-import numpy as np
 
 from bench.metrics import classification_scores
 from bench.suites.linear import HeadConfig, train_heads

@@ -11,7 +11,6 @@ ours, and the difference only where the paper's protocol and label fraction are 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

@@ -8,7 +8,7 @@ import pytest
 
 from bench.config import load_config
 from bench.data.errors import DataError, DatasetNotFound
-from bench.data.ptbxl import PTBXL1819Reader, PTBXLReader, normalise_code
+from bench.data.ptbxl import PTBXLReader, normalise_code
 from bench.data.registry import open_from_config
 from bench.data.wfdb_io import read_wfdb
 

@@ -11,7 +11,7 @@ stratified folds persisted to disk (``bench.data.folds``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

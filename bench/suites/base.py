@@ -110,8 +110,6 @@ class Suite:
     stores_predictions: ClassVar[bool] = True
     #: the leaderboard lists this suite's aggregates (a suite with its own metric layout says False)
     on_leaderboard: ClassVar[bool] = True
-    #: the ``unit.*`` axes one launcher job fixes (bench/launch.py)
-    job_axes: ClassVar[tuple[str, ...]] = ("method", "dataset", "seed")
 
     def groups(self, ctx: "Runner", request: Request) -> Iterable[Group]:
         """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""

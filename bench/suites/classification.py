@@ -40,9 +40,8 @@ def evaluation_set_key(identity: dict, record_ids: np.ndarray) -> str:
     return f"{identity['dataset']}|{identity['task']}|{identity['protocol']}|{content_hash(sorted(map(str, record_ids)), 12)}"
 
 
-def pooled(results: list[tuple[Unit, UnitResult]]) -> dict[str, np.ndarray]:
-    """The units' test predictions concatenated and sorted by record id."""
-    arrays = [r.arrays for _, r in results]
+def pooled(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Units' test predictions concatenated and sorted by record id."""
     ids = np.concatenate([a["record_ids"] for a in arrays])
     order = np.argsort(ids, kind="stable")
     return {k: np.concatenate([a[k] for a in arrays])[order] for k in ("record_ids", "y_true", "y_score", "y_pred")}
@@ -51,7 +50,7 @@ def pooled(results: list[tuple[Unit, UnitResult]]) -> dict[str, np.ndarray]:
 def classification_aggregate(ctx: "Runner", group: Group, results: list[tuple[Unit, UnitResult]],
                              classes: Sequence[str]) -> Aggregate:
     per_unit = [r.metrics for _, r in results]
-    p = pooled(results)
+    p = pooled([r.arrays for _, r in results])
     total = classification_scores(p["y_true"], p["y_score"], classes, y_pred=p["y_pred"])
     n_boot, seed = int(ctx.base.run.n_boot), int(ctx.base.run.bootstrap_seed)
     boot_key = evaluation_set_key(group.identity, p["record_ids"])

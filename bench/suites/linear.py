@@ -11,6 +11,7 @@ Features are standardised with each head's training mean/std (``standardize``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, frame_hash, ids_hash
+from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
 
 if TYPE_CHECKING:
     from bench.runner import Runner
@@ -179,40 +180,42 @@ class LinearSuite(Suite):
     name = "linear"
     version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
     description = "linear probe on frozen embeddings (fixed split or 10-fold cv, label fractions); MERIT Table 1"
-    job_axes = ("method", "dataset", "task", "protocol", "fraction", "seed", "fold")
 
     def groups(self, ctx: "Runner", request: Request):
         from omegaconf import OmegaConf
-
-        from bench.suites.protocols import protocol_splits
 
         for dataset in request.datasets or [ctx.base.data.name]:
             cfg = ctx.dataset_cfg(dataset)
             head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
             index = ctx.reader(cfg).index
-            identity = cfg.data.get("identity", cfg.data.name)
-            for method in request.methods:
-                for protocol in request.protocols or list(cfg.run.protocols):
-                    scorers = ctx.scorers(cfg, method, protocol)
-                    for task in request.tasks or list(cfg.data.default_tasks):
-                        labels = index.task(task).labels
-                        for fraction in request.fractions or [float(f) for f in cfg.run.fractions]:
-                            for seed in request.seeds or [int(s) for s in cfg.run.seeds]:
-                                group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol,
-                                               "fraction": fraction, "seed": seed},
-                                              state=LinearState(cfg, labels, scorers, head, seed, fraction))
-                                for split in protocol_splits(index.records, labels, protocol, fraction, seed):
-                                    k = next(i for i, sc in enumerate(scorers) if sc.folds is None or split.fold in sc.folds)
-                                    handle = scorers[k].handle
-                                    handle.check_leakage(cfg.data.name, identity, split.test)
-                                    material = {"embedding": ctx.embedding_key(cfg, handle), "labels": frame_hash(labels),
-                                                **split_material(split), "protocol": protocol, "fold": split.fold,
-                                                "fraction": fraction, "seed": seed, "head": head.as_params(),
-                                                "head_seed": head_seed(split.fold, fraction)}
-                                    tags = {"fold": split.fold, **ctx.provenance(cfg, handle, index),
-                                            "head_hash": hashlib.sha256(repr(sorted(head.as_params().items())).encode()).hexdigest()[:12]}
-                                    group.units.append(Unit(tags, material, (k, split)))
-                                yield group
+            cells = list(itertools.product(request.tasks or list(cfg.data.default_tasks),
+                                           request.fractions or [float(f) for f in cfg.run.fractions],
+                                           request.seeds or [int(s) for s in cfg.run.seeds]))
+            for method, protocol in itertools.product(request.methods, request.protocols or list(cfg.run.protocols)):
+                scorers = ctx.scorers(cfg, method, protocol)
+                inputs = [(ctx.embedding_key(cfg, sc.handle), ctx.provenance(cfg, sc.handle, index)) for sc in scorers]
+                for task, fraction, seed in cells:
+                    yield self._group(cfg, index, head, scorers, inputs, method, protocol, task, fraction, seed)
+
+    @staticmethod
+    def _group(cfg, index, head: HeadConfig, scorers: list, inputs: list[tuple[str, dict]], method: str, protocol: str, task: str,
+               fraction: float, seed: int) -> Group:
+        """One cell's units, one per split; ``inputs`` holds each scorer's embedding key and provenance."""
+        from bench.suites.protocols import protocol_splits
+
+        labels = index.task(task).labels
+        group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction,
+                       "seed": seed}, state=LinearState(cfg, labels, scorers, head, seed, fraction))
+        shared = {"labels": frame_hash(labels), "protocol": protocol, "fraction": fraction, "seed": seed, "head": head.as_params()}
+        for split in protocol_splits(index.records, labels, protocol, fraction, seed):
+            k = next(i for i, sc in enumerate(scorers) if sc.folds is None or split.fold in sc.folds)
+            scorers[k].handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), split.test)
+            embedding, provenance = inputs[k]
+            material = {**shared, "embedding": embedding, **split_material(split), "fold": split.fold,
+                        "head_seed": head_seed(split.fold, fraction)}
+            tags = {"fold": split.fold, **provenance, "head_hash": content_hash(head.as_params(), 12)}
+            group.units.append(Unit(tags, material, (k, split)))
+        return group
 
     def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.suites.classification import unit_result

@@ -40,7 +40,6 @@ class RobustnessSuite(Suite):
     version = "1"
     description = "clean-trained linear heads scored under lead loss, noise, baseline wander and low-pass shifts"
     on_leaderboard = False
-    job_axes = ("method", "dataset", "task", "seed")
 
     def groups(self, ctx: "Runner", request: Request):
         from omegaconf import OmegaConf

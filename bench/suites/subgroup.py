@@ -11,6 +11,7 @@ Written only against the suite plugin interface (bench/suites/base.py).
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -91,7 +92,6 @@ class SubgroupSuite(Suite):
     description = "audit of the linear suite's test predictions by age band, sex, site and device (AUROC and largest gap)"
     stores_predictions = False
     on_leaderboard = False
-    job_axes = ("method", "dataset", "task", "protocol", "fraction", "seed")
 
     def groups(self, ctx: "Runner", request: Request):
         from omegaconf import OmegaConf
@@ -105,12 +105,10 @@ class SubgroupSuite(Suite):
             records = ctx.reader(cfg).index.records
             attributes = [a for a in settings["attributes"] if a in records]
             meta = records[attributes]
-            for method in request.methods:
-                for protocol in request.protocols or list(cfg.run.protocols):
-                    for task in request.tasks or list(cfg.data.default_tasks):
-                        for fraction in request.fractions or [float(f) for f in cfg.run.fractions]:
-                            for seed in request.seeds or [int(s) for s in cfg.run.seeds]:
-                                yield self._group(ctx, linear, cfg, settings, meta, method, task, protocol, fraction, seed)
+            for method, protocol, task, fraction, seed in itertools.product(
+                    request.methods, request.protocols or list(cfg.run.protocols), request.tasks or list(cfg.data.default_tasks),
+                    request.fractions or [float(f) for f in cfg.run.fractions], request.seeds or [int(s) for s in cfg.run.seeds]):
+                yield self._group(ctx, linear, cfg, settings, meta, method, task, protocol, fraction, seed)
 
     def _group(self, ctx, linear, cfg, settings: dict, meta: pd.DataFrame, method: str, task: str, protocol: str, fraction: float,
                seed: int) -> Group:
@@ -134,7 +132,7 @@ class SubgroupSuite(Suite):
 
         settings, meta, keys = group.state
         results = ctx.unit_results("linear", keys, method=str(group.identity["method"]), dataset=str(group.identity["dataset"]))
-        p = pooled([(None, r) for r in results])
+        p = pooled([r.arrays for r in results])
         records = meta.loc[[str(r) for r in p["record_ids"]]]
         metrics: dict[str, float] = {"n_test": float(len(records))}
         rows = []

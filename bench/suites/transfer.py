@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -82,6 +81,8 @@ class TransferState:
     source_labels: pd.DataFrame
     target_labels: pd.DataFrame
     target_ids: list[str]
+    train: list[str]
+    val: list[str]
     classes: list[AlignedClass]
     head: Any
     seed: int
@@ -91,7 +92,6 @@ class TransferSuite(Suite):
     name = "transfer"
     version = "2"  # 2: target records without an aligned label are left out; validation thresholds
     description = "cross-domain transfer in the paper's Table 5 label space (head trained on the source, tested on the target)"
-    job_axes = ("method", "direction", "seed")
 
     def groups(self, ctx: "Runner", request: Request):
         from omegaconf import OmegaConf
@@ -113,6 +113,8 @@ class TransferSuite(Suite):
             s_lab = aligned_labels(s_idx.task(sfam.task).labels, classes, "source")
             t_all = aligned_labels(t_idx.task(tfam.task).labels.reindex(t_idx.records.index, fill_value=0), classes, "target")
             t_lab = t_all[t_all.sum(axis=1) > 0]
+            split = s_idx.records.loc[s_lab.index, "split"]
+            train, val = list(s_lab.index[split == "train"]), list(s_lab.index[split == "val"])
             for method in request.methods:
                 handle = ctx.scorers(scfg, method, "fixed")[0].handle
                 t_ident = tgt_cfg.data.get("identity", tfam.dataset)
@@ -120,14 +122,13 @@ class TransferSuite(Suite):
                 if tcfg.exclude_pool_records and handle.pool_identity == t_ident:
                     t_ids = [r for r in t_ids if r not in handle.pool_ids]
                 handle.check_leakage(tfam.dataset, t_ident, t_ids)
-                split = s_idx.records.loc[s_lab.index, "split"]
                 for seed in request.seeds or [int(s) for s in ctx.base.run.seeds]:
                     group = Group({"method": method, "dataset": source, "task": f"to_{target}", "protocol": "fixed", "fraction": 1.0,
-                                   "seed": seed}, state=TransferState(scfg, tgt_cfg, handle, s_lab, t_lab, t_ids, classes, head, seed))
+                                   "seed": seed}, state=TransferState(scfg, tgt_cfg, handle, s_lab, t_lab, t_ids, train, val, classes, head,
+                                                                      seed))
                     material = {"source_embedding": ctx.embedding_key(scfg, handle), "target_embedding": ctx.embedding_key(tgt_cfg, handle),
                                 "aligned_classes": content_hash([vars(c) for c in classes]), "source_labels": frame_hash(s_lab),
-                                "target_labels": frame_hash(t_lab.loc[t_ids]), "train": ids_hash(s_lab.index[split == "train"]),
-                                "val": ids_hash(s_lab.index[split == "val"]), "head": head.as_params(), "seed": seed}
+                                "target_labels": frame_hash(t_lab.loc[t_ids]), "train": ids_hash(train), "val": ids_hash(val), "head": head.as_params(), "seed": seed}
                     tags = {"fold": "target", **ctx.provenance(scfg, handle, s_idx), "source_dataset": sfam.dataset,
                             "target_dataset": tfam.dataset, "n_target_unlabelled_dropped": int(len(t_all) - len(t_lab))}
                     group.units.append(Unit(tags, material))
@@ -141,13 +142,11 @@ class TransferSuite(Suite):
         st: TransferState = group.state
         s_emb, _ = ctx.embeddings(st.scfg, st.handle)
         t_emb, _ = ctx.embeddings(st.tcfg, st.handle)
-        split = ctx.reader(st.scfg).index.records.loc[st.source_labels.index, "split"]
-        train, val = list(st.source_labels.index[split == "train"]), list(st.source_labels.index[split == "val"])
         y_src = st.source_labels.reindex(s_emb.record_ids, fill_value=0).to_numpy()
-        (fitted,) = fit_heads(s_emb, y_src, [Split("target", train, val, [])], st.head, st.seed, 1.0)
+        (fitted,) = fit_heads(s_emb, y_src, [Split("target", st.train, st.val, [])], st.head, st.seed, 1.0)
         arrays = fitted.arrays(t_emb.emb[t_emb.rows(st.target_ids)], st.target_labels.loc[st.target_ids].to_numpy(), st.target_ids)
         aligned = ";".join(f"{c.name}={'+'.join(c.source_codes)}->{'+'.join(c.target_codes)}" for c in st.classes)
-        return [unit_result(arrays, [c.name for c in st.classes], {"n_train": len(train), "best_epoch": fitted.best_epoch},
+        return [unit_result(arrays, [c.name for c in st.classes], {"n_train": len(st.train), "best_epoch": fitted.best_epoch},
                             {**st.head.as_params(), "aligned_classes": aligned})]
 
     def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:

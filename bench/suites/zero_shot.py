@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -47,7 +47,6 @@ class ZeroShotSuite(Suite):
     name = "zero_shot"
     version = "2"  # 2: fixed-class-set bootstrap; unit key holds the prompt texts
     description = "zero-shot classification with class prompts on the test split (top-1 decisions); MERIT Table 2"
-    job_axes = ("method", "dataset", "task", "seed")
 
     def groups(self, ctx: "Runner", request: Request):
         from omegaconf import OmegaConf
