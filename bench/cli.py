@@ -75,7 +75,7 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="da
     cfg = load_config(ctx.args, data=dataset)
     reader = open_from_config(cfg)
     prepared = prepare(reader, PreprocessConfig.from_mapping(cfg.preprocess), cache_dir(cfg),
-                       on_error=on_error or cfg.data.get("on_error", "raise"))
+                       on_error=on_error or cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"))
     m = prepared.manifest
     typer.echo(f"{dataset}: {m['n_records']} records prepared as {prepared.signals.shape} float32 "
                f"({m['units']}{', prefiltered' if m['prefiltered'] else ''}) at {prepared.path}")

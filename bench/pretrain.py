@@ -254,7 +254,8 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     pool = pool_from_config(index, cfg.pretrain_pool)
     spec = model.spec
     pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess)))
-    prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"), progress=progress and rank == 0)
+    prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"),
+                       workers=cfg.data.get("workers"), progress=progress and rank == 0)
     if rank == 0 and world > 1:
         torch.distributed.barrier()
     ids = [r for r in pool.record_ids if r in set(prepared.record_ids)]

@@ -120,7 +120,7 @@ class Runner:
 
     def prepared(self, cfg: DictConfig, handle: EncoderHandle) -> PreparedArrays:
         return prepare(self.reader(cfg), self.preprocess_config(cfg, handle), cfg.paths.cache,
-                       on_error=cfg.data.get("on_error", "raise"), progress=self.progress)
+                       on_error=cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"), progress=self.progress)
 
     def embedding_key(self, cfg: DictConfig, handle: EncoderHandle) -> str:
         """The embedding cache key (weights, data options, preprocessing, input contract, encoder options),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,71 @@ def test_cache_is_reused_and_keyed_by_config(demo_root, tmp_path):
     assert other.path != first.path and other.signals.shape == (120, 12, 2500)
     direct = preprocess(reader.read(first.record_ids[7]), PreprocessConfig())
     np.testing.assert_allclose(first.signals[7], direct, atol=1e-6)
+
+
+class _Reader(PTBXLReader):
+    """The demo PTB-XL reader with injected trouble: a bad record, an interrupt at a record, and a log of reads
+    (a file, since worker processes do the reading)."""
+
+    bad: str | None = None
+    interrupt_at: str | None = None
+    log: Path | None = None
+
+    def read(self, record_id):
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(record_id + "\n")
+        if record_id == self.interrupt_at:
+            raise KeyboardInterrupt
+        if record_id == self.bad:
+            raise DataError(f"records500/{record_id}.hea", "truncated signal file", "re-download the record")
+        return super().read(record_id)
+
+
+def _reader(demo_root, **trouble):
+    reader = _Reader("demo", demo_root / "ptbxl", {"sampling_rate": 500})
+    for k, v in trouble.items():
+        setattr(reader, k, v)
+    return reader
+
+
+def _bytes(prepared):
+    return (prepared.path / "signals.npy").read_bytes()
+
+
+def test_parallel_preparation_is_byte_identical_to_one_process(demo_root, tmp_path):
+    ids = list(_reader(demo_root).index.records.index)
+    one = prepare(_reader(demo_root, bad=ids[37]), PreprocessConfig(), tmp_path / "one", on_error="skip", progress=False,
+                  workers=1, chunk_records=16)
+    two = prepare(_reader(demo_root, bad=ids[37]), PreprocessConfig(), tmp_path / "two", on_error="skip", progress=False,
+                  workers=2, chunk_records=16)
+    assert one.manifest["workers"] == 1 and two.manifest["workers"] == 2
+    assert _bytes(one) == _bytes(two)
+    assert one.record_ids == two.record_ids == [r for r in ids if r != ids[37]]
+    assert [s["record_id"] for s in two.manifest["skipped"]] == [ids[37]] and "truncated" in two.manifest["skipped"][0]["problem"]
+    np.testing.assert_array_equal(two.signals[37], preprocess(_reader(demo_root).read(ids[38]), PreprocessConfig()))
+    assert not list((tmp_path / "two" / "prepared").glob(".partial-*"))
+
+
+def test_a_killed_preparation_resumes_without_redoing_finished_chunks(demo_root, tmp_path):
+    ids = list(_reader(demo_root).index.records.index)
+    whole = prepare(_reader(demo_root), PreprocessConfig(), tmp_path / "whole", progress=False, workers=1, chunk_records=16)
+    with pytest.raises(KeyboardInterrupt):  # killed while preparing chunk 3 (records 48..63)
+        prepare(_reader(demo_root, interrupt_at=ids[50]), PreprocessConfig(), tmp_path / "killed", progress=False, workers=1,
+                chunk_records=16)
+    partial = list((tmp_path / "killed" / "prepared").glob(".partial-*"))
+    assert len(partial) == 1 and len(list((partial[0] / "chunks").glob("*.json"))) == 3
+    assert not [p for p in (tmp_path / "killed" / "prepared").iterdir() if not p.name.startswith(".")]  # nothing readable yet
+    resumed = prepare(_reader(demo_root, log=tmp_path / "reads.txt"), PreprocessConfig(), tmp_path / "killed", progress=False,
+                      workers=2, chunk_records=16)
+    assert resumed.manifest["chunks_resumed"] == 3
+    assert sorted((tmp_path / "reads.txt").read_text().split()) == sorted(ids[48:])  # the finished chunks were not redone
+    assert _bytes(resumed) == _bytes(whole) and resumed.record_ids == whole.record_ids
+    assert not partial[0].exists()
+
+
+def test_a_bad_record_in_a_worker_is_named_and_leaves_nothing(demo_root, tmp_path):
+    ids = list(_reader(demo_root).index.records.index)
+    with pytest.raises(DataError, match=rf"records500/{ids[70]}.hea: truncated signal file \(fix: re-download the record\)"):
+        prepare(_reader(demo_root, bad=ids[70]), PreprocessConfig(), tmp_path, progress=False, workers=2, chunk_records=16)
+    assert list((tmp_path / "prepared").iterdir()) == []

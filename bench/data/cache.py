@@ -2,8 +2,8 @@
 
 Key = hash(reader fingerprint, preprocessing config, record selection). A finished entry is a
 folder ``<cache>/prepared/<dataset>-<key>/`` with ``signals.npy`` [N, leads, samples] float32,
-``record_ids.json`` and ``manifest.json``; it is built in a temporary sibling folder and renamed
-into place only when complete, so an interrupted or failed prepare leaves nothing behind.
+``record_ids.json`` and ``manifest.json``; it is built by parallel workers in a ``.partial-`` sibling
+folder, chunk by chunk, and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,7 @@ from bench import code_version
 from bench.data.base import DatasetReader
 from bench.data.errors import DataError
 from bench.data.preprocess import PreprocessConfig, preprocess
+from bench.locks import hold
 
 
 @dataclass
@@ -66,9 +66,97 @@ def load_prepared(path: Path) -> PreparedArrays:
     return PreparedArrays(path, signals, ids, manifest)
 
 
+CHUNK_RECORDS = 256  # unit of parallel work and of resumption
+
+
+def default_workers() -> int:
+    """The cores this process may use (``data.workers`` when the config leaves it null)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+_WORKER: tuple[DatasetReader, PreprocessConfig, str] | None = None
+
+
+def _init_worker(reader: DatasetReader, cfg: PreprocessConfig, on_error: str) -> None:
+    global _WORKER
+    _WORKER = (reader, cfg, on_error)
+
+
+def _prepare_chunk(folder: Path, number: int, start: int, ids: list[str]) -> int:
+    """Preprocess ``ids`` into rows ``start..`` of the shared ``signals.npy``, then commit the chunk by
+    writing its marker atomically (rows of skipped records stay zero). Returns the number of records."""
+    reader, cfg, on_error = _WORKER
+    out = np.load(folder / "signals.npy", mmap_mode="r+")
+    skipped = []
+    for offset, rid in enumerate(ids):
+        try:
+            out[start + offset] = preprocess(reader.read(rid), cfg)
+        except DataError as exc:
+            if on_error == "raise":
+                raise
+            out[start + offset] = 0.0
+            skipped.append({"record_id": rid, "problem": str(exc)})
+    out.flush()
+    del out
+    _atomic_write_text(folder / "chunks" / f"{number:06d}.json", json.dumps({"start": start, "n": len(ids), "skipped": skipped}))
+    return len(ids)
+
+
+def _run_chunks(folder: Path, todo: list[tuple[int, int, list[str]]], workers: int, bar) -> None:
+    """Run the chunks in this process (one worker) or in a pool of ``workers`` processes (fork on Linux)."""
+    if workers <= 1 or len(todo) <= 1:
+        for chunk in todo:
+            bar.update(_prepare_chunk(folder, *chunk))
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context(method),
+                             initializer=_init_worker, initargs=_WORKER) as pool:
+        pending = {pool.submit(_prepare_chunk, folder, *chunk) for chunk in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    bar.update(future.result())  # re-raises a worker's error here
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _compact(folder: Path, keep: np.ndarray) -> None:
+    """Drop the rows of skipped records, block by block (memory stays one chunk)."""
+    full = np.load(folder / "signals.npy", mmap_mode="r")
+    out = np.lib.format.open_memmap(folder / "signals.kept.npy", mode="w+", dtype=np.float32, shape=(len(keep), *full.shape[1:]))
+    for s in range(0, len(keep), CHUNK_RECORDS):
+        out[s:s + CHUNK_RECORDS] = full[keep[s:s + CHUNK_RECORDS]]
+    out.flush()
+    del out, full
+    os.replace(folder / "signals.kept.npy", folder / "signals.npy")
+
+
 def prepare(reader: DatasetReader, cfg: PreprocessConfig, cache_dir: str | Path, *,
-            record_ids: Sequence[str] | None = None, on_error: str = "raise", progress: bool = True) -> PreparedArrays:
-    """Return the cached prepared arrays, building them first if needed."""
+            record_ids: Sequence[str] | None = None, on_error: str = "raise", progress: bool = True,
+            workers: int | None = None, chunk_records: int = CHUNK_RECORDS) -> PreparedArrays:
+    """Return the cached prepared arrays, building them first if needed.
+
+    ``workers`` processes (default: the cores available) preprocess chunks of ``chunk_records`` records
+    into one memory-mapped file; the result is byte-identical whatever the number of workers. Chunks are
+    committed one by one in ``.partial-<dataset>-<key>/``, so a killed prepare resumes where it stopped;
+    a bad record (``on_error='raise'``) removes the partial folder, and nothing is ever read from it
+    until the finished folder is renamed into place.
+    """
     if on_error not in ("raise", "skip"):
         raise DataError("data.on_error", f"must be 'raise' or 'skip', got {on_error!r}")
     index = reader.index
@@ -79,42 +167,50 @@ def prepare(reader: DatasetReader, cfg: PreprocessConfig, cache_dir: str | Path,
     if (final / "manifest.json").is_file():
         return load_prepared(final)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{reader.name}-{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        start = time.perf_counter()
-        out = np.lib.format.open_memmap(tmp / "signals.npy", mode="w+", dtype=np.float32,
-                                        shape=(len(ids), len(cfg.leads), cfg.n_samples))
-        kept, skipped = [], []
-        for rid in tqdm(ids, desc=f"prepare {reader.name}", unit="rec", disable=not progress):
-            try:
-                out[len(kept)] = preprocess(reader.read(rid), cfg)
-            except DataError as exc:
-                if on_error == "raise":
-                    raise
-                skipped.append({"record_id": rid, "problem": str(exc)})
-                continue
-            kept.append(rid)
-        out.flush()
-        del out
-        if skipped:  # shrink to the kept rows
-            full = np.load(tmp / "signals.npy", mmap_mode="r")
-            np.save(tmp / "signals.kept.npy", np.asarray(full[: len(kept)]))
-            del full
-            os.replace(tmp / "signals.kept.npy", tmp / "signals.npy")
-        manifest = {
-            "key": key, "dataset": reader.name, "reader": reader.kind, "fingerprint": reader.fingerprint(),
-            "preprocess": {**asdict(cfg), "leads": list(cfg.leads)}, "units": index.units,
-            "prefiltered": index.prefiltered, "n_records": len(kept), "n_skipped": len(skipped),
-            "skipped": skipped, "seconds": round(time.perf_counter() - start, 3), "code_version": code_version(),
-        }
-        (tmp / "record_ids.json").write_text(json.dumps(kept))
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished the same entry first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with hold(cache_dir, [f"prepare:{final.name}"]):
+        if not (final / "manifest.json").is_file():
+            _build(reader, cfg, ids, key, root / f".partial-{reader.name}-{key}", final, on_error, progress,
+                   default_workers() if workers is None else int(workers), chunk_records)
     return load_prepared(final)
+
+
+def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: str, folder: Path, final: Path, on_error: str,
+           progress: bool, workers: int, chunk_records: int) -> None:
+    plan = {"key": key, "shape": [len(ids), len(cfg.leads), cfg.n_samples], "chunk_records": chunk_records, "on_error": on_error}
+    if folder.is_dir() and (folder / "plan.json").is_file() and json.loads((folder / "plan.json").read_text()) == plan:
+        resumed = len(list((folder / "chunks").glob("*.json")))
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "chunks").mkdir(parents=True)
+        np.lib.format.open_memmap(folder / "signals.npy", mode="w+", dtype=np.float32, shape=tuple(plan["shape"])).flush()
+        (folder / "plan.json").write_text(json.dumps(plan))
+        resumed = 0
+    chunks = [(i, s, ids[s:s + chunk_records]) for i, s in enumerate(range(0, len(ids), chunk_records))]
+    todo = [c for c in chunks if not (folder / "chunks" / f"{c[0]:06d}.json").is_file()]
+    start = time.perf_counter()
+    _init_worker(reader, cfg, on_error)
+    try:
+        with tqdm(total=len(ids), initial=len(ids) - sum(len(c[2]) for c in todo), desc=f"prepare {reader.name}", unit="rec",
+                  disable=not progress) as bar:
+            _run_chunks(folder, todo, workers, bar)
+    except DataError:
+        shutil.rmtree(folder, ignore_errors=True)  # bad input: nothing is left behind
+        raise
+    skipped = [s for c in chunks for s in json.loads((folder / "chunks" / f"{c[0]:06d}.json").read_text())["skipped"]]
+    bad = {s["record_id"] for s in skipped}
+    kept = [r for r in ids if r not in bad]
+    if skipped:
+        _compact(folder, np.array([i for i, r in enumerate(ids) if r not in bad], dtype=np.int64))
+    index = reader.index
+    manifest = {
+        "key": key, "dataset": reader.name, "reader": reader.kind, "fingerprint": reader.fingerprint(),
+        "preprocess": {**asdict(cfg), "leads": list(cfg.leads)}, "units": index.units,
+        "prefiltered": index.prefiltered, "n_records": len(kept), "n_skipped": len(skipped),
+        "skipped": skipped, "seconds": round(time.perf_counter() - start, 3), "workers": workers,
+        "chunks_resumed": resumed, "code_version": code_version(),
+    }
+    (folder / "record_ids.json").write_text(json.dumps(kept))
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(folder / "chunks")
+    (folder / "plan.json").unlink()
+    os.replace(folder, final)

@@ -15,6 +15,10 @@ class DataError(Exception):
             msg += f" (fix: {fix})"
         super().__init__(msg)
 
+    def __reduce__(self):
+        """Rebuilt from its parts, so it crosses process boundaries (parallel preparation) intact."""
+        return type(self), (self.where, self.problem, self.fix)
+
 
 class DatasetNotFound(DataError):
     """The dataset's root or an index file is missing."""

@@ -15,9 +15,10 @@ READERS.register("cinc", "bench.data.cinc:CinCReader")
 READERS.register("cpsc2018_original", "bench.data.cinc:CPSC2018OriginalReader")
 READERS.register("mimic_iv_ecg", "bench.data.mimic:MimicIVECGReader")
 
-# Keys of a data config that are about the dataset, not options of its reader.
+# Keys of a data config that are about the dataset or how it is processed, not options of its reader
+# (so not in its fingerprint: ``workers`` cannot change a prepared byte).
 _NON_OPTIONS = {"name", "reader", "root", "description", "citation", "license", "demo", "download", "paper_name",
-                "identity", "default_tasks", "auto_pretrain"}
+                "identity", "default_tasks", "auto_pretrain", "workers"}
 
 
 def open_dataset(cfg: Mapping[str, Any]) -> DatasetReader:
