@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.data.cache import PreparedArrays
+from bench.data.loader import Batches, InOrder, LoaderConfig, Rows, batch_loader
 from bench.encoders.loading import EncoderHandle
 from bench.locks import hold
 
@@ -34,25 +35,50 @@ class Embeddings:
         return np.array([where[r] for r in ids], dtype=np.int64)
 
 
-def embedding_key(handle: EncoderHandle, prepared_key: str) -> str:
-    """Weights, prepared arrays (reader, data options, preprocessing, records), input contract and encoder options."""
+@dataclass
+class EncodeSettings:
+    """How the encoding pass runs: batch size and loader change no number; bf16 autocast (``amp``, CUDA only)
+    does, so the embedding key records the precision."""
+
+    batch_size: int = 256
+    amp: bool = True
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+    @classmethod
+    def from_config(cls, cfg) -> "EncodeSettings":
+        embed = cfg.get("embed") or {}
+        return cls(int(embed.get("batch_size", 256)), bool(embed.get("amp", True)), LoaderConfig.from_mapping(cfg.get("loader")))
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.amp and torch.cuda.is_available() else "fp32"
+
+
+def embedding_key(handle: EncoderHandle, prepared_key: str, precision: str = "fp32") -> str:
+    """Weights, prepared arrays (reader, data options, preprocessing, records), input contract, encoder options,
+    and the precision when it is not float32."""
     spec = handle.encoder.spec
-    payload = json.dumps([handle.method, handle.checkpoint_hash, prepared_key, spec.contract.as_dict(), spec.fs, spec.n_samples,
-                          spec.extra, handle.options], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    parts = [handle.method, handle.checkpoint_hash, prepared_key, spec.contract.as_dict(), spec.fs, spec.n_samples,
+             spec.extra, handle.options] + ([precision] if precision != "fp32" else [])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @torch.inference_mode()
-def encode_arrays(handle: EncoderHandle, signals: np.ndarray, units: str, batch_size: int = 256,
+def encode_arrays(handle: EncoderHandle, signals: np.ndarray | Rows, units: str, settings: EncodeSettings | None = None,
                   progress: bool = False, desc: str = "") -> tuple[np.ndarray, np.ndarray | None]:
-    """Prepared records -> (embeddings, aligned embeddings or None) through the encoder's input contract."""
+    """Prepared records (in memory, or ``Rows`` of the cache file) -> (embeddings, aligned embeddings or None)
+    through the encoder's input contract; loader processes read and compute the contract's views ahead."""
+    settings = settings or EncodeSettings()
     enc = handle.encoder.eval()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     enc.to(device)
+    rows = signals if isinstance(signals, Rows) else Rows(signals)
+    batches = batch_loader(Batches(rows, transform=enc.contract.views), InOrder(len(rows), settings.batch_size), settings.loader)
     aligned_ok = enc.spec.has_text_tower
     embs, aligned = [], []
-    for start in tqdm(range(0, len(signals), batch_size), desc=desc or f"embed {handle.method}", disable=not progress):
-        e, a = enc.embed(np.asarray(signals[start:start + batch_size]))
+    for views, _, _ in tqdm(batches, desc=desc or f"embed {handle.method}", disable=not progress):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+            e, a = enc.embed_views(views)
         embs.append(e.float().cpu().numpy())
         if aligned_ok and a is not None:
             aligned.append(a.float().cpu().numpy())
@@ -67,15 +93,16 @@ def _load(path: Path) -> Embeddings:
 
 
 def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir: str | Path, units: str,
-                      batch_size: int = 256, progress: bool = True) -> Embeddings:
+                      settings: EncodeSettings | None = None, progress: bool = True) -> Embeddings:
     """The cached embeddings, encoding first if needed (one process encodes, concurrent ones wait for it)."""
-    path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared.key)}.npz"
+    settings = settings or EncodeSettings()
+    path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared.key, settings.precision)}.npz"
     if path.is_file():
         return _load(path)
     with hold(cache_dir, [f"embeddings:{path.name}"]):
         if path.is_file():
             return _load(path)
-        emb, aligned = encode_arrays(handle, prepared.signals, units, batch_size, progress,
+        emb, aligned = encode_arrays(handle, Rows(prepared.path / "signals.npy"), units, settings, progress,
                                      desc=f"embed {handle.method} on {prepared.manifest['dataset']}")
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"ids": np.array(prepared.record_ids), "emb": emb}
@@ -88,13 +115,15 @@ def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir
 
 
 def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays, record_ids: list[str], condition, seed: int,
-                                cache_dir: str | Path, units: str) -> np.ndarray:
+                                cache_dir: str | Path, units: str, settings: EncodeSettings | None = None) -> np.ndarray:
     """Embeddings [len(record_ids), D] of ``record_ids`` under an acquisition shift (bench/data/perturb.py),
     cached per (embedding key, condition, seed, records)."""
     from bench.data.perturb import apply
 
     pre = prepared.manifest["preprocess"]
-    tag = hashlib.sha256(json.dumps([embedding_key(handle, prepared.key), condition.key(), seed, record_ids]).encode()).hexdigest()[:16]
+    settings = settings or EncodeSettings()
+    key = embedding_key(handle, prepared.key, settings.precision)
+    tag = hashlib.sha256(json.dumps([key, condition.key(), seed, record_ids]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "embeddings" / "perturbed" / f"{handle.method}-{condition.name}-{tag}.npy"
     if path.is_file():
         return np.load(path)
@@ -102,7 +131,7 @@ def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays,
         if path.is_file():
             return np.load(path)
         signals = apply(condition, prepared.signals[prepared.rows(record_ids)], pre["leads"], float(pre["target_fs"]), record_ids, seed)
-        emb, _ = encode_arrays(handle, signals, units)
+        emb, _ = encode_arrays(handle, signals, units, settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
         np.save(tmp, emb)

@@ -1,9 +1,10 @@
 """Pretraining loop shared by every method that defines ``pretraining_losses(x, texts, rng)``.
 
-AdamW with a per-step cosine schedule; deterministic on CPU given the seed (the shuffle of epoch e is
-drawn from (seed, e) and each sample's masks at step s from (seed, s, sample), so a resumed run
-continues exactly as an uninterrupted one would); checkpoints carry the resolved config and the
-pretraining pool (for the leakage rule); CUDA with bf16 autocast when present. Under ``torchrun``
+The pool is streamed from the prepared cache through a DataLoader (bench/data/loader.py), so memory
+does not grow with it. AdamW with a per-step cosine schedule; deterministic on CPU given the seed (the
+shuffle of epoch e is drawn from (seed, e) and each sample's masks at step s from (seed, s, sample), so
+a resumed run continues exactly as an uninterrupted one would); checkpoints carry the resolved config
+and the pretraining pool (for the leakage rule); CUDA with bf16 autocast when present. Under ``torchrun``
 the ranks take disjoint shards of each global batch, draw the same per-sample randomness, compute
 global-batch losses (``bench.encoders.losses``) and log the global mean, so the loss curve equals the
 one-process curve with the same global batch; rank 0 writes checkpoints.
@@ -25,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import code_version
+from bench.data.loader import Batches, EpochBatches, LoaderConfig, Rows, Texts, batch_loader
 from bench.encoders.randomness import StepRandom
 from bench.locks import hold
 from bench.tracking import Tracker
@@ -118,20 +120,28 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], cfg: PretrainConfig, out_dir: str | Path, *,
-             pool: PretrainPool, encoder_config: dict[str, Any], units: str = "mV", tracker: Tracker | None = None,
-             progress: bool = True, on_step: Callable[[int], None] | None = None) -> PretrainResult:
-    """Train ``model`` on ``signals`` [N, leads, samples] with ``texts`` [N]; resume from ``out_dir/last.pt``."""
+def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence[str] | Texts, cfg: PretrainConfig,
+             out_dir: str | Path, *, pool: PretrainPool, encoder_config: dict[str, Any], units: str = "mV",
+             tracker: Tracker | None = None, progress: bool = True, on_step: Callable[[int], None] | None = None,
+             loader: LoaderConfig | None = None) -> PretrainResult:
+    """Train ``model`` on ``signals`` [N, leads, samples] with ``texts`` [N]; resume from ``out_dir/last.pt``.
+
+    ``signals`` is an array in memory or ``Rows`` of the prepared cache file, streamed batch by batch
+    through a DataLoader (``loader``); either gives the same batches in the same order."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world = _dist()
     device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     model.to(device)
     torch.manual_seed(cfg.seed)
-    n = len(signals)
+    rows = signals if isinstance(signals, Rows) else Rows(signals)
+    texts = texts if isinstance(texts, Texts) else Texts(texts)
+    n = len(rows)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
-    steps_per_epoch = max(1, n // cfg.batch_size)  # drop the last partial batch (InfoNCE wants full batches)
+    plan = EpochBatches(n, cfg.batch_size, cfg.seed, rank, world)
+    batches = batch_loader(Batches(rows, texts), plan, loader)
+    steps_per_epoch = len(plan)
     total = steps_per_epoch * cfg.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -159,7 +169,6 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
     use_amp = cfg.amp and device.type == "cuda"
-    texts = np.asarray(list(texts), dtype=object)
     t0, seen = time.perf_counter(), 0
     tracker = tracker or Tracker(None, "pretrain", enabled=False)
     name = encoder_config.get("name", type(model).__name__)
@@ -167,16 +176,14 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray, texts: Sequence[str], 
                      params={**asdict(cfg), **{f"encoder.{k}": v for k, v in encoder_config.items()}} if start_epoch == 0 else None):
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            plan.set_epoch(epoch)
             sums: dict[str, float] = {}
             step_loss: list[float] = []
-            bar = tqdm(range(steps_per_epoch), desc=f"pretrain {name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0)
-            for i in bar:
+            bar = tqdm(batches, total=steps_per_epoch, desc=f"pretrain {name} epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not progress or rank != 0)
+            for i, (x, batch_texts, idx) in enumerate(bar):
                 step = epoch * steps_per_epoch + i
-                idx = np.sort(order[i * cfg.batch_size:(i + 1) * cfg.batch_size][rank::world])
-                x = torch.as_tensor(np.asarray(signals[idx]), device=device)
-                batch_texts = list(texts[idx])
-                x = model.normalise(x, units)
+                x = model.normalise(x.to(device, non_blocking=True), units)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     losses = step_fn(x, batch_texts, StepRandom(cfg.seed, step, idx, device))
                 opt.zero_grad(set_to_none=True)
@@ -258,10 +265,11 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
                        workers=cfg.data.get("workers"), progress=progress and rank == 0)
     if rank == 0 and world > 1:
         torch.distributed.barrier()
-    ids = [r for r in pool.record_ids if r in set(prepared.record_ids)]
+    have = set(prepared.record_ids)
+    ids = [r for r in pool.record_ids if r in have]
     pool.record_ids = ids
-    signals = np.asarray(prepared.signals[prepared.rows(ids)])
-    texts = index.records.loc[ids, cfg.pretrain_pool.text].fillna("").astype(str).tolist()
+    signals = Rows(prepared.path / "signals.npy", prepared.rows(ids))  # streamed from the cache, never held whole
+    texts = Texts(index.records.loc[ids, cfg.pretrain_pool.text].fillna("").astype(str).tolist())
     if tracker is None:
         tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and rank == 0)
     out_dir = checkpoint_dir(cfg, method, pool)
@@ -273,4 +281,5 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     # (under torchrun the ranks already act as one, so no lock)
     with hold(cfg.paths.cache, [f"pretrain:{out_dir.name}"] if world == 1 else []):
         return pretrain(model, signals, texts, PretrainConfig.from_mapping(cfg.pretrain), out_dir, pool=pool,
-                        encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress)
+                        encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress,
+                        loader=LoaderConfig.from_mapping(cfg.get("loader")))

@@ -22,7 +22,7 @@ from bench.config import ConfigError, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key
 from bench.data.preprocess import PreprocessConfig
 from bench.data.registry import open_from_config
-from bench.embeddings import Embeddings, cached_embeddings, embedding_key
+from bench.embeddings import EncodeSettings, Embeddings, cached_embeddings, embedding_key
 from bench.encoders import create_encoder
 from bench.encoders.loading import EncoderHandle, load_encoder
 from bench.results_store import MissingUnits, ResultStore
@@ -125,14 +125,15 @@ class Runner:
     def embedding_key(self, cfg: DictConfig, handle: EncoderHandle) -> str:
         """The embedding cache key (weights, data options, preprocessing, input contract, encoder options),
         known without encoding anything: the part of every unit key that names its inputs."""
-        return embedding_key(handle, prepared_key(self.reader(cfg), self.preprocess_config(cfg, handle)))
+        return embedding_key(handle, prepared_key(self.reader(cfg), self.preprocess_config(cfg, handle)),
+                             EncodeSettings.from_config(cfg).precision)
 
     def embeddings(self, cfg: DictConfig, handle: EncoderHandle) -> tuple[Embeddings, Any]:
         key = self.embedding_key(cfg, handle)
         reader = self.reader(cfg)
         if key not in self._embeddings:
             self._embeddings[key] = cached_embeddings(handle, self.prepared(cfg, handle), cfg.paths.cache, reader.index.units,
-                                                      progress=self.progress)
+                                                      EncodeSettings.from_config(cfg), progress=self.progress)
         return self._embeddings[key], reader
 
     def provenance(self, cfg: DictConfig, handle: EncoderHandle | None, index) -> dict[str, Any]:

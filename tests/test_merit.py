@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.data.loader import LoaderConfig, Rows, Texts
 from bench.encoders import create_encoder
 from bench.pretrain import PretrainConfig, PretrainPool, pretrain
 from bench.encoders.losses import ib_term, info_nce, masked_mse
@@ -86,17 +87,52 @@ def test_each_objective_optimises_exactly_its_terms(objective, terms, trained, u
         assert module is None or all(p.grad is None for p in module.parameters()), f"{part} must not learn under {objective}"
 
 
-def _pretrain(tmp_path, epochs, on_step=None, out="run"):
-    torch.manual_seed(0)
-    model = create_encoder("merit", preset="tiny")
+def _pool():
     rng = np.random.default_rng(0)
     signals = rng.normal(size=(48, 12, 1000)).astype(np.float32)
     texts = [["sinus rhythm", "atrial fibrillation", "normal ECG"][i % 3] for i in range(48)]
+    return signals, texts
+
+
+def _pretrain(tmp_path, epochs, on_step=None, out="run", signals=None, texts=None, loader=None):
+    torch.manual_seed(0)
+    model = create_encoder("merit", preset="tiny")
+    if signals is None:
+        signals, texts = _pool()
     pool = PretrainPool("synthetic", [str(i) for i in range(48)], [1])
     cfg = PretrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=0)
     result = pretrain(model, signals, texts, cfg, tmp_path / out, pool=pool, encoder_config={"name": "merit", "preset": "tiny"},
-                      progress=False, on_step=on_step)
+                      progress=False, on_step=on_step, loader=loader)
     return model, result
+
+
+def test_streaming_from_the_prepared_file_gives_the_in_memory_loss_curve(tmp_path):
+    """The pool read row by row from a cache file (in another order, among other records) by two loader
+    processes gives exactly the curve and weights of the pool held in memory."""
+    signals, texts = _pool()
+    where = np.random.default_rng(1).permutation(60)[:48]  # pool position i lives in file row where[i]
+    stored = np.lib.format.open_memmap(tmp_path / "signals.npy", mode="w+", dtype=np.float32, shape=(60, 12, 1000))
+    stored[where] = signals
+    stored.flush()
+    del stored
+    in_memory, a = _pretrain(tmp_path, epochs=2, out="memory", signals=signals, texts=texts)
+    streamed, b = _pretrain(tmp_path, epochs=2, out="stream", signals=Rows(tmp_path / "signals.npy", where), texts=Texts(texts),
+                            loader=LoaderConfig(workers=2))
+    assert [h["step_loss"] for h in b.history] == [h["step_loss"] for h in a.history]
+    for (k, v), w in zip(in_memory.state_dict().items(), streamed.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_row_reader_reads_runs_and_texts_round_trip(tmp_path):
+    data = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)
+    np.save(tmp_path / "a.npy", data)
+    rows = Rows(tmp_path / "a.npy", [9, 2, 3, 4, 0])
+    np.testing.assert_array_equal(rows.read([1, 2, 3, 0, 4]), data[[2, 3, 4, 9, 0]])
+    texts = Texts(["Sinusrhythmus", "", "ÖKG normal ✓"])
+    assert [texts[i] for i in range(3)] == ["Sinusrhythmus", "", "ÖKG normal ✓"]
+    np.save(tmp_path / "b.npy", data.astype(np.float64))
+    with pytest.raises(ValueError, match="float32"):
+        Rows(tmp_path / "b.npy")
 
 
 def test_pretraining_loss_goes_down_and_checkpoint_records_pool(tmp_path):

@@ -44,6 +44,34 @@ def test_every_option_that_changes_a_number_changes_every_unit_key(tmp_path, sui
         assert not base & _keys(tmp_path, suite, method, overrides), f"{overrides} left a unit key unchanged"
 
 
+def test_how_work_is_fed_leaves_the_keys_but_bf16_encoding_changes_them(tmp_path, monkeypatch):
+    """Preparation workers, loader processes and the encoding batch size cannot change a number (equivalence
+    tests in test_preprocess_cache / test_merit / below), so they keep every key; bf16 autocast (CUDA) can."""
+    base = _keys(tmp_path, "linear", "random", [])
+    for overrides in (["data.workers=1"], ["loader.workers=2", "loader.prefetch_factor=4"], ["embed.batch_size=7"]):
+        assert _keys(tmp_path, "linear", "random", overrides) == base, overrides
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # keys only: nothing is encoded
+    assert not base & _keys(tmp_path, "linear", "random", [])
+    assert _keys(tmp_path, "linear", "random", ["embed.amp=false"]) == base
+
+
+def test_encoding_through_loader_processes_gives_the_same_embeddings():
+    import numpy as np
+
+    from bench.data.loader import LoaderConfig
+    from bench.embeddings import EncodeSettings, encode_arrays
+    from bench.encoders.loading import load_encoder
+
+    handle = load_encoder("merit", {"preset": "tiny", "text": {"kind": "hashing"}})
+    x = np.random.default_rng(0).normal(size=(21, 12, 1000)).astype(np.float32)
+    emb, aligned = encode_arrays(handle, x, "mV")
+    emb2, aligned2 = encode_arrays(handle, x, "mV", EncodeSettings(batch_size=8, loader=LoaderConfig(workers=2)))
+    np.testing.assert_allclose(emb2, emb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(aligned2, aligned, rtol=1e-5, atol=1e-6)
+    direct, _ = handle.encoder.embed(x[:5])
+    np.testing.assert_allclose(emb[:5], direct.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_prompt_content_not_its_file_name_is_in_the_zero_shot_key(tmp_path):
     from bench import REPO_ROOT
 

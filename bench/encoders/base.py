@@ -86,9 +86,14 @@ class Encoder(nn.Module, ABC):
         Each view (crop or segment) is encoded and the views' embeddings are averaged, as the
         upstream evaluation paths do.
         """
-        device = next((p.device for p in self.parameters()), torch.device("cpu"))
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        views = torch.as_tensor(self.contract.views(arr), device=device)
+        return self.embed_views(torch.as_tensor(self.contract.views(arr)))
+
+    def embed_views(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``contract.views`` output [B, V, leads, view samples] -> (embedding, aligned or None), views averaged
+        (the encoding pass computes the views in its loader processes and calls this)."""
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        views = views.to(device, non_blocking=True)
         outs = [self.encode_pair(views[:, v]) for v in range(views.shape[1])]
         emb = torch.stack([o[0] for o in outs]).mean(0)
         aligned = None if outs[0][1] is None else torch.stack([o[1] for o in outs]).mean(0)

@@ -74,7 +74,7 @@ class RobustnessSuite(Suite):
                         yield group
 
     def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
-        from bench.embeddings import cached_perturbed_embeddings
+        from bench.embeddings import EncodeSettings, cached_perturbed_embeddings
         from bench.suites.classification import unit_result
         from bench.suites.linear import fit_heads
 
@@ -89,7 +89,8 @@ class RobustnessSuite(Suite):
         for u in units:
             cond = u.payload
             x = (emb.emb[emb.rows(test)] if cond.kind == "clean" else
-                 cached_perturbed_embeddings(st.handle, prepared, test, cond, st.noise_seed, st.cfg.paths.cache, reader.index.units))
+                 cached_perturbed_embeddings(st.handle, prepared, test, cond, st.noise_seed, st.cfg.paths.cache, reader.index.units,
+                                             EncodeSettings.from_config(st.cfg)))
             out.append(unit_result(fitted.arrays(x, y_test, test), list(st.labels.columns), {"best_epoch": fitted.best_epoch},
                                    {**st.head.as_params(), "condition": cond.name}))
         return out
