@@ -57,6 +57,40 @@ def test_loss_is_on_answer_tokens_only(tiny_llm):
         assert n == model.n_prefix + len(model.prompt_ids(ex.instruction)) + len(answer)
 
 
+def test_bounded_memory_loss_equals_the_llm_labels_loss_with_the_same_gradients(tiny_llm, monkeypatch):
+    """Answer-position logits in chunks (three rows here, so several chunks), decoder layers recomputed in the
+    backward pass, LoRA dropout on: the loss and every gradient equal those of the LLM's own ``labels=`` loss
+    over the full [batch, sequence, vocabulary] logits."""
+    monkeypatch.setattr(textgen, "LOSS_CHUNK", 3)
+    lora = {**LORA, "dropout": 0.3}
+    tok, llm = tiny_llm
+    model = PrefixLM(tok, __import__("copy").deepcopy(llm), 8, 3, lora)
+    with torch.no_grad():  # LoRA's B starts at zero; make its path count
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    model.train()
+    emb = torch.randn(2, 8)
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        torch.manual_seed(5)
+        loss = fn()
+        loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    def full_logits_loss():
+        inputs, mask, labels = model.batch(EXAMPLES, emb, 600)
+        return model.llm(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+
+    ref, ref_grads = loss_and_grads(full_logits_loss)
+    ours, our_grads = loss_and_grads(lambda: model.loss(EXAMPLES, emb, 600))
+    assert ours == pytest.approx(ref, rel=1e-6)
+    assert our_grads.keys() == ref_grads.keys() and any("lora_A" in n for n in our_grads)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(our_grads[name], g, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+
+
 def test_prefix_tokens_come_from_the_projector(tiny_llm):
     model = _model(tiny_llm, emb_dim=8, n_prefix=3)
     emb = torch.randn(2, 8)

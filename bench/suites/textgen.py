@@ -148,6 +148,8 @@ class PrefixLM(nn.Module):
                           if emb_dim else None)
         self.llm = get_peft_model(llm, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                                   target_modules=list(lora["targets"]), bias="none"))
+        # activations of each decoder layer are recomputed in the backward pass (the same dropout draws), not stored
+        self.llm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         for name, p in self.llm.named_parameters():
             if "lora_" not in name and _is_norm_or_bias(name):
                 p.requires_grad_(True)
@@ -188,8 +190,16 @@ class PrefixLM(nn.Module):
         return inputs, mask, lab_t
 
     def loss(self, examples, emb, max_length: int) -> torch.Tensor:
+        """Mean next-token cross-entropy over the answer tokens: the value the LLM's own ``labels=`` loss gives,
+        without its [batch, sequence, vocabulary] logits. The decoder's hidden states are kept only where a
+        label follows, and the output layer and cross-entropy run over them in chunks that are recomputed in
+        the backward pass, so memory holds one chunk's logits at a time."""
         inputs, mask, labels = self.batch(examples, emb, max_length)
-        return self.llm(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+        lm = self.llm.get_base_model()  # the causal LM, LoRA layers in place
+        hidden = lm.get_decoder()(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != -100
+        return answer_cross_entropy(hidden[:, :-1][keep], targets[keep], lm.get_output_embeddings())
 
     @torch.no_grad()
     def generate(self, examples, emb, max_length: int, max_new_tokens: int, greedy: bool, temperature: float,
@@ -199,6 +209,24 @@ class PrefixLM(nn.Module):
                                 temperature=temperature if not greedy else None, top_p=top_p if not greedy else None,
                                 pad_token_id=self.tok.pad_token_id)
         return [self.tok.decode(o, skip_special_tokens=True).strip() for o in out]
+
+
+LOSS_CHUNK = 256  # answer positions whose vocabulary logits exist at once
+
+
+def _chunk_loss_sum(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    return nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def answer_cross_entropy(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """Mean cross-entropy of ``head(hidden)`` [N, vocabulary] against ``targets`` [N], ``LOSS_CHUNK`` rows at a time
+    under activation checkpointing (each chunk's logits are rebuilt in the backward pass, not stored)."""
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for s in range(0, len(targets), LOSS_CHUNK):
+        total = total + checkpoint(_chunk_loss_sum, hidden[s:s + LOSS_CHUNK], targets[s:s + LOSS_CHUNK], head, use_reentrant=False)
+    return total / max(1, len(targets))
 
 
 def _param_groups(model: PrefixLM, weight_decay: float) -> list[dict]:
@@ -214,6 +242,9 @@ def train_and_generate(cfg: dict, emb_train: np.ndarray | None, train: list[Exam
     """Train the projector + LoRA for ``cfg['epochs']`` and generate an answer for every test example."""
     from tqdm.auto import tqdm
 
+    from bench.memory import return_freed_memory
+
+    return_freed_memory()
     torch.manual_seed(seed)
     tok, llm = load_llm(cfg["llm"]["kind"], cfg["llm"].get("path"))
     dim = emb_train.shape[1] if emb_train is not None else None
