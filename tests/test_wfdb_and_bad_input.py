@@ -139,7 +139,8 @@ def test_prepare_skip_reports_and_raise_leaves_no_cache(tmp_path):
     assert [p.name for p in (cache / "prepared").iterdir()] == [prepared.path.name]
 
 
-def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
+def test_interrupted_prepare_leaves_no_readable_cache(tmp_path, monkeypatch):
+    """Only the partial folder of committed chunks (for resuming) stays; nothing a run would read."""
     root = _cinc_tree(tmp_path, ["426783006"] * 12)
     reader = CinCReader("t", root, {"vocabulary": "cpsc2018", "folds_dir": tmp_path / "f"})
     calls = {"n": 0}
@@ -154,7 +155,8 @@ def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(reader, "read", flaky)
     with pytest.raises(KeyboardInterrupt):
         prepare(reader, PreprocessConfig(), tmp_path / "cache", progress=False)
-    assert list((tmp_path / "cache" / "prepared").iterdir()) == []
+    left = list((tmp_path / "cache" / "prepared").iterdir())
+    assert [p.name.startswith(".partial-") for p in left] == [True] and not (left[0] / "manifest.json").exists()
 
 
 def test_v4_mat_preamble_is_24_bytes(tmp_path):

@@ -66,7 +66,7 @@ def load_prepared(path: Path) -> PreparedArrays:
     return PreparedArrays(path, signals, ids, manifest)
 
 
-CHUNK_RECORDS = 256  # unit of parallel work and of resumption
+CHUNK_RECORDS = 128  # unit of parallel work and of resumption
 
 
 def default_workers() -> int:

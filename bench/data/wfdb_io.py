@@ -23,14 +23,19 @@ from bench.data.leads import canonical_lead
 _BYTES_PER_SAMPLE = {"16": 2, "80": 1, "32": 4}
 
 
-def _check_files(record_path: Path) -> wfdb.io.record.Record:
+def _read_header(record_path: Path) -> wfdb.io.record.Record:
     hea = record_path.with_suffix(".hea")
     if not hea.is_file():
         raise DataError(hea, "header file not found", "check the dataset root (data.root=...) or re-download the record")
     try:
-        header = wfdb.rdheader(str(record_path))
+        return wfdb.rdheader(str(record_path))
     except Exception as exc:  # wfdb raises many types for malformed headers
         raise DataError(hea, f"unreadable WFDB header ({exc})", "re-download the record") from exc
+
+
+def _check_files(record_path: Path, header: wfdb.io.record.Record) -> None:
+    """The signal file the header names exists and holds exactly the samples the header promises."""
+    hea = record_path.with_suffix(".hea")
     if not header.file_name:
         raise DataError(hea, "header lists no signal file", "re-download the record")
     data = record_path.parent / header.file_name[0]
@@ -54,7 +59,6 @@ def _check_files(record_path: Path) -> wfdb.io.record.Record:
                 f"header/data mismatch: file has {actual} bytes, header implies {expected}",
                 "the header and signal file do not belong together; re-download both",
             )
-    return header
 
 
 def read_wfdb(
@@ -64,22 +68,27 @@ def read_wfdb(
     n_leads: int = 12,
     record_id: str | None = None,
 ) -> RawECG:
-    """Read a WFDB record (path without extension) into millivolts, validating it on the way."""
+    """Read a WFDB record (path without extension) into millivolts, validating it on the way.
+
+    The header is parsed once (wfdb's parser dominates the cost of a record): by ``rdrecord`` when the record
+    reads, and again only to name the fault when it does not."""
     record_path = Path(record_path)
-    header = _check_files(record_path)
     where = record_path.with_suffix(".hea")
-    if header.n_sig != n_leads:
-        raise DataError(where, f"wrong lead count: {header.n_sig} signals, expected {n_leads}",
-                        "use a 12-lead recording or a reader configured for this lead set")
-    if expected_fs is not None:
-        allowed = [expected_fs] if isinstance(expected_fs, (int, float)) else list(expected_fs)
-        if not any(abs(header.fs - f) < 1e-6 for f in allowed):
-            raise DataError(where, f"unexpected sampling rate {header.fs:g} Hz, expected {' or '.join(f'{f:g}' for f in allowed)} Hz",
-                            "point data.root at the right records folder or set data.sampling_rate")
     try:
         rec = wfdb.rdrecord(str(record_path))
     except Exception as exc:
+        header = _read_header(record_path)
+        _check_files(record_path, header)
         raise DataError(record_path.parent / header.file_name[0], f"unreadable signal data ({exc})", "re-download the record") from exc
+    _check_files(record_path, rec)
+    if rec.n_sig != n_leads:
+        raise DataError(where, f"wrong lead count: {rec.n_sig} signals, expected {n_leads}",
+                        "use a 12-lead recording or a reader configured for this lead set")
+    if expected_fs is not None:
+        allowed = [expected_fs] if isinstance(expected_fs, (int, float)) else list(expected_fs)
+        if not any(abs(rec.fs - f) < 1e-6 for f in allowed):
+            raise DataError(where, f"unexpected sampling rate {rec.fs:g} Hz, expected {' or '.join(f'{f:g}' for f in allowed)} Hz",
+                            "point data.root at the right records folder or set data.sampling_rate")
     signal = np.asarray(rec.p_signal, dtype=np.float32).T
     units = [u or "mV" for u in (rec.units or ["mV"] * rec.n_sig)]
     scale = np.array([1e-3 if u.lower() in ("uv", "µv") else 1.0 for u in units], dtype=np.float32)
