@@ -84,7 +84,8 @@ def child_pretrain(pool_file: Path, steps: int, method: str, preset: str, batch:
     rss_before = peak_rss_gb()
     with tempfile.TemporaryDirectory() as out:
         try:
-            pretrain(model, rows, texts, PretrainConfig(epochs=1, batch_size=batch), out, pool=PretrainPool("synthetic", [str(i) for i in range(n)]),
+            epochs = -(-steps // max(1, n // batch))  # enough epochs for ``steps`` (the schedule does not change the speed)
+            pretrain(model, rows, texts, PretrainConfig(epochs=epochs, batch_size=batch), out, pool=PretrainPool("synthetic", [str(i) for i in range(n)]),
                      encoder_config={"name": method, "preset": preset}, progress=False, on_step=on_step)
         except Enough:
             pass

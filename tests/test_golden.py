@@ -32,7 +32,15 @@ def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:
 
 
 def test_every_upstream_repository_has_fixtures():
-    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta"} <= set(CASES)
+    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder"} <= set(CASES)
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])
+def test_official_preset_has_upstreams_parameter_count(name):
+    from bench.encoders import create_encoder
+
+    case, _ = _case(name)
+    assert create_encoder(case["method"], preset="official").n_params() == case["upstream_official_params"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
+from scipy.signal import butter, filtfilt, iirnotch, medfilt, sosfiltfilt
 
 from bench.data.leads import STANDARD_LEADS
 
@@ -37,6 +37,10 @@ def _zscore_lead_flat0(x: np.ndarray) -> np.ndarray:
     return np.where(std > 1e-6, (x - x.mean(-1, keepdims=True)) / np.maximum(std, 1e-6), 0.0)
 
 
+def _zscore_record_eps(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(axis=(-1, -2), keepdims=True)) / (x.std(axis=(-1, -2), keepdims=True) + 1e-8)
+
+
 def _minmax_record(x: np.ndarray) -> np.ndarray:
     lo = x.min(axis=(-1, -2), keepdims=True)
     hi = x.max(axis=(-1, -2), keepdims=True)
@@ -52,10 +56,15 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     "zscore_lead_flat0": (_zscore_lead_flat0, "per-lead z-score, flat leads -> 0 (ECG-FM / fairseq-signals)"),
     "minmax_record": (_minmax_record, "(x - min) / (max - min + 1e-8) over the whole record "
                                       "(MERL finetune/finetune_dataset.py)"),
+    "zscore_record_eps": (_zscore_record_eps, "(x - mean) / (std + 1e-8) over leads x time, population std "
+                                              "(ECGFounder dataset.py z_score_normalization)"),
 }
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
 RESAMPLERS = ("poly", "fft")
-FILTERS = ("highpass", "lowpass", "bandpass")
+FILTERS = ("highpass", "lowpass", "bandpass", "notch")
+FILTER_FORMS = ("sos", "ba")
+# fields added after keys were first published: left out of the key at their defaults, so older keys hold
+_KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0}
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,11 @@ class InputContract:
 
     ``view_layout``: 'whole' (one view, the record), 'ncrop' (``n_views`` evenly spaced crops of
     ``view_samples``, ST-MEM's NCrop), 'tile' (consecutive ``view_samples`` segments, ECG-FM).
-    ``filters``: zero-phase Butterworth SOS filters applied in order, each ``(btype, cutoff, order)``.
+    ``filters``: zero-phase filters applied in order, each ``(btype, cutoff, order)``: Butterworth of that
+    order, or for ``notch`` an IIR notch at ``cutoff`` Hz with quality factor ``order``; ``filter_form``
+    'sos' runs them as ``sosfiltfilt``, 'ba' as ``filtfilt(b, a)`` (what an upstream wrote, which differs
+    near the edges). ``baseline_median_s``: after the filters, subtract a per-lead median filter of
+    that many seconds (kernel made odd), as ECGFounder removes baseline wander.
     ``per_view``: filters and scaling act on each view after cropping (ST-MEM) or on the record first.
     The encoder's embedding is the mean over views.
     """
@@ -79,6 +92,8 @@ class InputContract:
     filters: tuple[tuple[str, Any, int], ...] = ()
     scale: str = "none"
     per_view: bool = True
+    filter_form: str = "sos"
+    baseline_median_s: float = 0.0
     notes: str = ""
     _sos: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -92,6 +107,8 @@ class InputContract:
             problems.append(f"scale {self.scale!r} not in {sorted(SCALINGS)}")
         if any(f[0] not in FILTERS for f in self.filters):
             problems.append(f"filters must be among {FILTERS}")
+        if self.filter_form not in FILTER_FORMS:
+            problems.append(f"filter_form {self.filter_form!r} not in {FILTER_FORMS}")
         if self.view_layout != "whole" and not self.view_samples:
             problems.append("view_samples is required for cropped views")
         if problems:
@@ -99,7 +116,10 @@ class InputContract:
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "filters", tuple(tuple(f) for f in self.filters))
         for btype, cutoff, order in self.filters:
-            self._sos.append(butter(int(order), cutoff, btype=btype, fs=self.fs, output="sos"))
+            if btype == "notch":
+                self._sos.append(iirnotch(cutoff, order, fs=self.fs))
+            else:
+                self._sos.append(butter(int(order), cutoff, btype=btype, fs=self.fs, output=self.filter_form))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "InputContract":
@@ -116,6 +136,9 @@ class InputContract:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("_sos")
+        for name, default in _KEYED_ONLY_IF_SET.items():
+            if d[name] == default:
+                d.pop(name)
         d["leads"] = list(self.leads)
         d["filters"] = [list(f) for f in self.filters]
         return d
@@ -134,7 +157,11 @@ class InputContract:
             parts.append(f"{self.n_views if self.view_layout == 'ncrop' else 'all'} {self.view_layout} views of "
                          f"{self.view_samples}, embeddings averaged")
         for btype, cutoff, order in self.filters:
-            parts.append(f"Butterworth-{order} zero-phase {btype} {cutoff} Hz")
+            parts.append(f"notch {cutoff} Hz Q={order}" if btype == "notch" else f"Butterworth-{order} zero-phase {btype} {cutoff} Hz")
+        if self.filter_form != "sos":
+            parts.append(f"filters as filtfilt({self.filter_form})")
+        if self.baseline_median_s:
+            parts.append(f"minus a {self.baseline_median_s:g} s median baseline")
         parts.append(SCALINGS[self.scale][1] + (" per view" if self.per_view and self.view_layout != "whole" else ""))
         return "; ".join(parts)
 
@@ -167,9 +194,20 @@ class InputContract:
     def filter_and_scale(self, x: np.ndarray) -> np.ndarray:
         """Filters then scaling on [..., leads, samples] (float64 inside, float32 out)."""
         y = np.asarray(x, dtype=np.float64)
-        for sos in self._sos:
-            y = sosfiltfilt(sos, y, axis=-1)
+        for (btype, _, _), coefficients in zip(self.filters, self._sos):
+            if btype == "notch" or self.filter_form == "ba":
+                y = filtfilt(*coefficients, y, axis=-1)
+            else:
+                y = sosfiltfilt(coefficients, y, axis=-1)
+        if self.baseline_median_s:
+            y = y - self._median_baseline(y)
         return SCALINGS[self.scale][0](y).astype(np.float32)
+
+    def _median_baseline(self, y: np.ndarray) -> np.ndarray:
+        kernel = int(self.baseline_median_s * self.fs) + 1
+        kernel += 1 - kernel % 2
+        flat = y.reshape(-1, y.shape[-1])
+        return np.stack([medfilt(lead, kernel_size=kernel) for lead in flat]).reshape(y.shape)
 
     def views(self, x: np.ndarray) -> np.ndarray:
         """Prepared [B, leads, S] -> model inputs [B, V, leads, C]."""

@@ -23,6 +23,7 @@ ENCODERS.register("stmem", "baselines.stmem:build_stmem")
 ENCODERS.register("merl", "baselines.merl:build_merl")
 ENCODERS.register("d_beta", "baselines.dbeta:build_d_beta")
 ENCODERS.register("ecg_fm", "baselines.ecgfm:build_ecg_fm")
+ENCODERS.register("ecgfounder", "baselines.ecgfounder:build_ecgfounder")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

@@ -3,7 +3,7 @@
 Usage (each checkout at the commit named in its model card; nothing of theirs is copied into bench):
 
     python scripts/golden/regenerate.py --stmem /src/ST-MEM --merl /src/MERL-ICML2024 --dbeta /src/D-BETA \
-        [--pythonpath /dir/with/einops] --out tests/golden
+        --ecgfounder /src/ECGFounder [--pythonpath /dir/with/einops] --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -264,11 +264,49 @@ def dbeta(root: Path, out: Path, text: dict[str, Path]) -> None:
     sys.path.remove(str(root))
 
 
+def ecgfounder(root: Path, out: Path) -> None:
+    """Net1D from net1d.py (the official 12-lead design for the parameter count; a reduced one for the file) and
+    dataset.py's preprocessing (util.filter_bandpass, then the z-score over the whole record)."""
+    try:
+        import h5py  # noqa: F401  (util.py imports it, for nothing used here)
+    except ImportError:
+        sys.modules["h5py"] = types.ModuleType("h5py")
+    sys.path.insert(0, str(root))
+    from net1d import Net1D
+    from util import filter_bandpass
+
+    official = Net1D(in_channels=12, base_filters=64, ratio=1, filter_list=[64, 160, 160, 400, 400, 1024, 1024],
+                     m_blocks_list=[2, 2, 2, 3, 3, 4, 4], kernel_size=16, stride=2, groups_width=16, verbose=False, use_bn=False,
+                     use_do=False, n_classes=150)  # finetune_model.ft_12lead_ECGFounder
+    model = Net1D(in_channels=12, base_filters=8, ratio=1, filter_list=[8, 16, 32], m_blocks_list=[1, 2, 1], kernel_size=8, stride=2,
+                  groups_width=8, verbose=False, use_bn=False, use_do=False, n_classes=4, return_features=True).eval()
+    randomise(model, 5)
+    folder = out / "ecgfounder"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict()}, folder / "12_lead_ECGFounder.pth")  # the Hugging Face file's form
+    x = signals()
+    embs = []
+    for record in x:  # dataset.py __getitem__: filter_bandpass(data, 500), then z_score_normalization
+        data = filter_bandpass(record.astype(np.float64), 500)
+        data = (data - np.mean(data)) / (np.std(data) + 1e-8)
+        with torch.no_grad():
+            embs.append(model(torch.FloatTensor(data)[None])[1][0].numpy())
+    save_case(folder, {"method": "ecgfounder", "fs": 500,
+                       "options": {"preset": "official", "base_filters": 8, "filters": [8, 16, 32], "blocks": [1, 2, 1], "kernel": 8,
+                                   "groups_width": 8, "n_classes": 4},
+                       "files": ["12_lead_ECGFounder.pth"],
+                       "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"signals": x, "embedding": np.stack(embs)})
+    sys.path.remove(str(root))
+    forget_modules("net1d", "util")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stmem", type=Path)
     ap.add_argument("--merl", type=Path)
     ap.add_argument("--dbeta", type=Path)
+    ap.add_argument("--ecgfounder", type=Path)
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     args = ap.parse_args()
@@ -281,6 +319,8 @@ def main() -> None:
         merl(args.merl, args.out, text)
     if args.dbeta:
         dbeta(args.dbeta, args.out, text)
+    if args.ecgfounder:
+        ecgfounder(args.ecgfounder, args.out)
 
 
 if __name__ == "__main__":
