@@ -38,6 +38,14 @@ PHRASES = ["sinus rhythm", "atrial fibrillation", "left bundle branch block", "n
 
 
 def peak_rss_gb() -> float:
+    """Peak resident memory of this process image (VmHWM). Not ``ru_maxrss``: Linux carries the parent's
+    high-water mark across fork and exec into it, so a child started by a parent that had just written a
+    pool would report the parent's peak."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
