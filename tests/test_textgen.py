@@ -77,7 +77,7 @@ def test_bounded_memory_loss_equals_the_llm_labels_loss_with_the_same_gradients(
         torch.manual_seed(5)
         loss = fn()
         loss.backward()
-        return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     def full_logits_loss():
         inputs, mask, labels = model.batch(EXAMPLES, emb, 600)
