@@ -12,6 +12,7 @@ from bench.config import ConfigError, available, cache_dir, load_config
 from bench.data.errors import DataError
 from bench.encoders.checkpoint import CheckpointError
 from bench.encoders.loading import LeakageError
+from bench.files import atomic_path
 from bench.registry import UnknownNameError
 from bench.results_store import MissingUnits
 
@@ -168,7 +169,6 @@ def embed_cmd(ctx: typer.Context,
               out: str = typer.Option(..., help="OUT.npz: embedding [N, D], aligned [N, D'] (text tower), text [M, D']"),
               ckpt: Optional[str] = typer.Option(None, help="checkpoint file (released or from bench pretrain); none: untrained"),
               texts: Optional[str] = typer.Option(None, help="T.txt, one text per line, embedded by the encoder's text path")) -> None:
-    import os
     from pathlib import Path
 
     import numpy as np
@@ -184,9 +184,8 @@ def embed_cmd(ctx: typer.Context,
     arrays = embed_signals(handle, x, fs, lines, base=OmegaConf.to_container(cfg.preprocess, resolve=True))
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, target)  # never a half-written OUT
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:  # never a half-written OUT
+        np.savez(f, **arrays)
     typer.echo(f"{target}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
                + f" ({method}, {handle.checkpoint_hash}; input: {handle.encoder.contract.describe()})")
 
@@ -320,7 +319,6 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
 @_guarded
 def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, help="default: <paths.results>/leaderboard.csv"),
                     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
-    import os
     from pathlib import Path
 
     from bench.results_store import ResultStore
@@ -336,9 +334,8 @@ def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, 
         raise typer.Exit(1)
     path = Path(out or Path(cfg.paths.results) / "leaderboard.csv")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    board.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        board.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     typer.echo(f"{len(board)} rows -> {path}")
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -20,7 +20,10 @@ from tqdm.auto import tqdm
 from bench.data.cache import PreparedArrays
 from bench.data.loader import Batches, InOrder, LoaderConfig, Rows, batch_loader
 from bench.encoders.loading import EncoderHandle
+from bench.files import atomic_path
 from bench.locks import hold
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,7 +50,7 @@ class EncodeSettings:
     @classmethod
     def from_config(cls, cfg) -> "EncodeSettings":
         embed = cfg.get("embed") or {}
-        return cls(int(embed.get("batch_size", 256)), bool(embed.get("amp", True)), LoaderConfig.from_mapping(cfg.get("loader")))
+        return cls(int(embed.get("batch_size", cls.batch_size)), bool(embed.get("amp", cls.amp)), LoaderConfig.from_mapping(cfg.get("loader")))
 
     @property
     def precision(self) -> str:
@@ -92,26 +95,32 @@ def _load(path: Path) -> Embeddings:
         return Embeddings(list(z["ids"]), z["emb"], aligned, path)
 
 
+def _once(cache_dir: str | Path, path: Path, load: Callable[[Path], T], build: Callable[[BinaryIO], T]) -> T:
+    """``load(path)``, or under the path's lock ``build`` it (writing into the open temporary file) when no
+    process has yet: concurrent processes wait for the one that encodes, then load its file."""
+    if path.is_file():
+        return load(path)
+    with hold(cache_dir, [f"embeddings:{path.name}"]):
+        if path.is_file():
+            return load(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            return build(f)
+
+
 def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir: str | Path, units: str,
                       settings: EncodeSettings | None = None, progress: bool = True) -> Embeddings:
     """The cached embeddings, encoding first if needed (one process encodes, concurrent ones wait for it)."""
     settings = settings or EncodeSettings()
     path = Path(cache_dir) / "embeddings" / f"{handle.method}-{embedding_key(handle, prepared.key, settings.precision)}.npz"
-    if path.is_file():
-        return _load(path)
-    with hold(cache_dir, [f"embeddings:{path.name}"]):
-        if path.is_file():
-            return _load(path)
+
+    def build(f: BinaryIO) -> Embeddings:
         emb, aligned = encode_arrays(handle, Rows(prepared.path / "signals.npy"), units, settings, progress,
                                      desc=f"embed {handle.method} on {prepared.manifest['dataset']}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"ids": np.array(prepared.record_ids), "emb": emb}
-        if aligned is not None:
-            arrays["aligned"] = aligned
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    return Embeddings(list(prepared.record_ids), emb, aligned, path)
+        np.savez(f, ids=np.array(prepared.record_ids), emb=emb, **({"aligned": aligned} if aligned is not None else {}))
+        return Embeddings(list(prepared.record_ids), emb, aligned, path)
+
+    return _once(cache_dir, path, _load, build)
 
 
 def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays, record_ids: list[str], condition, seed: int,
@@ -125,15 +134,11 @@ def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays,
     key = embedding_key(handle, prepared.key, settings.precision)
     tag = hashlib.sha256(json.dumps([key, condition.key(), seed, record_ids]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "embeddings" / "perturbed" / f"{handle.method}-{condition.name}-{tag}.npy"
-    if path.is_file():
-        return np.load(path)
-    with hold(cache_dir, [f"embeddings:{path.name}"]):
-        if path.is_file():
-            return np.load(path)
+
+    def build(f: BinaryIO) -> np.ndarray:
         signals = apply(condition, prepared.signals[prepared.rows(record_ids)], pre["leads"], float(pre["target_fs"]), record_ids, seed)
         emb, _ = encode_arrays(handle, signals, units, settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-        np.save(tmp, emb)
-        os.replace(tmp, path)
-    return emb
+        np.save(f, emb)
+        return emb
+
+    return _once(cache_dir, path, np.load, build)

@@ -25,13 +25,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+from bench.files import atomic_path
 
 
 MIN_TRAIN_POSITIVES = 5  # a scored class with fewer training positives marks the cell (tables: "†")
@@ -158,9 +159,8 @@ def bootstrap_indices(n: int, n_boot: int, seed: int, store: str | Path | None =
             raise RuntimeError("could not draw bootstrap resamples that keep every scored class scorable")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
-        np.save(tmp, idx)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, idx)
     return idx
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from bench import code_version
 from bench.data.loader import Batches, EpochBatches, LoaderConfig, Rows, Texts, batch_loader
 from bench.encoders.randomness import StepRandom
+from bench.files import atomic_path
 from bench.locks import hold
 from bench.tracking import Tracker
 
@@ -115,9 +116,8 @@ def _global_mean(losses: dict[str, torch.Tensor], world: int) -> dict[str, float
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence[str] | Texts, cfg: PretrainConfig,

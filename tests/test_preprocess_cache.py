@@ -127,3 +127,17 @@ def test_a_bad_record_in_a_worker_is_named_and_leaves_nothing(demo_root, tmp_pat
     with pytest.raises(DataError, match=rf"records500/{ids[70]}.hea: truncated signal file \(fix: re-download the record\)"):
         prepare(_reader(demo_root, bad=ids[70]), PreprocessConfig(), tmp_path, progress=False, workers=2, chunk_records=16)
     assert list((tmp_path / "prepared").iterdir()) == []
+
+
+def test_atomic_path_publishes_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    from bench.files import atomic_path
+
+    target = tmp_path / "x.npy"
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.arange(3))
+    np.testing.assert_array_equal(np.load(target), np.arange(3))
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "y.json") as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]

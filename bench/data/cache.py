@@ -24,6 +24,7 @@ from bench import code_version
 from bench.data.base import DatasetReader
 from bench.data.errors import DataError
 from bench.data.preprocess import PreprocessConfig, preprocess
+from bench.files import atomic_path
 from bench.locks import hold
 
 
@@ -77,12 +78,6 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 _WORKER: tuple[DatasetReader, PreprocessConfig, str] | None = None
 
 
@@ -107,7 +102,8 @@ def _prepare_chunk(folder: Path, number: int, start: int, ids: list[str]) -> int
             skipped.append({"record_id": rid, "problem": str(exc)})
     out.flush()
     del out
-    _atomic_write_text(folder / "chunks" / f"{number:06d}.json", json.dumps({"start": start, "n": len(ids), "skipped": skipped}))
+    with atomic_path(folder / "chunks" / f"{number:06d}.json") as tmp:
+        tmp.write_text(json.dumps({"start": start, "n": len(ids), "skipped": skipped}))
     return len(ids)
 
 
@@ -177,16 +173,14 @@ def prepare(reader: DatasetReader, cfg: PreprocessConfig, cache_dir: str | Path,
 def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: str, folder: Path, final: Path, on_error: str,
            progress: bool, workers: int, chunk_records: int) -> None:
     plan = {"key": key, "shape": [len(ids), len(cfg.leads), cfg.n_samples], "chunk_records": chunk_records, "on_error": on_error}
-    if folder.is_dir() and (folder / "plan.json").is_file() and json.loads((folder / "plan.json").read_text()) == plan:
-        resumed = len(list((folder / "chunks").glob("*.json")))
-    else:
+    if not ((folder / "plan.json").is_file() and json.loads((folder / "plan.json").read_text()) == plan):
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "chunks").mkdir(parents=True)
         np.lib.format.open_memmap(folder / "signals.npy", mode="w+", dtype=np.float32, shape=tuple(plan["shape"])).flush()
         (folder / "plan.json").write_text(json.dumps(plan))
-        resumed = 0
     chunks = [(i, s, ids[s:s + chunk_records]) for i, s in enumerate(range(0, len(ids), chunk_records))]
     todo = [c for c in chunks if not (folder / "chunks" / f"{c[0]:06d}.json").is_file()]
+    resumed = len(chunks) - len(todo)
     start = time.perf_counter()
     _init_worker(reader, cfg, on_error)
     try:

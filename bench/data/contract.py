@@ -95,7 +95,7 @@ class InputContract:
     filter_form: str = "sos"
     baseline_median_s: float = 0.0
     notes: str = ""
-    _sos: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = []
@@ -117,9 +117,9 @@ class InputContract:
         object.__setattr__(self, "filters", tuple(tuple(f) for f in self.filters))
         for btype, cutoff, order in self.filters:
             if btype == "notch":
-                self._sos.append(iirnotch(cutoff, order, fs=self.fs))
+                self._coefficients.append(iirnotch(cutoff, order, fs=self.fs))
             else:
-                self._sos.append(butter(int(order), cutoff, btype=btype, fs=self.fs, output=self.filter_form))
+                self._coefficients.append(butter(int(order), cutoff, btype=btype, fs=self.fs, output=self.filter_form))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "InputContract":
@@ -135,7 +135,7 @@ class InputContract:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("_sos")
+        d.pop("_coefficients")
         for name, default in _KEYED_ONLY_IF_SET.items():
             if d[name] == default:
                 d.pop(name)
@@ -194,7 +194,7 @@ class InputContract:
     def filter_and_scale(self, x: np.ndarray) -> np.ndarray:
         """Filters then scaling on [..., leads, samples] (float64 inside, float32 out)."""
         y = np.asarray(x, dtype=np.float64)
-        for (btype, _, _), coefficients in zip(self.filters, self._sos):
+        for (btype, _, _), coefficients in zip(self.filters, self._coefficients):
             if btype == "notch" or self.filter_form == "ba":
                 y = filtfilt(*coefficients, y, axis=-1)
             else:

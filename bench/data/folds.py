@@ -8,12 +8,13 @@ the union of its records'), and persisted to disk so every run and every method 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+from bench.files import atomic_path
 
 
 def stratified_folds(labels: pd.DataFrame, groups: pd.Series | None = None, n_folds: int = 10,
@@ -47,7 +48,6 @@ def persisted_folds(folds_dir: str | Path, dataset: str, labels: pd.DataFrame, g
         return stored.reindex(labels.index).astype("Int64")
     folds = stratified_folds(labels, groups, n_folds, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    folds.rename_axis("record_id").to_csv(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        folds.rename_axis("record_id").to_csv(tmp)
     return folds

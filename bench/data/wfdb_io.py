@@ -8,7 +8,6 @@ CinC MATLAB v4 ``.mat`` with a 24-byte preamble ("16+24" in the header).
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +18,7 @@ import wfdb
 from bench.data.base import RawECG
 from bench.data.errors import DataError
 from bench.data.leads import canonical_lead
+from bench.files import atomic_path
 
 _BYTES_PER_SAMPLE = {"16": 2, "80": 1, "32": 4}
 
@@ -149,9 +149,8 @@ def write_wfdb(
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
 
 
 def header_comments(record_path: str | Path) -> dict[str, str]:

@@ -68,7 +68,7 @@ def train_heads(x: np.ndarray, y: np.ndarray, heads: list[tuple[np.ndarray, np.n
     """
     X = torch.tensor(np.asarray(x, dtype=np.float32))
     Y = torch.tensor(np.asarray(y, dtype=np.float32))
-    H, (N, D), C = len(heads), X.shape, Y.shape[1]
+    H, D, C = len(heads), X.shape[1], Y.shape[1]
     head_seeds = list(range(H)) if head_seeds is None else list(head_seeds)
     mean, std = torch.zeros(H, D), torch.ones(H, D)
     if cfg.standardize:
