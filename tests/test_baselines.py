@@ -156,3 +156,29 @@ def test_zero_shot_capability_in_listing():
     assert not create_encoder("merl", preset="tiny", text={"kind": "none"}).spec.has_text_tower
     assert not create_encoder("stmem", preset="tiny").spec.has_text_tower
     assert not create_encoder("ecg_fm", preset="tiny").spec.has_text_tower
+
+
+def test_ecgjepa_latent_prediction_moves_the_ema_target_and_ignores_masked_context():
+    from bench.encoders.randomness import StepRandom
+
+    torch.manual_seed(0)
+    enc = create_encoder("ecgjepa", preset="tiny").train()
+    rng = StepRandom(3, 7, range(2))
+    masked = enc._time_mask(StepRandom(3, 7, range(2)))
+    assert 0 < masked.sum() < masked.numel()
+    x = torch.randn(2, 8, enc.spec.n_samples)
+    opt = torch.optim.SGD([p for p in enc.parameters() if p.requires_grad], lr=0.5)
+    enc.pretraining_losses(x, rng=rng)["loss"].backward()
+    assert all(p.grad is None for p in enc.target_encoder.parameters())
+    opt.step()
+    before = [t.detach().clone() for t in enc.target_encoder.parameters()]
+    enc.pretraining_losses(x, rng=StepRandom(3, 8, range(2)))
+    m = enc.config["ema"]
+    for b, t, o in zip(before, enc.target_encoder.parameters(), enc.encoder.parameters()):
+        assert torch.allclose(t, m * b + (1 - m) * o, atol=1e-6)
+    # the context encoder never sees the masked patches: changing them leaves its tokens unchanged
+    patch = enc.config["patch"]
+    y = x.clone().reshape(2, 8, -1, patch)
+    y[:, :, masked] = 100.0
+    with torch.no_grad():
+        assert torch.equal(enc.encoder(x, ~masked), enc.encoder(y.reshape(x.shape), ~masked))

@@ -24,6 +24,7 @@ ENCODERS.register("merl", "baselines.merl:build_merl")
 ENCODERS.register("d_beta", "baselines.dbeta:build_d_beta")
 ENCODERS.register("ecg_fm", "baselines.ecgfm:build_ecg_fm")
 ENCODERS.register("ecgfounder", "baselines.ecgfounder:build_ecgfounder")
+ENCODERS.register("ecgjepa", "baselines.ecgjepa:build_ecgjepa")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

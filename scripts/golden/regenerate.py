@@ -3,7 +3,7 @@
 Usage (each checkout at the commit named in its model card; nothing of theirs is copied into bench):
 
     python scripts/golden/regenerate.py --stmem /src/ST-MEM --merl /src/MERL-ICML2024 --dbeta /src/D-BETA \
-        --ecgfounder /src/ECGFounder [--pythonpath /dir/with/einops] --out tests/golden
+        --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA [--pythonpath /dir/with/einops] --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -301,12 +301,54 @@ def ecgfounder(root: Path, out: Path) -> None:
     forget_modules("net1d", "util")
 
 
+def stub_module(name: str, **attrs) -> None:
+    """An import a checkout makes for something the fixture never runs (e.g. timm's DropPath at rate 0)."""
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    for key, value in attrs.items():
+        setattr(sys.modules[name], key, value)
+
+
+def ecgjepa(root: Path, out: Path) -> None:
+    """ecg_jepa.MaskTransformer as models.load_encoder builds it (official sizes for the parameter count, reduced
+    for the file) and ecg_data.waves_ptbxl's input: scipy.signal.resample to 2,500 samples, leads I, II, V1-V6."""
+    from scipy.signal import resample
+
+    stub_module("timm.models.layers", DropPath=torch.nn.Identity, trunc_normal_=torch.nn.init.trunc_normal_)
+    sys.path.insert(0, str(root))
+    from ecg_jepa import ecg_jepa
+
+    official = ecg_jepa(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=16, predictor_embed_dim=384,
+                        predictor_depth=6, predictor_num_heads=12, c=8, pos_type="sincos", mask_scale=(0, 0)).encoder
+    model = ecg_jepa(encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=4, predictor_embed_dim=32, predictor_depth=1,
+                     predictor_num_heads=2, c=8, pos_type="sincos", mask_scale=(0, 0)).encoder.eval()
+    randomise(model, 6)
+    folder = out / "ecgjepa"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"encoder": model.state_dict(), "epoch": 99}, folder / "multiblock_epoch100.pth")  # pretrain_ECG_JEPA.py
+    x = signals()
+    waves = np.array([resample(r, 2500, axis=1) for r in x])
+    waves = np.concatenate([waves[:, :2], waves[:, 6:]], axis=1)
+    with torch.no_grad():
+        emb = model.representation(torch.tensor(waves, dtype=torch.float32))
+    save_case(folder, {"method": "ecgjepa", "fs": 500,
+                       "options": {"preset": "official", "width": 64, "depth": 2, "heads": 4, "pred_width": 32, "pred_depth": 1,
+                                   "pred_heads": 2},
+                       "files": ["multiblock_epoch100.pth"],
+                       "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"signals": x, "embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("ecg_jepa", "pos_encoding", "timm")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stmem", type=Path)
     ap.add_argument("--merl", type=Path)
     ap.add_argument("--dbeta", type=Path)
     ap.add_argument("--ecgfounder", type=Path)
+    ap.add_argument("--ecgjepa", type=Path)
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     args = ap.parse_args()
@@ -321,6 +363,8 @@ def main() -> None:
         dbeta(args.dbeta, args.out, text)
     if args.ecgfounder:
         ecgfounder(args.ecgfounder, args.out)
+    if args.ecgjepa:
+        ecgjepa(args.ecgjepa, args.out)
 
 
 if __name__ == "__main__":
