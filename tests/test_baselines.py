@@ -182,3 +182,30 @@ def test_ecgjepa_latent_prediction_moves_the_ema_target_and_ignores_masked_conte
     y[:, :, masked] = 100.0
     with torch.no_grad():
         assert torch.equal(enc.encoder(x, ~masked), enc.encoder(y.reshape(x.shape), ~masked))
+
+
+def test_hubert_ecg_masked_cluster_prediction_fits_targets_once_and_scores_masked_frames_only():
+    from bench.encoders.randomness import StepRandom
+
+    torch.manual_seed(0)
+    enc = create_encoder("hubert_ecg", preset="tiny").train()
+    x = torch.randn(4, 12, enc.spec.n_samples)
+    first = enc.pretraining_losses(x, rng=StepRandom(1, 0, range(4)))["loss"]
+    centroids = enc.centroids.clone()
+    assert torch.isfinite(first) and enc.feature_std.gt(0).all()
+    enc.pretraining_losses(torch.randn_like(x) * 5, rng=StepRandom(1, 1, range(4)))
+    assert torch.equal(centroids, enc.centroids)  # clustered once, like upstream's offline k-means
+    state = {k: v for k, v in enc.state_dict().items()}
+    fresh = create_encoder("hubert_ecg", preset="tiny")
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.centroids, centroids)  # the targets travel with the checkpoint
+    with pytest.raises(ValueError, match="unknown HuBERT-ECG option"):
+        create_encoder("hubert_ecg", preset="tiny", vocab=3)
+
+
+def test_released_pt_with_an_uninstalled_config_class_is_read():
+    from bench.encoders.checkpoint import ForeignObject, read_checkpoint
+
+    blob = read_checkpoint(Path(__file__).parent / "golden" / "hubert_ecg" / "hubert_ecg_small.pt")
+    assert isinstance(blob["model_config"], ForeignObject) and blob["model_config"].hidden_size == 32
+    assert blob["pretraining_vocab_sizes"] == [12] and "encoder.layer_norm.weight" in blob["model_state_dict"]

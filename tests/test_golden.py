@@ -32,7 +32,7 @@ def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:
 
 
 def test_every_upstream_repository_has_fixtures():
-    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder"} <= set(CASES)
+    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from scipy.signal import butter, filtfilt, iirnotch, medfilt, sosfiltfilt
+from scipy.signal import butter, decimate, filtfilt, firwin, iirnotch, medfilt, sosfiltfilt
 
 from bench.data.leads import STANDARD_LEADS
 
@@ -41,6 +41,11 @@ def _zscore_record_eps(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=(-1, -2), keepdims=True)) / (x.std(axis=(-1, -2), keepdims=True) + 1e-8)
 
 
+def _minmax_lead_pm1(x: np.ndarray) -> np.ndarray:
+    lo, hi = x.min(-1, keepdims=True), x.max(-1, keepdims=True)
+    return 2 * (x - lo) / (hi - lo + 1e-8) - 1
+
+
 def _minmax_record(x: np.ndarray) -> np.ndarray:
     lo = x.min(axis=(-1, -2), keepdims=True)
     hi = x.max(axis=(-1, -2), keepdims=True)
@@ -58,13 +63,14 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
                                       "(MERL finetune/finetune_dataset.py)"),
     "zscore_record_eps": (_zscore_record_eps, "(x - mean) / (std + 1e-8) over leads x time, population std "
                                               "(ECGFounder dataset.py z_score_normalization)"),
+    "minmax_lead_pm1": (_minmax_lead_pm1, "per-lead 2 (x - min) / (max - min + 1e-8) - 1 (HuBERT-ECG utils.scaling)"),
 }
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
 RESAMPLERS = ("poly", "fft")
-FILTERS = ("highpass", "lowpass", "bandpass", "notch")
+FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
-_KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0}
+_KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1}
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,14 @@ class InputContract:
     ``view_layout``: 'whole' (one view, the record), 'ncrop' (``n_views`` evenly spaced crops of
     ``view_samples``, ST-MEM's NCrop), 'tile' (consecutive ``view_samples`` segments, ECG-FM).
     ``filters``: zero-phase filters applied in order, each ``(btype, cutoff, order)``: Butterworth of that
-    order, or for ``notch`` an IIR notch at ``cutoff`` Hz with quality factor ``order``; ``filter_form``
+    order, for ``notch`` an IIR notch at ``cutoff`` Hz with quality factor ``order``, for ``fir_bandpass`` a
+    windowed-sinc FIR of ``order`` taps (made odd) run forward and backward (biosppy's FIR); ``filter_form``
     'sos' runs them as ``sosfiltfilt``, 'ba' as ``filtfilt(b, a)`` (what an upstream wrote, which differs
     near the edges). ``baseline_median_s``: after the filters, subtract a per-lead median filter of
     that many seconds (kernel made odd), as ECGFounder removes baseline wander.
     ``per_view``: filters and scaling act on each view after cropping (ST-MEM) or on the record first.
+    ``decimate``: after the views are cut, each view's leads are concatenated into one channel and that channel is
+    decimated by this factor with ``scipy.signal.decimate`` (HuBERT-ECG's 1-D input; views become [1, leads * C / q]).
     The encoder's embedding is the mean over views.
     """
 
@@ -94,6 +103,7 @@ class InputContract:
     per_view: bool = True
     filter_form: str = "sos"
     baseline_median_s: float = 0.0
+    decimate: int = 1
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -118,6 +128,8 @@ class InputContract:
         for btype, cutoff, order in self.filters:
             if btype == "notch":
                 self._coefficients.append(iirnotch(cutoff, order, fs=self.fs))
+            elif btype == "fir_bandpass":
+                self._coefficients.append((firwin(int(order) | 1, cutoff, pass_zero=False, fs=self.fs), np.ones(1)))
             else:
                 self._coefficients.append(butter(int(order), cutoff, btype=btype, fs=self.fs, output=self.filter_form))
 
@@ -157,12 +169,16 @@ class InputContract:
             parts.append(f"{self.n_views if self.view_layout == 'ncrop' else 'all'} {self.view_layout} views of "
                          f"{self.view_samples}, embeddings averaged")
         for btype, cutoff, order in self.filters:
-            parts.append(f"notch {cutoff} Hz Q={order}" if btype == "notch" else f"Butterworth-{order} zero-phase {btype} {cutoff} Hz")
+            parts.append(f"notch {cutoff} Hz Q={order}" if btype == "notch" else
+                         f"FIR {int(order) | 1} taps zero-phase band-pass {cutoff} Hz" if btype == "fir_bandpass" else
+                         f"Butterworth-{order} zero-phase {btype} {cutoff} Hz")
         if self.filter_form != "sos":
             parts.append(f"filters as filtfilt({self.filter_form})")
         if self.baseline_median_s:
             parts.append(f"minus a {self.baseline_median_s:g} s median baseline")
         parts.append(SCALINGS[self.scale][1] + (" per view" if self.per_view and self.view_layout != "whole" else ""))
+        if self.decimate > 1:
+            parts.append(f"leads concatenated into one channel, then scipy.signal.decimate by {self.decimate}")
         return "; ".join(parts)
 
     def preprocess_mapping(self, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,7 +211,7 @@ class InputContract:
         """Filters then scaling on [..., leads, samples] (float64 inside, float32 out)."""
         y = np.asarray(x, dtype=np.float64)
         for (btype, _, _), coefficients in zip(self.filters, self._coefficients):
-            if btype == "notch" or self.filter_form == "ba":
+            if btype in ("notch", "fir_bandpass") or self.filter_form == "ba":
                 y = filtfilt(*coefficients, y, axis=-1)
             else:
                 y = sosfiltfilt(coefficients, y, axis=-1)
@@ -216,4 +232,8 @@ class InputContract:
             x = self.filter_and_scale(x)
         c = self.view_length
         stacked = np.stack([x[..., s:s + c] for s in self._starts(x.shape[-1])], axis=1)
-        return self.filter_and_scale(stacked) if self.per_view else np.ascontiguousarray(stacked, dtype=np.float32)
+        stacked = self.filter_and_scale(stacked) if self.per_view else stacked
+        if self.decimate > 1:
+            flat = stacked.reshape(*stacked.shape[:-2], 1, -1).astype(np.float64)
+            stacked = decimate(flat, self.decimate, axis=-1)
+        return np.ascontiguousarray(stacked, dtype=np.float32)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
+import types
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -14,13 +16,43 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
 
 
+class ForeignObject:
+    """Stands in for a pickled object of a class that is not installed (e.g. an upstream config class inside
+    a released checkpoint); keeps its state as attributes so the tensors around it still load."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+
+class _TolerantUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return type(name, (ForeignObject,), {"__module__": "bench.encoders.checkpoint.foreign." + module})
+
+
+_TOLERANT_PICKLE = types.SimpleNamespace(Unpickler=_TolerantUnpickler, load=pickle.load, __name__="tolerant_pickle")
+
+
 def read_checkpoint(path: str | Path) -> Any:
+    """A torch file, a safetensors file, or a torch file pickling classes of a package that is not installed."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found (fix: pass an existing file with --ckpt NAME=PATH "
                               f"or drop it to pretrain the small preset)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except (ModuleNotFoundError, AttributeError):
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
 

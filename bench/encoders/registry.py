@@ -25,6 +25,7 @@ ENCODERS.register("d_beta", "baselines.dbeta:build_d_beta")
 ENCODERS.register("ecg_fm", "baselines.ecgfm:build_ecg_fm")
 ENCODERS.register("ecgfounder", "baselines.ecgfounder:build_ecgfounder")
 ENCODERS.register("ecgjepa", "baselines.ecgjepa:build_ecgjepa")
+ENCODERS.register("hubert_ecg", "baselines.hubert_ecg:build_hubert_ecg")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

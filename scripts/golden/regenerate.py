@@ -3,7 +3,8 @@
 Usage (each checkout at the commit named in its model card; nothing of theirs is copied into bench):
 
     python scripts/golden/regenerate.py --stmem /src/ST-MEM --merl /src/MERL-ICML2024 --dbeta /src/D-BETA \
-        --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA [--pythonpath /dir/with/einops] --out tests/golden
+        --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA \
+        --hubert-ecg /src/HuBERT-ECG/code [--pythonpath /dir/with/einops] --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -342,6 +343,66 @@ def ecgjepa(root: Path, out: Path) -> None:
     forget_modules("ecg_jepa", "pos_encoding", "timm")
 
 
+def hubert_ecg(root: Path, out: Path) -> None:
+    """code/hubert_ecg.HuBERTECG (a transformers HubertModel) with pretrain.py's sizes (base, for the parameter
+    count; reduced for the files), saved as the Hugging Face folder's model.safetensors and as the .pt that
+    finetune.py reads (its HuBERTECGConfig pickled inside); inputs through utils.ecg_preprocessing (biosppy's FIR
+    band-pass, [-1, 1] scaling) and dataset.py's encode path (first 5 s, leads concatenated, decimate by 5)."""
+    from scipy import signal as scipy_signal
+
+    for name in ("iterstrat.ml_stratifiers", "torchmetrics.classification", "torcheval.metrics"):  # utils.py's metric
+        stub_module(name, **{attr: None for attr in ("MultilabelStratifiedShuffleSplit", "MultilabelF1Score",  # imports,
+                                                     "MultilabelRecall", "MultilabelPrecision", "MultilabelSpecificity",
+                                                     "MultilabelAUROC", "MulticlassRecall", "MulticlassSpecificity",
+                                                     "MultilabelAUPRC", "MulticlassAUROC", "MulticlassAccuracy",
+                                                     "MulticlassAUPRC")})  # unused here
+    for name in ("biosppy", "biosppy.signals"):  # biosppy/__init__ imports its plotting stack; tools.py needs none of it
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(Path(p) / name.replace(".", "/")) for p in sys.path
+                               if (Path(p) / name.replace(".", "/")).is_dir()][:1]
+            sys.modules[name] = module
+    sys.path.insert(0, str(root))
+    from hubert_ecg import HuBERTECG, HuBERTECGConfig
+    from utils import ecg_preprocessing
+
+    conv = dict(conv_kernel=(10, 3, 3, 2, 2), conv_stride=(4, 2, 2, 2, 2))
+    base = HuBERTECG(HuBERTECGConfig(ensemble_length=1, vocab_sizes=[100], hidden_size=768, num_hidden_layers=12,
+                                     num_attention_heads=12, intermediate_size=3072, classifier_proj_size=256,
+                                     mask_time_prob=0.33, mask_time_length=1, conv_dim=(512,) * 5, **conv))
+    config = HuBERTECGConfig(ensemble_length=1, vocab_sizes=[12], hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, classifier_proj_size=16, mask_time_prob=0.33, mask_time_length=1,
+                             conv_dim=(16,) * 5, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, **conv)
+    model = HuBERTECG(config).eval()
+    randomise(model, 7)
+    folder = out / "hubert_ecg"
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder / "hf")  # the Hugging Face folder's form
+    (folder / "model.safetensors").write_bytes((folder / "hf" / "model.safetensors").read_bytes())
+    for extra in (folder / "hf").iterdir():
+        extra.unlink()
+    (folder / "hf").rmdir()
+    torch.save({"global_step": 1, "model_config": model.config, "model_state_dict": model.state_dict(),
+                "pretraining_vocab_sizes": [12]}, folder / "hubert_ecg_small.pt")  # pretrain.py's checkpoint
+    x = signals()
+    inputs = []
+    for record in x:
+        data = ecg_preprocessing(record.astype(np.float64), 500)[:, :2500]  # the stored .npy, then encode mode
+        data = np.where(np.isnan(data), data[~np.isnan(data)].mean(), data).reshape(-1)
+        inputs.append(scipy_signal.decimate(data, 5))
+    with torch.no_grad():
+        emb = model(torch.from_numpy(np.stack(inputs).copy()).float()).last_hidden_state.mean(dim=1)
+    save_case(folder, {"method": "hubert_ecg", "fs": 500,
+                       "options": {"preset": "official", "hidden": 32, "layers": 2, "heads": 2, "ffn": 64, "proj": 16,
+                                   "conv_dim": [16] * 5, "pos_conv": 16, "pos_groups": 4},
+                       "files": ["model.safetensors", "hubert_ecg_small.pt"],
+                       "upstream_official_params": sum(p.numel() for n, p in base.named_parameters()
+                                                       if not n.startswith(("final_proj.", "label_embedding.")))},
+              {"signals": x, "embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("hubert_ecg", "utils", "biosppy", "iterstrat", "torchmetrics", "torcheval")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stmem", type=Path)
@@ -349,6 +410,7 @@ def main() -> None:
     ap.add_argument("--dbeta", type=Path)
     ap.add_argument("--ecgfounder", type=Path)
     ap.add_argument("--ecgjepa", type=Path)
+    ap.add_argument("--hubert-ecg", type=Path, help="HuBERT-ECG/code (needs biosppy on --pythonpath)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     args = ap.parse_args()
@@ -365,6 +427,8 @@ def main() -> None:
         ecgfounder(args.ecgfounder, args.out)
     if args.ecgjepa:
         ecgjepa(args.ecgjepa, args.out)
+    if args.hubert_ecg:
+        hubert_ecg(args.hubert_ecg, args.out)
 
 
 if __name__ == "__main__":
