@@ -50,7 +50,7 @@ class HashingTextTower(TextTower):
         return self.out(bag)
 
 
-POOLINGS = ("mean", "cls", "pooler", "first_unpadded")
+POOLINGS = ("mean", "cls", "pooler", "first_unpadded", "bos_causal_last")
 
 
 class HFTextTower(TextTower):
@@ -58,7 +58,10 @@ class HFTextTower(TextTower):
 
     Pooling: 'mean' over tokens (sentence-transformers), 'cls' (first hidden state), 'pooler' (the
     model's ``pooler_output``, as MERL embeds prompts), 'first_unpadded' (first hidden state of each
-    text run alone without an attention mask, as D-BETA runs its T5 encoder).
+    text run alone without an attention mask, as D-BETA runs its T5 encoder), 'bos_causal_last' (MELP's
+    MELPModel._tokenize / _encode_text: a [BOS] token added to the vocabulary, "[BOS] text" padded to
+    ``max_length``, the leading [CLS] moved to the end, the model loaded as a causal LM (BERT with
+    ``is_decoder``) and the last layer's state at that final [CLS] taken).
     """
 
     def __init__(self, path: str | Path, pooling: str = "mean", max_length: int = 256, frozen: bool = True,
@@ -69,11 +72,18 @@ class HFTextTower(TextTower):
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no Hugging Face model here (config.json missing)")
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        loader = T5EncoderModel if encoder_only_t5 else AutoModel
-        self.model = loader.from_pretrained(path, local_files_only=True)
         if pooling not in POOLINGS:
             raise ValueError(f"unknown text pooling {pooling!r}; choose from {POOLINGS}")
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        if pooling == "bos_causal_last":
+            from transformers import AutoModelForCausalLM
+
+            self.tokenizer.add_special_tokens({"bos_token": "[BOS]"})
+            self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, is_decoder=True)
+            self.model.resize_token_embeddings(len(self.tokenizer))
+        else:
+            loader = T5EncoderModel if encoder_only_t5 else AutoModel
+            self.model = loader.from_pretrained(path, local_files_only=True)
         self.dim = getattr(self.model.config, "hidden_size", None) or self.model.config.d_model
         self.pooling, self.max_length = pooling, max_length
         self.frozen, self.lowercase, self.source = frozen, lowercase, str(path)
@@ -86,6 +96,8 @@ class HFTextTower(TextTower):
 
     def _run(self, texts: list[str]) -> torch.Tensor:
         device = next(self.model.parameters()).device
+        if self.pooling == "bos_causal_last":
+            return self._run_bos_causal_last(texts, device)
         if self.pooling == "first_unpadded":
             rows = [self.tokenizer([t], truncation=True, max_length=self.max_length, return_tensors="pt").input_ids.to(device)
                     for t in texts]
@@ -99,6 +111,14 @@ class HFTextTower(TextTower):
             return out[:, 0]
         m = batch["attention_mask"].unsqueeze(-1).to(out.dtype)
         return (out * m).sum(1) / m.sum(1).clamp_min(1)
+
+    def _run_bos_causal_last(self, texts: list[str], device: torch.device) -> torch.Tensor:
+        batch = self.tokenizer([f"[BOS] {t}" for t in texts], truncation=True, max_length=self.max_length,
+                               padding="max_length", return_tensors="pt").to(device)
+        last = torch.full((len(texts), 1), self.tokenizer.cls_token_id, device=device)
+        ids = torch.cat([batch["input_ids"][:, 1:], last], dim=1)
+        mask = torch.cat([batch["attention_mask"][:, 1:], torch.ones_like(last)], dim=1)
+        return self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1][:, -1]
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         texts = [t.lower() if self.lowercase else t for t in texts]
@@ -124,11 +144,14 @@ def minilm_path() -> Path:
 
 
 def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool = True, dim: int = 64,
-                     max_length: int = 256, pooling: str | None = None, lowercase: bool | None = None) -> TextTower | None:
+                     max_length: int | None = None, pooling: str | None = None, lowercase: bool | None = None) -> TextTower | None:
     """``kind``: 'minilm' (offline default), 'medcpt' (MERIT/MERL; local path or MEDCPT_PATH), 't5' (D-BETA's
-    flan-t5-base encoder; local path or FLAN_T5_PATH), 'hf' (any local path), 'hashing' (tests), 'none'."""
+    flan-t5-base encoder; local path or FLAN_T5_PATH), 'heart_bert' (MELP's causal BERT; local path or
+    HEART_BERT_PATH), 'hf' (any local path), 'hashing' (tests), 'none'."""
     if kind == "none":
         return None
+    if max_length is None:
+        max_length = 128 if kind == "heart_bert" else 256  # MELP's max_seq_len; the position of its final [CLS]
     if kind == "t5":
         path = path or os.environ.get("FLAN_T5_PATH")
         if not path or not Path(path).is_dir():
@@ -147,8 +170,15 @@ def build_text_tower(kind: str = "minilm", path: str | None = None, frozen: bool
             raise FileNotFoundError(f"MedCPT-Query-Encoder not found at {path!r} (fix: download ncbi/MedCPT-Query-Encoder "
                                     f"and set encoder.text.path=/path or MEDCPT_PATH; or use encoder.text.kind=minilm)")
         return HFTextTower(path, pooling=pooling or "cls", max_length=max_length, frozen=frozen, lowercase=bool(lowercase))
+    if kind == "heart_bert":
+        path = path or os.environ.get("HEART_BERT_PATH")
+        if not path or not Path(path).is_dir():
+            raise FileNotFoundError(f"heart_bert not found at {path!r} (fix: download fuyingw/heart_bert and set "
+                                    f"encoder.text.path=/path or HEART_BERT_PATH; or use encoder.text.kind=minilm)")
+        return HFTextTower(path, pooling=pooling or "bos_causal_last", max_length=max_length,
+                           frozen=frozen, lowercase=True if lowercase is None else lowercase)
     if kind == "hf":
         if not path:
             raise FileNotFoundError("text.kind=hf needs text.path=/local/model/folder")
         return HFTextTower(path, pooling=pooling or "mean", max_length=max_length, frozen=frozen, lowercase=bool(lowercase))
-    raise ValueError(f"unknown text tower '{kind}': choose minilm, medcpt, t5, hf, hashing or none")
+    raise ValueError(f"unknown text tower '{kind}': choose minilm, medcpt, t5, heart_bert, hf, hashing or none")

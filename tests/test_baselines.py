@@ -209,3 +209,20 @@ def test_released_pt_with_an_uninstalled_config_class_is_read():
     blob = read_checkpoint(Path(__file__).parent / "golden" / "hubert_ecg" / "hubert_ecg_small.pt")
     assert isinstance(blob["model_config"], ForeignObject) and blob["model_config"].hidden_size == 32
     assert blob["pretraining_vocab_sizes"] == [12] and "encoder.layer_norm.weight" in blob["model_state_dict"]
+
+
+def test_melp_beat_alignment_prefers_matching_sentences():
+    from baselines.melp import beat_alignment, report_sentences
+
+    assert report_sentences("sinus rhythm. normal ecg. ") == ["sinus rhythm", "normal ecg"]
+    torch.manual_seed(0)
+    queries = torch.randn(3, 4, 8)
+    matched = [queries[i, :2] + 0.01 * torch.randn(2, 8) for i in range(3)]  # each report's sentences = its ECG's beats
+    shuffled = [matched[1], matched[2], matched[0]]
+    t = (4.0, 5.0, 10.0)
+    assert beat_alignment(queries, matched, t) < beat_alignment(queries, shuffled, t)
+    enc = create_encoder("melp", preset="tiny").train()
+    losses = enc.pretraining_losses(torch.randn(3, 12, enc.spec.n_samples), ["a. b", "c", "d. e. f"])
+    assert set(losses) == {"rhythm", "beat", "loss"} and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert enc.proj_contrast.grad is not None and enc.sent_proj.weight.grad is not None

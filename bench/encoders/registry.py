@@ -26,6 +26,7 @@ ENCODERS.register("ecg_fm", "baselines.ecgfm:build_ecg_fm")
 ENCODERS.register("ecgfounder", "baselines.ecgfounder:build_ecgfounder")
 ENCODERS.register("ecgjepa", "baselines.ecgjepa:build_ecgjepa")
 ENCODERS.register("hubert_ecg", "baselines.hubert_ecg:build_hubert_ecg")
+ENCODERS.register("melp", "baselines.melp:build_melp")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

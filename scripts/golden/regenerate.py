@@ -4,7 +4,8 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
 
     python scripts/golden/regenerate.py --stmem /src/ST-MEM --merl /src/MERL-ICML2024 --dbeta /src/D-BETA \
         --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA \
-        --hubert-ecg /src/HuBERT-ECG/code [--pythonpath /dir/with/einops] --out tests/golden
+        --hubert-ecg /src/HuBERT-ECG/code \
+        --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -403,6 +404,118 @@ def hubert_ecg(root: Path, out: Path) -> None:
     forget_modules("hubert_ecg", "utils", "biosppy", "iterstrat", "torchmetrics", "torcheval")
 
 
+def fairseq_signals_backbone(root: Path):
+    """fairseq-signals' wav2vec 2.0 (fuying-wang's fork that MELP installs); its dataclass configs hold other
+    dataclasses as defaults, which Python >= 3.11 refuses unless they are hashable, so they are made so."""
+    import dataclasses
+
+    sys.path.insert(0, str(root))
+    original = dataclasses.dataclass
+
+    def hashable(cls=None, /, **kw):
+        def wrap(c):
+            if c.__module__.startswith("fairseq_signals_backbone"):
+                kw.setdefault("unsafe_hash", True)
+            return original(c, **kw)
+        return wrap(cls) if cls is not None else wrap
+
+    dataclasses.dataclass = hashable
+    try:
+        from fairseq_signals_backbone.models.wav2vec2.wav2vec2_cmsc import Wav2Vec2CMSCConfig, Wav2Vec2CMSCModel
+    finally:
+        dataclasses.dataclass = original
+    return Wav2Vec2CMSCConfig, Wav2Vec2CMSCModel
+
+
+def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
+    """MELP's own methods run on stand-ins holding its attributes (MELPModel and ECGFMModel are Lightning modules
+    whose constructors download heart_bert): ECGFMModel._encode_ecg / ext_ecg_emb on fairseq-signals'
+    Wav2Vec2CMSCModel with backbone/transformer.AttentionalPooler, MELPModel._tokenize / _encode_text on a causal
+    BERT with [BOS] added (the tiny stand-in of heart_bert); finetune_dataset.py's PTB-XL input; the file is the
+    Lightning checkpoint's form ({'state_dict': MELPModel state})."""
+    from torch import nn
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config_cls, w2v_cls = fairseq_signals_backbone(fsb)
+    for name, attrs in {"melp.models.base_pretrain_model": {"BasePretrainModel": nn.Module},
+                        "melp.models.merl_model": {"MERLModel": nn.Module}, "melp.utils.openclip_loss": {"ClipLoss": None, "CoCaLoss": None},
+                        "melp.backbone.resnet1d": dict.fromkeys(("ResNet18", "ResNet34", "ResNet50", "ResNet101")),
+                        "melp.backbone.modeling_finetune": {}, "melp.paths": {"ECGFM_PATH": ""}, "ot": {}, "ipdb": {},
+                        "timm.models": {"create_model": None}, "timm.models.layers": {"Mlp": None},
+                        "torchvision.ops.misc": {"FrozenBatchNorm2d": None}}.items():
+        stub_module(name, **attrs)
+    for name in ("melp", "melp.backbone", "melp.models"):  # their __init__ files import the training stack
+        sys.modules[name].__path__ = [str(root / "src" / name.replace(".", "/"))]
+    from melp.backbone.transformer import AttentionalPooler
+    from melp.models.ecgfm_model import ECGFMModel
+    from melp.models.melp_model import MELPModel
+
+    def w2v(layers: int, width: int, heads: int, ffn: int, **small):
+        return w2v_cls(config_cls(apply_mask=True, mask_prob=0.65, quantize_targets=True, final_dim=256 if not small else 16,
+                                  dropout_input=0.1, dropout_features=0.1, feature_grad_mult=0.1, encoder_embed_dim=width,
+                                  encoder_attention_heads=heads, in_d=12, encoder_layers=layers, encoder_ffn_embed_dim=ffn, **small))
+
+    def ecg_side(encoder, proj: int, heads: int, queries: int, caption: int) -> nn.Module:
+        side = nn.Module()  # ECGFMModel's attributes, under its names
+        side.ecg_encoder, width = encoder, encoder.cfg.encoder_embed_dim
+        side.use_attentional_pool_contrast = side.use_attentional_pool_caption = True
+        side.attn_pool_contrast = AttentionalPooler(d_model=proj, context_dim=width, n_head=heads, n_queries=queries)
+        side.ln_contrast = nn.LayerNorm(proj)
+        side.proj_contrast = nn.Parameter(width ** -0.5 * torch.randn(proj, proj))
+        side.head = nn.Sequential()
+        side.attn_pool_caption = AttentionalPooler(d_model=caption, context_dim=width, n_head=heads, n_queries=8)
+        side.ln_caption = nn.LayerNorm(caption)
+        side.logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07))
+        side.bn = nn.BatchNorm1d(width, affine=False)
+        return side
+
+    official = ecg_side(w2v(8, 768, 12, 3072), 256, 8, 13, 768)
+    small = dict(conv_feature_layers="[(32, 2, 2)] * 4", conv_pos=8, conv_pos_groups=2, latent_dim=0, latent_vars=8)
+    model = nn.Module()  # MELPModel's attributes
+    model.ecg_encoder = ecg_side(w2v(2, 32, 2, 64, **small), 16, 2, 4, 32)
+    model.tokenizer = AutoTokenizer.from_pretrained(text["bert"])  # init_text_encoder
+    model.tokenizer.add_special_tokens({"bos_token": "[BOS]"})
+    model.tokenizer.eos_token_id = model.tokenizer.convert_tokens_to_ids("[SEP]")
+    tokenizer = model.tokenizer  # transformers 5 dropped batch_encode_plus; it was the same call as __call__
+    tokenizer.batch_encode_plus = lambda batch_text_or_text_pairs, **kw: tokenizer(batch_text_or_text_pairs, **kw)
+    model.lm_model = AutoModelForCausalLM.from_pretrained(text["bert"], is_decoder=True)
+    model.lm_model.resize_token_embeddings(len(model.tokenizer))
+    model.proj_t = nn.Sequential(nn.Linear(32, 16), nn.GELU(), nn.Linear(16, 16))
+    model.sent_proj, model.text_decoder = nn.Linear(32, 16), nn.Linear(16, 16)
+    model.logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07))
+    model.text_encoder_name, model.max_seq_len = "fuyingw/heart_bert", 128
+    model.eval()
+    randomise(model, 8)
+    folder = out / "melp"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 0, "state_dict": model.state_dict(), "hyper_parameters": {"text_encoder_name": "fuyingw/heart_bert"}},
+               folder / "melp_lightning.ckpt")
+    x = signals()
+    ecg = x[:, :, :5000]
+    ecg = (ecg - ecg.min(axis=(1, 2), keepdims=True)) / (ecg.max(axis=(1, 2), keepdims=True) - ecg.min(axis=(1, 2), keepdims=True) + 1e-8)
+    ecg = torch.from_numpy(ecg[:, [0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11]].copy()).float()  # aVL/aVF swapped
+    with torch.no_grad():
+        emb = ECGFMModel.ext_ecg_emb(model.ecg_encoder, ecg)
+        aligned = torch.nn.functional.normalize(ECGFMModel._encode_ecg(model.ecg_encoder, ecg)[0], dim=-1)
+        texts = []
+        for prompt in PROMPTS:  # MERLModel.get_class_emd -> MELPModel.encode_text
+            tokens = MELPModel._tokenize(model, [prompt.lower()])
+            z = MELPModel._encode_text(model, tokens.input_ids, tokens.attention_mask, normalize=True, return_sent_emb=False)[0]
+            texts.append((z / z.norm(dim=-1, keepdim=True)).mean(0))
+    save_case(folder, {"method": "melp", "fs": 500, "prompts": PROMPTS,
+                       "options": {"preset": "official", "conv_dim": 32, "width": 32, "depth": 2, "heads": 2, "ffn": 64,
+                                   "conv_pos": 8, "conv_pos_groups": 2, "proj": 16, "queries": 4, "pool_heads": 2,
+                                   "proj_hidden": 16, "text": {"kind": "heart_bert", "path": "text/bert"}},
+                       "files": ["melp_lightning.ckpt"],
+                       "upstream_official_params": sum(p.numel() for m in (official.ecg_encoder, official.attn_pool_contrast,
+                                                                           official.ln_contrast) for n, p in m.named_parameters()
+                                                       if not n.startswith(("quantizer.", "project_q.", "final_proj.", "mask_emb")))
+                       + official.proj_contrast.numel()},
+              {"signals": x, "embedding": emb.numpy(), "aligned": aligned.numpy(), "text": torch.stack(texts).numpy()})
+    sys.path.remove(str(fsb))
+    forget_modules("melp", "fairseq_signals_backbone", "ot", "ipdb", "timm", "torchvision")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stmem", type=Path)
@@ -411,6 +524,8 @@ def main() -> None:
     ap.add_argument("--ecgfounder", type=Path)
     ap.add_argument("--ecgjepa", type=Path)
     ap.add_argument("--hubert-ecg", type=Path, help="HuBERT-ECG/code (needs biosppy on --pythonpath)")
+    ap.add_argument("--melp", type=Path, help="MELP checkout (with --fairseq-signals-backbone)")
+    ap.add_argument("--fairseq-signals-backbone", type=Path, help="fuying-wang/fairseq-signals/src")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     args = ap.parse_args()
@@ -429,6 +544,8 @@ def main() -> None:
         ecgjepa(args.ecgjepa, args.out)
     if args.hubert_ecg:
         hubert_ecg(args.hubert_ecg, args.out)
+    if args.melp:
+        melp(args.melp, args.fairseq_signals_backbone, args.out, text)
 
 
 if __name__ == "__main__":
