@@ -34,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CPU_SMALL = ["merit", "merit_mse", "merit_cma", "merit_ib", "stmem", "merl", "d_beta", "ecg_fm", "ecgfounder", "signal_stats"]
+CPU_SMALL = ["merit", "merit_mse", "merit_cma", "merit_ib", "stmem", "merl", "d_beta", "ecg_fm", "ecgfounder", "ecgjepa", "hubert_ecg",
+             "melp", "signal_stats"]
 PHRASES = ["sinus rhythm", "atrial fibrillation", "left bundle branch block", "normal ECG", "ST elevation", "sinus bradycardia"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -134,3 +135,17 @@ def test_registry_lists_merit_variants_and_the_installed_plugin():
 def test_unknown_encoder_lists_available():
     with pytest.raises(KeyError, match="Unknown encoder 'merrit'. Available: .*merit"):
         create_encoder("merrit")
+
+
+def test_contract_fields_that_change_inputs_change_its_key_and_defaults_keep_old_keys():
+    from bench.data.contract import InputContract
+
+    base = InputContract(100.0, 1000)
+    assert "decimate" not in base.as_dict()  # a field added later is keyed only when set: published keys hold
+    variants = [dict(decimate=5), dict(filters=(("fir_bandpass", [0.05, 47.0], 150),)), dict(scale="minmax_lead_pm1"),
+                dict(filters=(("fir_bandpass", [0.05, 40.0], 150),)), dict(view_layout="ncrop", view_samples=500)]
+    keys = {InputContract(100.0, 1000, **v).key() for v in variants}
+    assert base.key() not in keys and len(keys) == len(variants)
+    x = np.random.default_rng(0).normal(size=(2, 12, 1000))
+    views = InputContract(100.0, 1000, view_layout="ncrop", view_samples=500, decimate=5, per_view=False).views(x)
+    assert views.shape == (2, 1, 1, 1200)  # first 5 s, 12 leads concatenated, decimated by 5

@@ -165,7 +165,9 @@ class InputContract:
             parts.append("leads " + ",".join(self.leads))
         if self.resample != "poly":
             parts.append(f"{self.resample} resampling")
-        if self.view_layout != "whole":
+        if self.view_layout == "ncrop" and self.n_views == 1:
+            parts.append(f"the first {self.view_samples} samples")
+        elif self.view_layout != "whole":
             parts.append(f"{self.n_views if self.view_layout == 'ncrop' else 'all'} {self.view_layout} views of "
                          f"{self.view_samples}, embeddings averaged")
         for btype, cutoff, order in self.filters:
