@@ -39,6 +39,7 @@ from torch import nn
 from baselines.ecgfm import IGNORED as W2V_PRETRAINING_KEYS
 from baselines.keys import WEIGHT_NORM_RULES, rename
 from baselines.merl import MIMIC_LEADS
+from baselines.text_side import ProjectedTextSide
 from baselines.wav2vec import W2VBackbone
 from bench.data.contract import InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
@@ -97,7 +98,7 @@ def report_sentences(text: str) -> list[str]:
     return [p for p in parts if p] or [text]
 
 
-class MELP(Encoder):
+class MELP(ProjectedTextSide, Encoder):
     pretraining_only = ("logit_scale", "sent_proj.")
 
     def __init__(self, preset: str = "cpu_small", **overrides: Any):
@@ -149,11 +150,6 @@ class MELP(Encoder):
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         return self.ecg_encoder.encoder(self.ecg_encoder.embed(x))
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        if self.text_tower is None:
-            return super().encode_text(texts)
-        return F.normalize(self.proj_t(self.text_tower(texts)), dim=-1)
-
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
                            rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         if self.text_tower is None or texts is None:
@@ -194,10 +190,6 @@ class MELP(Encoder):
     def missing_hint(self, missing: list[str]) -> str:
         return ("pass MELP's Lightning checkpoint ({'state_dict': MELPModel state}) with encoder.preset=official; for "
                 "embeddings without the text side set encoder.text.kind=none")
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        frozen = self.text_tower is not None and self.text_tower.frozen
-        return {k: v for k, v in self.state_dict().items() if not (frozen and k.startswith("text_tower."))}
 
 
 def build_melp(**config: Any) -> MELP:

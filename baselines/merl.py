@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.keys import VIT_BLOCK_RULES, rename, strip_prefix
+from baselines.text_side import ProjectedTextSide
 from bench.data.contract import InputContract
 from bench.data.leads import STANDARD_LEADS
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
@@ -137,7 +138,7 @@ class ConvPatchViT(nn.Module):
         return self.norm(self.tokens(x).mean(1))
 
 
-class MERL(Encoder):
+class MERL(ProjectedTextSide, Encoder):
     def __init__(self, preset: str = "cpu_small", **overrides: Any):
         super().__init__()
         self.preset, self.config = preset, resolve_preset("MERL", PRESETS, preset, overrides, DEFAULTS)
@@ -197,11 +198,6 @@ class MERL(Encoder):
             return self.ecg_encoder.features(x).transpose(1, 2)
         return self.ecg_encoder.norm(self.ecg_encoder.tokens(x))
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        if self.text_tower is None:
-            return super().encode_text(texts)
-        return F.normalize(self.proj_t(self.text_tower(texts)), dim=-1)
-
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
                            rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         if self.text_tower is None:
@@ -243,10 +239,6 @@ class MERL(Encoder):
             return ("this file holds the ECG encoder only; zero-shot needs MERL's projection heads and fine-tuned text "
                     "model from *_final_total.pth (or *_ckpt.pth); for embeddings alone set encoder.text.kind=none")
         return "use a MERL file of the same backbone (encoder.preset=official for vit_tiny, official_resnet18 for ResNet18)"
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        frozen = self.text_tower is not None and self.text_tower.frozen
-        return {k: v for k, v in self.state_dict().items() if not (frozen and k.startswith("text_tower."))}
 
 
 def build_merl(**config: Any) -> MERL:
