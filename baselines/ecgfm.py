@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from baselines.keys import WEIGHT_NORM_RULES, rename, strip_prefix
+from baselines.keys import strip_prefix
 from bench.data.contract import InputContract
-from baselines.wav2vec import W2VBackbone
+from baselines.wav2vec import W2VBackbone, backbone_from_fairseq
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import info_nce, masked_mean
 from bench.encoders.randomness import StepRandom
@@ -36,8 +36,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                  n_samples=1000),
 }
 DEFAULTS = dict(cmsc_temperature=0.1, lead_mask_p=0.5, mask_p=0.65, text=None)
-# Official pretraining-only keys (quantiser, targets); the fine-tuned file's classifier is ``proj.*``.
-IGNORED = ("quantizer.", "project_q.", "final_proj.", "proj.", "project_inp.", "target_glu.", "layer_norm_target.")
 
 
 class ECGFM(Encoder):
@@ -101,8 +99,7 @@ class ECGFM(Encoder):
             state = strip_prefix(state, "w2v_model.")
         if any(k.startswith("backbone.") for k in state):
             return dict(state)
-        out = rename(state, WEIGHT_NORM_RULES, ignore=IGNORED + ("mask_emb",))
-        out = {("backbone." + k): v for k, v in out.items()}
+        out = backbone_from_fairseq(state, "backbone.")  # the fine-tuned file's classifier is proj.*, dropped there
         if "mask_emb" in state:
             out["mask_emb"] = state["mask_emb"]
         return out

@@ -171,8 +171,8 @@ class ECGJEPA(Encoder):
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
-        return EncoderSpec("ecgjepa", c["width"], c["fs"], c["n_samples"], leads=JEPA_LEADS,
-                           n_params=sum(p.numel() for p in self.encoder.parameters()), extra={"preset": self.preset},
+        return EncoderSpec("ecgjepa", c["width"], c["fs"], c["n_samples"], leads=JEPA_LEADS, n_params=self.n_params(),
+                           extra={"preset": self.preset},
                            contract=self._contract)
 
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:

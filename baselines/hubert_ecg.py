@@ -123,7 +123,7 @@ class HuBERTECG(Encoder):
     # Pretraining -----------------------------------------------------------------------------
     def _frames(self, flat: torch.Tensor, n_frames: int) -> torch.Tensor:
         """[B, samples] -> [B, n_frames, statistics]: each token's receptive stride of the input, summarised."""
-        stride = len(flat[0]) // n_frames
+        stride = flat.shape[-1] // n_frames
         return frame_statistics(flat[:, :n_frames * stride].reshape(flat.shape[0], n_frames, stride))
 
     @torch.no_grad()
@@ -131,9 +131,10 @@ class HuBERTECG(Encoder):
         from sklearn.cluster import KMeans
 
         flat = stats.reshape(-1, stats.shape[-1]).double()
-        self.feature_mean.copy_(flat.mean(0))
-        self.feature_std.copy_(flat.std(0).clamp_min(1e-6))
-        z = ((flat - flat.mean(0)) / flat.std(0).clamp_min(1e-6)).cpu().numpy()
+        mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+        z = ((flat - mean) / std).cpu().numpy()
         k = min(self.config["vocab_size"], len(np.unique(z.round(6), axis=0)))
         fitted = KMeans(k, n_init=1, random_state=0).fit(z).cluster_centers_
         self.centroids.zero_().add_(1e6)
@@ -161,7 +162,6 @@ class HuBERTECG(Encoder):
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
         if any(k.startswith("hubert.") for k in state):
             return dict(state)
-        self.file_form = "pretrained"
         return rename(state, WEIGHT_NORM_TO_PARAMETRIZED, prefix="hubert.", ignore=IGNORED)
 
     def missing_hint(self, missing: list[str]) -> str:

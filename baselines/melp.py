@@ -36,11 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.ecgfm import IGNORED as W2V_PRETRAINING_KEYS
-from baselines.keys import WEIGHT_NORM_RULES, rename
 from baselines.merl import MIMIC_LEADS
 from baselines.text_side import ProjectedTextSide
-from baselines.wav2vec import W2VBackbone
+from baselines.wav2vec import W2VBackbone, backbone_from_fairseq
 from bench.data.contract import InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.randomness import StepRandom
@@ -131,10 +129,13 @@ class MELP(ProjectedTextSide, Encoder):
         return sum(p.numel() for m in (self.ecg_encoder, self.attn_pool_contrast, self.ln_contrast) for p in m.parameters()) + \
             self.proj_contrast.numel()
 
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 12, S] -> the wav2vec frame features [B, T, width] (features_only, no mask)."""
+        return self.ecg_encoder.encoder(self.ecg_encoder.embed(x))
+
     def _queries(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 12, S] -> the pooled queries after ln_contrast [B, Q, proj]."""
-        features = self.ecg_encoder.encoder(self.ecg_encoder.embed(x))
-        return self.ln_contrast(self.attn_pool_contrast(features))
+        return self.ln_contrast(self.attn_pool_contrast(self._features(x)))
 
     def encode_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         q = self._queries(x)
@@ -148,7 +149,7 @@ class MELP(ProjectedTextSide, Encoder):
         return z if aligned else emb
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ecg_encoder.encoder(self.ecg_encoder.embed(x))
+        return self._features(x)
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
                            rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
@@ -165,25 +166,20 @@ class MELP(ProjectedTextSide, Encoder):
         return {"rhythm": rhythm, "beat": beat, "loss": rhythm + self.config["beat_weight"] * beat}
 
     def remap_state_dict(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        if not any(k.startswith("ecg_encoder.ecg_encoder.") for k in state):
+        backbone = "ecg_encoder.ecg_encoder."
+        if not any(k.startswith(backbone) for k in state):
             return dict(state)  # one of ours
-        out: dict[str, Any] = {}
+        out = backbone_from_fairseq({k[len(backbone):]: v for k, v in state.items() if k.startswith(backbone)}, "ecg_encoder.")
         for key, value in state.items():
-            if key.startswith("ecg_encoder.ecg_encoder."):
-                inner = rename({key[len("ecg_encoder.ecg_encoder."):]: value}, WEIGHT_NORM_RULES,
-                               ignore=W2V_PRETRAINING_KEYS + ("mask_emb",))
-                out.update({"ecg_encoder." + k: v for k, v in inner.items()})
-            elif key.startswith("ecg_encoder."):
+            if key.startswith(backbone) or key.startswith(TOP_NOT_LOADED) or key.endswith("position_ids"):
+                continue
+            if key.startswith("ecg_encoder."):
                 if not key[len("ecg_encoder."):].startswith(NOT_LOADED):
                     out[key[len("ecg_encoder."):]] = value
-            elif key.startswith(TOP_NOT_LOADED) or key.endswith("position_ids"):
-                continue
             elif key.startswith("lm_model."):
                 if self.text_tower is not None:
                     out["text_tower.model." + key[len("lm_model."):]] = value
-            elif key.startswith("proj_t.") and self.text_tower is None:
-                continue
-            else:
+            elif not (key.startswith("proj_t.") and self.text_tower is None):
                 out[key] = value
         return out
 

@@ -11,9 +11,22 @@ from __future__ import annotations
 
 import math
 
+from typing import Any, Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from baselines.keys import WEIGHT_NORM_RULES, rename
+
+# fairseq-signals wav2vec 2.0 keys that only pretraining or a classifier reads (quantiser, targets, heads, mask token)
+FAIRSEQ_PRETRAINING_KEYS = ("quantizer.", "project_q.", "final_proj.", "proj.", "project_inp.", "target_glu.",
+                            "layer_norm_target.", "mask_emb")
+
+
+def backbone_from_fairseq(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """A fairseq-signals Wav2Vec2(CMSC)Model state as W2VBackbone keys under ``prefix`` (pretraining keys dropped)."""
+    return rename(state, WEIGHT_NORM_RULES, prefix=prefix, ignore=FAIRSEQ_PRETRAINING_KEYS)
 
 
 class WeightNormConv1d(nn.Module):
