@@ -3,6 +3,7 @@ through `bench embed`'s code path and give upstream's outputs (fixtures: scripts
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from bench.encoders.checkpoint import CheckpointError
 from bench.encoders.loading import load_encoder
 
 GOLDEN = Path(__file__).parent / "golden"
+_SPEC = importlib.util.spec_from_file_location("golden_synthetic", Path(__file__).parents[1] / "scripts" / "golden" / "synthetic.py")
+SYNTHETIC = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(SYNTHETIC)  # the records the fixtures were computed on (shared with the regeneration script)
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "case.json").is_file())
 TOLERANCE = 1e-5  # max |ours - upstream| / max |upstream|
 
@@ -23,8 +27,10 @@ def _case(name: str) -> tuple[dict, dict]:
     text = case["options"].get("text")
     if text and "path" in text:
         case["options"]["text"] = {**text, "path": str(GOLDEN / text["path"])}
+    records = SYNTHETIC.signals()
+    assert SYNTHETIC.signals_sha256(records) == case["signals_sha256"], "the synthetic records differ from the fixture's"
     with np.load(GOLDEN / name / "expected.npz") as z:
-        return case, {k: z[k] for k in z.files}
+        return case, {"signals": records, **{k: z[k] for k in z.files}}
 
 
 def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:

@@ -11,8 +11,9 @@ For each repository it builds the official model classes from that checkout in a
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
 saves the checkpoint in every file form that repository's training script writes, and records
 upstream's outputs on a few synthetic millivolt records, with upstream's own preprocessing, and on a
-few prompt lines: ``<name>/expected.npz`` (signals, fs, embedding, aligned, text) plus ``case.json``
-(the bench options that describe the reduced model and which file forms to load).
+few prompt lines: ``<name>/expected.npz`` (embedding, aligned, text) plus ``case.json`` (the bench options that
+describe the reduced model, which file forms to load, and the hash of the records, which
+scripts/golden/synthetic.py generates for this script and the tests alike).
 
 The text towers are tiny Hugging Face models written here (a BERT for MERL, a T5 encoder for D-BETA)
 sharing one small word-piece vocabulary built from the prompts, because the real MedCPT / flan-t5
@@ -30,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthetic import SEED, signals, signals_sha256  # scripts/golden/synthetic.py, shared with the tests
 
 PROMPTS = ["Atrial fibrillation with rapid ventricular response", "normal sinus rhythm",
            "Left bundle branch block", "ST elevation in anterior leads"]
-SEED = 20261123
 
 
 def randomise(model: torch.nn.Module, seed: int) -> None:
@@ -48,22 +49,6 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
                 b.copy_(torch.rand(b.shape, generator=g) + 0.5)
             elif name.endswith("running_mean"):
                 b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-
-
-def signals(n: int = 3, fs: int = 500, seconds: int = 10) -> np.ndarray:
-    """Synthetic millivolt ECG-like records [n, 12, fs * seconds]: beats, baseline wander, noise."""
-    rng = np.random.default_rng(SEED)
-    t = np.arange(fs * seconds) / fs
-    out = []
-    for i in range(n):
-        hr = 60 + 25 * i
-        phase = (t * hr / 60) % 1.0
-        qrs = np.exp(-((phase - 0.3) / 0.015) ** 2)
-        twave = 0.3 * np.exp(-((phase - 0.6) / 0.06) ** 2)
-        gains = rng.normal(1.0, 0.4, 12)[:, None]
-        wander = 0.2 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 6, (12, 1)))
-        out.append(gains * (qrs + twave) + wander + rng.normal(0, 0.03, (12, t.size)))
-    return np.asarray(out, dtype=np.float32)
 
 
 def write_text_models(out: Path) -> dict[str, Path]:
@@ -100,6 +85,8 @@ def forget_modules(*packages: str) -> None:
 
 
 def save_case(folder: Path, case: dict, arrays: dict) -> None:
+    """case.json and upstream's outputs; the input records are regenerated from their hash's generator, not stored."""
+    case = {**case, "signals_sha256": signals_sha256(signals())}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "case.json").write_text(json.dumps(case, indent=2) + "\n")
     np.savez_compressed(folder / "expected.npz", **{k: np.asarray(v) for k, v in arrays.items()})
@@ -137,7 +124,7 @@ def stmem(root: Path, out: Path) -> None:
                        "options": {"preset": "official", "width": 128, "depth": 2, "heads": 2, "mlp": 256,
                                    "dec_width": 32, "dec_depth": 1, "dec_heads": 4},
                        "files": ["encoder.pth", "checkpoint-0.pth"]},
-              {"signals": x, "embedding": np.stack(embs)})
+              {"embedding": np.stack(embs)})
     sys.path.remove(str(root))
     forget_modules("models", "util")
 
@@ -219,7 +206,7 @@ def merl(root: Path, out: Path, text: dict[str, Path]) -> None:
         save_case(folder, {"method": "merl", "fs": 500, "options": options, "prompts": PROMPTS,
                            "files": [f"{name}_final_total.pth", f"{name}_3_ckpt.pth"],
                            "encoder_only_files": [f"{name}_final_encoder.pth"]},
-                  {"signals": x, "embedding": emb.numpy(), "aligned": aligned.numpy(), "text": torch.stack(texts).numpy()})
+                  {"embedding": emb.numpy(), "aligned": aligned.numpy(), "text": torch.stack(texts).numpy()})
     sys.path.remove(str(root / "utils"))
 
 
@@ -262,7 +249,7 @@ def dbeta(root: Path, out: Path, text: dict[str, Path]) -> None:
                                    "text": {"kind": "t5", "path": "text/t5", "pooling": "first_unpadded", "lowercase": True,
                                             "frozen": True}},
                        "files": ["checkpoint_best.pt"]},
-              {"signals": x, "embedding": emb.numpy(), "aligned": emb.numpy(), "text": torch.stack(texts).numpy()})
+              {"embedding": emb.numpy(), "aligned": emb.numpy(), "text": torch.stack(texts).numpy()})
     sys.path.remove(str(root))
 
 
@@ -298,7 +285,7 @@ def ecgfounder(root: Path, out: Path) -> None:
                                    "groups_width": 8, "n_classes": 4},
                        "files": ["12_lead_ECGFounder.pth"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
-              {"signals": x, "embedding": np.stack(embs)})
+              {"embedding": np.stack(embs)})
     sys.path.remove(str(root))
     forget_modules("net1d", "util")
 
@@ -339,7 +326,7 @@ def ecgjepa(root: Path, out: Path) -> None:
                                    "pred_heads": 2},
                        "files": ["multiblock_epoch100.pth"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
-              {"signals": x, "embedding": emb.numpy()})
+              {"embedding": emb.numpy()})
     sys.path.remove(str(root))
     forget_modules("ecg_jepa", "pos_encoding", "timm")
 
@@ -399,7 +386,7 @@ def hubert_ecg(root: Path, out: Path) -> None:
                        "files": ["model.safetensors", "hubert_ecg_small.pt"],
                        "upstream_official_params": sum(p.numel() for n, p in base.named_parameters()
                                                        if not n.startswith(("final_proj.", "label_embedding.")))},
-              {"signals": x, "embedding": emb.numpy()})
+              {"embedding": emb.numpy()})
     sys.path.remove(str(root))
     forget_modules("hubert_ecg", "utils", "biosppy", "iterstrat", "torchmetrics", "torcheval")
 
@@ -511,7 +498,7 @@ def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
                                                                            official.ln_contrast) for n, p in m.named_parameters()
                                                        if not n.startswith(("quantizer.", "project_q.", "final_proj.", "mask_emb")))
                        + official.proj_contrast.numel()},
-              {"signals": x, "embedding": emb.numpy(), "aligned": aligned.numpy(), "text": torch.stack(texts).numpy()})
+              {"embedding": emb.numpy(), "aligned": aligned.numpy(), "text": torch.stack(texts).numpy()})
     sys.path.remove(str(fsb))
     forget_modules("melp", "fairseq_signals_backbone", "ot", "ipdb", "timm", "torchvision")
 
