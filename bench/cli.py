@@ -234,6 +234,9 @@ def run_cmd(ctx: typer.Context,
             allow_contamination: bool = typer.Option(False, "--allow-contamination",
                                                      help="score released checkpoints on datasets inside their declared "
                                                           "training corpora; such rows are tagged contaminated=yes"),
+            allow_label_text: bool = typer.Option(False, "--allow-label-text",
+                                                  help="zero-shot with encoders pretrained on label descriptions "
+                                                       "(pretrain_pool.text=label_text); their rows say pretrain_text=labels"),
             tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)"),
             launcher: Optional[str] = typer.Option(None, help="inprocess, or a Hydra launcher that runs each unit as a job: joblib "
                                                                 "(local pool), submitit_local, submitit_slurm, ray; hydra.launcher.* "
@@ -251,7 +254,8 @@ def run_cmd(ctx: typer.Context,
             raise ConfigError(f"--ckpt expects METHOD=PATH, got {item!r}")
         ckpts[name] = path
     start = time.perf_counter()
-    overrides = _tracking(ctx.args, tracking_uri) + (["run.allow_contamination=true"] if allow_contamination else [])
+    overrides = (_tracking(ctx.args, tracking_uri) + (["run.allow_contamination=true"] if allow_contamination else [])
+                 + (["run.allow_label_text=true"] if allow_label_text else []))
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     config_args = [o for o in overrides if o not in hydra_args]
     planner = Runner(config_args, ckpts=ckpts)

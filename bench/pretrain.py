@@ -59,14 +59,18 @@ class PretrainPool:
     record_ids: list[str]
     folds: list[int] | None = None
     split_hash: str = ""
+    #: the records' text the encoder aligned to: a column of the dataset index (``report``, ``label_text``),
+    #: or ``none`` when the encoder has no text tower and read no text
+    text: str = "none"
 
     @property
     def ids_hash(self) -> str:
         return hashlib.sha256("\n".join(sorted(self.record_ids)).encode()).hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "folds": self.folds, "n": len(self.record_ids), "ids_sha": self.ids_hash,
-                "split_hash": self.split_hash}
+        described = {"dataset": self.dataset, "folds": self.folds, "n": len(self.record_ids), "ids_sha": self.ids_hash,
+                     "split_hash": self.split_hash}
+        return described if self.text == "none" else {**described, "text": self.text}  # text-free checkpoints keep their form
 
 
 @dataclass
@@ -216,22 +220,33 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence
     return PretrainResult(final, history, seconds, seen / seconds if seconds else 0.0, start_epoch)
 
 
-def pool_from_config(index, pool_cfg) -> PretrainPool:
-    """The pretraining pool named by config: records in ``folds`` (all records when folds is null)."""
+PRETRAIN_TEXTS = ("report", "label_text")
+
+
+def pool_from_config(index, pool_cfg, reads_text: bool = True) -> PretrainPool:
+    """The pretraining pool named by config: records in ``folds`` (all records when folds is null), and the
+    text column an encoder with a text tower aligns to (``reads_text``)."""
+    from bench.config import ConfigError
+
     folds = list(pool_cfg.get("folds") or []) or None
     records = index.records
+    text = str(pool_cfg.get("text", "report"))
+    if text not in PRETRAIN_TEXTS:
+        raise ConfigError(f"pretrain_pool.text={text!r}: unknown pretraining text (fix: pretrain_pool.text=report, the record's "
+                          f"own report, or label_text, its label descriptions)")
     if folds is None:
         ids = list(records.index)
     else:
         if records["fold"].isna().all():
             raise ValueError(f"dataset {index.name} has no folds; set pretrain_pool.folds=null to pretrain on all records")
         ids = list(records.index[records["fold"].isin(folds)])
-    return PretrainPool(index.name, ids, folds, index.split_hash())
+    return PretrainPool(index.name, ids, folds, index.split_hash(), text if reads_text else "none")
 
 
 def checkpoint_dir(cfg, method: str, pool: PretrainPool) -> Path:
     preset = cfg.encoder.get("preset", "default")
-    return Path(cfg.paths.cache) / "checkpoints" / f"{method}-{preset}-{pool.dataset}-pool{pool.ids_hash[:8]}-seed{cfg.pretrain.seed}"
+    text = "" if pool.text == "none" else f"-{pool.text}"
+    return Path(cfg.paths.cache) / "checkpoints" / f"{method}-{preset}-{pool.dataset}-pool{pool.ids_hash[:8]}-seed{cfg.pretrain.seed}{text}"
 
 
 def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker | None = None,
@@ -258,8 +273,8 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
         torch.distributed.barrier()  # rank 0 generates / prepares the data first
     reader = open_from_config(cfg)
     index = reader.index
-    pool = pool_from_config(index, cfg.pretrain_pool)
     spec = model.spec
+    pool = pool_from_config(index, cfg.pretrain_pool, reads_text=spec.has_text_tower)
     pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess)))
     prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"),
                        workers=cfg.data.get("workers"), progress=progress and rank == 0)
@@ -269,7 +284,7 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     ids = [r for r in pool.record_ids if r in have]
     pool.record_ids = ids
     signals = Rows(prepared.path / "signals.npy", prepared.rows(ids))  # streamed from the cache, never held whole
-    texts = Texts(index.records.loc[ids, cfg.pretrain_pool.text].fillna("").astype(str).tolist())
+    texts = Texts(index.records.loc[ids, pool.text].fillna("").astype(str).tolist() if pool.text != "none" else [""] * len(ids))
     if tracker is None:
         tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and rank == 0)
     out_dir = checkpoint_dir(cfg, method, pool)

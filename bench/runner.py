@@ -30,7 +30,19 @@ from bench.suites.base import Group, Request, Suite, Unit, UnitResult, content_h
 
 # the provenance tags (Runner.provenance) every aggregate carries over from its units
 UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset", "input_contract", "input",
-                   "corpora", "contaminated")
+                   "corpora", "contaminated", "pretrain_text")
+
+
+def portable_path(path, cache) -> str:
+    """A checkpoint as provenance shows it, never one machine's absolute path: relative to the cache
+    (``cache:checkpoints/...``), or ``external:<file name>`` for a file given with --ckpt (its content hash
+    is the checkpoint_hash beside it)."""
+    from pathlib import Path
+
+    if path is None:
+        return "untrained"
+    path, cache = Path(path).resolve(), Path(cache).resolve()
+    return f"cache:{path.relative_to(cache).as_posix()}" if path.is_relative_to(cache) else f"external:{path.name}"
 
 
 @dataclass
@@ -141,9 +153,10 @@ class Runner:
         base = {"split_hash": index.split_hash(), "code_version": code_version()}
         if handle is None:  # a suite's control without an encoder (e.g. a text-only control)
             return {**base, "checkpoint_hash": "none", "checkpoint": "none", "pool": "none", "preset": "", "input_contract": "none",
-                    "input": "none", "corpora": "none", "contaminated": "no"}
+                    "input": "none", "corpora": "none", "contaminated": "no", "pretrain_text": "none"}
         contract = handle.encoder.contract
-        return {**base, "checkpoint_hash": handle.checkpoint_hash, "checkpoint": str(handle.checkpoint or "untrained"),
+        return {**base, "checkpoint_hash": handle.checkpoint_hash, "checkpoint": portable_path(handle.checkpoint, cfg.paths.cache),
+                "pretrain_text": handle.pretrain_text,
                 "pool": f"{handle.pool_dataset}:{handle.pool_folds}" if handle.pool_dataset else "none",
                 "preset": OmegaConf.to_container(cfg.encoder).get("preset", ""),
                 "input_contract": contract.key(), "input": contract.describe()[:500],

@@ -28,12 +28,20 @@ TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "me
 METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1"}  # the paper's "accuracy" is undefined there, so not set against BAcc
 PROVENANCE = ["checkpoint_hash", "checkpoint", "pool", "preset", "split_hash", "seed", "code_version", "n_boot", "boot_key",
-              "input_contract", "input", "corpora", "contaminated", "unit_set", "low_support"]
+              "input_contract", "input", "corpora", "contaminated", "pretrain_text", "unit_set", "low_support"]
 LOW_SUPPORT_MARK = "†"
 
 
 # a released checkpoint scored on a dataset inside its declared training corpora (--allow-contamination)
 CONTAMINATED_MARK = " ⚠contaminated"
+# an encoder pretrained on the records' label descriptions (pretrain_pool.text=label_text), not their reports
+LABEL_TEXT_MARK = " ‡labels"
+
+
+def row_marks(row) -> str:
+    """The warnings a cell carries after its number: contamination and label-text pretraining."""
+    return ((CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
+            + (LABEL_TEXT_MARK if "labels" in str(row.get("pretrain_text", "")) else ""))
 
 
 class EmptyStore(LookupError):
@@ -97,6 +105,8 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             title = {"zero_shot": "zero-shot — AUC [95% CI] (classes scored/total); F1 / BAcc of top-1 decisions",
                      "transfer": "cross-domain transfer — macro AUROC [95% CI] (classes scored/total); target records "
                                  "without a label in the aligned space are left out"}[suite]
+        if "pretrain_text" in sub and sub["pretrain_text"].astype(str).str.contains("labels").any():
+            title += f";{LABEL_TEXT_MARK} = pretrained on the records' label descriptions, not their reports"
         if kind == "ablation":
             sub = sub[sub["method"].isin(ABLATION)]
         if methods:
@@ -129,7 +139,7 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                         text += f" ({float(row['classes_scored']):.0f}/{float(row['classes_total']):.0f})"
                     if str(row.get("low_support", "")) == "yes":
                         text += LOW_SUPPORT_MARK
-                    cells.loc[meth, col] = text + (CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
+                    cells.loc[meth, col] = text + row_marks(row)
                     values.loc[meth, col] = v
         cells = _mark(cells, values, fmt)
         if with_paper:

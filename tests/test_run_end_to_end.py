@@ -117,3 +117,36 @@ def test_paired_comparison_between_methods(store_root):
     assert "merit - random on demo_ptbxl/super" in result.output and "paired bootstrap p" in result.output
     missing = _run(["compare", "merit", "ecg_fm", "--dataset", "demo_ptbxl", "--task", "super"], store_root)
     assert missing.exit_code == 2 and "no linear aggregate for ecg_fm" in missing.output
+
+
+def test_pretraining_text_is_the_report_and_label_text_is_tagged_marked_and_refused_for_zero_shot(store_root):
+    """The default pretraining text is the record's report; label_text is another checkpoint (another hash, so
+    other unit keys), its rows say pretrain_text=labels and carry the table mark, and zero-shot refuses it
+    unless forced."""
+    from bench.config import load_config
+    from bench.pretrain import run_pretraining
+    from bench.results_store import ResultStore
+    from bench.tables import LABEL_TEXT_MARK
+
+    cfg = load_config(_overrides(store_root), data="demo_ptbxl")
+    assert cfg.pretrain_pool.text == "report"
+    report = run_pretraining(cfg, "merit", progress=False).checkpoint
+    labels = run_pretraining(load_config([*_overrides(store_root), "pretrain_pool.text=label_text"], data="demo_ptbxl"), "merit",
+                             progress=False).checkpoint
+    assert report.parent.name.endswith("-report") and labels.parent.name.endswith("-label_text")
+    assert report.read_bytes() != labels.read_bytes()
+
+    refused = _run(["run", "--suite", "zero_shot", "--methods", "merit", "--tasks", "super", "pretrain_pool.text=label_text"], store_root)
+    assert refused.exit_code == 2 and "not zero-shot" in refused.output and "--allow-label-text" in refused.output
+    forced = _run(["run", "--suite", "zero_shot", "--methods", "merit", "--tasks", "super", "--allow-label-text",
+                   "pretrain_pool.text=label_text"], store_root)
+    assert forced.exit_code == 0, forced.output
+    assert "1 units (1 run" in forced.output  # the report-text unit of test_zero_shot_... is not reused
+    store = ResultStore.from_config(load_config(_overrides(store_root)))
+    tags = {run.data.tags["pretrain_text"] for run in store.finished_units("zero_shot", method="merit").values()}
+    assert tags == {"report", "labels"}
+    for run in store.finished_units("zero_shot", method="merit").values():
+        assert run.data.tags["checkpoint"].startswith("cache:checkpoints/merit-tiny-demo_ptbxl-")  # no machine path
+    table = _run(["table", "zero_shot", "--methods", "merit"], store_root).output
+    merit_row = next(line for line in table.splitlines() if line.startswith("| merit"))
+    assert LABEL_TEXT_MARK.strip() in merit_row and "pretrained on the records' label descriptions" in table

@@ -32,7 +32,8 @@ PERTURBATIONS = {
     "linear": [["preprocess.leads=[I,II,III,aVR,aVL,aVF]"], ["preprocess.nan_window=3"], ["preprocess.crop=center"], ["data.demo.n_records=150"], ["data.demo.seed=1"],
                ["linear.epochs=4"], ["linear.lr=0.01"], ["linear.batch_size=32"], ["linear.weight_decay=0.1"],
                ["linear.standardize=false"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"]],
-    "zero_shot": [["zero_shot.lowercase=false"], ["preprocess.nan_window=3"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"]],
+    "zero_shot": [["zero_shot.lowercase=false"], ["preprocess.nan_window=3"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"],
+                  ["pretrain_pool.text=label_text", "run.allow_label_text=true"]],
 }
 
 

@@ -34,6 +34,8 @@ class EncoderHandle:
     corpora: tuple[str, ...] = ()
     allow_contamination: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    #: what text the encoder was aligned to in pretraining (PRETRAIN_TEXT_TAGS): the row tag ``pretrain_text``
+    pretrain_text: str = "none"
 
     def contaminated(self, identity: str) -> list[str]:
         """The declared training corpora of this (released) checkpoint that contain ``identity``'s records."""
@@ -79,7 +81,22 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
     corpora = () if pool else declared_corpora(method, str(options.get("preset", "")), getattr(encoder, "file_form", None))
     return EncoderHandle(method, encoder.eval(), checkpoint, file_hash(checkpoint), dataset, identity,
                          frozenset(map(str, blob.get("pretrain_record_ids", []))), pool.get("folds"), corpora,
-                         allow_contamination, dict(options))
+                         allow_contamination, dict(options), pretrain_text_tag(pool, encoder.spec.has_text_tower))
+
+
+# bench's pretraining text columns -> the row tag; "labels" rows are marked in tables and refused by zero-shot
+PRETRAIN_TEXT_TAGS = {"report": "report", "label_text": "labels", "none": "none"}
+
+
+def pretrain_text_tag(pool: dict[str, Any], has_text_tower: bool) -> str:
+    """``report`` / ``labels`` / ``none`` for bench's checkpoints; ``released`` for a released file (its model
+    card says what it read); ``unrecorded`` for a bench checkpoint with a text tower from before the text
+    was recorded (then bench's default was the label descriptions)."""
+    if not pool:
+        return "released" if has_text_tower else "none"
+    if "text" in pool:
+        return PRETRAIN_TEXT_TAGS[pool["text"]]
+    return "unrecorded" if has_text_tower else "none"
 
 
 def checkpoint_pool(path: str | Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from bench.config import ConfigError
 from bench.data.errors import DataError
 from bench.data.ptbxl import normalise_code
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
@@ -76,6 +77,11 @@ class ZeroShotSuite(Suite):
         labels = index.task(task).labels
         test = [r for r in labels.index if index.records.at[r, "split"] == zs.eval_split]
         handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), test)
+        if handle.pretrain_text == "labels" and not cfg.run.get("allow_label_text", False):
+            raise ConfigError(f"zero-shot refused for {method}: it was pretrained on the label descriptions of the records "
+                              f"(pretrain_pool.text=label_text, {handle.checkpoint}), so classifying with label prompts is not "
+                              f"zero-shot (fix: pretrain on the reports, pretrain_pool.text=report; or pass --allow-label-text "
+                              f"and the rows say pretrain_text=labels)")
         prompts = class_prompts(list(labels.columns), load_prompts(zs.prompts, zs.lowercase), str(zs.prompts))
         material = {"embedding": ctx.embedding_key(cfg, handle), "labels": frame_hash(labels), "test": ids_hash(test),
                     "prompts": content_hash(prompts), "decision": zs.decision, "seed": seed}
