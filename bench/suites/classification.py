@@ -25,6 +25,7 @@ def unit_result(arrays: dict[str, np.ndarray], classes: Sequence[str], extra: di
     it trained a head: then ``min_train_positives`` is the fewest training positives of a scored class)."""
     scores = classification_scores(arrays["y_true"], arrays["y_score"], classes, y_pred=arrays["y_pred"])
     metrics = {**scores.as_dict(), **(extra or {})}
+    arrays = {**arrays, "classes": np.array(list(classes), dtype=str)}  # so the aggregate can be recomputed from the unit alone
     if "train_positives" in arrays:
         ok = scorable(arrays["y_true"])
         metrics["min_train_positives"] = float(arrays["train_positives"][ok].min()) if ok.any() else float("nan")
@@ -49,6 +50,10 @@ def pooled(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def classification_aggregate(ctx: "Runner", group: Group, results: list[tuple[Unit, UnitResult]],
                              classes: Sequence[str]) -> Aggregate:
+    """Fold means, the pooled macro AUROC and its interval; ``classes`` serve units logged before they stored
+    their own."""
+    stored = results[0][1].arrays.get("classes") if results[0][1].arrays else None
+    classes = [str(c) for c in stored] if stored is not None else list(classes)
     per_unit = [r.metrics for _, r in results]
     p = pooled([r.arrays for _, r in results])
     total = classification_scores(p["y_true"], p["y_score"], classes, y_pred=p["y_pred"])
@@ -62,7 +67,7 @@ def classification_aggregate(ctx: "Runner", group: Group, results: list[tuple[Un
     m.update({"auroc_pooled": total.auroc, "auroc_ci_low": lo, "auroc_ci_high": hi, "n_test": float(len(p["record_ids"])),
               "n_units": float(len(results)), "classes_scored": float(len(total.classes_scored)), "classes_total": float(len(classes))})
     support = [u["min_train_positives"] for u in per_unit if np.isfinite(u.get("min_train_positives", np.nan))]
-    tags = {"absent_classes": ",".join(total.absent) or "-", "boot_key": boot_key, "n_boot": n_boot,
+    tags = {"absent_classes": ",".join(total.absent) or "-", "boot_key": boot_key, "n_boot": n_boot, "bootstrap_seed": seed,
             "bootstrap": "stratified by rarest positive class; fixed class set"}
     if support:
         m["min_train_positives"] = float(min(support))

@@ -116,6 +116,7 @@ class RobustnessSuite(Suite):
                       f"{name}.drop_ci_high": hi})
         order = [u.tags["condition"] for u, _ in results]
         return Aggregate(m, {"conditions": ",".join(order), "n_boot": int(ctx.base.run.n_boot),
+                             "bootstrap_seed": int(ctx.base.run.bootstrap_seed),
                              "interval": "paired percentile bootstrap over test records (stratified, fixed class set)"})
 
     def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:

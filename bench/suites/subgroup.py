@@ -113,6 +113,8 @@ class SubgroupSuite(Suite):
     def _group(self, ctx, linear, cfg, settings: dict, meta: pd.DataFrame, method: str, task: str, protocol: str, fraction: float,
                seed: int) -> Group:
         """The cell's linear units (run first when missing: skipped if already in MLflow) and one audit unit on them."""
+        from bench.runner import UNIT_PROVENANCE
+
         ident = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction, "seed": seed}
         sub = Request([method], [cfg.data.name], [task], [protocol], [fraction], [seed])
         ctx.execute(linear, sub)
@@ -123,8 +125,7 @@ class SubgroupSuite(Suite):
         material = {"linear_units": keys, "metadata": frame_hash(meta), "settings": settings,
                     "n_boot": int(settings["n_boot"]), "bootstrap_seed": int(ctx.base.run.bootstrap_seed)}
         tags = {"fold": "test" if protocol == "fixed" else "pooled", "linear_unit_set": agg.get("unit_set", ""),
-                **{k: agg.get(k, "") for k in ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset",
-                                                "input_contract", "input", "corpora", "contaminated")}}
+                "attributes": ",".join(meta.columns), **{k: agg.get(k, "") for k in UNIT_PROVENANCE}}
         return Group(ident, [Unit(tags, material)], state=(settings, meta, keys))
 
     def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
@@ -147,7 +148,7 @@ class SubgroupSuite(Suite):
 
     def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
         (unit, result), = results
-        return Aggregate(dict(result.metrics), {"attributes": ",".join(group.state[1].columns),
+        return Aggregate(dict(result.metrics), {"attributes": unit.tags["attributes"],
                                                 "linear_unit_set": unit.tags["linear_unit_set"],
                                                 "interval": "percentile bootstrap within each subgroup (stratified, fixed class set)"})
 
