@@ -169,6 +169,11 @@ class ResultStore:
                               f"re-run the suite to rebuild them")
         return [runs[k] for k in keys]
 
+    def aggregate_runs(self, suite: str) -> list:
+        """The finished aggregate runs of ``suite``, by aggregate key."""
+        runs = [r for r in self._search(suite, "tags.kind = 'aggregate'") if r.info.status == "FINISHED"]
+        return sorted(runs, key=lambda r: r.data.tags.get("agg_key", ""))
+
     def aggregates(self, suites: Iterable[str]) -> pd.DataFrame:
         rows = []
         for suite in suites:

@@ -226,9 +226,15 @@ class Runner:
             self.after_unit(self._units_logged)
 
     def _write_aggregate(self, suite: Suite, group: Group, results: list[tuple[Unit, UnitResult]]) -> None:
-        agg = suite.aggregate(self, group, results)
-        keys = sorted(u.key for u, _ in results)
-        pooled = {k: ",".join(sorted({str(u.tags.get(k, "")) for u, _ in results})) for k in UNIT_PROVENANCE}
-        tags = {**group.identity, **pooled, **agg.tags, "unit_keys": ",".join(keys), "unit_set": content_hash(keys),
-                "suite_version": suite.version, "applicable": "yes"}
-        self.store.replace_aggregate(suite.name, group.agg_key, tags, agg.metrics)
+        record = aggregate_record(suite, group, results, suite.aggregate(self, group, results))
+        self.store.replace_aggregate(suite.name, group.agg_key, record["tags"], record["metrics"])
+
+
+def aggregate_record(suite: Suite, group: Group, results: list[tuple[Unit, UnitResult]], agg) -> dict[str, dict]:
+    """An aggregate's tags and metrics as logged: the cell, its units' provenance, exactly the unit keys it
+    pooled (`bench verify` rebuilds it the same way from the bundle)."""
+    keys = sorted(u.key for u, _ in results)
+    pooled = {k: ",".join(sorted({str(u.tags.get(k, "")) for u, _ in results})) for k in UNIT_PROVENANCE}
+    tags = {**group.identity, **pooled, **agg.tags, "unit_keys": ",".join(keys), "unit_set": content_hash(keys),
+            "suite_version": suite.version, "applicable": "yes"}
+    return {"tags": {k: str(v) for k, v in tags.items()}, "metrics": dict(agg.metrics)}

@@ -21,5 +21,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null \
     || echo "warning: could not install PostgreSQL (its test will be skipped)" >&2
 fi
+# Debian's chromium and its WebDriver for the leaderboard page's browser test (results/index.html)
+if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver) >/dev/null \
+    || echo "warning: could not install chromium (the page's browser test will be skipped)" >&2
+fi
 # a tiny third-party encoder plugin (entry point only) that the tests use to check plugin discovery
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e tests/plugins/bench_toy_encoder

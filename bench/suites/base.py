@@ -110,6 +110,9 @@ class Suite:
     stores_predictions: ClassVar[bool] = True
     #: the leaderboard lists this suite's aggregates (a suite with its own metric layout says False)
     on_leaderboard: ClassVar[bool] = True
+    #: (aggregate tag, unit tag) when the order of a group's units shapes its aggregate (a table's columns): the
+    #: aggregate tag lists the units' tag values in that order, so `bench verify` can pool them the same way
+    unit_order: ClassVar[tuple[str, str] | None] = None
 
     def groups(self, ctx: "Runner", request: Request) -> Iterable[Group]:
         """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""

@@ -242,7 +242,7 @@ class LinearSuite(Suite):
         from bench.suites.classification import classification_aggregate
 
         results = sorted(results, key=lambda r: (len(str(r[0].tags["fold"])), str(r[0].tags["fold"])))
-        agg = classification_aggregate(ctx, group, results, list(group.state.labels.columns))
+        agg = classification_aggregate(ctx, group, results, list(group.state.labels.columns) if group.state else [])
         agg.tags["head_hash"] = ",".join(sorted({str(u.tags.get("head_hash", "")) for u, _ in results}))
         return agg
 

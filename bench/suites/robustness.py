@@ -40,6 +40,7 @@ class RobustnessSuite(Suite):
     version = "1"
     description = "clean-trained linear heads scored under lead loss, noise, baseline wander and low-pass shifts"
     on_leaderboard = False
+    unit_order = ("conditions", "condition")
 
     def groups(self, ctx: "Runner", request: Request):
         from omegaconf import OmegaConf

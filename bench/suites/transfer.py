@@ -152,7 +152,7 @@ class TransferSuite(Suite):
     def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
         from bench.suites.classification import classification_aggregate
 
-        agg = classification_aggregate(ctx, group, results, [c.name for c in group.state.classes])
+        agg = classification_aggregate(ctx, group, results, [c.name for c in group.state.classes] if group.state else [])
         agg.tags.update({k: results[0][0].tags[k] for k in ("source_dataset", "target_dataset", "n_target_unlabelled_dropped")})
         return agg
 

@@ -108,7 +108,7 @@ class ZeroShotSuite(Suite):
     def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
         from bench.suites.classification import classification_aggregate
 
-        agg = classification_aggregate(ctx, group, results, list(group.state[2].columns))
+        agg = classification_aggregate(ctx, group, results, list(group.state[2].columns) if group.state else [])
         agg.tags.update({k: results[0][0].tags[k] for k in ("prompts", "prompts_hash")})
         return agg
 

@@ -1,0 +1,425 @@
+"""The results bundle (``results/bundle``): what every published number is computed from, small enough to commit.
+
+- ``manifest.json``: every aggregate (its tags, metrics, unit keys and the hash of its inputs), every unit (its
+  key, tags, metrics, params and the hash of its predictions), the publication settings, the sha256 of every
+  file of the bundle, and the released ``cpu_small`` checkpoints with their hashes;
+- ``predictions/<suite>.parquet``: the units' per-record test predictions, one row per unit and record
+  (``y_true`` / ``y_score`` / ``y_pred`` as lists over the classes);
+- ``checkpoints/<name>/encoder.pt``: the pretrained encoders the rows name (``checkpoint_hash`` = their hash).
+
+``bench verify results/`` (``verify``) recomputes, from the bundle alone, each unit's metrics from its predictions,
+each aggregate from its units with the suite's own aggregation, and then the leaderboard, every table and the
+page with the same code as `bench publish`; any difference fails, naming the row, table line or file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from bench.publication import LEADERBOARD, PublishSettings, write_publication
+
+BUNDLE = "bundle"
+MANIFEST = "manifest.json"
+FORMAT = 1
+DROPPED_TAGS = ("worker",)  # host:pid of the process that logged the run: machine facts, not provenance
+
+
+class BundleError(RuntimeError):
+    """The bundle is missing, damaged, or disagrees with what it recomputes."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def arrays_hash(arrays: dict[str, np.ndarray]) -> str:
+    """Content hash of a unit's arrays (names, dtypes, shapes and bytes), independent of how they are stored."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes() if a.dtype.kind != "U" else "\x1f".join(a.ravel().tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def _clean_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in sorted(tags.items()) if not k.startswith("mlflow.") and k not in DROPPED_TAGS}
+
+
+# ---- predictions <-> parquet ---------------------------------------------------------------------------
+def _per_record(arrays: dict[str, np.ndarray]) -> list[str]:
+    n = len(arrays["record_ids"])
+    return [k for k, a in arrays.items() if k != "record_ids" and a.ndim >= 1 and a.shape[0] == n]
+
+
+def _predictions_frame(units: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
+    frames = []
+    for key, arrays in units:
+        cols = {"unit_key": key, "record_id": arrays["record_ids"].astype(str)}
+        for name in _per_record(arrays):
+            a = arrays[name]
+            cols[name] = list(a) if a.ndim > 1 else a
+        frames.append(pd.DataFrame(cols))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _unit_arrays(rows: pd.DataFrame, entry: dict) -> dict[str, np.ndarray]:
+    """A unit's arrays back from its parquet rows and its manifest entry (dtypes, per-unit vectors)."""
+    dtypes = entry["dtypes"]
+    arrays = {"record_ids": rows["record_id"].to_numpy().astype(dtypes["record_ids"])}
+    for name in entry["per_record"]:
+        col = rows[name].to_numpy()
+        arrays[name] = (np.stack([np.asarray(v) for v in col]) if len(col) and isinstance(col[0], (list, np.ndarray))
+                        else np.asarray(col)).astype(dtypes[name])
+    for name, values in entry["vectors"].items():
+        arrays[name] = np.asarray(values).astype(dtypes[name])
+    return arrays
+
+
+# ---- export ------------------------------------------------------------------------------------------
+def export_bundle(store, results: Path, suites: Iterable[str], cache: Path, settings: PublishSettings,
+                  echo: Callable[[str], None] = lambda _: None) -> Path:
+    """Write ``results/bundle`` from an MLflow ``store``: the aggregates of ``suites``, exactly the units they
+    pooled, their predictions and the bench-pretrained checkpoints they name (from ``cache``). Written beside
+    and swapped in at the end, so a failed export leaves the previous bundle whole."""
+    out = Path(results) / BUNDLE
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=results))
+    try:
+        manifest: dict[str, Any] = {"format": FORMAT, "settings": settings.__dict__, "aggregates": [], "units": [],
+                                    "checkpoints": [], "files": {}}
+        for suite in suites:
+            _export_suite(store, suite, manifest, tmp)
+        _export_checkpoints(manifest, Path(cache), tmp)
+        manifest["code_versions"] = sorted({u["tags"].get("code_version", "") for u in manifest["units"]})
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            manifest["files"][path.relative_to(tmp).as_posix()] = sha256_file(path)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    echo(f"bundle: {len(manifest['aggregates'])} aggregates, {len(manifest['units'])} units, "
+         f"{len(manifest['checkpoints'])} checkpoints -> {out} ({sum(p.stat().st_size for p in out.rglob('*') if p.is_file()) / 1e6:.1f} MB)")
+    return out
+
+
+def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
+    aggregates = store.aggregate_runs(suite)
+    keys = sorted({k for run in aggregates for k in run.data.tags.get("unit_keys", "").split(",") if k})
+    runs = dict(zip(keys, store.units_by_key(suite, keys))) if keys else {}
+    predictions = []
+    for key in keys:
+        run = runs[key]
+        entry = {"suite": suite, "key": key, "tags": _clean_tags(run.data.tags), "metrics": dict(sorted(run.data.metrics.items())),
+                 "params": dict(sorted(run.data.params.items())), "predictions": None}
+        arrays = _stored_arrays(store, run)
+        if arrays is not None:
+            per_record = _per_record(arrays)
+            entry.update({"predictions": arrays_hash(arrays), "per_record": per_record,
+                          "dtypes": {k: a.dtype.str for k, a in arrays.items()},
+                          "vectors": {k: a.tolist() for k, a in arrays.items() if k != "record_ids" and k not in per_record}})
+            predictions.append((key, arrays))
+        manifest["units"].append(entry)
+    by_key = {u["key"]: u for u in manifest["units"] if u["suite"] == suite}
+    for run in aggregates:
+        tags = _clean_tags(run.data.tags)
+        unit_keys = [k for k in tags.get("unit_keys", "").split(",") if k]
+        manifest["aggregates"].append({"suite": suite, "tags": tags, "metrics": dict(sorted(run.data.metrics.items())),
+                                       "inputs": inputs_hash([by_key[k] for k in unit_keys])})
+    if predictions:
+        (tmp / "predictions").mkdir(exist_ok=True)
+        _predictions_frame(predictions).to_parquet(tmp / "predictions" / f"{suite}.parquet", index=False, compression="zstd")
+
+
+def _stored_arrays(store, run) -> dict[str, np.ndarray] | None:
+    try:
+        return store.predictions(run)
+    except OSError:
+        return None  # a unit without predictions (a suite that logs files only, e.g. subgroup)
+
+
+def inputs_hash(units: list[dict]) -> str:
+    """What an aggregate was computed from: its units' keys, metrics and prediction hashes."""
+    return hashlib.sha256(json.dumps([[u["key"], u["metrics"], u["predictions"]] for u in units], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _export_checkpoints(manifest: dict, cache: Path, tmp: Path) -> None:
+    named = sorted({(u["tags"].get("checkpoint", ""), u["tags"].get("checkpoint_hash", "")) for u in manifest["units"]})
+    for where, digest in named:
+        if not where.startswith("cache:"):
+            continue
+        source = cache / where.removeprefix("cache:")
+        target = tmp / "checkpoints" / source.parent.name / source.name
+        if not source.is_file():
+            raise BundleError(f"{source}: the checkpoint rows name ({where}) is not in the cache; publish from the cache "
+                              f"the runs used (BENCH_CACHE)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        manifest["checkpoints"].append({"checkpoint": where, "checkpoint_hash": digest,
+                                        "file": target.relative_to(tmp).as_posix()})
+
+
+# ---- reading: a store over the bundle ----------------------------------------------------------------
+@dataclass
+class BundleRun:
+    """The parts of an MLflow run that tables, comparisons and aggregation read."""
+
+    key: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data(self) -> "BundleRun":
+        return self
+
+    @property
+    def info(self) -> SimpleNamespace:
+        return SimpleNamespace(run_id=self.key, status="FINISHED")
+
+
+class BundleStore:
+    """The read side of ``ResultStore`` over a bundle (or over aggregates recomputed from it)."""
+
+    def __init__(self, root: Path, manifest: dict, aggregates: list[dict] | None = None):
+        self.root, self.manifest = Path(root), manifest
+        self.uri = f"bundle:{BUNDLE}"
+        self._aggregates = manifest["aggregates"] if aggregates is None else aggregates
+        self._units = {(u["suite"], u["key"]): u for u in manifest["units"]}
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    @classmethod
+    def open(cls, results: Path) -> "BundleStore":
+        path = Path(results) / BUNDLE / MANIFEST
+        if not path.is_file():
+            raise BundleError(f"{path}: no results bundle (fix: `bench publish` writes it from the MLflow store)")
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != FORMAT:
+            raise BundleError(f"{path}: bundle format {manifest.get('format')!r}, this bench reads {FORMAT}")
+        return cls(Path(results) / BUNDLE, manifest)
+
+    def aggregates(self, suites: Iterable[str]) -> pd.DataFrame:
+        wanted = set(suites)
+        return pd.DataFrame([{**a["tags"], **a["metrics"]} for a in self._aggregates if a["suite"] in wanted])
+
+    def aggregate_tags(self, suite: str, agg_key: str) -> dict[str, str] | None:
+        hits = [a["tags"] for a in self._aggregates if a["suite"] == suite and a["tags"].get("agg_key") == agg_key]
+        return dict(hits[0]) if hits else None
+
+    def unit(self, suite: str, key: str) -> BundleRun:
+        entry = self._units.get((suite, key))
+        if entry is None:
+            raise LookupError(f"{suite} unit {key} is named by an aggregate but is not in the bundle")
+        return BundleRun(key, entry["tags"], entry["metrics"], entry["params"])
+
+    def units_by_key(self, suite: str, unit_keys: Iterable[str], **_tags: str) -> list[BundleRun]:
+        return [self.unit(suite, k) for k in unit_keys]
+
+    def predictions(self, run: BundleRun) -> dict[str, np.ndarray]:
+        entry = self._units[(run.tags["suite"], run.key)]
+        if entry["predictions"] is None:
+            raise OSError(f"unit {run.key} has no predictions")
+        frame = self._frame(entry["suite"])
+        return _unit_arrays(frame[frame["unit_key"] == run.key], entry)
+
+    def _frame(self, suite: str) -> pd.DataFrame:
+        if suite not in self._frames:
+            self._frames[suite] = pd.read_parquet(self.root / "predictions" / f"{suite}.parquet")
+        return self._frames[suite]
+
+
+# ---- verification --------------------------------------------------------------------------------------
+def verify(results: Path, echo: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Every difference between ``results/`` and what its bundle recomputes (empty: everything holds)."""
+    results = Path(results)
+    bundle = BundleStore.open(results)
+    problems = _check_files(bundle) + _check_paths(bundle.manifest)
+    if problems:
+        return problems  # nothing recomputed from damaged inputs is worth reporting
+    problems += _check_units(bundle)
+    echo(f"units: {len(bundle.manifest['units'])} checked against their predictions")
+    recomputed, agg_problems = _recompute_aggregates(bundle)
+    problems += agg_problems
+    echo(f"aggregates: {len(recomputed)} recomputed from their units")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = PublishSettings.from_mapping(bundle.manifest["settings"])
+        written = write_publication(BundleStore(bundle.root, bundle.manifest, recomputed), Path(tmp), settings, Path(tmp) / "boot")
+        problems += _compare_outputs(results, Path(tmp), written)
+        echo(f"published files: {len(written)} regenerated and compared")
+    return problems
+
+
+def _check_files(bundle: BundleStore) -> list[str]:
+    problems = []
+    listed = bundle.manifest["files"]
+    for name, digest in sorted(listed.items()):
+        path = bundle.root / name
+        if not path.is_file():
+            problems.append(f"{BUNDLE}/{name}: listed in the manifest but missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{BUNDLE}/{name}: content differs from the manifest's sha256 (altered or truncated)")
+    for entry in bundle.manifest["checkpoints"]:
+        from bench.encoders.checkpoint import file_hash
+
+        path = bundle.root / entry["file"]
+        if path.is_file() and file_hash(path) != entry["checkpoint_hash"]:
+            problems.append(f"{BUNDLE}/{entry['file']}: its hash is not the checkpoint_hash {entry['checkpoint_hash']} the rows name")
+    return problems
+
+
+def _check_paths(manifest: dict) -> list[str]:
+    """No provenance may hold a machine's absolute path."""
+    bad = set()
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, where)
+        elif isinstance(value, str) and (value.startswith("/") or value.startswith("~") or ":\\" in value
+                                          or "file:///" in value or "sqlite:///" in value):
+            bad.add(f"{where} = {value[:80]}")
+
+    walk({"aggregates": [a["tags"] for a in manifest["aggregates"]], "units": [u["tags"] for u in manifest["units"]]}, "manifest")
+    return [f"machine path in provenance: {b}" for b in sorted(bad)]
+
+
+def _close(a: float, b: float) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or bool(np.isclose(a, b, rtol=1e-9, atol=1e-12))
+
+
+def _check_units(bundle: BundleStore) -> list[str]:
+    """Each unit's predictions hash as recorded, and classification metrics as its predictions give them."""
+    from bench.metrics import classification_scores
+
+    problems = []
+    for entry in bundle.manifest["units"]:
+        if entry["predictions"] is None:
+            continue
+        name = f"{entry['suite']} unit {entry['key']} ({entry['tags'].get('method')}/{entry['tags'].get('task')})"
+        arrays = bundle.predictions(bundle.unit(entry["suite"], entry["key"]))
+        if arrays_hash(arrays) != entry["predictions"]:
+            problems.append(f"{name}: predictions differ from the hash recorded with them")
+            continue
+        if {"y_true", "y_score", "y_pred", "classes"} <= set(arrays):
+            scores = classification_scores(arrays["y_true"], arrays["y_score"], [str(c) for c in arrays["classes"]],
+                                           y_pred=arrays["y_pred"]).as_dict()
+            for metric, value in scores.items():
+                if metric in entry["metrics"] and not _close(float(entry["metrics"][metric]), float(value)):
+                    problems.append(f"{name}: {metric} is {entry['metrics'][metric]!r}, its predictions give {value!r}")
+    return problems
+
+
+def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
+    """Each aggregate again, by its suite's own aggregation over the units it names."""
+    from omegaconf import OmegaConf
+
+    from bench.runner import aggregate_record
+    from bench.suites.base import Group, Unit, UnitResult, get_suite
+
+    out, problems = [], []
+    with tempfile.TemporaryDirectory() as cache:
+        for entry in bundle.manifest["aggregates"]:
+            tags = entry["tags"]
+            label = f"{entry['suite']} aggregate {tags.get('agg_key')}"
+            if tags.get("applicable") == "no":
+                out.append(entry)
+                continue
+            suite = get_suite(entry["suite"])
+            keys = [k for k in tags.get("unit_keys", "").split(",") if k]
+            if inputs_hash([bundle._units[(entry["suite"], k)] for k in keys]) != entry["inputs"]:
+                problems.append(f"{label}: its units are not the ones it was computed from (inputs hash differs)")
+            results = []
+            for key in keys:
+                run = bundle.unit(entry["suite"], key)
+                arrays = bundle.predictions(run) if bundle._units[(entry["suite"], key)]["predictions"] else None
+                results.append((Unit(dict(run.tags), {}, key=key), UnitResult(dict(run.metrics), dict(run.params), arrays, tags=dict(run.tags))))
+            if suite.unit_order:
+                agg_tag, unit_tag = suite.unit_order
+                order = tags.get(agg_tag, "").split(",")
+                results.sort(key=lambda r: order.index(r[0].tags[unit_tag]) if r[0].tags.get(unit_tag) in order else len(order))
+            identity = {k: _typed(k, tags[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed")}
+            group = Group(identity)
+            ctx = SimpleNamespace(base=OmegaConf.create({"run": {"n_boot": int(tags.get("n_boot", 1000)),
+                                                                 "bootstrap_seed": int(tags.get("bootstrap_seed", 0))},
+                                                         "paths": {"cache": cache}}))
+            record = aggregate_record(suite, group, results, suite.aggregate(ctx, group, results))
+            problems += _compare_aggregate(label, entry, record)
+            out.append({"suite": entry["suite"], "tags": {**record["tags"], "agg_key": group.agg_key}, "metrics": record["metrics"],
+                        "inputs": entry["inputs"]})
+    return out, problems
+
+
+def _typed(key: str, value: str) -> Any:
+    return float(value) if key == "fraction" else int(value) if key == "seed" else value
+
+
+def _compare_aggregate(label: str, stored: dict, record: dict) -> list[str]:
+    problems = []
+    for metric, value in sorted(stored["metrics"].items()):
+        again = record["metrics"].get(metric)
+        if again is None or not _close(float(value), float(again)):
+            problems.append(f"{label}: {metric} is {value!r} in the bundle, {again!r} recomputed from its units")
+    for tag, value in sorted(record["tags"].items()):
+        if str(stored["tags"].get(tag)) != str(value):
+            problems.append(f"{label}: tag {tag} is {stored['tags'].get(tag)!r} in the bundle, {value!r} recomputed")
+    return problems
+
+
+def _compare_outputs(results: Path, regenerated: Path, written: list[Path]) -> list[str]:
+    problems = []
+    for path in written:
+        name = path.relative_to(regenerated).as_posix()
+        published = results / name
+        if not published.is_file():
+            problems.append(f"{name}: the bundle gives this file but results/ has none")
+        elif name == LEADERBOARD:
+            problems += _compare_leaderboard(published, path)
+        elif published.read_bytes() != path.read_bytes():
+            problems.append(_first_difference(name, published.read_text(), path.read_text()))
+    return problems
+
+
+def _compare_leaderboard(published: Path, again: Path) -> list[str]:
+    a, b = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (published, again))
+    keys = ["suite", "dataset", "task", "protocol", "fraction", "method"]
+    problems = []
+    if list(a.columns) != list(b.columns):
+        return [f"{LEADERBOARD}: columns differ from the recomputed leaderboard's"]
+    left, right = a.set_index(keys), b.set_index(keys)
+    for row in left.index.union(right.index):
+        name = f"{LEADERBOARD} row {'/'.join(row)}"
+        if row not in right.index:
+            problems.append(f"{name}: not recomputable from the bundle")
+        elif row not in left.index:
+            problems.append(f"{name}: recomputed from the bundle but missing from the file")
+        else:
+            for col in left.columns:
+                if left.at[row, col] != right.at[row, col]:
+                    problems.append(f"{name}: {col} is {left.at[row, col]!r} in the file, {right.at[row, col]!r} recomputed")
+    return problems
+
+
+def _first_difference(name: str, published: str, again: str) -> str:
+    for i, (x, y) in enumerate(zip(published.splitlines(), again.splitlines()), start=1):
+        if x != y:
+            row = x.split("|")[1].strip() if x.startswith("|") else ""
+            return f"{name} line {i}{f' (row {row})' if row else ''}: the file has {x[:120]!r}, recomputed {y[:120]!r}"
+    return f"{name}: {len(published.splitlines())} lines in the file, {len(again.splitlines())} recomputed"

@@ -1,0 +1,182 @@
+"""`results/index.html`: the leaderboard as one self-contained page (data embedded, no server, no network).
+
+Methods x tasks with 95% intervals for the chosen suite / protocol / label fraction, every leaderboard row in
+a sortable table, forest plots drawn from the same rows, the warning marks of the tables (low support,
+contamination, label-text pretraining) and each cell's provenance on hover. The page is a pure function of
+the leaderboard, so `bench verify` can regenerate it byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.files import atomic_path
+
+# the leaderboard columns a cell's hover shows
+HOVER = ["checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
+         "code_version", "unit_set", "n_test", "classes_scored", "classes_total", "min_train_positives", "n_boot", "seed"]
+
+
+def page_rows(board: pd.DataFrame) -> list[dict]:
+    """The leaderboard rows as the page reads them (NaN -> null, numbers as numbers)."""
+    rows = []
+    for record in board.to_dict(orient="records"):
+        rows.append({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in record.items()})
+    return rows
+
+
+def render_page(board: pd.DataFrame) -> str:
+    data = json.dumps(page_rows(board), sort_keys=True, ensure_ascii=False, default=str).replace("</", "<\\/")
+    return PAGE.replace("__DATA__", data).replace("__HOVER__", json.dumps(HOVER))
+
+
+def write_page(board: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(render_page(board), encoding="utf-8")
+    return path
+
+
+PAGE = r"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>bench leaderboard</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;cursor:pointer;user-select:none}
+td:first-child,th:first-child{text-align:left}
+th.sorted-desc::after{content:" ▼"} th.sorted-asc::after{content:" ▲"}
+.best{font-weight:bold} .mark{color:#b30000}
+.controls label{margin-right:1.2em} .legend{font-size:12px;color:#555}
+svg text{font-size:11px} .forest{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
+</style></head><body>
+<h1>bench leaderboard</h1>
+<p class="legend">Cells: macro AUROC (%) [95% bootstrap interval over test records]. Marks: † a scored class had fewer than
+5 training positives; ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
+‡ pretrained on the records' label descriptions instead of their reports. Hover a cell for its provenance.
+Every number comes from <code>leaderboard.csv</code>; <code>bench verify results/</code> recomputes it.</p>
+<div class="controls">
+<label>suite <select id="f-suite"></select></label>
+<label>protocol <select id="f-protocol"></select></label>
+<label>label fraction <select id="f-fraction"></select></label>
+</div>
+<h2>Methods × tasks</h2>
+<table id="matrix"></table>
+<h2>Forest plots</h2>
+<div id="forest"></div>
+<h2>All rows</h2>
+<table id="rows"></table>
+<script id="data" type="application/json">__DATA__</script>
+<script>
+const ROWS = JSON.parse(document.getElementById("data").textContent);
+const HOVER = __HOVER__;
+const FILTERS = ["suite", "protocol", "fraction"];
+const auc = r => (r.auroc_pooled !== null && r.auroc_pooled !== undefined) ? r.auroc_pooled : r.auroc_mean;
+const pct = v => (v === null || v === undefined) ? "–" : (100 * v).toFixed(1);
+const marks = r => (r.low_support === "yes" ? "†" : "") + (String(r.contaminated).includes("yes") ? "⚠" : "")
+                   + (String(r.pretrain_text).includes("labels") ? "‡" : "");
+const task = r => r.dataset + "/" + r.task;
+const esc = s => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+const hover = r => esc(HOVER.map(k => k + ": " + r[k]).join("\n"));
+
+function fillSelect(name) {
+  const sel = document.getElementById("f-" + name);
+  const values = [...new Set(ROWS.map(r => String(r[name])))].sort();
+  sel.innerHTML = ["all", ...values].map(v => `<option value="${v}">${v}</option>`).join("");
+  const preferred = {suite: "linear", protocol: "fixed", fraction: values[values.length - 1]}[name];
+  sel.value = values.includes(preferred) ? preferred : "all";
+  sel.addEventListener("change", render);
+}
+function selected() {
+  return ROWS.filter(r => FILTERS.every(f => {
+    const v = document.getElementById("f-" + f).value;
+    return v === "all" || String(r[f]) === v;
+  }));
+}
+function sortable(table, rows, columns, draw) {
+  let state = {col: null, desc: true};
+  const head = table.querySelector("thead tr");
+  head.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () => {
+    state = {col: i, desc: state.col === i ? !state.desc : true};
+    const key = columns[i];
+    rows.sort((a, b) => {
+      const x = key(a), y = key(b);
+      const nx = (x === null || x === undefined || x === "–"), ny = (y === null || y === undefined || y === "–");
+      if (nx || ny) return nx - ny;
+      const c = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
+      return state.desc ? -c : c;
+    });
+    head.querySelectorAll("th").forEach(h => h.className = "");
+    th.className = state.desc ? "sorted-desc" : "sorted-asc";
+    draw();
+  }));
+}
+function renderMatrix(rows) {
+  const table = document.getElementById("matrix");
+  const groupOf = r => [r.suite, r.protocol, r.fraction, task(r)].join(" · ");
+  const cols = [...new Set(rows.map(groupOf))].sort();
+  const methods = [...new Set(rows.map(r => r.method))].sort();
+  const cell = {};
+  rows.forEach(r => cell[r.method + "|" + groupOf(r)] = r);
+  const best = {};
+  cols.forEach(c => best[c] = Math.max(...methods.map(m => cell[m + "|" + c]).filter(Boolean).map(auc).filter(v => v !== null)));
+  const lines = methods.map(m => ({method: m, cells: cols.map(c => cell[m + "|" + c])}));
+  table.innerHTML = "<thead><tr><th>method</th>" + cols.map(c => `<th>${c}</th>`).join("") + "</tr></thead><tbody></tbody>";
+  const draw = () => {
+    table.querySelector("tbody").innerHTML = lines.map(l => `<tr><td>${l.method}</td>` + l.cells.map((r, i) => r
+      ? `<td title="${hover(r)}" class="${auc(r) === best[cols[i]] ? "best" : ""}">${pct(auc(r))} [${pct(r.auroc_ci_low)}, ${pct(r.auroc_ci_high)}]<span class="mark">${marks(r)}</span></td>`
+      : "<td>–</td>").join("") + "</tr>").join("");
+  };
+  sortable(table, lines, [l => l.method, ...cols.map((c, i) => l => l.cells[i] ? auc(l.cells[i]) : null)], draw);
+  draw();
+}
+function renderRows(rows) {
+  const table = document.getElementById("rows");
+  const cols = [["suite", r => r.suite], ["dataset", r => r.dataset], ["task", r => r.task], ["protocol", r => r.protocol],
+                ["fraction", r => r.fraction], ["method", r => r.method], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
+                ["CI high", r => r.auroc_ci_high], ["F1", r => r.f1_mean], ["BAcc", r => r.bacc_mean], ["n test", r => r.n_test],
+                ["marks", marks]];
+  const fmt = (name, v) => ["AUROC", "CI low", "CI high", "F1", "BAcc"].includes(name) ? pct(v) : (v === null ? "–" : v);
+  const list = rows.slice();
+  table.innerHTML = "<thead><tr>" + cols.map(c => `<th>${c[0]}</th>`).join("") + "</tr></thead><tbody></tbody>";
+  const draw = () => {
+    table.querySelector("tbody").innerHTML = list.map(r => `<tr title="${hover(r)}">` +
+      cols.map(c => `<td>${fmt(c[0], c[1](r))}</td>`).join("") + "</tr>").join("");
+  };
+  sortable(table, list, cols.map(c => c[1]), draw);
+  draw();
+}
+function renderForest(rows) {
+  const box = document.getElementById("forest");
+  const groups = {};
+  rows.forEach(r => (groups[[r.suite, r.protocol, r.fraction, task(r)].join(" · ")] ||= []).push(r));
+  box.innerHTML = Object.keys(groups).sort().map(name => {
+    const g = groups[name].filter(r => auc(r) !== null).sort((a, b) => auc(b) - auc(a));
+    const lo = Math.min(0.5, ...g.map(r => r.auroc_ci_low ?? auc(r))), hi = Math.max(...g.map(r => r.auroc_ci_high ?? auc(r)), 0.5);
+    const W = 260, L = 90, H = 16 * g.length + 34, x = v => L + (v - lo) / Math.max(hi - lo, 1e-9) * W;
+    const items = g.map((r, i) => {
+      const y = 20 + 16 * i, colour = marks(r) ? "#b30000" : "#1f4e9c";
+      return `<text x="${L - 4}" y="${y + 4}" text-anchor="end">${r.method}${marks(r)}</text>` +
+        `<line x1="${x(r.auroc_ci_low ?? auc(r))}" x2="${x(r.auroc_ci_high ?? auc(r))}" y1="${y}" y2="${y}" stroke="${colour}"/>` +
+        `<circle cx="${x(auc(r))}" cy="${y}" r="3" fill="${colour}"><title>${hover(r)}</title></circle>`;
+    }).join("");
+    const chance = `<line x1="${x(0.5)}" x2="${x(0.5)}" y1="10" y2="${H - 14}" stroke="#999" stroke-dasharray="3,3"/>`;
+    const axis = `<text x="${L}" y="${H - 2}">${pct(lo)}</text><text x="${L + W}" y="${H - 2}" text-anchor="end">${pct(hi)}</text>`;
+    return `<div class="forest"><div>${name}</div><svg width="${L + W + 20}" height="${H}">${chance}${items}${axis}</svg></div>`;
+  }).join("");
+}
+function render() {
+  const rows = selected();
+  renderMatrix(rows);
+  renderForest(rows);
+  renderRows(rows);
+}
+FILTERS.forEach(fillSelect);
+render();
+</script>
+</body></html>
+"""

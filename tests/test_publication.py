@@ -1,0 +1,156 @@
+"""`bench publish` -> results bundle -> `bench verify`, and the page in a real headless browser (demo data, tiny preset)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+cli = CliRunner()
+
+
+def _overrides(root):
+    return [f"paths.cache={root}/cache", f"paths.results={root}/results", f"tracking.uri=sqlite:///{root}/results/mlflow.db",
+            f"tracking.artifacts={root}/results/artifacts", "encoder.preset=tiny", "pretrain.epochs=1", "pretrain.batch_size=32",
+            "linear.epochs=4", "run.n_boot=50", "data.demo.n_records=160"]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A small publication: linear (two fractions) and zero-shot for two encoders and a control, with its bundle."""
+    root = tmp_path_factory.mktemp("pub")
+    for args in (["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm", "--fractions", "0.5,1"],
+                 ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super"],
+                 ["run", "--suite", "robustness", "--methods", "merit", "--tasks", "super"],
+                 ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures"]):
+        result = cli.invoke(app, [*args, *_overrides(root)])
+        assert result.exit_code == 0, result.output
+    return root / "results"
+
+
+def _copy(results: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "results"
+    shutil.copytree(results, out, ignore=shutil.ignore_patterns("mlflow.db", "artifacts"))
+    return out
+
+
+def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tmp_path):
+    results = _copy(published, tmp_path)  # no MLflow store, no cache beside it
+    result = cli.invoke(app, ["verify", str(results)])
+    assert result.exit_code == 0, result.output
+    assert "every number is recomputed from its bundle" in result.output
+    manifest = json.loads((results / "bundle" / "manifest.json").read_text())
+    assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
+    assert len(manifest["checkpoints"]) == 2  # merit and merit_mse as pretrained; random is untrained
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert len(board) == 3 * 2 * 2 + 1  # linear: methods x tasks x fractions; zero-shot: merit (merit_mse has no text tower)
+    assert not board["checkpoint"].astype(str).str.startswith("/").any()
+    assert board["checkpoint"].str.startswith(("cache:checkpoints/", "untrained")).all()
+    assert str(published.parent) not in (results / "bundle" / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric"])
+def test_tampering_is_caught_and_named(published, tmp_path, tamper):
+    results = _copy(published, tmp_path)
+    manifest_path = results / "bundle" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if tamper == "leaderboard":
+        board = pd.read_csv(results / "leaderboard.csv", dtype=str, keep_default_na=False)
+        i = board.index[(board["method"] == "merit") & (board["task"] == "super") & (board["suite"] == "linear")][0]
+        board.loc[i, "auroc_mean"] = f"{float(board.loc[i, 'auroc_mean']) + 0.01:.6f}"
+        board.to_csv(results / "leaderboard.csv", index=False, lineterminator="\n")
+        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/{board.loc[i, 'fraction']}/merit: auroc_mean"
+    elif tamper == "table":
+        path = results / "tables" / "linear_fixed_1.md"
+        path.write_text(path.read_text().replace("| merit ", "| merit_x ", 1))
+        expect = "tables/linear_fixed_1.md line"
+    elif tamper == "metric_with_hash":  # a stored aggregate edited, and the manifest's hashes left consistent
+        agg = next(a for a in manifest["aggregates"] if a["suite"] == "linear" and a["tags"]["method"] == "random")
+        agg["metrics"]["auroc_pooled"] += 0.02
+        manifest_path.write_text(json.dumps(manifest))
+        expect = f"linear aggregate {agg['tags']['agg_key']}: auroc_pooled"
+    elif tamper == "predictions":
+        path = results / "bundle" / "predictions" / "linear.parquet"
+        frame = pd.read_parquet(path)
+        scores = frame.at[0, "y_score"].copy()
+        scores[0] += 0.5
+        frame.at[0, "y_score"] = scores
+        frame.to_parquet(path, index=False)
+        from bench.bundle import sha256_file
+
+        manifest["files"]["predictions/linear.parquet"] = sha256_file(path)  # the file list made consistent too
+        manifest_path.write_text(json.dumps(manifest))
+        expect = f"linear unit {frame.at[0, 'unit_key']}"
+    else:  # a unit's metric edited in the manifest
+        unit = next(u for u in manifest["units"] if u["suite"] == "linear" and u["tags"]["method"] == "merit")
+        unit["metrics"]["auroc"] -= 0.05
+        manifest_path.write_text(json.dumps(manifest))
+        expect = f"linear unit {unit['key']} (merit/{unit['tags']['task']}): auroc is"
+    result = cli.invoke(app, ["verify", str(results)])
+    assert result.exit_code == 1, result.output
+    assert expect in result.output, result.output
+
+
+def test_verify_without_a_bundle_says_how_to_make_one(tmp_path):
+    result = cli.invoke(app, ["verify", str(tmp_path)])
+    assert result.exit_code == 2 and "no results bundle" in result.output and "bench publish" in result.output
+
+
+def _chromium():
+    """Debian's chromium and its driver (scripts/setup.sh installs both); the test is skipped without them."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.skip("chromium / chromedriver not installed (scripts/setup.sh installs Debian's)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1200"):
+        options.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    board = pd.read_csv(published / "leaderboard.csv")
+    page = published / "index.html"
+    assert "http" not in page.read_text().split("<script")[0].lower() or "https://" not in page.read_text()  # no remote resources
+    browser = _chromium()
+    try:
+        browser.get(page.as_uri())
+        for name in ("suite", "protocol", "fraction"):
+            Select(browser.find_element(By.ID, f"f-{name}")).select_by_value("all")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")
+        assert len(rows) == len(board)
+
+        def auroc_column():
+            return [float(r.find_elements(By.TAG_NAME, "td")[6].text) for r in browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")]
+
+        before = auroc_column()
+        header = browser.find_elements(By.CSS_SELECTOR, "#rows thead th")[6]
+        header.click()
+        after = auroc_column()
+        assert after != before and after == sorted(before, reverse=True)
+        header.click()
+        assert auroc_column() == sorted(before)
+        Select(browser.find_element(By.ID, "f-suite")).select_by_value("linear")
+        Select(browser.find_element(By.ID, "f-fraction")).select_by_value("1")  # JavaScript writes 1.0 as 1
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")) == int(((board["suite"] == "linear") & (board["fraction"] == 1.0)).sum())
+        matrix = browser.find_elements(By.CSS_SELECTOR, "#matrix tbody tr")
+        assert {r.find_element(By.TAG_NAME, "td").text for r in matrix} == {"merit", "merit_mse", "random"}
+        cell = matrix[0].find_elements(By.TAG_NAME, "td")[1]
+        assert "checkpoint_hash:" in cell.get_attribute("title") and "code_version:" in cell.get_attribute("title")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#forest svg")) == 2  # one forest plot per task
+        browser.save_screenshot(str(tmp_path / "leaderboard.png"))
+        assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
+    finally:
+        browser.quit()
