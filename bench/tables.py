@@ -249,3 +249,20 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values(keys).reset_index(drop=True)
+
+
+def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
+    """`bench demo`'s table: methods x tasks, macro AUROC (%) [95% interval] of the largest label fraction, narrow
+    enough for a terminal."""
+    df = aggregates[aggregates.get("applicable", "yes") != "no"] if len(aggregates) else aggregates
+    if df.empty:
+        raise EmptyStore("linear")
+    df = df[df["fraction"].astype(float) == df["fraction"].astype(float).max()]
+    tasks = sorted(set(df["task"]))
+    cells = pd.DataFrame(index=[m for m in methods if m in set(df["method"])], columns=tasks, dtype=object)
+    for row in df.itertuples():
+        if row.method in cells.index:
+            r = row._asdict()
+            value = r["auroc_pooled"] if np.isfinite(float(r.get("auroc_pooled", np.nan))) else r["auroc_mean"]
+            cells.loc[row.method, row.task] = _fmt(float(value), r.get("auroc_ci_low"), r.get("auroc_ci_high")) + row_marks(r)
+    return render_block(cells, "macro AUROC (%) [95% bootstrap interval over test records], linear probe", "md")

@@ -154,3 +154,16 @@ def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_pat
         assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_demo_says_its_budget_prints_the_compact_table_and_where_to_look(tmp_path):
+    result = cli.invoke(app, ["demo", f"paths.cache={tmp_path}/cache", f"paths.results={tmp_path}/results",
+                              f"tracking.uri=sqlite:///{tmp_path}/results/mlflow.db", "encoder.preset=tiny", "demo.n_records=120",
+                              "demo.linear_epochs=3", "run.n_boot=50"])
+    assert result.exit_code == 0, result.output
+    assert "demo budget (tiny on purpose" in result.output and "pretrain.epochs=1" in result.output
+    table = [line for line in result.output.splitlines() if line.startswith("| ")]
+    assert table[0].split("|")[1].strip() == "method" and len(table) == 1 + 4  # header and the four methods
+    assert all(line.count("[") == 4 for line in table[1:])  # an interval in every task column
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/results/mlflow.db" in result.output
+    assert (tmp_path / "cache" / "demo" / "index.html").is_file()
