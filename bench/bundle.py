@@ -119,6 +119,9 @@ def export_bundle(store, results: Path, suites: Iterable[str], cache: Path, sett
 
 
 def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
+    from bench.suites.base import get_suite
+
+    stores_predictions = get_suite(suite).stores_predictions  # subgroup units log a table file, no predictions
     aggregates = store.aggregate_runs(suite)
     keys = sorted({k for run in aggregates for k in run.data.tags.get("unit_keys", "").split(",") if k})
     runs = dict(zip(keys, store.units_by_key(suite, keys))) if keys else {}
@@ -127,7 +130,7 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
         run = runs[key]
         entry = {"suite": suite, "key": key, "tags": _clean_tags(run.data.tags), "metrics": dict(sorted(run.data.metrics.items())),
                  "params": dict(sorted(run.data.params.items())), "predictions": None}
-        arrays = _stored_arrays(store, run)
+        arrays = store.predictions(run) if stores_predictions else None
         if arrays is not None:
             per_record = _per_record(arrays)
             entry.update({"predictions": arrays_hash(arrays), "per_record": per_record,
@@ -144,13 +147,6 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
     if predictions:
         (tmp / "predictions").mkdir(exist_ok=True)
         _predictions_frame(predictions).to_parquet(tmp / "predictions" / f"{suite}.parquet", index=False, compression="zstd")
-
-
-def _stored_arrays(store, run) -> dict[str, np.ndarray] | None:
-    try:
-        return store.predictions(run)
-    except OSError:
-        return None  # a unit without predictions (a suite that logs files only, e.g. subgroup)
 
 
 def inputs_hash(units: list[dict]) -> str:
