@@ -13,8 +13,8 @@ BENCH=${BENCH:-.venv/bin/bench}
 METHODS=merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,ecgfounder,ecgjepa,hubert_ecg,melp,random,signal_stats
 STORE_ARGS=("tracking.uri=sqlite:///$STORE/mlflow.db" "tracking.artifacts=$STORE/artifacts" "pretrain.epochs=$EPOCHS")
 
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
-  echo "refusing: the tree has uncommitted changes; published numbers come from one clean commit" >&2
+if [ -n "$(git status --porcelain --untracked-files=no -- . ':!results')" ]; then  # results/ is what this writes
+  echo "refusing: the code has uncommitted changes; published numbers come from one clean commit" >&2
   exit 1
 fi
 mkdir -p "$STORE"
