@@ -186,6 +186,7 @@ def suite_table(aggregates: pd.DataFrame, suite: str, fmt: str = "md", methods: 
     df = aggregates[(aggregates["suite"] == suite) & (aggregates.get("applicable", "yes") != "no")] if len(aggregates) else aggregates
     if df.empty:
         raise EmptyStore(suite)
+    df = df.sort_values(["method", "dataset", "task"], kind="stable")  # rows in one order, whatever order the store lists them in
     return get_suite(suite).table(df, fmt, methods) + "\n"
 
 
