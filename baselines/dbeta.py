@@ -69,8 +69,7 @@ class DBETA(Encoder):
         super().__init__()
         self.preset, self.config = preset, resolve_preset("D-BETA", PRESETS, preset, overrides, DEFAULTS)
         c = self.config
-        self.ecg_encoder = W2VBackbone(12, [(c["conv_dim"], 2, 2)] * 4, c["width"], c["depth"], c["heads"], c["ffn"],
-                                       c["conv_pos"], c["conv_pos_groups"])
+        self.ecg_encoder = W2VBackbone.from_preset(c)
         self.class_embedding = nn.Parameter(torch.rand(c["width"]))
         self.multi_modal_ecg_proj = nn.Linear(c["width"], c["width"])
         self.unimodal_ecg_pooler = Pooler(c["width"])

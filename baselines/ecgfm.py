@@ -44,8 +44,7 @@ class ECGFM(Encoder):
         overrides.pop("text", None)
         self.preset, self.config = preset, resolve_preset("ECG-FM", PRESETS, preset, overrides, DEFAULTS)
         c = self.config
-        self.backbone = W2VBackbone(12, [(c["conv_dim"], 2, 2)] * 4, c["width"], c["depth"], c["heads"], c["ffn"],
-                                    c["conv_pos"], c["conv_pos_groups"])
+        self.backbone = W2VBackbone.from_preset(c)
         self.mask_emb = nn.Parameter(torch.rand(c["width"]))
         self.cmsc_proj = nn.Linear(c["width"], c["width"])
         self.mp_head = nn.Linear(c["width"], c["width"])

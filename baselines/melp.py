@@ -103,8 +103,7 @@ class MELP(ProjectedTextSide, Encoder):
         super().__init__()
         self.preset, self.config = preset, resolve_preset("MELP", PRESETS, preset, overrides, DEFAULTS)
         c = self.config
-        self.ecg_encoder = W2VBackbone(12, [(c["conv_dim"], 2, 2)] * 4, c["width"], c["depth"], c["heads"], c["ffn"],
-                                       c["conv_pos"], c["conv_pos_groups"])
+        self.ecg_encoder = W2VBackbone.from_preset(c)
         self.attn_pool_contrast = AttentionalPooler(c["proj"], c["width"], c["pool_heads"], c["queries"])
         self.ln_contrast = nn.LayerNorm(c["proj"])
         self.proj_contrast = nn.Parameter(c["width"] ** -0.5 * torch.randn(c["proj"], c["proj"]))

@@ -141,6 +141,13 @@ class W2VBackbone(nn.Module):
         self.encoder = TransformerStack(width, depth, heads, ffn)
         self.width = width
 
+    @classmethod
+    def from_preset(cls, c: dict[str, Any]) -> "W2VBackbone":
+        """The 12-lead backbone a preset names (four stride-2 convolutions of ``conv_dim``), as ECG-FM, D-BETA and
+        MELP configure it."""
+        return cls(12, [(c["conv_dim"], 2, 2)] * 4, c["width"], c["depth"], c["heads"], c["ffn"], c["conv_pos"],
+                   c["conv_pos_groups"])
+
     def local_features(self, x: torch.Tensor) -> torch.Tensor:
         """Conv features, normalised and projected: [B, leads, S] -> [B, T, D] (before positions)."""
         f = self.layer_norm(self.feature_extractor(x).transpose(1, 2))

@@ -220,18 +220,16 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence
     return PretrainResult(final, history, seconds, seen / seconds if seconds else 0.0, start_epoch)
 
 
-PRETRAIN_TEXTS = ("report", "label_text")
-
-
 def pool_from_config(index, pool_cfg, reads_text: bool = True) -> PretrainPool:
     """The pretraining pool named by config: records in ``folds`` (all records when folds is null), and the
     text column an encoder with a text tower aligns to (``reads_text``)."""
     from bench.config import ConfigError
+    from bench.encoders.loading import PRETRAIN_TEXT_TAGS
 
     folds = list(pool_cfg.get("folds") or []) or None
     records = index.records
     text = str(pool_cfg.get("text", "report"))
-    if text not in PRETRAIN_TEXTS:
+    if text == "none" or text not in PRETRAIN_TEXT_TAGS:
         raise ConfigError(f"pretrain_pool.text={text!r}: unknown pretraining text (fix: pretrain_pool.text=report, the record's "
                           f"own report, or label_text, its label descriptions)")
     if folds is None:

@@ -38,6 +38,13 @@ CONTAMINATED_MARK = " ⚠contaminated"
 LABEL_TEXT_MARK = " ‡labels"
 
 
+def auroc_estimate(row) -> float:
+    """The AUROC a cell shows: pooled over the cell's units, the estimate its bootstrap interval belongs to
+    (= the mean for one unit); the mean over units where no pooled value exists."""
+    pooled = float(row.get("auroc_pooled", np.nan))
+    return pooled if np.isfinite(pooled) else float(row.get("auroc_mean", np.nan))
+
+
 def row_marks(row) -> str:
     """The warnings a cell carries after its number: contamination and label-text pretraining."""
     return ((CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
@@ -130,9 +137,7 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
                     if row.get("applicable", "yes") == "no":
                         cells.loc[meth, col] = "n/a"
                         continue
-                    v = float(row.get(f"{m}_mean", np.nan))
-                    if m == "auroc" and np.isfinite(float(row.get("auroc_pooled", np.nan))):
-                        v = float(row["auroc_pooled"])  # the estimate its bootstrap interval belongs to (= the mean for one unit)
+                    v = auroc_estimate(row) if m == "auroc" else float(row.get(f"{m}_mean", np.nan))
                     lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
                     text = _fmt(v, lo, hi)
                     if m == "auroc" and np.isfinite(float(row.get("classes_total", np.nan))):
@@ -264,6 +269,5 @@ def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
     for row in df.itertuples():
         if row.method in cells.index:
             r = row._asdict()
-            value = r["auroc_pooled"] if np.isfinite(float(r.get("auroc_pooled", np.nan))) else r["auroc_mean"]
-            cells.loc[row.method, row.task] = _fmt(float(value), r.get("auroc_ci_low"), r.get("auroc_ci_high")) + row_marks(r)
+            cells.loc[row.method, row.task] = _fmt(auroc_estimate(r), r.get("auroc_ci_low"), r.get("auroc_ci_high")) + row_marks(r)
     return render_block(cells, "macro AUROC (%) [95% bootstrap interval over test records], linear probe", "md")
