@@ -2,10 +2,11 @@
 
 - ``manifest.json``: every aggregate (its tags, metrics, unit keys and the hash of its inputs), every unit (its
   key, tags, metrics, params and the hash of its predictions), the publication settings, the sha256 of every
-  file of the bundle, and the released ``cpu_small`` checkpoints with their hashes;
+  file of the bundle, and the pretrained checkpoints the rows name with their hashes (the weights themselves
+  are not in the bundle: model weights are never committed; `scripts/republish.sh run` regenerates them,
+  deterministically on CPU, and their file hash must equal ``checkpoint_hash``);
 - ``predictions/<suite>.parquet``: the units' per-record test predictions, one row per unit and record
-  (``y_true`` / ``y_score`` / ``y_pred`` as lists over the classes);
-- ``checkpoints/<name>/encoder.pt``: the pretrained encoders the rows name (``checkpoint_hash`` = their hash).
+  (``y_true`` / ``y_score`` / ``y_pred`` as lists over the classes).
 
 ``bench verify results/`` (``verify``) recomputes, from the bundle alone, each unit's metrics from its predictions,
 each aggregate from its units with the suite's own aggregation, and then the leaderboard, every table and the
@@ -26,6 +27,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from bench.encoders.checkpoint import file_hash
 from bench.publication import LEADERBOARD, PublishSettings, write_publication
 
 BUNDLE = "bundle"
@@ -36,14 +38,6 @@ DROPPED_TAGS = ("worker",)  # host:pid of the process that logged the run: machi
 
 class BundleError(RuntimeError):
     """The bundle is missing, damaged, or disagrees with what it recomputes."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def arrays_hash(arrays: dict[str, np.ndarray]) -> str:
@@ -91,11 +85,11 @@ def _unit_arrays(rows: pd.DataFrame, entry: dict) -> dict[str, np.ndarray]:
 
 
 # ---- export ------------------------------------------------------------------------------------------
-def export_bundle(store, results: Path, suites: Iterable[str], cache: Path, settings: PublishSettings,
+def export_bundle(store, results: Path, suites: Iterable[str], settings: PublishSettings,
                   echo: Callable[[str], None] = lambda _: None) -> Path:
     """Write ``results/bundle`` from an MLflow ``store``: the aggregates of ``suites``, exactly the units they
-    pooled, their predictions and the bench-pretrained checkpoints they name (from ``cache``). Written beside
-    and swapped in at the end, so a failed export leaves the previous bundle whole."""
+    pooled, their predictions and the names and hashes of the bench-pretrained checkpoints they used. Written
+    beside and swapped in at the end, so a failed export leaves the previous bundle whole."""
     out = Path(results) / BUNDLE
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=results))
     try:
@@ -103,10 +97,10 @@ def export_bundle(store, results: Path, suites: Iterable[str], cache: Path, sett
                                     "checkpoints": [], "files": {}}
         for suite in suites:
             _export_suite(store, suite, manifest, tmp)
-        _export_checkpoints(manifest, Path(cache), tmp)
+        manifest["checkpoints"] = named_checkpoints(manifest["units"])
         manifest["code_versions"] = sorted({u["tags"].get("code_version", "") for u in manifest["units"]})
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            manifest["files"][path.relative_to(tmp).as_posix()] = sha256_file(path)
+            manifest["files"][path.relative_to(tmp).as_posix()] = file_hash(path, 64)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -154,20 +148,10 @@ def inputs_hash(units: list[dict]) -> str:
     return hashlib.sha256(json.dumps([[u["key"], u["metrics"], u["predictions"]] for u in units], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _export_checkpoints(manifest: dict, cache: Path, tmp: Path) -> None:
-    named = sorted({(u["tags"].get("checkpoint", ""), u["tags"].get("checkpoint_hash", "")) for u in manifest["units"]})
-    for where, digest in named:
-        if not where.startswith("cache:"):
-            continue
-        source = cache / where.removeprefix("cache:")
-        target = tmp / "checkpoints" / source.parent.name / source.name
-        if not source.is_file():
-            raise BundleError(f"{source}: the checkpoint rows name ({where}) is not in the cache; publish from the cache "
-                              f"the runs used (BENCH_CACHE)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        manifest["checkpoints"].append({"checkpoint": where, "checkpoint_hash": digest,
-                                        "file": target.relative_to(tmp).as_posix()})
+def named_checkpoints(units: list[dict]) -> list[dict[str, str]]:
+    """The bench-pretrained checkpoints (``cache:...``) the units name, with the hash a regenerated file must have."""
+    named = sorted({(u["tags"].get("checkpoint", ""), u["tags"].get("checkpoint_hash", "")) for u in units})
+    return [{"checkpoint": where, "checkpoint_hash": digest} for where, digest in named if where.startswith("cache:")]
 
 
 # ---- reading: a store over the bundle ----------------------------------------------------------------
@@ -217,17 +201,22 @@ class BundleStore:
         hits = [a["tags"] for a in self._aggregates if a["suite"] == suite and a["tags"].get("agg_key") == agg_key]
         return dict(hits[0]) if hits else None
 
-    def unit(self, suite: str, key: str) -> BundleRun:
+    def entry(self, suite: str, key: str) -> dict:
+        """A unit's manifest entry (tags, metrics, params, prediction hash and layout)."""
         entry = self._units.get((suite, key))
         if entry is None:
             raise LookupError(f"{suite} unit {key} is named by an aggregate but is not in the bundle")
+        return entry
+
+    def unit(self, suite: str, key: str) -> BundleRun:
+        entry = self.entry(suite, key)
         return BundleRun(key, entry["tags"], entry["metrics"], entry["params"])
 
     def units_by_key(self, suite: str, unit_keys: Iterable[str], **_tags: str) -> list[BundleRun]:
         return [self.unit(suite, k) for k in unit_keys]
 
     def predictions(self, run: BundleRun) -> dict[str, np.ndarray]:
-        entry = self._units[(run.tags["suite"], run.key)]
+        entry = self.entry(run.tags["suite"], run.key)
         if entry["predictions"] is None:
             raise OSError(f"unit {run.key} has no predictions")
         frame = self._frame(entry["suite"])
@@ -267,14 +256,8 @@ def _check_files(bundle: BundleStore) -> list[str]:
         path = bundle.root / name
         if not path.is_file():
             problems.append(f"{BUNDLE}/{name}: listed in the manifest but missing")
-        elif sha256_file(path) != digest:
+        elif file_hash(path, 64) != digest:
             problems.append(f"{BUNDLE}/{name}: content differs from the manifest's sha256 (altered or truncated)")
-    for entry in bundle.manifest["checkpoints"]:
-        from bench.encoders.checkpoint import file_hash
-
-        path = bundle.root / entry["file"]
-        if path.is_file() and file_hash(path) != entry["checkpoint_hash"]:
-            problems.append(f"{BUNDLE}/{entry['file']}: its hash is not the checkpoint_hash {entry['checkpoint_hash']} the rows name")
     return problems
 
 
@@ -340,12 +323,12 @@ def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
                 continue
             suite = get_suite(entry["suite"])
             keys = [k for k in tags.get("unit_keys", "").split(",") if k]
-            if inputs_hash([bundle._units[(entry["suite"], k)] for k in keys]) != entry["inputs"]:
+            if inputs_hash([bundle.entry(entry["suite"], k) for k in keys]) != entry["inputs"]:
                 problems.append(f"{label}: its units are not the ones it was computed from (inputs hash differs)")
             results = []
             for key in keys:
                 run = bundle.unit(entry["suite"], key)
-                arrays = bundle.predictions(run) if bundle._units[(entry["suite"], key)]["predictions"] else None
+                arrays = bundle.predictions(run) if bundle.entry(entry["suite"], key)["predictions"] else None
                 results.append((Unit(dict(run.tags), {}, key=key), UnitResult(dict(run.metrics), dict(run.params), arrays, tags=dict(run.tags))))
             if suite.unit_order:
                 agg_tag, unit_tag = suite.unit_order

@@ -407,7 +407,7 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
     store = ResultStore.from_config(cfg)
     settings = PublishSettings(dataset=dataset, paired_n_boot=paired_n_boot, bootstrap_seed=int(cfg.run.bootstrap_seed))
     write_publication(store, results, settings, Path(cfg.paths.cache) / "bootstrap", echo=typer.echo)
-    export_bundle(store, results, suite_names(), Path(cfg.paths.cache), settings, echo=typer.echo)
+    export_bundle(store, results, suite_names(), settings, echo=typer.echo)
     if not figures:
         return
     linear = store.aggregates(["linear"])
@@ -544,6 +544,7 @@ def demo(ctx: typer.Context, methods: Optional[str] = typer.Option(None, help="m
     start = time.perf_counter()
     base = load_config(ctx.args)
     d = base.demo
+    method_list = _csv(methods) or list(d.methods)
     given = {o.split("=")[0].lstrip("+") for o in ctx.args}
     budget = [f"{k}={v}" for k, v in {"pretrain.epochs": d.pretrain_epochs, "linear.epochs": d.linear_epochs,
                                        "data.demo.n_records": d.n_records}.items() if k not in given]
@@ -551,10 +552,10 @@ def demo(ctx: typer.Context, methods: Optional[str] = typer.Option(None, help="m
     typer.secho(f"demo budget (tiny on purpose: it shows the pipeline, not a result): {', '.join(budget) or 'as overridden'}; "
                 f"a real run pretrains for pretrain.epochs={base.pretrain.epochs} or more", fg=typer.colors.CYAN)
     runner = Runner(overrides)
-    summary = runner.run("linear", _csv(methods) or list(d.methods), [d.dataset])
+    summary = runner.run("linear", method_list, [d.dataset])
     store = runner.store
     aggregates = store.aggregates(["linear"])
-    typer.echo(compact_table(aggregates[aggregates["dataset"] == d.dataset], _csv(methods) or list(d.methods)))
+    typer.echo(compact_table(aggregates[aggregates["dataset"] == d.dataset], method_list))
     page = write_page(leaderboard_frame(store), Path(base.paths.cache) / "demo" / "index.html")
     typer.echo(f"linear: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
                f"in {time.perf_counter() - start:.0f} s")

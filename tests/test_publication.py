@@ -48,6 +48,7 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     manifest = json.loads((results / "bundle" / "manifest.json").read_text())
     assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
     assert len(manifest["checkpoints"]) == 2  # merit and merit_mse as pretrained; random is untrained
+    assert not (results / "bundle" / "checkpoints").exists()  # named and hashed, never committed as weights
     board = pd.read_csv(results / "leaderboard.csv")
     assert len(board) == 3 * 2 * 2 + 1  # linear: methods x tasks x fractions; zero-shot: merit (merit_mse has no text tower)
     assert not board["checkpoint"].astype(str).str.startswith("/").any()
@@ -82,9 +83,9 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         scores[0] += 0.5
         frame.at[0, "y_score"] = scores
         frame.to_parquet(path, index=False)
-        from bench.bundle import sha256_file
+        from bench.encoders.checkpoint import file_hash
 
-        manifest["files"]["predictions/linear.parquet"] = sha256_file(path)  # the file list made consistent too
+        manifest["files"]["predictions/linear.parquet"] = file_hash(path, 64)  # the file list made consistent too
         manifest_path.write_text(json.dumps(manifest))
         expect = f"linear unit {frame.at[0, 'unit_key']}"
     else:  # a unit's metric edited in the manifest

@@ -66,12 +66,13 @@ def unwrap(blob) -> dict:
     return dict(blob)
 
 
-def file_hash(path: str | Path) -> str:
+def file_hash(path: str | Path, n: int = 16) -> str:
+    """sha256 of a file's bytes (the first ``n`` hex digits; 16 name a checkpoint, 64 is the whole digest)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:n]
 
 
 def _short(keys: list[str], n: int = 12) -> str:
