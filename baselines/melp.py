@@ -186,6 +186,15 @@ class MELP(ProjectedTextSide, Encoder):
         return ("pass MELP's Lightning checkpoint ({'state_dict': MELPModel state}) with encoder.preset=official; for "
                 "embeddings without the text side set encoder.text.kind=none")
 
+    def shape_hint(self, mismatched: dict[str, tuple]) -> str:
+        """MELP's README pretraining command (main_pretrain.py, n_queries_contrast default 12) writes 12 contrastive
+        queries while its model class and our preset have 13: say which option loads the file."""
+        queries = mismatched.get("attn_pool_contrast.query")
+        if queries is None:
+            return ""
+        return (f"this file has {queries[0][0]} contrastive queries, this preset {queries[1][0]} (MELP's main_pretrain.py "
+                f"writes 12 by default, its model class has 13); load it with encoder.queries={queries[0][0]}")
+
 
 def build_melp(**config: Any) -> MELP:
     return MELP(**config)

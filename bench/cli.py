@@ -8,9 +8,9 @@ from typing import List, Optional
 import typer
 from tabulate import tabulate
 
-from bench.config import ConfigError, available, cache_dir, load_config
+from bench.config import ConfigError, available, cache_dir, encoder_options, load_config, normalise_overrides
 from bench.data.errors import DataError
-from bench.encoders.checkpoint import CheckpointError
+from bench.encoders.checkpoint import CheckpointError, file_hash
 from bench.encoders.loading import LeakageError
 from bench.files import atomic_path
 from bench.registry import UnknownNameError
@@ -24,12 +24,17 @@ runs_app = typer.Typer(help="What the MLflow store holds.", no_args_is_help=True
 app.add_typer(runs_app, name="runs")
 encoders_app = typer.Typer(help="Encoders: the registry of methods behind the Encoder interface.", no_args_is_help=True)
 app.add_typer(encoders_app, name="encoders")
+models_app = typer.Typer(help="Released weights: where each model card says they are published, and pulling them into the cache.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
 suites_app = typer.Typer(help="Suites: the registry of evaluations `bench run --suite` runs (plugins: entry-point group bench.suites).",
                          no_args_is_help=True)
 app.add_typer(suites_app, name="suites")
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 OVERRIDE_HELP = "Extra KEY=VALUE arguments override any config value (e.g. data.root=/path preprocess.target_fs=250)."
+TRUST_HELP = ("unpickle checkpoint files that hold objects outside their model card's allow-list, which can run code "
+              "from the file: only for files you trust; every row then records trust_checkpoint_code=yes")
 
 
 def _fail(exc: Exception) -> None:
@@ -116,15 +121,13 @@ def data_download(ctx: typer.Context, dataset: str = typer.Argument(..., help="p
                       help=f"Every registered encoder (built-in and plugins) with its metadata at the configured preset. {OVERRIDE_HELP}")
 @_guarded
 def encoders_list(ctx: typer.Context) -> None:
-    from omegaconf import OmegaConf
-
     from bench.encoders import create_encoder, encoder_names
 
     cfg = load_config(ctx.args)
     rows = []
     for name in encoder_names():
         try:
-            options = OmegaConf.to_container(cfg.encoder, resolve=True)
+            options = encoder_options(cfg)
             spec = create_encoder(name, **options).spec
         except Exception as exc:  # a plugin or tower that cannot be built is listed, not hidden
             rows.append([name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
@@ -139,7 +142,6 @@ def encoders_list(ctx: typer.Context) -> None:
 @_guarded
 def encoders_show(ctx: typer.Context, name: str = typer.Argument(..., help="an encoder of `bench encoders list`")) -> None:
     import yaml
-    from omegaconf import OmegaConf
 
     from bench.encoders import create_encoder, encoder_names
     from bench.encoders.cards import load_card
@@ -147,7 +149,7 @@ def encoders_show(ctx: typer.Context, name: str = typer.Argument(..., help="an e
     if name not in encoder_names():
         raise ConfigError(f"unknown encoder '{name}'; choose from {', '.join(encoder_names())}")
     cfg = load_config(ctx.args)
-    options = OmegaConf.to_container(cfg.encoder, resolve=True)
+    options = encoder_options(cfg)
     card = dict(load_card(name))
     try:
         spec = create_encoder(name, **options).spec
@@ -159,6 +161,33 @@ def encoders_show(ctx: typer.Context, name: str = typer.Argument(..., help="an e
     typer.echo(yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=110).rstrip())
 
 
+@models_app.command("list", context_settings=OVERRIDES,
+                    help=f"The released weight files every model card lists: form, preset, location, sha256, and whether the "
+                         f"cache holds them. {OVERRIDE_HELP}")
+@_guarded
+def models_list(ctx: typer.Context) -> None:
+    from bench.encoders import encoder_names
+    from bench.encoders.weights import released_files
+
+    rows = [[f.encoder, f.form, f.preset, f.where, f.sha256[:16] or "(not recorded)", f.note]
+            for name in encoder_names() for f in released_files(name)]
+    typer.echo(tabulate(rows, headers=["encoder", "form", "preset", "where", "sha256", "note"]))
+    typer.echo("\npull one: bench models pull ENCODER[:FORM]; or pass --ckpt ENCODER=hf:ORG/REPO/FILE@REV to any command")
+
+
+@models_app.command("pull", context_settings=OVERRIDES,
+                    help=f"Download ENCODER[:FORM]'s released file into the cache (resumed if stopped, sha256 checked). {OVERRIDE_HELP}")
+@_guarded
+def models_pull(ctx: typer.Context, name: str = typer.Argument(..., help="ENCODER or ENCODER:FORM (bench models list)")) -> None:
+    from bench.encoders.weights import pull
+
+    cfg = load_config(ctx.args)
+    released, path = pull(name, cache_dir(cfg))
+    typer.echo(f"{released.encoder}:{released.form} ({released.where}) -> {path}")
+    typer.echo(f"sha256 {file_hash(path, 64)}")
+    typer.echo(f"use it: --ckpt {released.encoder}={released.where} encoder.preset={released.preset}")
+
+
 @app.command("embed", context_settings=OVERRIDES,
              help=f"Embed your own ECGs (and texts) with any encoder: X.npy [N, 12, S] in mV, standard lead order. {OVERRIDE_HELP}")
 @_guarded
@@ -167,8 +196,10 @@ def embed_cmd(ctx: typer.Context,
               signals: str = typer.Option(..., help="X.npy, float [N, 12, samples] in millivolts, leads I, II, III, aVR, aVL, aVF, V1-V6"),
               fs: float = typer.Option(..., help="sampling rate of X in Hz"),
               out: str = typer.Option(..., help="OUT.npz: embedding [N, D], aligned [N, D'] (text tower), text [M, D']"),
-              ckpt: Optional[str] = typer.Option(None, help="checkpoint file (released or from bench pretrain); none: untrained"),
-              texts: Optional[str] = typer.Option(None, help="T.txt, one text per line, embedded by the encoder's text path")) -> None:
+              ckpt: Optional[str] = typer.Option(None, help="checkpoint: a file (released or from bench pretrain), hf:ORG/REPO/FILE@REV "
+                                                            "or url:https://...; none: untrained"),
+              texts: Optional[str] = typer.Option(None, help="T.txt, one text per line, embedded by the encoder's text path"),
+              trust_checkpoint_code: bool = typer.Option(False, "--trust-checkpoint-code", help=TRUST_HELP)) -> None:
     from pathlib import Path
 
     import numpy as np
@@ -180,7 +211,9 @@ def embed_cmd(ctx: typer.Context,
     cfg = load_config(ctx.args)
     x = read_signals(signals)
     lines = [t.strip() for t in Path(texts).read_text().splitlines() if t.strip()] if texts else None
-    handle = load_encoder(method, OmegaConf.to_container(cfg.encoder, resolve=True), ckpt)
+    from bench.encoders.weights import resolve_checkpoint
+
+    handle = load_encoder(method, encoder_options(cfg), resolve_checkpoint(ckpt, cache_dir(cfg)), trust_code=trust_checkpoint_code)
     arrays = embed_signals(handle, x, fs, lines, base=OmegaConf.to_container(cfg.preprocess, resolve=True))
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -230,10 +263,11 @@ def run_cmd(ctx: typer.Context,
             fractions: Optional[str] = typer.Option(None, help="label fractions, e.g. 0.01,0.1,1 (default: run.fractions)"),
             seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
-            ckpt: List[str] = typer.Option([], help="METHOD=PATH checkpoint (repeatable)"),
+            ckpt: List[str] = typer.Option([], help="METHOD=PATH, METHOD=hf:ORG/REPO/FILE@REV or METHOD=url:https://... (repeatable)"),
             allow_contamination: bool = typer.Option(False, "--allow-contamination",
                                                      help="score released checkpoints on datasets inside their declared "
                                                           "training corpora; such rows are tagged contaminated=yes"),
+            trust_checkpoint_code: bool = typer.Option(False, "--trust-checkpoint-code", help=TRUST_HELP),
             allow_label_text: bool = typer.Option(False, "--allow-label-text",
                                                   help="zero-shot with encoders pretrained on label descriptions "
                                                        "(pretrain_pool.text=label_text); their rows say pretrain_text=labels"),
@@ -255,7 +289,8 @@ def run_cmd(ctx: typer.Context,
         ckpts[name] = path
     start = time.perf_counter()
     overrides = (_tracking(ctx.args, tracking_uri) + (["run.allow_contamination=true"] if allow_contamination else [])
-                 + (["run.allow_label_text=true"] if allow_label_text else []))
+                 + (["run.allow_label_text=true"] if allow_label_text else [])
+                 + (["run.trust_checkpoint_code=true"] if trust_checkpoint_code else []))
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     config_args = [o for o in overrides if o not in hydra_args]
     planner = Runner(config_args, ckpts=ckpts)
@@ -267,7 +302,7 @@ def run_cmd(ctx: typer.Context,
     request = Request(_csv(methods), _csv(datasets), _csv(tasks), _csv(protocols), fracs, seed_list, _csv(directions))
     if launcher != IN_PROCESS:
         for sweep in unit_sweeps(suite, planner, request):
-            run_multirun(launcher, sweep, overrides, ckpts, typer.echo)
+            run_multirun(launcher, sweep, normalise_overrides(config_args) + hydra_args, ckpts, typer.echo)
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
     runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False)
     summary = runner.execute(get_suite(suite), request)
@@ -511,10 +546,12 @@ def suites_list() -> None:
     typer.echo(tabulate(rows, headers=["suite", "version", "what it measures"], tablefmt="github"))
 
 
-@runs_app.command("list", context_settings=OVERRIDES, help=f"Summarise the units stored in MLflow per suite, method and dataset. {OVERRIDE_HELP}")
+@runs_app.command("list", context_settings=OVERRIDES,
+                  help=f"Summarise the units stored in MLflow per suite, method and dataset, and the pretrained checkpoints of the "
+                       f"cache with the settings that made them. {OVERRIDE_HELP}")
 @_guarded
 def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
-
+    from bench.pretrain import cached_checkpoints
     from bench.results_store import ResultStore
     from bench.suites.base import suite_names
 
@@ -522,9 +559,18 @@ def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(Non
     counts = ResultStore.from_config(cfg).unit_counts(suite_names())
     if counts.empty:
         typer.echo(f"no units in {cfg.tracking.uri}")
-        return
-    summary = counts.groupby(["suite", "method", "dataset", "protocol", "status"]).size().reset_index(name="units")
-    typer.echo(tabulate(summary, headers="keys", showindex=False))
+    else:
+        summary = counts.groupby(["suite", "method", "dataset", "protocol", "status"]).size().reset_index(name="units")
+        typer.echo(tabulate(summary, headers="keys", showindex=False))
+    checkpoints = cached_checkpoints(cfg.paths.cache)
+    typer.echo(f"\npretrained checkpoints in {cache_dir(cfg) / 'checkpoints'}: {len(checkpoints)}")
+    if checkpoints:
+        rows = [[c["method"], c["encoder"].get("preset", ""), c["pool"]["dataset"], c["pool"].get("folds"), c["pool"]["n"],
+                 c["pool"].get("text", "none"), c["pretrain"]["epochs"], c["pretrain"]["batch_size"], c["pretrain"]["lr"],
+                 c["pretrain"]["seed"], f"{c['state']} ({c['epochs_done'] or 0}/{c['pretrain']['epochs']} epochs)", c["folder"]]
+                for c in checkpoints]
+        typer.echo(tabulate(rows, headers=["method", "preset", "pool", "folds", "records", "text", "epochs", "batch", "lr", "seed",
+                                           "state", "folder"]))
 
 
 @app.command("demo", context_settings=OVERRIDES,

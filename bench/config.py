@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import functools
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -28,25 +30,96 @@ def available(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def load_config(overrides: Sequence[str] = (), *, data: str | None = None) -> DictConfig:
-    """Compose ``configs/config.yaml`` with ``overrides``; ``data`` selects the dataset config."""
-    overrides = list(overrides)
-    if data is not None:
-        if data not in available("data"):
-            raise ConfigError(f"Unknown dataset '{data}'. Available: {', '.join(available('data'))} "
-                              f"(add configs/data/{data}.yaml to define it)")
-        overrides = [f"data={data}", *overrides]
+#: nodes whose keys are not declared in configs/: encoder options differ per encoder (each factory refuses the
+#: ones it does not know, listing its valid options) and ``unit.checkpoints`` maps methods to files (``hydra.*``,
+#: which configures launchers, is passed to Hydra as given)
+OPEN_NODES = ("encoder", "unit.checkpoints")
+
+
+def _compose(overrides: list[str]) -> DictConfig:
     # inside a Hydra app (a launcher job, bench/worker.py) Hydra is already initialised on CONFIG_DIR
     context = contextlib.nullcontext() if GlobalHydra.instance().is_initialized() else \
         initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None)
+    with context:
+        return compose(config_name="config", overrides=overrides)
+
+
+def _keys(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield f"{prefix}{k}"
+            yield from _keys(v, f"{prefix}{k}.")
+
+
+def _is_selection(key: str) -> bool:
+    """A config-group choice (``data=ptbxl``, ``hydra/launcher=joblib``, ``protocols@zero_shot=...``), not a value."""
+    return "/" in key or "@" in key or (CONFIG_DIR / key).is_dir()
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(selections: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_keys(OmegaConf.to_container(_compose(list(selections)), resolve=False)))
+
+
+def normalise_overrides(overrides: Sequence[str], data: str | None = None) -> list[str]:
+    """The user's ``KEY=VALUE`` overrides as Hydra must read them, or one clear error.
+
+    A key the config declares is set as given (a leading '+' dropped); a key under an open node (``OPEN_NODES``)
+    is added or set (``++``), and whoever consumes it validates it; any other key is refused naming the keys it
+    is closest to, so a typo never runs silently (Hydra would add a '+key' nobody reads)."""
+    def key_of(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    selections = [o for o in overrides if "=" in o and _is_selection(key_of(o))]
+    if data is not None:
+        selections = [f"data={data}", *[o for o in selections if key_of(o) != "data"]]
+    declared = _declared(tuple(selections))
+    out = list(selections)
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        bare = key.lstrip("+~")
+        if sep and _is_selection(bare):
+            continue
+        if not sep or key.startswith("~") or bare.startswith("hydra."):
+            out.append(o)
+        elif bare in declared:
+            out.append(f"{bare}={value}")
+        elif any(bare == n or bare.startswith(n + ".") for n in OPEN_NODES):
+            out.append(f"++{bare}={value}")
+        else:
+            parent = bare.rpartition(".")[0]
+            siblings = sorted(k for k in declared if k.rpartition(".")[0] == parent)
+            near = difflib.get_close_matches(bare, siblings, n=2, cutoff=0.6) or \
+                difflib.get_close_matches(bare, sorted(declared), n=2, cutoff=0.6)
+            raise ConfigError(f"unknown config key '{bare}'" + (f" (did you mean {' or '.join(near)}?)" if near else "")
+                              + " (fix: check the spelling; the keys and their defaults are in configs/config.yaml and "
+                                "configs/data/<dataset>.yaml)")
+    return out
+
+
+def load_config(overrides: Sequence[str] = (), *, data: str | None = None) -> DictConfig:
+    """Compose ``configs/config.yaml`` with ``overrides``; ``data`` selects the dataset config."""
+    if data is not None and data not in available("data"):
+        raise ConfigError(f"Unknown dataset '{data}'. Available: {', '.join(available('data'))} "
+                          f"(add configs/data/{data}.yaml to define it)")
     try:
-        with context:
-            cfg = compose(config_name="config", overrides=overrides)
+        cfg = _compose(normalise_overrides(list(overrides), data))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"{exc}\n(fix: check the spelling against configs/ or `bench <command> --help`; "
-                          f"new keys need a leading '+')") from exc
+        raise ConfigError(f"{exc}\n(fix: check the spelling against configs/ or `bench <command> --help`)") from exc
     return cfg
+
+
+def encoder_options(cfg: DictConfig) -> dict[str, Any]:
+    """The encoder factory's options: ``cfg.encoder`` without unset (null) values or empty blocks, so a factory
+    receives only what was set."""
+    def prune(node: Any) -> Any:
+        if isinstance(node, dict):
+            kept = {k: prune(v) for k, v in node.items() if v is not None}
+            return {k: v for k, v in kept.items() if v != {}}
+        return node
+
+    return prune(OmegaConf.to_container(cfg.encoder, resolve=True))
 
 
 def dataclass_from_mapping(cls, mapping, what: str, error=ValueError, **convert):

@@ -8,6 +8,11 @@ and the pretraining pool (for the leakage rule); CUDA with bf16 autocast when pr
 the ranks take disjoint shards of each global batch, draw the same per-sample randomness, compute
 global-batch losses (``bench.encoders.losses``) and log the global mean, so the loss curve equals the
 one-process curve with the same global batch; rank 0 writes checkpoints.
+
+A checkpoint's folder is named by a hash of everything that determines its weights (``pretraining_key``: the
+method and encoder options, the prepared arrays, the pool's records and text, the pretraining settings), so
+several budgets of one method coexist in a cache and a changed setting never meets a stale file; the folder's
+``settings.json`` says what they are (``bench runs list`` lists them).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tqdm.auto import tqdm
 
 from bench import code_version
 from bench.data.loader import Batches, EpochBatches, LoaderConfig, Rows, Texts, batch_loader
+from bench.encoders.checkpoint import CheckpointError, read_checkpoint
 from bench.encoders.randomness import StepRandom
 from bench.files import atomic_path
 from bench.locks import hold
@@ -49,6 +55,12 @@ class PretrainConfig:
         from bench.config import ConfigError, dataclass_from_mapping
 
         return dataclass_from_mapping(cls, cfg, "pretrain config", lambda w, m: ConfigError(f"{w}: {m}"))
+
+    def weight_settings(self) -> dict[str, Any]:
+        """The settings that change the weights: all but how often a checkpoint is written, with the precision
+        the steps actually run in (bf16 autocast happens on CUDA only)."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("checkpoint_every", "amp")}
+        return {**settings, "precision": "bf16" if self.amp and torch.cuda.is_available() else "fp32"}
 
 
 @dataclass
@@ -124,6 +136,12 @@ def _atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    """The per-epoch losses so far, beside the checkpoints (what `bench runs list` reads for the epochs done)."""
+    with atomic_path(out_dir / "history.json") as tmp:
+        Path(tmp).write_text(json.dumps(history, indent=1))
+
+
 def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence[str] | Texts, cfg: PretrainConfig,
              out_dir: str | Path, *, pool: PretrainPool, encoder_config: dict[str, Any], units: str = "mV",
              tracker: Tracker | None = None, progress: bool = True, on_step: Callable[[int], None] | None = None,
@@ -157,15 +175,16 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence
     last = out_dir / "last.pt"
     final = out_dir / "encoder.pt"
     if final.is_file() and last.is_file():
-        done = torch.load(last, map_location="cpu", weights_only=False)
+        done = read_checkpoint(last)
         if done["epoch"] >= cfg.epochs and done["config"] == run_config:
             return PretrainResult(final, done["history"], 0.0, 0.0, done["epoch"])  # already trained: reuse
     if last.is_file():
-        blob = torch.load(last, map_location="cpu", weights_only=False)
-        if blob["config"] != run_config:
-            raise ValueError(f"{last}: a checkpoint of a different encoder config, pool or pretraining settings is in the way "
-                             f"(fix: use another output folder or delete it)")
-        model.load_state_dict(blob["model"], strict=False)
+        blob = read_checkpoint(last)
+        if blob.get("config") != run_config:
+            raise CheckpointError(f"{last}: a checkpoint of a different encoder config, pool or pretraining settings is in "
+                                  f"this folder (fix: delete {out_dir}; bench names each folder by its settings, so only a "
+                                  f"copied or edited file can be here)")
+        model.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         start_epoch, history = blob["epoch"], blob["history"]
@@ -208,12 +227,13 @@ def pretrain(model: torch.nn.Module, signals: np.ndarray | Rows, texts: Sequence
             if rank == 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
                 _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                               "epoch": epoch + 1, "history": history, "config": run_config, "code_version": code_version()}, last)
+                _write_history(out_dir, history)
         seconds = time.perf_counter() - t0
         if rank == 0:
             state = model.checkpoint_state() if hasattr(model, "checkpoint_state") else model.state_dict()
             _atomic_save({"model": state, "config": run_config, "history": history, "code_version": code_version(),
                           "pretrain_pool": pool.describe(), "pretrain_record_ids": sorted(pool.record_ids)}, final)
-            (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+            _write_history(out_dir, history)
             tracker.log_artifact(final)
         if world > 1:
             torch.distributed.barrier()  # no rank leaves (and tears the group down) before the checkpoint is written
@@ -241,19 +261,43 @@ def pool_from_config(index, pool_cfg, reads_text: bool = True) -> PretrainPool:
     return PretrainPool(index.name, ids, folds, index.split_hash(), text if reads_text else "none")
 
 
-def checkpoint_dir(cfg, method: str, pool: PretrainPool) -> Path:
-    preset = cfg.encoder.get("preset", "default")
-    text = "" if pool.text == "none" else f"-{pool.text}"
-    return Path(cfg.paths.cache) / "checkpoints" / f"{method}-{preset}-{pool.dataset}-pool{pool.ids_hash[:8]}-seed{cfg.pretrain.seed}{text}"
+def pretraining_key(method: str, encoder_options: dict[str, Any], prepared_key: str, pool: PretrainPool,
+                    cfg: PretrainConfig) -> dict[str, Any]:
+    """Everything that determines a pretrained checkpoint's weights (its folder is named by the hash of this)."""
+    return {"method": method, "encoder": encoder_options, "prepared": prepared_key, "pool": pool.describe(),
+            "pretrain": cfg.weight_settings()}
+
+
+def checkpoint_dir(cache: str | Path, settings: dict[str, Any]) -> Path:
+    """``<cache>/checkpoints/<method>-<preset>-<dataset>-e<epochs>-seed<seed>[-<text>]-<hash of the settings>``."""
+    from bench.suites.base import content_hash
+
+    pool, pretrain = settings["pool"], settings["pretrain"]
+    text = f"-{pool['text']}" if pool.get("text", "none") != "none" else ""
+    name = (f"{settings['method']}-{settings['encoder'].get('preset', 'default')}-{pool['dataset']}-e{pretrain['epochs']}"
+            f"-seed{pretrain['seed']}{text}-{content_hash(settings, 10)}")
+    return Path(cache) / "checkpoints" / name
+
+
+def cached_checkpoints(cache: str | Path) -> list[dict[str, Any]]:
+    """The pretrained checkpoints of a cache with their settings and state (finished, or the last epoch written)."""
+    rows = []
+    for folder in sorted((Path(cache) / "checkpoints").glob("*/settings.json")):
+        settings = json.loads(folder.read_text())
+        final, history = folder.parent / "encoder.pt", folder.parent / "history.json"
+        state = "finished" if final.is_file() else ("interrupted" if (folder.parent / "last.pt").is_file() else "started")
+        epochs = len(json.loads(history.read_text())) if history.is_file() else None
+        rows.append({"folder": folder.parent.name, "state": state, "epochs_done": epochs, **settings})
+    return rows
 
 
 def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker | None = None,
-                    cached_only: bool = False, variant: str | None = None) -> PretrainResult:
-    """Compose dataset -> prepared cache -> encoder -> pretraining for ``method`` as ``cfg`` says.
+                    cached_only: bool = False) -> PretrainResult:
+    """Compose dataset -> prepared cache -> encoder -> pretraining for ``method`` as ``cfg`` says, into the folder
+    its settings name (``checkpoint_dir``).
 
     ``cached_only``: return the finished checkpoint or raise FileNotFoundError, never train (a launcher's
-    collect pass, which may run on a login node). ``variant``: a suffix of the checkpoint folder, so runs
-    that differ only in pretraining settings (sweep trials) do not share one.
+    collect pass, which may run on a login node).
     """
     from omegaconf import OmegaConf
 
@@ -262,8 +306,10 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     from bench.data.registry import open_from_config
     from bench.encoders import create_encoder
 
+    from bench.config import encoder_options
+
     init_distributed_from_env()
-    enc_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
+    enc_cfg = encoder_options(cfg)
     torch.manual_seed(int(cfg.pretrain.seed))  # the initial weights are part of what the seed fixes
     model = create_encoder(method, **enc_cfg)
     rank, world = _dist()
@@ -285,14 +331,18 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     texts = Texts(index.records.loc[ids, pool.text].fillna("").astype(str).tolist() if pool.text != "none" else [""] * len(ids))
     if tracker is None:
         tracker = Tracker(cfg.tracking.uri, "pretrain", enabled=cfg.tracking.enabled and rank == 0)
-    out_dir = checkpoint_dir(cfg, method, pool)
-    if variant:
-        out_dir = out_dir.with_name(f"{out_dir.name}-{variant}")
+    pcfg_train = PretrainConfig.from_mapping(cfg.pretrain)
+    settings = pretraining_key(method, enc_cfg, prepared.key, pool, pcfg_train)
+    out_dir = checkpoint_dir(cfg.paths.cache, settings)
     if cached_only and not (out_dir / "encoder.pt").is_file():
         raise FileNotFoundError(f"no finished checkpoint of {method} in {out_dir}")
     # one process pretrains a given checkpoint; a concurrent `bench run` needing it waits, then reuses it
     # (under torchrun the ranks already act as one, so no lock)
     with hold(cfg.paths.cache, [f"pretrain:{out_dir.name}"] if world == 1 else []):
-        return pretrain(model, signals, texts, PretrainConfig.from_mapping(cfg.pretrain), out_dir, pool=pool,
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out_dir / "settings.json") as tmp:
+                Path(tmp).write_text(json.dumps(settings, indent=1, sort_keys=True, default=str) + "\n")
+        return pretrain(model, signals, texts, pcfg_train, out_dir, pool=pool,
                         encoder_config={"name": method, **enc_cfg}, units=index.units, tracker=tracker, progress=progress,
                         loader=LoaderConfig.from_mapping(cfg.get("loader")))

@@ -18,7 +18,7 @@ import typer
 from omegaconf import DictConfig, OmegaConf
 
 from bench import code_version
-from bench.config import ConfigError, load_config
+from bench.config import ConfigError, encoder_options, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key
 from bench.data.preprocess import PreprocessConfig
 from bench.data.registry import open_from_config
@@ -29,8 +29,8 @@ from bench.results_store import MissingUnits, ResultStore
 from bench.suites.base import Group, Request, Suite, Unit, UnitResult, content_hash, get_suite, unit_key
 
 # the provenance tags (Runner.provenance) every aggregate carries over from its units
-UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "split_hash", "code_version", "pool", "preset", "input_contract", "input",
-                   "corpora", "contaminated", "pretrain_text")
+UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "checkpoint_sha256", "split_hash", "code_version", "pool", "preset",
+                   "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code")
 
 
 def portable_path(path, cache) -> str:
@@ -94,11 +94,17 @@ class Runner:
     def scorers(self, cfg: DictConfig, method: str, protocol: str) -> list[Scorer]:
         """Checkpoint(s) for ``method``: --ckpt, an untrained control, or the small preset pretrained
         on the leakage-safe pool(s) of ``protocol`` (cached)."""
-        options = OmegaConf.to_container(cfg.encoder, resolve=True)
+        options = encoder_options(cfg)
         identity = {cfg.data.name: cfg.data.get("identity", cfg.data.name)}
         if method in self.ckpts:
-            return [Scorer(load_encoder(method, options, self.ckpts[method], identity_of=identity,
-                                        allow_contamination=bool(cfg.run.get("allow_contamination", False))))]
+            from bench.encoders.weights import resolve_checkpoint
+
+            spec = str(self.ckpts[method])
+            handle = load_encoder(method, options, resolve_checkpoint(spec, cfg.paths.cache), identity_of=identity,
+                                  allow_contamination=bool(cfg.run.get("allow_contamination", False)),
+                                  trust_code=bool(cfg.run.get("trust_checkpoint_code", False)))
+            handle.source = spec if spec.startswith(("hf:", "url:")) else ""
+            return [Scorer(handle)]
         if not create_encoder(method, **options).requires_pretraining:
             return [Scorer(load_encoder(method, options, None, seed=int(cfg.pretrain.seed)))]
         if not cfg.data.get("auto_pretrain"):
@@ -152,13 +158,16 @@ class Runner:
         """The tags every unit row carries: weights, split, code, pool, preset, input contract, corpora."""
         base = {"split_hash": index.split_hash(), "code_version": code_version()}
         if handle is None:  # a suite's control without an encoder (e.g. a text-only control)
-            return {**base, "checkpoint_hash": "none", "checkpoint": "none", "pool": "none", "preset": "", "input_contract": "none",
-                    "input": "none", "corpora": "none", "contaminated": "no", "pretrain_text": "none"}
+            return {**base, "checkpoint_hash": "none", "checkpoint": "none", "checkpoint_sha256": "none", "pool": "none", "preset": "",
+                    "input_contract": "none", "input": "none", "corpora": "none", "contaminated": "no", "pretrain_text": "none",
+                    "trust_checkpoint_code": "no"}
         contract = handle.encoder.contract
-        return {**base, "checkpoint_hash": handle.checkpoint_hash, "checkpoint": portable_path(handle.checkpoint, cfg.paths.cache),
+        return {**base, "checkpoint_hash": handle.checkpoint_hash,
+                "checkpoint": handle.source or portable_path(handle.checkpoint, cfg.paths.cache),
+                "checkpoint_sha256": handle.file_sha256 or "none", "trust_checkpoint_code": "yes" if handle.trusted_code else "no",
                 "pretrain_text": handle.pretrain_text,
                 "pool": f"{handle.pool_dataset}:{handle.pool_folds}" if handle.pool_dataset else "none",
-                "preset": OmegaConf.to_container(cfg.encoder).get("preset", ""),
+                "preset": encoder_options(cfg).get("preset", ""),
                 "input_contract": contract.key(), "input": contract.describe()[:500],
                 "corpora": ",".join(handle.corpora) or "none",
                 "contaminated": "yes" if handle.contaminated(cfg.data.get("identity", cfg.data.name)) else "no"}

@@ -109,10 +109,11 @@ def sweep_linear(runner, dataset: str, method: str, task: str, n_trials: int, st
 def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: int, storage: str, study_name: str | None = None,
                       seed: int = 0, on_trial: Callable[[int], None] | None = None, protocol: str = "fixed") -> dict[str, Any]:
     """Sweep pretraining lr, weight decay and epochs: each trial pretrains on the `fixed` pool (folds 1-8)
-    into its own folder, then scores a default linear head on the validation fold (9). The test fold is
+    into the folder its settings name, then scores a default linear head on the validation fold (9). The test fold is
     never read."""
     from omegaconf import OmegaConf
 
+    from bench.config import encoder_options
     from bench.encoders.loading import load_encoder
     from bench.pretrain import run_pretraining
 
@@ -122,7 +123,7 @@ def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: in
     (split,) = protocol_splits(reader.index.records, labels, "fixed")
     check_selection(reader.index.records, labels, split, protocol)
     head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
-    options = OmegaConf.to_container(cfg.encoder, resolve=True)
+    options = encoder_options(cfg)
     name = study_name or f"pretrain-{method}-{dataset}-{task}-{options.get('preset', '')}"
     study = _study(name, storage, seed)
 
@@ -131,7 +132,7 @@ def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: in
         tcfg.pretrain_pool.folds = [int(f) for f in cfg.protocols.fixed.pretrain_pools[0]]
         for key, value in _suggest(trial, PRETRAIN_SPACE).items():
             tcfg.pretrain[key] = value
-        result = run_pretraining(tcfg, method, progress=runner.progress, variant=f"sweep-{name}-trial{trial.number}")
+        result = run_pretraining(tcfg, method, progress=runner.progress)
         handle = load_encoder(method, options, result.checkpoint, identity_of={cfg.data.name: cfg.data.get("identity", cfg.data.name)})
         emb, _ = runner.embeddings(cfg, handle)
         score = _val_auroc(emb, labels, split, head, seed)

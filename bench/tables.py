@@ -27,8 +27,9 @@ TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "me
                    "rouge_l_recall": "ROUGE-L R", "bertscore_f1": "BERTScore F1 (MiniLM)"}
 METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1"}  # the paper's "accuracy" is undefined there, so not set against BAcc
-PROVENANCE = ["checkpoint_hash", "checkpoint", "pool", "preset", "split_hash", "seed", "code_version", "n_boot", "boot_key",
-              "input_contract", "input", "corpora", "contaminated", "pretrain_text", "unit_set", "low_support"]
+PROVENANCE = ["checkpoint_hash", "checkpoint", "checkpoint_sha256", "pool", "preset", "split_hash", "seed", "code_version", "n_boot",
+              "boot_key", "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code", "unit_set",
+              "low_support"]
 LOW_SUPPORT_MARK = "†"
 
 

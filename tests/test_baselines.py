@@ -203,10 +203,14 @@ def test_hubert_ecg_masked_cluster_prediction_fits_targets_once_and_scores_maske
         create_encoder("hubert_ecg", preset="tiny", vocab=3)
 
 
-def test_released_pt_with_an_uninstalled_config_class_is_read():
-    from bench.encoders.checkpoint import ForeignObject, read_checkpoint
+def test_released_pt_with_an_uninstalled_config_class_is_read_as_its_card_allows():
+    from bench.encoders.cards import checkpoint_objects
+    from bench.encoders.checkpoint import ForeignObject, UnsafeCheckpoint, read_checkpoint
 
-    blob = read_checkpoint(Path(__file__).parent / "golden" / "hubert_ecg" / "hubert_ecg_small.pt")
+    path = Path(__file__).parent / "golden" / "hubert_ecg" / "hubert_ecg_small.pt"
+    with pytest.raises(UnsafeCheckpoint, match=r"hubert_ecg_small\.pt: refused: .*hubert_ecg\.HuBERTECGConfig"):
+        read_checkpoint(path)  # no allow-list: the pickled config class is refused
+    blob = read_checkpoint(path, checkpoint_objects("hubert_ecg"), owner="hubert_ecg")
     assert isinstance(blob["model_config"], ForeignObject) and blob["model_config"].hidden_size == 32
     assert blob["pretraining_vocab_sizes"] == [12] and "encoder.layer_norm.weight" in blob["model_state_dict"]
 

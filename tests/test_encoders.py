@@ -116,7 +116,7 @@ def test_checkpoint_errors_name_file_and_keys(tmp_path):
     assert "bad.pt" in msg and "encoder.lead_embed (checkpoint (5, 32), model (12, 32))" in msg
     assert "missing keys: encoder.norm.bias" in msg and "unexpected keys: bogus.weight" in msg
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint: truncated, damaged or not a torch"):
         enc.load_checkpoint(tmp_path / "junk.pt")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import optuna
 import pytest
-import torch
 
 from bench.runner import Runner
 from bench.sweep import SPACE, sweep_linear
@@ -42,10 +41,15 @@ def test_pretraining_sweep_pretrains_each_trial_apart_and_selects_on_validation(
     result = sweep_pretraining(runner, "demo_ptbxl", "merit_mse", "super", 2, storage, "p")
     assert result["completed_trials"] == 2 and set(result["best_params"]) == set(PRETRAIN_SPACE)
     assert any(o.startswith("pretrain.lr=") for o in result["overrides"])
-    trials = sorted((tmp_path / "cache" / "checkpoints").glob("merit_mse-tiny-*-sweep-p-trial*/encoder.pt"))
-    assert len(trials) == 2  # each trial its own checkpoint
+    from bench.encoders.checkpoint import read_checkpoint
+    from bench.pretrain import cached_checkpoints
+
+    trials = {(c["pretrain"]["lr"], c["pretrain"]["epochs"]): tmp_path / "cache" / "checkpoints" / c["folder"] / "encoder.pt"
+              for c in cached_checkpoints(tmp_path / "cache") if c["method"] == "merit_mse"}
     study = optuna.load_study(study_name="p", storage=storage)
-    assert [t.params["epochs"] for t in study.trials] == [len(torch.load(p, weights_only=False)["history"]) for p in trials]
+    assert len(trials) == 2  # each trial's settings name its own checkpoint folder
+    for t in study.trials:
+        assert len(read_checkpoint(trials[(t.params["lr"], t.params["epochs"])])["history"]) == t.params["epochs"]
 
 
 def test_sweep_refuses_to_select_on_a_test_fold_of_the_protocol_it_is_for(tmp_path):

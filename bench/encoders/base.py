@@ -135,6 +135,11 @@ class Encoder(nn.Module, ABC):
         """What a file lacking ``missing`` keys cannot do, and the fix (adapters name the missing part)."""
         return ""
 
+    def shape_hint(self, mismatched: dict[str, tuple]) -> str:
+        """The option that builds a file's shapes (``mismatched``: key -> (file shape, model shape)), when an
+        upstream writes files of another size than its model class (adapters name the option)."""
+        return ""
+
     def required_keys(self, state: Mapping[str, Any]) -> set[str]:
         """Keys a file must hold: everything the embedding and (with a text tower) zero-shot path read.
 
@@ -146,12 +151,17 @@ class Encoder(nn.Module, ABC):
             needed |= {k for k in self.state_dict() if k.startswith("text_tower.")}
         return needed
 
-    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        """Load weights from ``path`` strictly; errors name the file, the offending keys and the fix."""
-        blob = read_checkpoint(path)
+    def load_checkpoint(self, path: str | Path, trust_code: bool = False) -> dict[str, Any]:
+        """Load weights from ``path`` strictly; errors name the file, the offending keys and the fix.
+
+        The file is read without running code from it: besides tensors it may hold only the objects this
+        encoder's model card allows (``checkpoint_objects``), unless the user passed ``trust_code``."""
+        from bench.encoders.cards import checkpoint_objects
+
+        blob = read_checkpoint(path, checkpoint_objects(self.name), trust_code=trust_code, owner=self.name)
         state = self.remap_state_dict(unwrap(blob))
         load_state_dict_checked(self, state, source=str(path), expected=self.required_keys(state),
-                                hint=self.missing_hint)
+                                hint=self.missing_hint, shape_hint=self.shape_hint)
         if hasattr(getattr(self, "text_tower", None), "clear_cache"):
             self.text_tower.clear_cache()
         return blob if isinstance(blob, dict) else {}
@@ -160,10 +170,34 @@ class Encoder(nn.Module, ABC):
 def resolve_preset(method: str, presets: Mapping[str, Mapping[str, Any]], preset: str, overrides: Mapping[str, Any],
                    defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Preset values (timm-style presets as data) with overrides; unknown presets or options are refused."""
+    from bench.config import ConfigError  # a subclass of ValueError: one clear line on the command line
+
     if preset not in presets:
-        raise ValueError(f"unknown {method} preset '{preset}'; choose from {sorted(presets)}")
+        raise ConfigError(f"unknown {method} preset '{preset}'; choose from {sorted(presets)}")
     valid = set(defaults or {}) | {k for p in presets.values() for k in p}
     unknown = set(overrides) - valid
     if unknown:
-        raise ValueError(f"unknown {method} option(s) {sorted(unknown)}; valid: {sorted(valid)}")
-    return {**(defaults or {}), **presets[preset], **overrides}
+        raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    resolved = {**(defaults or {}), **presets[preset]}
+    for key, value in overrides.items():
+        resolved[key] = merge_text(method, preset, resolved.get(key), value) if key == "text" else value
+    return resolved
+
+
+def merge_text(method: str, preset: str, preset_text: Mapping[str, Any] | None, override: Mapping[str, Any] | None):
+    """``encoder.text.*`` merged into the preset's text block (``encoder.text.path=/w/MedCPT`` keeps MERL's kind,
+    pooling and lower-casing). A tower of another kind than the preset's would embed text differently from the
+    weights' own tower, so it is refused unless asked for with ``encoder.text.force_kind=true``; ``kind=none``
+    (no text tower, e.g. to embed with an ECG-encoder-only file) is always allowed."""
+    if override is None or preset_text is None:
+        return None if override is None else {k: v for k, v in override.items() if k != "force_kind"}
+    override = dict(override)
+    force = bool(override.pop("force_kind", False))
+    kind, own = override.get("kind"), preset_text.get("kind")
+    if kind is not None and kind != own and kind != "none" and not force:
+        from bench.config import ConfigError
+
+        raise ConfigError(f"{method} preset {preset!r} embeds text with a {own!r} tower; encoder.text.kind={kind} would build "
+                         f"a different text path (fix: give the {own} tower's folder with encoder.text.path=..., or pass "
+                         f"encoder.text.force_kind=true to use a {kind} tower anyway)")
+    return {**preset_text, **override} if kind in (None, own) else override

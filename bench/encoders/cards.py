@@ -37,6 +37,12 @@ def declared_corpora(name: str, preset: str, file_form: str | None = None) -> tu
     return tuple(corpora)
 
 
+def checkpoint_objects(name: str) -> tuple[str, ...]:
+    """The non-tensor objects ``name``'s released files may pickle (card ``checkpoint_objects``: object or group names
+    of ``bench.encoders.checkpoint.SAFE_OBJECTS``); none for an encoder without a card."""
+    return tuple(load_card(name).get("checkpoint_objects") or ()) if name else ()
+
+
 def corpora_containing(identity: str, corpora: tuple[str, ...]) -> list[str]:
     """The corpora among ``corpora`` that hold records of the dataset identity ``identity``."""
     table = corpora_table()

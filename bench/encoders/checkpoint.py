@@ -1,4 +1,17 @@
-"""Checkpoint reading and strict loading with errors that list the offending keys."""
+"""Checkpoint files: read without running their code, identified by their weights, loaded strictly.
+
+A checkpoint file is something a user hands in, so reading it must not execute anything it carries. Every torch
+file is read with ``torch.load(weights_only=True)``: tensors, containers, numbers and strings only. The few other
+objects released files pickle beside their weights (HuBERT-ECG's config class, fairseq's argparse namespace and
+numpy scalars in its meters) are read only where the encoder's model card names them (``checkpoint_objects``), and
+then into inert stand-ins that hold their attributes (``SAFE_OBJECTS``); numpy's own array and scalar rebuilding is
+the one real code path allowed. A file that needs anything else is refused naming the file and the object; a user
+who trusts it can pass ``--trust-checkpoint-code`` (never the default; the rows then say so). ``.safetensors`` files
+are read with ``safetensors``.
+
+A checkpoint is identified by its weights (``weights_hash``: sorted names, dtypes, shapes and bytes of the state's
+tensors), not by the bytes of its file, which carry a temporary name, a code version and a training history.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +21,7 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,45 +30,154 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
 
 
+class UnsafeCheckpoint(CheckpointError):
+    """A checkpoint whose pickle would call or build an object outside its encoder's allow-list."""
+
+
 class ForeignObject:
-    """Stands in for a pickled object of a class that is not installed (e.g. an upstream config class inside
-    a released checkpoint); keeps its state as attributes so the tensors around it still load."""
+    """Stands in for a pickled object (an upstream config class, an argparse namespace): keeps its state as
+    attributes, runs nothing of the file's choosing."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         self.args, self.kwargs = args, kwargs
 
     def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], (dict, type(None))):
+            state = {**(state[0] or {}), **(state[1] or {})}  # (dict, slots) form
         self.__dict__.update(state if isinstance(state, dict) else {"state": state})
 
 
+def _stand_in(qualified: str) -> type:
+    module, _, name = qualified.rpartition(".")
+    return type(name, (ForeignObject,), {"__module__": "bench.encoders.checkpoint.foreign." + module})
+
+
+def _numpy_objects() -> dict[str, Any]:
+    """numpy's own array, dtype and scalar rebuilding (the objects torch's documentation allows for numpy data),
+    under both module paths numpy has pickled them with (``numpy.core`` before 2.0, ``numpy._core`` since)."""
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray
+    out: dict[str, Any] = {}
+    for prefix in ("numpy.core", "numpy._core"):
+        out[f"{prefix}.multiarray.scalar"] = multiarray.scalar
+        out[f"{prefix}.multiarray._reconstruct"] = multiarray._reconstruct
+    out["numpy.ndarray"] = np.ndarray
+    out["numpy.dtype"] = np.dtype
+    for name in dir(np.dtypes):
+        if name.endswith("DType"):
+            out[f"numpy.dtypes.{name}"] = getattr(np.dtypes, name)
+    return out
+
+
+#: every object a model card may allow (``checkpoint_objects``), by the name the pickle gives it -> what reads it.
+#: Stand-ins keep attributes only; the numpy entries rebuild arrays and scalars, nothing else.
+SAFE_OBJECTS: dict[str, Any] = {
+    "hubert_ecg.HuBERTECGConfig": _stand_in("hubert_ecg.HuBERTECGConfig"),
+    "argparse.Namespace": _stand_in("argparse.Namespace"),
+    "omegaconf.dictconfig.DictConfig": _stand_in("omegaconf.dictconfig.DictConfig"),
+    "omegaconf.listconfig.ListConfig": _stand_in("omegaconf.listconfig.ListConfig"),
+    "omegaconf.base.ContainerMetadata": _stand_in("omegaconf.base.ContainerMetadata"),
+    "omegaconf.base.Metadata": _stand_in("omegaconf.base.Metadata"),
+    "omegaconf.nodes.AnyNode": _stand_in("omegaconf.nodes.AnyNode"),
+    "omegaconf.nodes.StringNode": _stand_in("omegaconf.nodes.StringNode"),
+    "omegaconf.nodes.IntegerNode": _stand_in("omegaconf.nodes.IntegerNode"),
+    "omegaconf.nodes.FloatNode": _stand_in("omegaconf.nodes.FloatNode"),
+    "omegaconf.nodes.BooleanNode": _stand_in("omegaconf.nodes.BooleanNode"),
+    "typing.Any": _stand_in("typing.Any"),
+    "lightning.fabric.utilities.data.AttributeDict": _stand_in("lightning.fabric.utilities.data.AttributeDict"),
+    "pytorch_lightning.utilities.parsing.AttributeDict": _stand_in("pytorch_lightning.utilities.parsing.AttributeDict"),
+    **_numpy_objects(),
+}
+#: names of groups a card may list instead of each object
+OBJECT_GROUPS = {
+    "numpy": sorted(_numpy_objects()),
+    "omegaconf": sorted(k for k in SAFE_OBJECTS if k.startswith("omegaconf.")) + ["typing.Any"],
+}
+
+
+def expand_allowed(names: Iterable[str]) -> set[str]:
+    """A card's ``checkpoint_objects`` (object names or group names) as object names; unknown names are refused,
+    so a card cannot allow something bench has no safe reader for."""
+    out: set[str] = set()
+    for name in names:
+        if name in OBJECT_GROUPS:
+            out |= set(OBJECT_GROUPS[name])
+        elif name in SAFE_OBJECTS:
+            out.add(name)
+        else:
+            raise ValueError(f"checkpoint object {name!r} has no safe reader in bench.encoders.checkpoint.SAFE_OBJECTS "
+                             f"(groups: {sorted(OBJECT_GROUPS)})")
+    return out
+
+
+def _damaged(path: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable checkpoint: truncated, damaged or not a torch / safetensors file "
+                           f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}) "
+                           f"(fix: copy or download the file again; a bench checkpoint: delete it and re-run, bench "
+                           f"pretrains it again)")
+
+
+def pickled_objects(path: Path) -> list[str]:
+    """The objects beyond torch's own safe set that reading the file would build or call (read from the pickle's
+    opcodes; nothing is executed)."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception as exc:
+        raise _damaged(path, exc) from exc
+
+
 class _TolerantUnpickler(pickle.Unpickler):
+    """The unpickler of a trusted file (--trust-checkpoint-code): classes of packages that are not installed become
+    stand-ins, so the tensors around them still load."""
+
     def find_class(self, module: str, name: str) -> Any:
         try:
             return super().find_class(module, name)
         except (ImportError, AttributeError):
-            return type(name, (ForeignObject,), {"__module__": "bench.encoders.checkpoint.foreign." + module})
+            return _stand_in(f"{module}.{name}")
 
 
 _TOLERANT_PICKLE = types.SimpleNamespace(Unpickler=_TolerantUnpickler, load=pickle.load, __name__="tolerant_pickle")
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """A torch file, a safetensors file, or a torch file pickling classes of a package that is not installed."""
+def read_checkpoint(path: str | Path, allowed: Iterable[str] = (), trust_code: bool = False, owner: str = "") -> Any:
+    """A torch or safetensors file's content, read without running code from it.
+
+    ``allowed``: object names (or groups) the file may pickle besides tensors, from the encoder's model card;
+    ``owner`` names that card in the refusal. ``trust_code``: the user's explicit opt-in to unpickle anything.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found (fix: pass an existing file with --ckpt NAME=PATH "
                               f"or drop it to pretrain the small preset)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
-            return load_file(path)
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except (ModuleNotFoundError, AttributeError):
-            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
+            return load_file(path)
+        except Exception as exc:
+            raise _damaged(path, exc) from exc
+    if trust_code:
+        try:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            except (ModuleNotFoundError, AttributeError):
+                return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
+        except Exception as exc:
+            raise _damaged(path, exc) from exc
+    needed = pickled_objects(path)
+    permitted = expand_allowed(allowed)
+    refused = [name for name in needed if name not in permitted]
+    if refused:
+        card = f"configs/cards/{owner}.yaml checkpoint_objects" if owner else "the encoder's model card (checkpoint_objects)"
+        raise UnsafeCheckpoint(
+            f"{path}: refused: reading it would build or call {', '.join(refused)}, which {card} does not allow; "
+            f"loading it could run code from the file (fix: use a file from the model's official source; if you trust "
+            f"this file, pass --trust-checkpoint-code and its rows record trust_checkpoint_code=yes)")
+    try:
+        with torch.serialization.safe_globals([(SAFE_OBJECTS[name], name) for name in needed]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+        raise _damaged(path, exc) from exc
 
 
 def unwrap(blob) -> dict:
@@ -66,8 +189,25 @@ def unwrap(blob) -> dict:
     return dict(blob)
 
 
+def weights_hash(state: Mapping[str, Any], n: int = 16) -> str:
+    """Content address of a set of weights: sha256 over the sorted names, dtypes, shapes and bytes of the tensors
+    (non-tensor entries by their repr). The same weights give the same hash whatever file, process or commit
+    wrote them."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        if isinstance(value, torch.Tensor):
+            t = value.detach().to("cpu").contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(f"{name}|{type(value).__name__}|{value!r}|".encode())
+    return h.hexdigest()[:n]
+
+
 def file_hash(path: str | Path, n: int = 16) -> str:
-    """sha256 of a file's bytes (the first ``n`` hex digits; 16 name a checkpoint, 64 is the whole digest)."""
+    """sha256 of a file's bytes (the first ``n`` hex digits; 64 is the whole digest): bundle files and the digest
+    a released file's model card names."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -80,18 +220,21 @@ def _short(keys: list[str], n: int = 12) -> str:
 
 
 def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: str,
-                            expected: Iterable[str] | None = None, hint: Callable[[list[str]], str] | None = None) -> None:
+                            expected: Iterable[str] | None = None, hint: Callable[[list[str]], str] | None = None,
+                            shape_hint: Callable[[dict[str, tuple]], str] | None = None) -> None:
     """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error listing them.
 
     ``expected``: the keys that must be present (e.g. without pretraining-only heads or a frozen text
-    tower); keys of ``model`` outside it keep their values. ``hint`` says what the missing keys mean.
+    tower); keys of ``model`` outside it keep their values. ``hint`` says what the missing keys mean,
+    ``shape_hint`` which option builds the file's shapes.
     """
     own = model.state_dict()
     expected = set(expected) if expected is not None else set(own)
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in own)
-    shapes = sorted(f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-                    for k in state if k in own and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape))
+    mismatched = {k: (tuple(state[k].shape), tuple(own[k].shape)) for k in state
+                  if k in own and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)}
+    shapes = sorted(f"{k} (checkpoint {c}, model {m})" for k, (c, m) in mismatched.items())
     problems = []
     if shapes:
         problems.append(f"shape mismatch: {_short(shapes)}")
@@ -100,7 +243,8 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: 
     if unexpected:
         problems.append(f"unexpected keys: {_short(unexpected)}")
     if problems:
-        fix = (hint(missing) if hint and missing else "") or "use a checkpoint of this encoder and preset, or the matching preset"
+        fix = ((shape_hint(mismatched) if shape_hint and mismatched else "") or (hint(missing) if hint and missing else "")
+               or "use a checkpoint of this encoder and preset, or the matching preset")
         raise CheckpointError(f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(problems)
                               + f" (fix: {fix})")
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

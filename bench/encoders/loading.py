@@ -12,7 +12,7 @@ import torch
 
 from bench.encoders.base import Encoder
 from bench.encoders.cards import corpora_containing, declared_corpora
-from bench.encoders.checkpoint import file_hash, read_checkpoint
+from bench.encoders.checkpoint import file_hash, unwrap, weights_hash
 from bench.encoders.registry import create_encoder
 
 
@@ -36,6 +36,12 @@ class EncoderHandle:
     options: dict[str, Any] = field(default_factory=dict)
     #: what text the encoder was aligned to in pretraining (PRETRAIN_TEXT_TAGS): the row tag ``pretrain_text``
     pretrain_text: str = "none"
+    #: sha256 of a released file's bytes (what its model card names); empty for bench's own checkpoints
+    file_sha256: str = ""
+    #: the user passed --trust-checkpoint-code: the file was unpickled with its code allowed to run
+    trusted_code: bool = False
+    #: where the user named the file, when that is portable (``hf:ORG/REPO/FILE@REV``, ``url:...``): the row's checkpoint
+    source: str = ""
 
     def contaminated(self, identity: str) -> list[str]:
         """The declared training corpora of this (released) checkpoint that contain ``identity``'s records."""
@@ -61,12 +67,16 @@ class EncoderHandle:
 
 
 def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | None = None, seed: int = 0,
-                 identity_of: dict[str, str] | None = None, allow_contamination: bool = False) -> EncoderHandle:
+                 identity_of: dict[str, str] | None = None, allow_contamination: bool = False,
+                 trust_code: bool = False) -> EncoderHandle:
     """Build ``method`` (seeded init) and load ``checkpoint`` if given; an untrained encoder's hash covers its
     method, options (preset included) and seed, so two untrained controls never share one.
 
-    A file bench did not write (no pretraining pool in it) is a released checkpoint: the corpora its model
-    card declares for the preset and file form apply to the contamination rule.
+    The checkpoint hash is of the weights (``weights_hash``), so the same weights written by two processes or
+    two commits name the same units. A file bench did not write (no pretraining pool in it) is a released
+    checkpoint: the corpora its model card declares for the preset and file form apply to the contamination
+    rule, and its file sha256 is kept beside the weights hash. ``trust_code``: the user's opt-in to unpickle a
+    file that holds objects outside the model card's allow-list (recorded in the handle).
     """
     torch.manual_seed(seed)
     encoder = create_encoder(method, **options).eval()
@@ -74,14 +84,15 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
         init = hashlib.sha256(json.dumps([method, options, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
         return EncoderHandle(method, encoder, None, f"init-{init}", options=dict(options))
     checkpoint = Path(checkpoint)
-    blob = encoder.load_checkpoint(checkpoint)
+    blob = encoder.load_checkpoint(checkpoint, trust_code=trust_code)
     pool = blob.get("pretrain_pool") or {}
     dataset = pool.get("dataset")
     identity = (identity_of or {}).get(dataset, dataset) if dataset else None
     corpora = () if pool else declared_corpora(method, str(options.get("preset", "")), getattr(encoder, "file_form", None))
-    return EncoderHandle(method, encoder.eval(), checkpoint, file_hash(checkpoint), dataset, identity,
+    return EncoderHandle(method, encoder.eval(), checkpoint, weights_hash(unwrap(blob)), dataset, identity,
                          frozenset(map(str, blob.get("pretrain_record_ids", []))), pool.get("folds"), corpora,
-                         allow_contamination, dict(options), pretrain_text_tag(pool, encoder.spec.has_text_tower))
+                         allow_contamination, dict(options), pretrain_text_tag(pool, encoder.spec.has_text_tower),
+                         "" if pool else file_hash(checkpoint, 64), trust_code)
 
 
 # bench's pretraining text columns -> the row tag; "labels" rows are marked in tables and refused by zero-shot
@@ -98,6 +109,3 @@ def pretrain_text_tag(pool: dict[str, Any], has_text_tower: bool) -> str:
         return PRETRAIN_TEXT_TAGS[pool["text"]]
     return "unrecorded" if has_text_tower else "none"
 
-
-def checkpoint_pool(path: str | Path) -> dict[str, Any]:
-    return (read_checkpoint(path) or {}).get("pretrain_pool", {})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from bench.config import ConfigError
+from bench.config import ConfigError, encoder_options
 from bench.data.errors import DataError
 from bench.data.ptbxl import normalise_code
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
@@ -59,7 +59,7 @@ class ZeroShotSuite(Suite):
             zs = cfg.zero_shot
             if zs.decision != "top1":
                 raise DataError("zero_shot.decision", f"unknown decision rule {zs.decision!r}", "use top1")
-            has_text = {m: create_encoder(m, **OmegaConf.to_container(cfg.encoder, resolve=True)).spec.has_text_tower
+            has_text = {m: create_encoder(m, **encoder_options(cfg)).spec.has_text_tower
                         for m in request.methods}
             for method in request.methods:
                 for task in request.tasks or list(cfg.data.default_tasks):
