@@ -36,15 +36,16 @@ from bench.encoders.randomness import StepRandom
 JEPA_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 PRESETS: dict[str, dict[str, Any]] = {
     # models.load_encoder / pretrain_ECG_JEPA.py
+    # ecg_data.get_ecg_data: the first 5,000 samples at 500 Hz, then downsample_waves (FFT) to 2,500
     "official": dict(width=768, depth=12, heads=16, pred_width=384, pred_depth=6, pred_heads=12, patches=50, patch=50,
-                     fs=250.0, n_samples=2500),
+                     fs=250.0, n_samples=2500, crop_fs=500.0),
     # 0.2 s patches at 100 Hz, a quarter of the width: the CPU benchmark's budget
     "cpu_small": dict(width=128, depth=4, heads=4, pred_width=64, pred_depth=2, pred_heads=4, patches=50, patch=20,
                       fs=100.0, n_samples=1000),
     "tiny": dict(width=32, depth=1, heads=2, pred_width=16, pred_depth=1, pred_heads=2, patches=10, patch=20, fs=100.0,
                  n_samples=200),
 }
-DEFAULTS = dict(mlp_ratio=4.0, mask_scale=[0.175, 0.225], mask_blocks=4, ema=0.996, text=None)
+DEFAULTS = dict(mlp_ratio=4.0, mask_scale=[0.175, 0.225], mask_blocks=4, ema=0.996, text=None, crop_fs=None)
 
 
 def sincos_2d(dim: int, rows: int, cols: int) -> torch.Tensor:
@@ -164,9 +165,9 @@ class ECGJEPA(Encoder):
         self.encoder = MaskTransformer(leads, c["patches"], c["patch"], c["width"], c["depth"], c["heads"], c["mlp_ratio"])
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.predictor = Predictor(leads, c["patches"], c["width"], c["pred_width"], c["pred_depth"], c["pred_heads"], c["mlp_ratio"])
-        self._contract = InputContract(c["fs"], c["n_samples"], leads=JEPA_LEADS, resample="fft",
-                                       notes="ECG-JEPA ecg_data.waves_ptbxl: scipy.signal.resample to 2,500 samples, "
-                                             "leads I, II, V1-V6, raw millivolts")
+        self._contract = InputContract(c["fs"], c["n_samples"], leads=JEPA_LEADS, resample="fft", crop_fs=c["crop_fs"],
+                                       notes="ECG-JEPA ecg_data: the first 10 s at 500 Hz, scipy.signal.resample to 2,500 "
+                                             "samples, leads I, II, V1-V6, raw millivolts")
 
     @property
     def spec(self) -> EncoderSpec:

@@ -43,7 +43,7 @@ from bench.encoders.randomness import StepRandom
 
 _CONV_DS5 = dict(conv_dim=[512] * 5, conv_kernel=[10, 3, 3, 2, 2], conv_stride=[4, 2, 2, 2, 2])
 _UPSTREAM_INPUT = dict(fs=500.0, n_samples=5000, view_samples=2500, decimate=5, band=[0.05, 47.0], fir_taps=150,
-                       scale="minmax_lead_pm1")
+                       scale="minmax_lead_pm1", whole_record=True)
 PRESETS: dict[str, dict[str, Any]] = {
     "official": dict(hidden=768, layers=12, heads=12, ffn=3072, proj=256, **_CONV_DS5, **_UPSTREAM_INPUT),  # base
     "official_small": dict(hidden=512, layers=8, heads=8, ffn=2048, proj=256, **_CONV_DS5, **_UPSTREAM_INPUT),
@@ -56,7 +56,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  pos_conv=8, pos_groups=2, dropout=0.0, fs=100.0, n_samples=1000, view_samples=500, decimate=1, band=None,
                  fir_taps=150, scale="minmax_lead_pm1", vocab_size=8),
 }
-DEFAULTS = dict(pos_conv=128, pos_groups=16, dropout=0.1, mask_prob=0.33, vocab_size=100, temperature=0.1, text=None)
+DEFAULTS = dict(pos_conv=128, pos_groups=16, dropout=0.1, mask_prob=0.33, vocab_size=100, temperature=0.1, text=None,
+                whole_record=False)
 IGNORED = ("final_proj.", "label_embedding.")  # the released files' last-iteration cluster heads
 WEIGHT_NORM_TO_PARAMETRIZED = [(r"\.weight_g$", ".parametrizations.weight.original0"),
                                (r"\.weight_v$", ".parametrizations.weight.original1")]
@@ -95,6 +96,7 @@ class HuBERTECG(Encoder):
         filters = (("fir_bandpass", list(c["band"]), c["fir_taps"]),) if c["band"] else ()
         self._contract = InputContract(c["fs"], c["n_samples"], view_layout="ncrop", view_samples=c["view_samples"], n_views=1,
                                        filters=filters, scale=c["scale"], per_view=False, decimate=c["decimate"],
+                                       whole_record=c["whole_record"],
                                        notes="HuBERT-ECG utils.ecg_preprocessing, then dataset.py: first 5 s, leads "
                                              "concatenated, decimated to 100 Hz")
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.merl import MIMIC_LEADS
+from baselines.merl import CPSC_WINDOW, MIMIC_LEADS
 from baselines.text_side import ProjectedTextSide
 from baselines.wav2vec import W2VBackbone, backbone_from_fairseq
 from bench.data.contract import InputContract
@@ -48,13 +48,14 @@ HEART_BERT = {"kind": "heart_bert", "frozen": True}
 PRESETS: dict[str, dict[str, Any]] = {
     # ECGFMModel(model_size="small") inside MELPModel: shared_emb_dim 256, n_queries_contrast 13, 8 pooling heads
     "official": dict(conv_dim=256, width=768, depth=8, heads=12, ffn=3072, conv_pos=128, conv_pos_groups=16, proj=256,
-                     queries=13, pool_heads=8, proj_hidden=256, fs=500.0, n_samples=5000, text=HEART_BERT),
+                     queries=13, pool_heads=8, proj_hidden=256, fs=500.0, n_samples=5000, text=HEART_BERT,
+                     dataset_windows=CPSC_WINDOW),
     "cpu_small": dict(conv_dim=128, width=128, depth=3, heads=4, ffn=512, conv_pos=16, conv_pos_groups=4, proj=64, queries=13,
                       pool_heads=4, proj_hidden=64, fs=100.0, n_samples=1000, text={"kind": "minilm", "frozen": True}),
     "tiny": dict(conv_dim=32, width=32, depth=1, heads=2, ffn=64, conv_pos=8, conv_pos_groups=2, proj=16, queries=4, pool_heads=2,
                  proj_hidden=16, fs=100.0, n_samples=1000, text={"kind": "hashing", "frozen": False, "dim": 32}),
 }
-DEFAULTS = dict(beat_weight=0.2, beat_temperatures=[4.0, 5.0, 10.0])
+DEFAULTS = dict(beat_weight=0.2, beat_temperatures=[4.0, 5.0, 10.0], dataset_windows=())
 # Lightning-file keys that are pretraining machinery (see the module docstring)
 NOT_LOADED = ("attn_pool_caption.", "ln_caption.", "head.", "logit_scale", "bn.")
 TOP_NOT_LOADED = ("text_decoder.", "sent_proj.", "logit_scale", "uot_loss.")
@@ -115,7 +116,9 @@ class MELP(ProjectedTextSide, Encoder):
             self.sent_proj = nn.Linear(self.text_tower.dim, c["proj"])
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self._contract = InputContract(c["fs"], c["n_samples"], leads=MIMIC_LEADS, scale="minmax_record",
-                                       notes="MELP finetune_dataset.py: first 5,000 samples, min-max over the record, aVL/aVF swapped")
+                                       dataset_windows=c["dataset_windows"],
+                                       notes="MELP finetune_dataset.py: first 5,000 samples (CPSC2018: the first 2,500 and "
+                                             "2,500 zeros), min-max over the record, aVL/aVF swapped")
 
     @property
     def spec(self) -> EncoderSpec:

@@ -39,17 +39,22 @@ from bench.encoders.vit import Block
 from merit.text import build_text_tower
 
 MIMIC_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
+# finetune/finetune_dataset.py, 'icbeb' (CPSC2018) branch: "we only keep the first 2500 points as METS did", then 2,500
+# zeros; MELP's loader copies the rule. Keyed by the dataset identities that hold CPSC2018 records.
+CPSC_WINDOW = (("cpsc2018", 5.0), ("cinc_samples", 5.0))
 MEDCPT = {"kind": "medcpt", "frozen": True, "pooling": "pooler", "lowercase": True}
 PRESETS: dict[str, dict[str, Any]] = {
     "official": dict(width=192, depth=12, heads=3, mlp=768, patch=50, fs=500.0, n_samples=5000, proj_dim=256,
+                     dataset_windows=CPSC_WINDOW,
                      leads=MIMIC_LEADS, text=MEDCPT),
-    "official_resnet18": dict(backbone="resnet18", fs=500.0, n_samples=5000, proj_dim=256, leads=MIMIC_LEADS, text=MEDCPT),
+    "official_resnet18": dict(backbone="resnet18", fs=500.0, n_samples=5000, proj_dim=256, leads=MIMIC_LEADS, text=MEDCPT,
+                              dataset_windows=CPSC_WINDOW),
     "cpu_small": dict(width=96, depth=4, heads=3, mlp=384, patch=10, fs=100.0, n_samples=1000, proj_dim=128,
                       text={"kind": "minilm", "frozen": True}),
     "tiny": dict(width=32, depth=1, heads=2, mlp=64, patch=50, fs=100.0, n_samples=1000, proj_dim=32,
                  text={"kind": "hashing", "frozen": False, "dim": 32}),
 }
-DEFAULTS = dict(backbone="vit_tiny", leads=STANDARD_LEADS, temperature=0.07, uma_dropout=0.1, att_heads=4,
+DEFAULTS = dict(backbone="vit_tiny", leads=STANDARD_LEADS, temperature=0.07, uma_dropout=0.1, att_heads=4, dataset_windows=(),
                 resnet_widths=(64, 128, 256, 512))
 TEXT_SIDE = ("lm_model.", "proj_t.", "proj_e.", "downconv.", "att_pool_head.")
 
@@ -166,7 +171,8 @@ class MERL(ProjectedTextSide, Encoder):
                 self.proj_e = nn.Sequential(nn.Linear(width, p), nn.BatchNorm1d(p), nn.ReLU(inplace=True),
                                             nn.Linear(p, p), nn.BatchNorm1d(p))
             self.proj_t = nn.Sequential(nn.Linear(self.text_tower.dim, p), nn.GELU(), nn.Linear(p, p))
-        self._contract = InputContract(c["fs"], c["n_samples"], leads=tuple(c["leads"]), scale="minmax_record")
+        self._contract = InputContract(c["fs"], c["n_samples"], leads=tuple(c["leads"]), scale="minmax_record",
+                                       dataset_windows=c["dataset_windows"])
 
     pretraining_only = ("linear1.", "linear2.")
 

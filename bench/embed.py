@@ -40,9 +40,10 @@ def read_signals(path: str | Path) -> np.ndarray:
 
 
 def prepare_signals(signals: np.ndarray, fs: float, contract, base: Mapping[str, Any] | None = None,
-                    source: str = "signals") -> np.ndarray:
-    """Raw mV [N, 12, S] at ``fs`` -> prepared [N, leads, n] by the shared preprocessing of ``contract``."""
-    cfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(dict(base or {})))
+                    source: str = "signals", dataset: str | None = None) -> np.ndarray:
+    """Raw mV [N, 12, S] at ``fs`` -> prepared [N, leads, n] by the shared preprocessing of ``contract`` (with the rules
+    it declares for ``dataset``, a dataset identity such as cpsc2018)."""
+    cfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(dict(base or {}), dataset))
     rows = [preprocess(RawECG(f"{source}[{i}]", np.asarray(x, dtype=np.float32), float(fs), STANDARD_LEADS,
                               source=f"{source}[{i}]"), cfg) for i, x in enumerate(signals)]
     return np.stack(rows) if rows else np.zeros((0, len(cfg.leads), cfg.n_samples), np.float32)
@@ -50,10 +51,11 @@ def prepare_signals(signals: np.ndarray, fs: float, contract, base: Mapping[str,
 
 @torch.inference_mode()
 def embed_signals(handle: EncoderHandle, signals: np.ndarray, fs: float, texts: Sequence[str] | None = None,
-                  base: Mapping[str, Any] | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """``embedding`` [N, D], ``aligned`` [N, D'] with a text tower, ``text`` [M, D'] for ``texts``."""
+                  base: Mapping[str, Any] | None = None, batch_size: int = 64, dataset: str | None = None) -> dict[str, np.ndarray]:
+    """``embedding`` [N, D], ``aligned`` [N, D'] with a text tower, ``text`` [M, D'] for ``texts``; ``dataset`` (an
+    identity) applies the contract's rules for that dataset's records."""
     enc = handle.encoder.eval()
-    prepared = prepare_signals(signals, fs, enc.contract, base)
+    prepared = prepare_signals(signals, fs, enc.contract, base, dataset=dataset)
     embs, aligned = [], []
     for start in range(0, len(prepared), batch_size):
         e, a = enc.embed(prepared[start:start + batch_size])

@@ -319,7 +319,8 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     index = reader.index
     spec = model.spec
     pool = pool_from_config(index, cfg.pretrain_pool, reads_text=spec.has_text_tower)
-    pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess)))
+    pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
+                                                                          cfg.data.get("identity", cfg.data.name)))
     prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"),
                        workers=cfg.data.get("workers"), progress=progress and rank == 0)
     if rank == 0 and world > 1:

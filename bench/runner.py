@@ -134,7 +134,8 @@ class Runner:
     def preprocess_config(self, cfg: DictConfig, handle: EncoderHandle) -> PreprocessConfig:
         """The shared preprocessing with the encoder's input contract applied (rate, samples, leads, resampler)."""
         contract = handle.encoder.spec.contract
-        return PreprocessConfig.from_mapping(contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess)))
+        return PreprocessConfig.from_mapping(contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
+                                                                         cfg.data.get("identity", cfg.data.name)))
 
     def prepared(self, cfg: DictConfig, handle: EncoderHandle) -> PreparedArrays:
         return prepare(self.reader(cfg), self.preprocess_config(cfg, handle), cfg.paths.cache,

@@ -27,7 +27,9 @@ def _case(name: str) -> tuple[dict, dict]:
     text = case["options"].get("text")
     if text and "path" in text:
         case["options"]["text"] = {**text, "path": str(GOLDEN / text["path"])}
-    records = SYNTHETIC.signals()
+    records = SYNTHETIC.signals(seconds=case.get("seconds", 10))
+    if "gain" in case:  # the case's records went through WFDB files at this resolution (upstream's readers read them)
+        records = (np.round(records * case["gain"]) / case["gain"]).astype(np.float32)
     assert SYNTHETIC.signals_sha256(records) == case["signals_sha256"], "the synthetic records differ from the fixture's"
     with np.load(GOLDEN / name / "expected.npz") as z:
         return case, {"signals": records, **{k: z[k] for k in z.files}}
@@ -39,6 +41,8 @@ def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:
 
 def test_every_upstream_repository_has_fixtures():
     assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp"} <= set(CASES)
+    # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
+    assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])
@@ -55,7 +59,7 @@ def test_released_files_give_upstream_outputs(name):
     case, expected = _case(name)
     for file in case["files"]:
         handle = load_encoder(case["method"], case["options"], GOLDEN / name / file)
-        out = embed_signals(handle, expected["signals"], case["fs"], texts=case.get("prompts"))
+        out = embed_signals(handle, expected["signals"], case["fs"], texts=case.get("prompts"), dataset=case.get("dataset"))
         assert _rel(out["embedding"], expected["embedding"]) <= TOLERANCE, (file, _rel(out["embedding"], expected["embedding"]))
         for key in ("aligned", "text"):
             if key in expected:
@@ -69,7 +73,7 @@ def test_encoder_only_files_embed_but_refuse_zero_shot(name):
         with pytest.raises(CheckpointError, match="ECG encoder only.*zero-shot"):
             load_encoder(case["method"], case["options"], GOLDEN / name / file)
         handle = load_encoder(case["method"], {**case["options"], "text": {"kind": "none"}}, GOLDEN / name / file)
-        out = embed_signals(handle, expected["signals"], case["fs"])
+        out = embed_signals(handle, expected["signals"], case["fs"], dataset=case.get("dataset"))
         assert "aligned" not in out and _rel(out["embedding"], expected["embedding"]) <= TOLERANCE
 
 
@@ -79,7 +83,7 @@ def test_whole_model_files_load_without_a_text_tower(name):
     if "text" not in case["options"]:
         pytest.skip("no text tower")
     handle = load_encoder(case["method"], {**case["options"], "text": {"kind": "none"}}, GOLDEN / name / case["files"][0])
-    out = embed_signals(handle, expected["signals"], case["fs"])
+    out = embed_signals(handle, expected["signals"], case["fs"], dataset=case.get("dataset"))
     assert _rel(out["embedding"], expected["embedding"]) <= TOLERANCE
 
 

@@ -70,7 +70,8 @@ RESAMPLERS = ("poly", "fft")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
-_KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1}
+_KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
+                      "dataset_windows": ()}
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,13 @@ class InputContract:
     ``decimate``: after the views are cut, each view's leads are concatenated into one channel and that channel is
     decimated by this factor with ``scipy.signal.decimate`` (HuBERT-ECG's 1-D input; views become [1, leads * C / q]).
     The encoder's embedding is the mean over views.
+
+    How records longer or shorter than the window are treated, as each upstream does (run in the shared preprocessing,
+    so the prepared arrays hold them): ``whole_record``: the filters and scaling see the whole record before the window
+    is cut (HuBERT-ECG scales each stored record, then reads its first 5 s); ``crop_fs``: the window is cut at this rate
+    before resampling to ``fs`` (ECG-JEPA takes the first 10 s at 500 Hz, then resamples them); ``dataset_windows``:
+    (dataset identity, seconds) pairs whose records keep only their first seconds, zero-padded to the window (MERL's and
+    MELP's CPSC2018 loaders keep 2,500 samples and pad 2,500 zeros).
     """
 
     fs: float
@@ -104,6 +112,9 @@ class InputContract:
     filter_form: str = "sos"
     baseline_median_s: float = 0.0
     decimate: int = 1
+    whole_record: bool = False
+    crop_fs: float | None = None
+    dataset_windows: tuple[tuple[str, float], ...] = ()
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -125,6 +136,7 @@ class InputContract:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "filters", tuple(tuple(f) for f in self.filters))
+        object.__setattr__(self, "dataset_windows", tuple((str(d), float(w)) for d, w in self.dataset_windows))
         for btype, cutoff, order in self.filters:
             if btype == "notch":
                 self._coefficients.append(iirnotch(cutoff, order, fs=self.fs))
@@ -153,6 +165,8 @@ class InputContract:
                 d.pop(name)
         d["leads"] = list(self.leads)
         d["filters"] = [list(f) for f in self.filters]
+        if "dataset_windows" in d:
+            d["dataset_windows"] = [list(w) for w in self.dataset_windows]
         return d
 
     def key(self) -> str:
@@ -181,16 +195,31 @@ class InputContract:
         parts.append(SCALINGS[self.scale][1] + (" per view" if self.per_view and self.view_layout != "whole" else ""))
         if self.decimate > 1:
             parts.append(f"leads concatenated into one channel, then scipy.signal.decimate by {self.decimate}")
+        if self.whole_record:
+            parts.append("filters and scaling over the whole record before the window is cut")
+        if self.crop_fs:
+            parts.append(f"window cut at {self.crop_fs:g} Hz before resampling")
+        for dataset, seconds in self.dataset_windows:
+            parts.append(f"{dataset}: the first {seconds:g} s kept, zero-padded to the window")
         return "; ".join(parts)
 
-    def preprocess_mapping(self, base: Mapping[str, Any]) -> dict[str, Any]:
-        """The shared preprocessing config for this contract: rate, window, resampler and lead order.
+    def preprocess_mapping(self, base: Mapping[str, Any], dataset: str | None = None) -> dict[str, Any]:
+        """The shared preprocessing config for this contract on ``dataset`` (its identity): rate, window, resampler,
+        lead order, and the steps that must see the whole record (``whole_record``, ``crop_fs``, ``dataset_windows``).
 
         A user's own ``preprocess.leads`` (a lead subset) is kept for encoders in the standard order.
         """
         out = {**base, "target_fs": self.fs, "seconds": self.seconds, "resample": self.resample}
         if tuple(self.leads) != STANDARD_LEADS:
             out["leads"] = list(self.leads)
+        if self.crop_fs:
+            out["crop_fs"] = float(self.crop_fs)
+        if self.whole_record:
+            steps = {k: v for k, v in self.as_dict().items() if k in ("fs", "filters", "scale", "filter_form", "baseline_median_s")}
+            out["record_steps"] = json.dumps(steps, sort_keys=True)
+        keep = dict(self.dataset_windows).get(dataset) if dataset else None
+        if keep:
+            out["keep_seconds"] = keep
         return out
 
     # The transforms --------------------------------------------------------------------------
@@ -228,13 +257,14 @@ class InputContract:
         return np.stack([medfilt(lead, kernel_size=kernel) for lead in flat]).reshape(y.shape)
 
     def views(self, x: np.ndarray) -> np.ndarray:
-        """Prepared [B, leads, S] -> model inputs [B, V, leads, C]."""
+        """Prepared [B, leads, S] -> model inputs [B, V, leads, C] (``whole_record``: filtered and scaled already)."""
         x = np.asarray(x)
-        if not self.per_view:
+        steps = not self.whole_record
+        if steps and not self.per_view:
             x = self.filter_and_scale(x)
         c = self.view_length
         stacked = np.stack([x[..., s:s + c] for s in self._starts(x.shape[-1])], axis=1)
-        stacked = self.filter_and_scale(stacked) if self.per_view else stacked
+        stacked = self.filter_and_scale(stacked) if steps and self.per_view else stacked
         if self.decimate > 1:
             flat = stacked.reshape(*stacked.shape[:-2], 1, -1).astype(np.float64)
             stacked = decimate(flat, self.decimate, axis=-1)

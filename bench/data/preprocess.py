@@ -3,11 +3,14 @@
 Steps, in order: lead order normalised to the standard 12 leads; NaN/Inf replaced by the mean of
 neighbouring samples (MERIT paper / MERL: mean of the valid samples within +-``nan_window``); resample
 to ``target_fs`` (polyphase and anti-aliased, or FFT where an encoder's contract says so); crop or zero-pad to ``seconds``. Per-method
-normalisation (z-score, min-max, band-pass) is *not* done here: each encoder declares its own step.
+normalisation (z-score, min-max, band-pass) is *not* done here: each encoder declares its own step, except where its
+upstream runs it on the whole record before cutting the window (``record_steps``). An encoder's contract may also cut the
+window at another rate before resampling (``crop_fs``) or keep only a record's first seconds (``keep_seconds``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -30,6 +33,9 @@ class PreprocessConfig:
     nan_window: int = 6
     crop: str = "start"  # start | center
     resample: str = "poly"  # poly (scipy resample_poly) | fft (scipy.signal.resample, as ST-MEM does)
+    crop_fs: float | None = None  # cut the window at this rate, then resample to target_fs (ECG-JEPA)
+    keep_seconds: float | None = None  # keep the first seconds, zero-pad the rest of the window (MERL/MELP on CPSC2018)
+    record_steps: str | None = None  # an input contract's filters and scaling (JSON) run on the whole record (HuBERT-ECG)
 
     @classmethod
     def from_mapping(cls, cfg) -> "PreprocessConfig":
@@ -47,10 +53,14 @@ class PreprocessConfig:
         return int(round(self.target_fs * self.seconds))
 
     def key(self) -> str:
-        """Hash of every field; the default resampler is left out so keys made before it existed still hold."""
+        """Hash of every field; fields at their defaults that came after keys were published are left out, so those
+        keys still hold."""
         fields = asdict(self)
         if fields["resample"] == "poly":
             fields.pop("resample")
+        for name in ("crop_fs", "keep_seconds", "record_steps"):
+            if fields[name] is None:
+                fields.pop(name)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -103,9 +113,25 @@ def crop_or_pad(signal: np.ndarray, n: int, mode: str = "start") -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _record_contract(steps: str):
+    from bench.data.contract import InputContract
+
+    values = json.loads(steps)
+    return InputContract(values.pop("fs"), 1, **values)
+
+
 def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
     """Raw record -> float32 [len(cfg.leads), cfg.n_samples]."""
     x = reorder_leads(ecg, cfg.leads)
     x = fill_nonfinite(x, cfg.nan_window)
-    x = resample(x, ecg.fs, cfg.target_fs, cfg.resample)
+    if cfg.crop_fs:
+        x = crop_or_pad(resample(x, ecg.fs, cfg.crop_fs, cfg.resample), int(round(cfg.crop_fs * cfg.seconds)), cfg.crop)
+        x = resample(x, cfg.crop_fs, cfg.target_fs, cfg.resample)
+    else:
+        x = resample(x, ecg.fs, cfg.target_fs, cfg.resample)
+    if cfg.record_steps:
+        x = _record_contract(cfg.record_steps).filter_and_scale(x)
+    if cfg.keep_seconds:
+        x = x[:, :int(round(cfg.keep_seconds * cfg.target_fs))]
     return np.ascontiguousarray(crop_or_pad(x, cfg.n_samples, cfg.crop), dtype=np.float32)

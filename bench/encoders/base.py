@@ -74,9 +74,10 @@ class Encoder(nn.Module, ABC):
         return self.spec.contract
 
     def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
-        """The contract's filters and scaling on whole records [B, leads, samples] (pretraining input)."""
+        """The contract's filters and scaling on whole records [B, leads, samples] (pretraining input); a contract whose
+        steps run on the whole record has them done already in the prepared arrays."""
         c = self.contract
-        if not c.filters and c.scale == "none":
+        if (not c.filters and c.scale == "none") or c.whole_record:
             return x
         return torch.as_tensor(c.filter_and_scale(x.detach().cpu().numpy()), device=x.device)
 

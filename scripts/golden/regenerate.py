@@ -414,24 +414,22 @@ def fairseq_signals_backbone(root: Path):
     return Wav2Vec2CMSCConfig, Wav2Vec2CMSCModel
 
 
-def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
-    """MELP's own methods run on stand-ins holding its attributes (MELPModel and ECGFMModel are Lightning modules
-    whose constructors download heart_bert): ECGFMModel._encode_ecg / ext_ecg_emb on fairseq-signals'
-    Wav2Vec2CMSCModel with backbone/transformer.AttentionalPooler, MELPModel._tokenize / _encode_text on a causal
-    BERT with [BOS] added (the tiny stand-in of heart_bert); finetune_dataset.py's PTB-XL input; the file is the
-    Lightning checkpoint's form ({'state_dict': MELPModel state})."""
+def _melp_upstream(root: Path, fsb: Path) -> types.SimpleNamespace:
+    """MELP's classes from the checkout (its package __init__ files import the training stack, so the modules are
+    loaded by path) and builders of its ECG side: fairseq-signals' Wav2Vec2CMSCModel (``w2v``) under ECGFMModel's
+    attributes (``ecg_side``)."""
     from torch import nn
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config_cls, w2v_cls = fairseq_signals_backbone(fsb)
     for name, attrs in {"melp.models.base_pretrain_model": {"BasePretrainModel": nn.Module},
                         "melp.models.merl_model": {"MERLModel": nn.Module}, "melp.utils.openclip_loss": {"ClipLoss": None, "CoCaLoss": None},
                         "melp.backbone.resnet1d": dict.fromkeys(("ResNet18", "ResNet34", "ResNet50", "ResNet101")),
-                        "melp.backbone.modeling_finetune": {}, "melp.paths": {"ECGFM_PATH": ""}, "ot": {}, "ipdb": {},
-                        "timm.models": {"create_model": None}, "timm.models.layers": {"Mlp": None},
+                        "melp.backbone.modeling_finetune": {}, "melp.paths": {"ECGFM_PATH": "", "SPLIT_DIR": Path(".")}, "ot": {},
+                        "ipdb": {}, "timm.models": {"create_model": None}, "timm.models.layers": {"Mlp": None},
                         "torchvision.ops.misc": {"FrozenBatchNorm2d": None}}.items():
         stub_module(name, **attrs)
-    for name in ("melp", "melp.backbone", "melp.models"):  # their __init__ files import the training stack
+    for name in ("melp", "melp.backbone", "melp.models", "melp.datasets"):  # their __init__ files import the training stack
+        stub_module(name)
         sys.modules[name].__path__ = [str(root / "src" / name.replace(".", "/"))]
     from melp.backbone.transformer import AttentionalPooler
     from melp.models.ecgfm_model import ECGFMModel
@@ -456,8 +454,22 @@ def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
         side.bn = nn.BatchNorm1d(width, affine=False)
         return side
 
-    official = ecg_side(w2v(8, 768, 12, 3072), 256, 8, 13, 768)
     small = dict(conv_feature_layers="[(32, 2, 2)] * 4", conv_pos=8, conv_pos_groups=2, latent_dim=0, latent_vars=8)
+    return types.SimpleNamespace(w2v=w2v, ecg_side=ecg_side, small=small, ECGFMModel=ECGFMModel, MELPModel=MELPModel)
+
+
+def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
+    """MELP's own methods run on stand-ins holding its attributes (MELPModel and ECGFMModel are Lightning modules
+    whose constructors download heart_bert): ECGFMModel._encode_ecg / ext_ecg_emb on fairseq-signals'
+    Wav2Vec2CMSCModel with backbone/transformer.AttentionalPooler, MELPModel._tokenize / _encode_text on a causal
+    BERT with [BOS] added (the tiny stand-in of heart_bert); finetune_dataset.py's PTB-XL input; the file is the
+    Lightning checkpoint's form ({'state_dict': MELPModel state})."""
+    from torch import nn
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    up = _melp_upstream(root, fsb)
+    w2v, ecg_side, small, ECGFMModel, MELPModel = up.w2v, up.ecg_side, up.small, up.ECGFMModel, up.MELPModel
+    official = ecg_side(w2v(8, 768, 12, 3072), 256, 8, 13, 768)
     model = nn.Module()  # MELPModel's attributes
     model.ecg_encoder = ecg_side(w2v(2, 32, 2, 64, **small), 16, 2, 4, 32)
     model.tokenizer = AutoTokenizer.from_pretrained(text["bert"])  # init_text_encoder
@@ -503,6 +515,176 @@ def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
     forget_modules("melp", "fairseq_signals_backbone", "ot", "ipdb", "timm", "torchvision")
 
 
+# ---- records longer than 10 s, through upstream's own readers -----------------------------------------------------
+LONG_SECONDS, LONG_GAIN = 15, 1000.0  # 15 s synthetic records, written as WFDB at 1 uV resolution (what rdsamp reads back)
+
+
+def long_records() -> np.ndarray:
+    """The 15 s records as upstream reads them from their WFDB files (quantised to the files' resolution)."""
+    return np.round(signals(seconds=LONG_SECONDS) * LONG_GAIN) / LONG_GAIN
+
+
+def write_long_records(folder: Path, one_per_folder: bool = False) -> list[Path]:
+    """The 15 s records as 500 Hz WFDB files (format 16, gain 1000/mV), one record per sub-folder if asked (for
+    readers that list a folder in an order of their own)."""
+    import wfdb
+
+    leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    paths = []
+    for i, record in enumerate(long_records()):
+        where = folder / f"r{i}" if one_per_folder else folder
+        where.mkdir(parents=True, exist_ok=True)
+        wfdb.wrsamp(f"L{i:04d}", fs=500, units=["mV"] * 12, sig_name=leads, p_signal=record.T.astype(np.float64), fmt=["16"] * 12,
+                    adc_gain=[LONG_GAIN] * 12, baseline=[0] * 12, write_dir=str(where))
+        paths.append(where / f"L{i:04d}")
+    return paths
+
+
+def save_long_case(folder: Path, base: str, case_update: dict, arrays: dict) -> None:
+    """A case on the 15 s records that reuses ``base``'s checkpoint files (written by upstream's code there)."""
+    case = json.loads((folder.parent / base / "case.json").read_text())
+    case.update({"files": [f"../{base}/{f}" for f in case["files"]], "seconds": LONG_SECONDS, "gain": LONG_GAIN, **case_update})
+    for key in ("encoder_only_files", "upstream_official_params", "prompts"):
+        case.pop(key, None)
+    case["signals_sha256"] = signals_sha256(long_records().astype(np.float32))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "case.json").write_text(json.dumps(case, indent=2) + "\n")
+    np.savez_compressed(folder / "expected.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def hubert_ecg_long(root: Path, out: Path) -> None:
+    """utils.ecg_preprocessing on each whole 15 s record (stored as .npy, as upstream's dumping stores them), then
+    dataset.ECGDataset in encode mode (first 5 s, leads concatenated, decimate by 5), on upstream's HuBERTECG with the
+    hubert_ecg case's weights."""
+    import tempfile
+
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    for name in ("iterstrat.ml_stratifiers", "torchmetrics.classification", "torcheval.metrics"):
+        stub_module(name, **{attr: None for attr in ("MultilabelStratifiedShuffleSplit", "MultilabelF1Score", "MultilabelRecall",
+                                                     "MultilabelPrecision", "MultilabelSpecificity", "MultilabelAUROC",
+                                                     "MulticlassRecall", "MulticlassSpecificity", "MultilabelAUPRC",
+                                                     "MulticlassAUROC", "MulticlassAccuracy", "MulticlassAUPRC")})
+    stub_module("neurokit2")
+    for name in ("biosppy", "biosppy.signals"):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(Path(p) / name.replace(".", "/")) for p in sys.path if (Path(p) / name.replace(".", "/")).is_dir()][:1]
+            sys.modules[name] = module
+    sys.path.insert(0, str(root))
+    from dataset import ECGDataset
+    from hubert_ecg import HuBERTECG, HuBERTECGConfig
+    from utils import ecg_preprocessing
+
+    conv = dict(conv_kernel=(10, 3, 3, 2, 2), conv_stride=(4, 2, 2, 2, 2))
+    config = HuBERTECGConfig(ensemble_length=1, vocab_sizes=[12], hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, classifier_proj_size=16, mask_time_prob=0.33, mask_time_length=1,
+                             conv_dim=(16,) * 5, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, **conv)
+    model = HuBERTECG(config).eval()
+    model.load_state_dict(load_file(out / "hubert_ecg" / "model.safetensors"))
+    with tempfile.TemporaryDirectory() as tmp:
+        names = []
+        for i, record in enumerate(long_records()):
+            np.save(Path(tmp) / f"L{i}.npy", ecg_preprocessing(record, 500))
+            names.append(f"L{i}.npy")
+        pd.DataFrame({"filename": names}).to_csv(Path(tmp) / "set.csv", index=False)
+        data = ECGDataset(str(Path(tmp) / "set.csv"), tmp, downsampling_factor=5, pretrain=False, encode=True)
+        inputs = torch.stack([data[i][0] for i in range(len(data))])
+    with torch.no_grad():
+        emb = model(inputs).last_hidden_state.mean(dim=1)
+    save_long_case(out / "hubert_ecg_15s", "hubert_ecg", {}, {"embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("hubert_ecg", "utils", "dataset", "biosppy", "iterstrat", "torchmetrics", "torcheval", "neurokit2")
+
+
+def ecgjepa_long(root: Path, out: Path) -> None:
+    """ecg_data.get_ecg_data on each 15 s WFDB record (the first 5,000 samples at 500 Hz, leads I, II, V1-V6), then
+    downsample_waves to 2,500 samples (crop, then resample), on the ecgjepa case's weights."""
+    import tempfile
+
+    stub_module("timm.models.layers", DropPath=torch.nn.Identity, trunc_normal_=torch.nn.init.trunc_normal_)
+    stub_module("h5py")  # ecg_data imports it for the MIMIC reader, not used here
+    sys.path.insert(0, str(root))
+    from ecg_data import downsample_waves, get_ecg_data
+    from ecg_jepa import ecg_jepa
+
+    model = ecg_jepa(encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=4, predictor_embed_dim=32, predictor_depth=1,
+                     predictor_num_heads=2, c=8, pos_type="sincos", mask_scale=(0, 0)).encoder.eval()
+    model.load_state_dict(torch.load(out / "ecgjepa" / "multiblock_epoch100.pth", weights_only=True)["encoder"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [p.parent for p in write_long_records(Path(tmp), one_per_folder=True)]
+        waves = np.concatenate([get_ecg_data(str(f), reduced_lead=True) for f in folders])
+    waves = downsample_waves(waves, 2500)
+    with torch.no_grad():
+        emb = model.representation(torch.tensor(waves, dtype=torch.float32))
+    save_long_case(out / "ecgjepa_15s", "ecgjepa", {}, {"embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("ecg_jepa", "ecg_data", "pos_encoding", "timm", "h5py")
+
+
+def _icbeb_inputs(dataset_cls, **kwargs) -> torch.Tensor:
+    """An upstream finetune ECGDataset's 'icbeb' (CPSC2018) items for the 15 s records written as WFDB files."""
+    import tempfile
+
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_long_records(Path(tmp))
+        names = [p.name for p in paths]
+        table = pd.DataFrame({"ecg_id": names, "filename": names, "patient_id": range(len(names)), "age": 50, "sex": 0,
+                              "strat_fold": 10, "split": "test", "AFIB": 0})  # 7 metadata columns, then the labels
+        data = dataset_cls(csv_file=table, **{k: (tmp if v == "<dir>" else v) for k, v in kwargs.items()})
+        items = [data[i] for i in range(len(names))]
+    if isinstance(items[0], dict):  # MELP's dataset shuffles its table (sample(frac=1)); its items name themselves
+        order = {f"{i}_{name}": i for i, name in enumerate(names)}
+        return torch.stack([item["ecg"] for item in sorted(items, key=lambda item: order[item["id"]])])
+    return torch.stack([item[0] for item in items])
+
+
+def melp_cpsc(root: Path, fsb: Path, out: Path) -> None:
+    """finetune_dataset.ECGDataset's 'icbeb' branch on 15 s CPSC2018-like records (the first 2,500 samples kept,
+    2,500 zeros after them, min-max over the record, aVL/aVF swapped), on the melp case's weights."""
+    up = _melp_upstream(root, fsb)
+    stub_module("h5py")
+    stub_module("neurokit2")
+    from melp.datasets.finetune_dataset import ECGDataset
+
+    side = up.ecg_side(up.w2v(2, 32, 2, 64, **up.small), 16, 2, 4, 32).eval()
+    state = torch.load(out / "melp" / "melp_lightning.ckpt", weights_only=True)["state_dict"]
+    side.load_state_dict({k[len("ecg_encoder."):]: v for k, v in state.items() if k.startswith("ecg_encoder.")})
+    ecg = _icbeb_inputs(ECGDataset, data_path="<dir>", split="test", dataset_name="icbeb")
+    with torch.no_grad():
+        emb = up.ECGFMModel.ext_ecg_emb(side, ecg)
+    save_long_case(out / "melp_cpsc_15s", "melp", {"dataset": "cpsc2018", "options": {**json.loads(
+        (out / "melp" / "case.json").read_text())["options"], "text": {"kind": "none"}}}, {"embedding": emb.numpy()})
+    sys.path.remove(str(fsb))
+    forget_modules("melp", "fairseq_signals_backbone", "ot", "ipdb", "timm", "torchvision", "h5py", "neurokit2")
+
+
+def merl_cpsc(root: Path, out: Path, text: dict[str, Path]) -> None:
+    """finetune/finetune_dataset.ECGDataset's 'icbeb' branch (as MELP's: the first 2,500 samples, zero-padded to
+    5,000, min-max over the record, aVL/aVF swapped) on 15 s records, on the merl_vit case's ECG encoder."""
+    builder = _merl_builder(root, vit_width=128)
+    sys.path.insert(0, str(root / "finetune"))
+    from finetune_dataset import ECGDataset
+
+    config = {"ecg_model": "vit_tiny", "num_leads": 12, "text_model": str(text["bert"]),
+              "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
+    model = builder.ECGCLIP(config)
+    model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))
+    model.load_state_dict(torch.load(out / "merl_vit" / "merl_vit_tiny_final_total.pth", weights_only=True))
+    model.eval()
+    ecg = _icbeb_inputs(ECGDataset, data_path="<dir>", dataset_name="icbeb")  # aVL/aVF swapped by the dataset itself
+    with torch.no_grad():
+        emb = model.ecg_encoder(ecg)
+    save_long_case(out / "merl_vit_cpsc_15s", "merl_vit", {"dataset": "cpsc2018", "options": {**json.loads(
+        (out / "merl_vit" / "case.json").read_text())["options"], "text": {"kind": "none"}}}, {"embedding": emb.numpy()})
+    sys.path.remove(str(root / "finetune"))
+    sys.path.remove(str(root / "utils"))
+    forget_modules("finetune_dataset")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stmem", type=Path)
@@ -515,10 +697,21 @@ def main() -> None:
     ap.add_argument("--fairseq-signals-backbone", type=Path, help="fuying-wang/fairseq-signals/src")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
+    ap.add_argument("--long-records", action="store_true",
+                    help="only the cases on 15 s records (hubert_ecg_15s, ecgjepa_15s, melp_cpsc_15s, merl_vit_cpsc_15s), "
+                         "through upstream's readers, on the weights the base cases already wrote")
     args = ap.parse_args()
     sys.path[:0] = [str(p) for p in args.pythonpath]
     torch.manual_seed(SEED)
     text = write_text_models(args.out)
+    if args.long_records:
+        for run, given in ((lambda: hubert_ecg_long(args.hubert_ecg, args.out), args.hubert_ecg),
+                           (lambda: ecgjepa_long(args.ecgjepa, args.out), args.ecgjepa),
+                           (lambda: melp_cpsc(args.melp, args.fairseq_signals_backbone, args.out), args.melp),
+                           (lambda: merl_cpsc(args.merl, args.out, text), args.merl)):
+            if given:
+                run()
+        return
     if args.stmem:
         stmem(args.stmem, args.out)
     if args.merl:
