@@ -14,7 +14,7 @@ from bench.encoders.checkpoint import CheckpointError, file_hash
 from bench.encoders.loading import LeakageError
 from bench.files import atomic_path
 from bench.registry import UnknownNameError
-from bench.results_store import MissingUnits
+from bench.run.store import MissingUnits
 
 app = typer.Typer(help="Reproducible benchmark harness for ECG representation learning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -205,7 +205,7 @@ def embed_cmd(ctx: typer.Context,
     import numpy as np
     from omegaconf import OmegaConf
 
-    from bench.embed import embed_signals, read_signals
+    from bench.encoders.embed import embed_signals, read_signals
     from bench.encoders.loading import load_encoder
 
     cfg = load_config(ctx.args)
@@ -228,7 +228,7 @@ def embed_cmd(ctx: typer.Context,
 @_guarded
 def pretrain_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder name (bench encoders list)"),
                  dataset: str = typer.Option("demo_ptbxl", help="dataset name (bench data list)")) -> None:
-    from bench.pretrain import run_pretraining
+    from bench.encoders.pretrain import run_pretraining
 
     cfg = load_config(ctx.args, data=dataset)
     result = run_pretraining(cfg, method)
@@ -277,8 +277,8 @@ def run_cmd(ctx: typer.Context,
                                                                 "overrides configure it (default: run.launcher)")) -> None:
     import time
 
-    from bench.launch import IN_PROCESS, run_multirun, unit_sweeps
-    from bench.runner import Runner
+    from bench.run.launch import IN_PROCESS, run_multirun, unit_sweeps
+    from bench.run.runner import Runner
     from bench.suites.base import Request, get_suite
 
     ckpts = {}
@@ -327,9 +327,9 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
               tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
-    from bench.results_store import ResultStore
+    from bench.run.store import ResultStore
     from bench.suites.base import suite_names
-    from bench.tables import KINDS, EmptyStore, build_table, suite_table
+    from bench.publish.tables import KINDS, EmptyStore, build_table, suite_table
 
     if kind not in KINDS and kind not in suite_names():
         raise ConfigError(f"unknown table '{kind}'. Available: {', '.join(sorted(set(KINDS) | set(suite_names())))}")
@@ -360,8 +360,8 @@ def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, 
                     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
-    from bench.publication import leaderboard_frame, write_leaderboard
-    from bench.results_store import ResultStore
+    from bench.publish.publication import leaderboard_frame, write_leaderboard
+    from bench.run.store import ResultStore
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     board = leaderboard_frame(ResultStore.from_config(cfg))
@@ -385,8 +385,8 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
              tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
-    from bench import plots
-    from bench.results_store import ResultStore
+    from bench.publish import plots
+    from bench.run.store import ResultStore
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     folder = Path(out or Path(cfg.paths.results) / "figures")
@@ -401,7 +401,7 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
         except LookupError as exc:
             raise ConfigError(str(exc)) from exc
     elif kind == "umap":
-        from bench.runner import Runner
+        from bench.run.runner import Runner
 
         runner = Runner(_tracking(ctx.args, tracking_uri), progress=False)
         dcfg = runner.dataset_cfg(dataset)
@@ -432,9 +432,9 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
-    from bench.bundle import export_bundle
-    from bench.publication import PublishSettings, write_publication
-    from bench.results_store import ResultStore
+    from bench.publish.bundle import export_bundle
+    from bench.publish.publication import PublishSettings, write_publication
+    from bench.run.store import ResultStore
     from bench.suites.base import suite_names
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
@@ -458,7 +458,7 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 def verify_cmd(results: str = typer.Argument("results", help="the results folder (with bundle/manifest.json)")) -> None:
     from pathlib import Path
 
-    from bench.bundle import BundleError, verify
+    from bench.publish.bundle import BundleError, verify
 
     try:
         problems = verify(Path(results), echo=typer.echo)
@@ -488,15 +488,15 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
               tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
-    from bench.runner import Runner
-    from bench.sweep import sweep_linear, sweep_pretraining
+    from bench.run.runner import Runner
+    from bench.run.sweep import sweep_linear, sweep_pretraining
 
     sweeps = {"linear": sweep_linear, "pretrain": sweep_pretraining}
     if target not in sweeps:
         raise ConfigError(f"--target must be linear or pretrain, got {target!r}")
     runner = Runner(_tracking(ctx.args, tracking_uri))
     storage = storage or f"sqlite:///{Path(runner.base.paths.results).resolve() / 'optuna.db'}"
-    from bench.sweep import SelectionLeak
+    from bench.run.sweep import SelectionLeak
 
     try:
         result = sweeps[target](runner, dataset, method, task, trials, storage, study, protocol=protocol)
@@ -520,8 +520,8 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
                 fraction: float = typer.Option(1.0, help="label fraction"), seed: int = typer.Option(0, help="seed"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
 
-    from bench.compare import compare_methods
-    from bench.results_store import ResultStore
+    from bench.publish.compare import compare_methods
+    from bench.run.store import ResultStore
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     store = ResultStore.from_config(cfg)
@@ -551,8 +551,8 @@ def suites_list() -> None:
                        f"cache with the settings that made them. {OVERRIDE_HELP}")
 @_guarded
 def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
-    from bench.pretrain import cached_checkpoints
-    from bench.results_store import ResultStore
+    from bench.encoders.pretrain import cached_checkpoints
+    from bench.run.store import ResultStore
     from bench.suites.base import suite_names
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
@@ -582,10 +582,10 @@ def demo(ctx: typer.Context, methods: Optional[str] = typer.Option(None, help="m
     import time
     from pathlib import Path
 
-    from bench.page import write_page
-    from bench.publication import leaderboard_frame
-    from bench.runner import Runner
-    from bench.tables import compact_table
+    from bench.publish.page import write_page
+    from bench.publish.publication import leaderboard_frame
+    from bench.run.runner import Runner
+    from bench.publish.tables import compact_table
 
     start = time.perf_counter()
     base = load_config(ctx.args)

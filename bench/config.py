@@ -37,7 +37,7 @@ OPEN_NODES = ("encoder", "unit.checkpoints")
 
 
 def _compose(overrides: list[str]) -> DictConfig:
-    # inside a Hydra app (a launcher job, bench/worker.py) Hydra is already initialised on CONFIG_DIR
+    # inside a Hydra app (a launcher job, bench/run/worker.py) Hydra is already initialised on CONFIG_DIR
     context = contextlib.nullcontext() if GlobalHydra.instance().is_initialized() else \
         initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None)
     with context:

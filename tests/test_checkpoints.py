@@ -47,7 +47,7 @@ def _store(root: Path) -> list[str]:
 
 def _unit_runs(root: Path) -> int:
     from bench.config import load_config
-    from bench.results_store import ResultStore
+    from bench.run.store import ResultStore
 
     if not (root / "results" / "mlflow.db").exists():
         return 0
@@ -100,7 +100,7 @@ def test_trusting_a_files_code_is_explicit_and_recorded(tmp_path):
                               "--trust-checkpoint-code", *_store(tmp_path)])
     assert result.exit_code == 0, result.output
     from bench.config import load_config
-    from bench.results_store import ResultStore
+    from bench.run.store import ResultStore
 
     runs = ResultStore.from_config(load_config(_store(tmp_path))).finished_units("linear", method="stmem").values()
     assert {r.data.tags["trust_checkpoint_code"] for r in runs} == {"yes"}
@@ -121,7 +121,7 @@ def test_the_hash_is_of_the_weights_not_the_file():
 
 
 def _pretrain_in_a_process(root: Path) -> dict:
-    code = ("import json, sys; from bench.config import load_config; from bench.pretrain import run_pretraining; "
+    code = ("import json, sys; from bench.config import load_config; from bench.encoders.pretrain import run_pretraining; "
             "from bench.encoders.loading import load_encoder; "
             f"cfg = load_config({_store(root)!r}, data='demo_ptbxl'); r = run_pretraining(cfg, 'merit', progress=False); "
             "h = load_encoder('merit', {'preset': 'tiny'}, r.checkpoint); "
@@ -139,7 +139,7 @@ def test_identical_pretraining_in_two_processes_gives_one_hash_and_the_same_unit
     second = _pretrain_in_a_process(tmp_path)  # the same settings, written again by another process
     assert Path(second["path"]).read_bytes() != first_bytes  # the file differs (its zip names the temporary file) ...
     assert second["hash"] == first["hash"]  # ... the weights do not
-    from bench.runner import Runner
+    from bench.run.runner import Runner
 
     keys = []
     for store in ("a", "b"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.embed import embed_signals
+from bench.encoders.embed import embed_signals
 from bench.encoders.checkpoint import CheckpointError
 from bench.encoders.loading import load_encoder
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bench.data.loader import LoaderConfig, Rows, Texts
 from bench.encoders import create_encoder
-from bench.pretrain import PretrainConfig, PretrainPool, pretrain
+from bench.encoders.pretrain import PretrainConfig, PretrainPool, pretrain
 from bench.encoders.losses import ib_term, info_nce, masked_mse
 from merit.model import MERIT
 from bench.encoders.randomness import StepRandom

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from bench.metrics import (bootstrap_indices, bootstrap_macro_auroc, classification_scores, format_p, holm,
+from bench.suites.metrics import (bootstrap_indices, bootstrap_macro_auroc, classification_scores, format_p, holm,
                            paired_bootstrap_test, percentile_interval, val_thresholds)
 
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.runner import Runner
+from bench.run.runner import Runner
 
 cli = CliRunner()
 
@@ -79,7 +79,7 @@ def test_zero_shot_marks_encoders_without_text_tower(store_root):
 
 def test_leakage_is_refused(store_root, tmp_path):
     from bench.config import load_config
-    from bench.pretrain import run_pretraining
+    from bench.encoders.pretrain import run_pretraining
 
     cfg = load_config([*_overrides(store_root), "pretrain_pool.folds=[1,2,3,4,5,6,7,8,9,10]"], data="demo_ptbxl")
     ckpt = run_pretraining(cfg, "merit", progress=False).checkpoint
@@ -100,7 +100,7 @@ def test_transfer_runs_on_demo_data(store_root):
     table = _run(["table", "transfer"], store_root).output
     assert "ptbxl_super/to_cpsc2018 AUC" in table and "csn/to_cpsc2018 AUC" in table
     from bench.config import load_config
-    from bench.results_store import ResultStore
+    from bench.run.store import ResultStore
 
     store = ResultStore.from_config(load_config(_overrides(store_root)))
     runner = Runner(_overrides(store_root), progress=False)
@@ -124,9 +124,9 @@ def test_pretraining_text_is_the_report_and_label_text_is_tagged_marked_and_refu
     other unit keys), its rows say pretrain_text=labels and carry the table mark, and zero-shot refuses it
     unless forced."""
     from bench.config import load_config
-    from bench.pretrain import run_pretraining
-    from bench.results_store import ResultStore
-    from bench.tables import LABEL_TEXT_MARK
+    from bench.encoders.pretrain import run_pretraining
+    from bench.run.store import ResultStore
+    from bench.publish.tables import LABEL_TEXT_MARK
 
     cfg = load_config(_overrides(store_root), data="demo_ptbxl")
     assert cfg.pretrain_pool.text == "report"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.results_store import ResultStore
+from bench.run.store import ResultStore
 from tracking_server import mlflow_server, pg_bin, postgres
 
 BENCH = [sys.executable, "-m", "bench.cli"]
@@ -66,8 +66,8 @@ def test_submitit_local_launcher_runs_units_as_separate_processes(tmp_path):
 
 def test_collect_refuses_to_invent_units_a_launcher_did_not_log(tmp_path):
     """The collect pass after a launcher only aggregates: a unit no job logged is an error, not recomputed."""
-    from bench.runner import Runner
-    from bench.results_store import MissingUnits
+    from bench.run.runner import Runner
+    from bench.run.store import MissingUnits
 
     runner = Runner([*DEMO, *store_args(tmp_path, "c")], progress=False, compute=False)
     with pytest.raises(MissingUnits, match="not in"):
@@ -107,7 +107,7 @@ def test_unit_sweeps_enumerate_one_job_per_unit():
     from types import SimpleNamespace
 
     from bench.config import load_config
-    from bench.launch import unit_sweeps
+    from bench.run.launch import unit_sweeps
     from bench.suites.base import Request
 
     base = load_config()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from bench.runner import Runner
-from bench.sweep import SPACE, sweep_linear
+from bench.run.runner import Runner
+from bench.run.sweep import SPACE, sweep_linear
 
 
 def test_sweep_stores_study_and_resumes_after_kill(tmp_path):
@@ -32,7 +32,7 @@ def test_sweep_stores_study_and_resumes_after_kill(tmp_path):
 
 
 def test_pretraining_sweep_pretrains_each_trial_apart_and_selects_on_validation(tmp_path):
-    from bench.sweep import PRETRAIN_SPACE, sweep_pretraining
+    from bench.run.sweep import PRETRAIN_SPACE, sweep_pretraining
 
     overrides = [f"paths.cache={tmp_path}/cache", f"paths.results={tmp_path}/results", "encoder.preset=tiny",
                  f"tracking.uri=sqlite:///{tmp_path}/results/mlflow.db", "data.demo.n_records=120", "pretrain.batch_size=32"]
@@ -42,7 +42,7 @@ def test_pretraining_sweep_pretrains_each_trial_apart_and_selects_on_validation(
     assert result["completed_trials"] == 2 and set(result["best_params"]) == set(PRETRAIN_SPACE)
     assert any(o.startswith("pretrain.lr=") for o in result["overrides"])
     from bench.encoders.checkpoint import read_checkpoint
-    from bench.pretrain import cached_checkpoints
+    from bench.encoders.pretrain import cached_checkpoints
 
     trials = {(c["pretrain"]["lr"], c["pretrain"]["epochs"]): tmp_path / "cache" / "checkpoints" / c["folder"] / "encoder.pt"
               for c in cached_checkpoints(tmp_path / "cache") if c["method"] == "merit_mse"}

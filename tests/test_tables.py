@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.results_store import ResultStore
-from bench.tables import EmptyStore, build_table, leaderboard
+from bench.run.store import ResultStore
+from bench.publish.tables import EmptyStore, build_table, leaderboard
 
 
 @pytest.fixture()
@@ -67,7 +67,7 @@ def test_empty_store_raises(tmp_path):
 
 
 def test_forest_and_efficiency_plots_render(store, tmp_path):
-    from bench import plots
+    from bench.publish import plots
 
     tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "fixed",
             "fraction": 0.1, "seed": 0, "applicable": "yes"}

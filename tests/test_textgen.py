@@ -12,7 +12,7 @@ import torch
 
 from bench.suites import textgen
 from bench.suites.textgen import Example, PrefixLM, instruction_set, interpretation, load_qa_json, train_and_generate
-from bench.textmetrics import bleu, meteor, rouge_l
+from bench.suites.textmetrics import bleu, meteor, rouge_l
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 
@@ -166,7 +166,7 @@ def test_interpretation_from_official_statements(shared):
 
 
 def test_textgen_intervals_resample_test_items_and_seeds():
-    from bench.textmetrics import ITEM_METRICS, hierarchical_bootstrap
+    from bench.suites.textmetrics import ITEM_METRICS, hierarchical_bootstrap
 
     refs = np.array(["sinus rhythm normal ecg", "atrial fibrillation", "left bundle branch block", "sinus bradycardia"] * 5)
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.runner import Runner
+from bench.run.runner import Runner
 from bench.suites.base import Request, get_suite, unit_key
 
 cli = CliRunner()
@@ -60,7 +60,7 @@ def test_encoding_through_loader_processes_gives_the_same_embeddings():
     import numpy as np
 
     from bench.data.loader import LoaderConfig
-    from bench.embeddings import EncodeSettings, encode_arrays
+    from bench.encoders.embeddings import EncodeSettings, encode_arrays
     from bench.encoders.loading import load_encoder
 
     handle = load_encoder("merit", {"preset": "tiny", "text": {"kind": "hashing"}})
@@ -113,8 +113,8 @@ def test_the_issue_reproductions_rerun_the_affected_units_and_nothing_else(tmp_p
 
 def test_aggregates_pool_exactly_their_units_so_compare_ignores_stale_ones(tmp_path):
     from bench.config import load_config
-    from bench.compare import compare_methods
-    from bench.results_store import ResultStore
+    from bench.publish.compare import compare_methods
+    from bench.run.store import ResultStore
 
     for epochs in ("3", "4"):  # the second run leaves the first run's units behind in the store
         _run(tmp_path, "run", "--suite", "linear", "--methods", "signal_stats,random", "--tasks", "super", f"linear.epochs={epochs}")
@@ -141,9 +141,9 @@ def test_a_plugin_suite_runs_through_the_executor_and_has_its_table(tmp_path):
 def test_runner_holds_no_suite_specific_code():
     import inspect
 
-    import bench.runner
+    import bench.run.runner
 
-    source = inspect.getsource(bench.runner)
+    source = inspect.getsource(bench.run.runner)
     for word in ("zero_shot", "transfer", "textgen", "train_heads", "protocol_splits", "prompts"):
         assert word not in source
 

@@ -1,6 +1,6 @@
 """The suite plugin interface: a suite declares its units, computes them, and folds a group into an aggregate.
 
-The one generic executor (``bench.runner``) does everything else: unit keys, claims, skip/resume,
+The one generic executor (``bench.run.runner``) does everything else: unit keys, claims, skip/resume,
 logging, aggregation records and provenance. A suite never builds a key by hand: it hands over a
 ``material`` mapping holding everything that determines the unit's number, and the key is its hash
 together with the suite's name and declared ``version`` (bump it when the suite's semantics change).
@@ -16,33 +16,48 @@ runner, tasks declare themselves).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from bench.hashing import content_hash, frame_hash, ids_hash  # noqa: F401  (part of the plugin API)
 from bench.registry import Registry
 
 if TYPE_CHECKING:
     import pandas as pd
+    from omegaconf import DictConfig
 
-    from bench.runner import Runner
-
-
-def content_hash(obj: Any, n: int = 16) -> str:
-    """Stable hash of a JSON-able object (dict keys sorted; numpy / paths through ``str``)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+# the provenance tags every unit row carries (RunContext.provenance) and every aggregate carries over from its units
+UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "checkpoint_sha256", "split_hash", "code_version", "pool", "preset",
+                   "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code")
 
 
-def frame_hash(frame: "pd.DataFrame") -> str:
-    """Hash of a table's content (index, columns and values): a label table or a metadata table."""
-    return hashlib.sha256(frame.to_csv().encode()).hexdigest()[:16]
+class RunContext(Protocol):
+    """What a suite computes through: the executor (``bench.run.runner.Runner``) implements it, so suites depend on
+    this small protocol, never on the executor."""
 
+    base: "DictConfig"
+    store: Any
+    progress: bool
 
-def ids_hash(ids: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
+    def dataset_cfg(self, dataset: str) -> "DictConfig": ...
+
+    def reader(self, cfg: "DictConfig") -> Any: ...
+
+    def scorers(self, cfg: "DictConfig", method: str, protocol: str) -> list: ...
+
+    def prepared(self, cfg: "DictConfig", handle: Any) -> Any: ...
+
+    def embedding_key(self, cfg: "DictConfig", handle: Any) -> str: ...
+
+    def embeddings(self, cfg: "DictConfig", handle: Any) -> tuple[Any, Any]: ...
+
+    def provenance(self, cfg: "DictConfig", handle: Any, index: Any) -> dict[str, Any]: ...
+
+    def unit_results(self, suite: str, keys: Sequence[str], **tags: str) -> list["UnitResult"]: ...
+
+    def execute(self, suite: "Suite", request: "Request") -> Any: ...
 
 
 @dataclass
@@ -114,24 +129,24 @@ class Suite:
     #: aggregate tag lists the units' tag values in that order, so `bench verify` can pool them the same way
     unit_order: ClassVar[tuple[str, str] | None] = None
 
-    def groups(self, ctx: "Runner", request: Request) -> Iterable[Group]:
+    def groups(self, ctx: "RunContext", request: Request) -> Iterable[Group]:
         """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""
         raise NotImplementedError
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         """Compute ``units`` (the group's units not yet in the store), one result each, in order."""
         raise NotImplementedError
 
-    def aggregate(self, ctx: "Runner", group: Group, results: list[tuple[Unit, UnitResult]]) -> Aggregate:
+    def aggregate(self, ctx: "RunContext", group: Group, results: list[tuple[Unit, UnitResult]]) -> Aggregate:
         raise NotImplementedError
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         """The launcher's multiruns: one mapping ``axis -> values`` per sweep (default: method x dataset x seed)."""
         return [{"method": request.methods, "dataset": [d], "seed": request.seeds or list(ctx.base.run.seeds)}
                 for d in request.datasets or [ctx.base.data.name]]
 
     def table(self, aggregates: "pd.DataFrame", fmt: str = "md", methods: Sequence[str] | None = None) -> str:
-        """`bench table <suite>` for suites outside the paper's layouts (bench/tables.py has those)."""
+        """`bench table <suite>` for suites outside the paper's layouts (bench/publish/tables.py has those)."""
         raise NotImplementedError(f"suite '{self.name}' has no table")
 
 
@@ -141,6 +156,18 @@ for _name, _where in {"linear": "bench.suites.linear:LinearSuite", "zero_shot": 
                       "subgroup": "bench.suites.subgroup:SubgroupSuite",
                       "robustness": "bench.suites.robustness:RobustnessSuite"}.items():
     SUITES.register(_name, _where)
+
+
+def render_block(cells: "pd.DataFrame", title: str, fmt: str) -> str:
+    """One titled table (methods as rows) in md, latex or csv: every table, a suite plugin's own (``Suite.table``)
+    included, is rendered here."""
+    from tabulate import tabulate
+
+    table = cells.fillna("").reset_index().rename(columns={"index": "method"})
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
+    return (f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered
 
 
 def get_suite(name: str) -> Suite:

@@ -1,6 +1,6 @@
 """What the classification suites (linear, zero-shot, transfer) share: a unit's scores and the aggregate
 of a group (fold means and spreads, pooled macro AUROC with its stratified bootstrap interval, classes
-scored of classes existing, and the minimum-support flag). Definitions: bench/metrics.py."""
+scored of classes existing, and the minimum-support flag). Definitions: bench/suites/metrics.py."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from bench.metrics import (MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc, classification_scores,
+from bench.suites.metrics import (MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc, classification_scores,
                            percentile_interval, scorable)
 from bench.suites.base import Aggregate, Group, Unit, UnitResult, content_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 UNIT_METRICS = ("auroc", "auprc", "f1", "bacc", "hamming_acc")
 
@@ -32,7 +32,7 @@ def unit_result(arrays: dict[str, np.ndarray], classes: Sequence[str], extra: di
     return UnitResult(metrics, dict(params or {}), arrays)
 
 
-def boot_dir(ctx: "Runner") -> Path:
+def boot_dir(ctx: "RunContext") -> Path:
     return Path(ctx.base.paths.cache) / "bootstrap"
 
 
@@ -48,7 +48,7 @@ def pooled(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([a[k] for a in arrays])[order] for k in ("record_ids", "y_true", "y_score", "y_pred")}
 
 
-def classification_aggregate(ctx: "Runner", group: Group, results: list[tuple[Unit, UnitResult]],
+def classification_aggregate(ctx: "RunContext", group: Group, results: list[tuple[Unit, UnitResult]],
                              classes: Sequence[str]) -> Aggregate:
     """Fold means, the pooled macro AUROC and its interval; ``classes`` serve units logged before they stored
     their own."""

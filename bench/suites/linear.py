@@ -22,7 +22,7 @@ import torch
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 
 @dataclass
@@ -168,7 +168,7 @@ class FittedHead:
 
 def fit_heads(emb, y_all: np.ndarray, splits: list, head: HeadConfig, seed: int, fraction: float) -> list[FittedHead]:
     """Train one head per split on ``emb`` and choose each class's threshold on the split's validation records."""
-    from bench.metrics import val_thresholds
+    from bench.suites.metrics import val_thresholds
 
     rows = [(emb.rows(sp.train), emb.rows(sp.val)) for sp in splits]
     trained = train_heads(emb.emb, y_all, rows, head, seed=seed, head_seeds=[head_seed(sp.fold, fraction) for sp in splits])
@@ -181,7 +181,7 @@ class LinearSuite(Suite):
     version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
     description = "linear probe on frozen embeddings (fixed split or 10-fold cv, label fractions); MERIT Table 1"
 
-    def groups(self, ctx: "Runner", request: Request):
+    def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
 
         for dataset in request.datasets or [ctx.base.data.name]:
@@ -217,7 +217,7 @@ class LinearSuite(Suite):
             group.units.append(Unit(tags, material, (k, split)))
         return group
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.suites.classification import unit_result
 
         st: LinearState = group.state
@@ -238,7 +238,7 @@ class LinearSuite(Suite):
                                            "decision": "per-class threshold maximising validation F1"})
         return [done[u.key] for u in units]
 
-    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         from bench.suites.classification import classification_aggregate
 
         results = sorted(results, key=lambda r: (len(str(r[0].tags["fold"])), str(r[0].tags["fold"])))
@@ -246,7 +246,7 @@ class LinearSuite(Suite):
         agg.tags["head_hash"] = ",".join(sorted({str(u.tags.get("head_hash", "")) for u, _ in results}))
         return agg
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         sweeps = []
         for dataset in request.datasets or [ctx.base.data.name]:
             cfg = ctx.dataset_cfg(dataset)

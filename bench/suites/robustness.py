@@ -21,7 +21,7 @@ import pandas as pd
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, frame_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RobustnessSuite(Suite):
     on_leaderboard = False
     unit_order = ("conditions", "condition")
 
-    def groups(self, ctx: "Runner", request: Request):
+    def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
 
         from bench.data.perturb import Condition
@@ -74,8 +74,8 @@ class RobustnessSuite(Suite):
                             group.units.append(Unit(tags, {**base, "condition": asdict(cond)}, cond))
                         yield group
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
-        from bench.embeddings import EncodeSettings, cached_perturbed_embeddings
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
+        from bench.encoders.embeddings import EncodeSettings, cached_perturbed_embeddings
         from bench.suites.classification import unit_result
         from bench.suites.linear import fit_heads
 
@@ -96,8 +96,8 @@ class RobustnessSuite(Suite):
                                    {**st.head.as_params(), "condition": cond.name}))
         return out
 
-    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
-        from bench.metrics import bootstrap_indices, bootstrap_macro_auroc, percentile_interval
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
+        from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, percentile_interval
         from bench.suites.classification import boot_dir, evaluation_set_key
 
         by_name = {u.tags["condition"]: r for u, r in results}
@@ -120,12 +120,12 @@ class RobustnessSuite(Suite):
                              "bootstrap_seed": int(ctx.base.run.bootstrap_seed),
                              "interval": "paired percentile bootstrap over test records (stratified, fixed class set)"})
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
                  "seed": request.seeds or list(ctx.base.run.seeds)} for d in request.datasets or [ctx.base.data.name]]
 
     def table(self, aggregates: pd.DataFrame, fmt: str = "md", methods=None) -> str:
-        from bench.tables import render_block
+        from bench.suites.base import render_block
 
         blocks = []
         for (dataset, task), g in aggregates.groupby(["dataset", "task"], sort=True):

@@ -21,7 +21,7 @@ import pandas as pd
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, frame_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 
 def _name(value: Any) -> str:
@@ -53,7 +53,7 @@ def subgroup_levels(records: pd.DataFrame, attribute: str, settings: dict) -> pd
 
 def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, min_records: int, n_boot: int, seed: int) -> tuple[dict, list[dict]]:
     """Metrics and rows for one attribute: per-level AUROC [CI] on a common class set, and the largest gap."""
-    from bench.metrics import bootstrap_indices, bootstrap_macro_auroc, percentile_interval, scorable
+    from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, percentile_interval, scorable
 
     groups = {lv: np.flatnonzero((levels == lv).to_numpy()) for lv in sorted(levels.dropna().unique(), key=str)}
     scored = {lv: rows for lv, rows in groups.items() if len(rows) >= min_records}
@@ -93,7 +93,7 @@ class SubgroupSuite(Suite):
     stores_predictions = False
     on_leaderboard = False
 
-    def groups(self, ctx: "Runner", request: Request):
+    def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
 
         from bench.suites.base import get_suite
@@ -113,7 +113,7 @@ class SubgroupSuite(Suite):
     def _group(self, ctx, linear, cfg, settings: dict, meta: pd.DataFrame, method: str, task: str, protocol: str, fraction: float,
                seed: int) -> Group:
         """The cell's linear units (run first when missing: skipped if already in MLflow) and one audit unit on them."""
-        from bench.runner import UNIT_PROVENANCE
+        from bench.suites.base import UNIT_PROVENANCE
 
         ident = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction, "seed": seed}
         sub = Request([method], [cfg.data.name], [task], [protocol], [fraction], [seed])
@@ -128,7 +128,7 @@ class SubgroupSuite(Suite):
                 "attributes": ",".join(meta.columns), **{k: agg.get(k, "") for k in UNIT_PROVENANCE}}
         return Group(ident, [Unit(tags, material)], state=(settings, meta, keys))
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.suites.classification import pooled
 
         settings, meta, keys = group.state
@@ -146,19 +146,19 @@ class SubgroupSuite(Suite):
         return [UnitResult(metrics, {"min_records": settings["min_records"], "age_bands": settings["age_bands"]},
                            files={"subgroups.csv": pd.DataFrame(rows).to_csv(index=False)})]
 
-    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         (unit, result), = results
         return Aggregate(dict(result.metrics), {"attributes": unit.tags["attributes"],
                                                 "linear_unit_set": unit.tags["linear_unit_set"],
                                                 "interval": "percentile bootstrap within each subgroup (stratified, fixed class set)"})
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
                  "protocol": request.protocols or list(ctx.base.run.protocols), "fraction": request.fractions or list(ctx.base.run.fractions),
                  "seed": request.seeds or list(ctx.base.run.seeds)} for d in request.datasets or [ctx.base.data.name]]
 
     def table(self, aggregates: pd.DataFrame, fmt: str = "md", methods: Sequence[str] | None = None) -> str:
-        from bench.tables import render_block
+        from bench.suites.base import render_block
 
         blocks = []
         for (dataset, task, protocol, fraction), g in aggregates.groupby(["dataset", "task", "protocol", "fraction"], sort=True):

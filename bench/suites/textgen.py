@@ -2,7 +2,7 @@
 
 Building the instruction set, assembling the prefix LM, training (answer-only loss) and generating;
 ``TextgenSuite`` plans one unit per training seed and folds the seeds with intervals that also
-resample the test items (bench/textmetrics.py).
+resample the test items (bench/suites/textmetrics.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, ids_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -285,7 +285,7 @@ class TextgenSuite(Suite):
     on_leaderboard = False
     CONTROL = "llm_only"  # the text-free control: the same LLM and schedule with no ECG prefix
 
-    def groups(self, ctx: "Runner", request: Request):
+    def groups(self, ctx: "RunContext", request: Request):
         for dataset in request.datasets or [ctx.base.data.name]:
             cfg = ctx.dataset_cfg(dataset)
             tg = OmegaConf.to_container(cfg.textgen, resolve=True)
@@ -333,8 +333,8 @@ class TextgenSuite(Suite):
                                                              tg["superclass_names"])}
         return train_ids, test_ids, examples
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
-        from bench.textmetrics import corpus_bleu, item_metrics
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
+        from bench.suites.textmetrics import corpus_bleu, item_metrics
 
         cfg, tg, handle, train_ids, test_ids, examples = group.state
         emb = ctx.embeddings(cfg, handle)[0] if handle is not None else None
@@ -359,9 +359,9 @@ class TextgenSuite(Suite):
                                             "bertscore_layer": tg["bertscore_layer"]}, arrays, {"generations.jsonl": lines}))
         return out
 
-    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
-        from bench.metrics import percentile_interval
-        from bench.textmetrics import ITEM_METRICS, hierarchical_bootstrap
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
+        from bench.suites.metrics import percentile_interval
+        from bench.suites.textmetrics import ITEM_METRICS, hierarchical_bootstrap
 
         per_seed = [{"hyps": r.arrays["hyps"], "refs": r.arrays["refs"], **{k: r.arrays[f"item_{k}"] for k in ITEM_METRICS}}
                     for _, r in sorted(results, key=lambda x: int(x[0].tags["seed"]))]
@@ -374,6 +374,6 @@ class TextgenSuite(Suite):
                         f"{key}_seed_std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")})
         return Aggregate(agg, {"llm": results[0][0].tags["llm"], "interval": "percentile; resamples test items and seeds"})
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "seed": request.seeds or list(ctx.dataset_cfg(d).textgen.seeds)}
                 for d in request.datasets or [ctx.base.data.name]]

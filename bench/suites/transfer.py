@@ -19,7 +19,7 @@ from bench.data.errors import DataError
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 DIRECTIONS = {  # (source, target) families -> block of the label-map file and whether it is read reversed
     ("ptbxl_super", "cpsc2018"): ("ptbxl_super_to_cpsc2018", False),
@@ -93,7 +93,7 @@ class TransferSuite(Suite):
     version = "2"  # 2: target records without an aligned label are left out; validation thresholds
     description = "cross-domain transfer in the paper's Table 5 label space (head trained on the source, tested on the target)"
 
-    def groups(self, ctx: "Runner", request: Request):
+    def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
 
         from bench.suites.linear import HeadConfig
@@ -134,7 +134,7 @@ class TransferSuite(Suite):
                     group.units.append(Unit(tags, material))
                     yield group
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.suites.classification import unit_result
         from bench.suites.linear import fit_heads
         from bench.suites.protocols import Split
@@ -149,13 +149,13 @@ class TransferSuite(Suite):
         return [unit_result(arrays, [c.name for c in st.classes], {"n_train": len(st.train), "best_epoch": fitted.best_epoch},
                             {**st.head.as_params(), "aligned_classes": aligned})]
 
-    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         from bench.suites.classification import classification_aggregate
 
         agg = classification_aggregate(ctx, group, results, [c.name for c in group.state.classes] if group.state else [])
         agg.tags.update({k: results[0][0].tags[k] for k in ("source_dataset", "target_dataset", "n_target_unlabelled_dropped")})
         return agg
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "direction": request.directions or [f"{s}:{t}" for s, t in DIRECTIONS],
                  "seed": request.seeds or list(ctx.base.run.seeds)}]

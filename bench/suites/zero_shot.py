@@ -14,7 +14,7 @@ from bench.data.ptbxl import normalise_code
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, frame_hash, ids_hash
 
 if TYPE_CHECKING:
-    from bench.runner import Runner
+    from bench.suites.base import RunContext
 
 
 def load_prompts(path: str | Path, lowercase: bool = True) -> dict[str, str]:
@@ -49,7 +49,7 @@ class ZeroShotSuite(Suite):
     version = "2"  # 2: fixed-class-set bootstrap; unit key holds the prompt texts
     description = "zero-shot classification with class prompts on the test split (top-1 decisions); MERIT Table 2"
 
-    def groups(self, ctx: "Runner", request: Request):
+    def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
 
         from bench.encoders import create_encoder
@@ -90,7 +90,7 @@ class ZeroShotSuite(Suite):
         group.state = (cfg, handle, labels, test, prompts)
         group.units.append(Unit(tags, material))
 
-    def compute(self, ctx: "Runner", group: Group, units: list[Unit]) -> list[UnitResult]:
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         import torch
 
         from bench.suites.classification import unit_result
@@ -105,13 +105,13 @@ class ZeroShotSuite(Suite):
         return [unit_result(arrays, list(labels.columns), params={"decision": "top-1 (the most similar class is predicted)",
                                                                    "lowercase": cfg.zero_shot.lowercase})]
 
-    def aggregate(self, ctx: "Runner", group: Group, results) -> Aggregate:
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         from bench.suites.classification import classification_aggregate
 
         agg = classification_aggregate(ctx, group, results, list(group.state[2].columns) if group.state else [])
         agg.tags.update({k: results[0][0].tags[k] for k in ("prompts", "prompts_hash")})
         return agg
 
-    def job_values(self, ctx: "Runner", request: Request) -> list[dict[str, list]]:
+    def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
                  "seed": request.seeds or list(ctx.base.run.seeds)} for d in request.datasets or [ctx.base.data.name]]

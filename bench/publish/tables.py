@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from bench import REPO_ROOT
+from bench.suites.base import render_block
 
 PAPER_TABLE = REPO_ROOT / "results" / "paper" / "merit_paper_tables.csv"
 ABLATION = ["merit_mse", "merit_cma", "merit_ib", "merit"]
@@ -194,15 +194,6 @@ def suite_table(aggregates: pd.DataFrame, suite: str, fmt: str = "md", methods: 
         raise EmptyStore(suite)
     df = df.sort_values(["method", "dataset", "task"], kind="stable")  # rows in one order, whatever order the store lists them in
     return get_suite(suite).table(df, fmt, methods) + "\n"
-
-
-def render_block(cells: pd.DataFrame, title: str, fmt: str) -> str:
-    """One titled table (methods as rows) in md, latex or csv; every suite's table goes through here."""
-    table = cells.fillna("").reset_index().rename(columns={"index": "method"})
-    if fmt == "csv":
-        return table.to_csv(index=False)
-    rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
-    return (f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered
 
 
 def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -> str:

@@ -1,7 +1,7 @@
 """`bench run --launcher NAME`: hand the units of a run to a Hydra launcher, then collect.
 
 The units (method x dataset x task x protocol x fold x fraction x seed) become a Hydra multirun of
-``python -m bench.worker``, one job per unit, through any installed launcher: ``joblib`` (a local
+``python -m bench.run.worker``, one job per unit, through any installed launcher: ``joblib`` (a local
 process pool), ``submitit_local`` / ``submitit_slurm`` (SLURM), ``ray`` (hydra-ray-launcher). The jobs
 share the cache (prepared arrays, checkpoints, embeddings) and the MLflow store; ``bench.locks``
 keeps concurrent jobs from computing anything twice. When the multirun returns, the same run in
@@ -40,9 +40,9 @@ def unit_sweeps(suite: str, ctx, request) -> list[list[str]]:
 
 def run_multirun(launcher: str, sweep: Sequence[str], overrides: Sequence[str], checkpoints: dict[str, str],
                  echo: Callable[[str], None]) -> None:
-    """One ``python -m bench.worker --multirun`` through ``hydra/launcher=<launcher>``; raises if a job failed."""
+    """One ``python -m bench.run.worker --multirun`` through ``hydra/launcher=<launcher>``; raises if a job failed."""
     ckpt = [f"+unit.checkpoints.{m}='{p}'" for m, p in checkpoints.items()]
-    cmd = [sys.executable, "-m", "bench.worker", "--multirun", f"hydra/launcher={launcher}", *overrides, *ckpt, *sweep]
+    cmd = [sys.executable, "-m", "bench.run.worker", "--multirun", f"hydra/launcher={launcher}", *overrides, *ckpt, *sweep]
     echo("launch: " + " ".join(cmd[1:]))
     result = subprocess.run(cmd)
     if result.returncode != 0:

@@ -1,4 +1,4 @@
-"""One unit of `bench run` as a Hydra job: ``python -m bench.worker unit.method=... unit.task=...``.
+"""One unit of `bench run` as a Hydra job: ``python -m bench.run.worker unit.method=... unit.task=...``.
 
 Launchers run it (``--multirun hydra/launcher=joblib|submitit_slurm|...``); `bench run --launcher`
 writes the sweep. The job composes the same config as the driver (every non-``unit.`` override is
@@ -20,11 +20,11 @@ def _unit_overrides(overrides: list[str]) -> list[str]:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
 def main(cfg: DictConfig) -> dict[str, int]:
-    from bench.runner import Runner
+    from bench.run.runner import Runner
 
     unit = cfg.unit
     if unit.method is None:
-        raise ConfigError("bench.worker needs unit.method (and the other unit.* keys); `bench run --launcher` writes them")
+        raise ConfigError("bench.run.worker needs unit.method (and the other unit.* keys); `bench run --launcher` writes them")
     listed = lambda v: None if v is None else [v]
     ckpts = OmegaConf.to_container(unit.checkpoints, resolve=True)
     runner = Runner(_unit_overrides(list(HydraConfig.get().overrides.task)), ckpts=ckpts, progress=False,

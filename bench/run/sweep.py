@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 
-from bench.metrics import classification_scores
+from bench.suites.metrics import classification_scores
 from bench.suites.linear import HeadConfig, train_heads
 from bench.suites.protocols import protocol_splits
 
@@ -115,7 +115,7 @@ def sweep_pretraining(runner, dataset: str, method: str, task: str, n_trials: in
 
     from bench.config import encoder_options
     from bench.encoders.loading import load_encoder
-    from bench.pretrain import run_pretraining
+    from bench.encoders.pretrain import run_pretraining
 
     cfg = runner.dataset_cfg(dataset)
     reader = runner.reader(cfg)

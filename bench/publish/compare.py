@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.metrics import bootstrap_indices, bootstrap_macro_auroc, holm, paired_bootstrap_test
-from bench.results_store import ResultStore
+from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, holm, paired_bootstrap_test
+from bench.run.store import ResultStore
 from bench.suites.base import Group
 from bench.suites.classification import pooled
 

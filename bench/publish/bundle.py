@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bench.encoders.checkpoint import file_hash
-from bench.publication import LEADERBOARD, PublishSettings, write_publication
+from bench.publish.publication import LEADERBOARD, PublishSettings, write_publication
 
 BUNDLE = "bundle"
 MANIFEST = "manifest.json"
@@ -286,7 +286,7 @@ def _close(a: float, b: float) -> bool:
 
 def _check_units(bundle: BundleStore) -> list[str]:
     """Each unit's predictions hash as recorded, and classification metrics as its predictions give them."""
-    from bench.metrics import classification_scores
+    from bench.suites.metrics import classification_scores
 
     problems = []
     for entry in bundle.manifest["units"]:
@@ -310,7 +310,7 @@ def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
     """Each aggregate again, by its suite's own aggregation over the units it names."""
     from omegaconf import OmegaConf
 
-    from bench.runner import aggregate_record
+    from bench.run.runner import aggregate_record
     from bench.suites.base import Group, Unit, UnitResult, get_suite
 
     out, problems = [], []

@@ -35,6 +35,7 @@ from bench.data.loader import Batches, EpochBatches, LoaderConfig, Rows, Texts, 
 from bench.encoders.checkpoint import CheckpointError, read_checkpoint
 from bench.encoders.randomness import StepRandom
 from bench.files import atomic_path
+from bench.hashing import content_hash
 from bench.locks import hold
 from bench.tracking import Tracker
 
@@ -270,8 +271,6 @@ def pretraining_key(method: str, encoder_options: dict[str, Any], prepared_key: 
 
 def checkpoint_dir(cache: str | Path, settings: dict[str, Any]) -> Path:
     """``<cache>/checkpoints/<method>-<preset>-<dataset>-e<epochs>-seed<seed>[-<text>]-<hash of the settings>``."""
-    from bench.suites.base import content_hash
-
     pool, pretrain = settings["pool"], settings["pretrain"]
     text = f"-{pool['text']}" if pool.get("text", "none") != "none" else ""
     name = (f"{settings['method']}-{settings['encoder'].get('preset', 'default')}-{pool['dataset']}-e{pretrain['epochs']}"

@@ -22,15 +22,12 @@ from bench.config import ConfigError, encoder_options, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key
 from bench.data.preprocess import PreprocessConfig
 from bench.data.registry import open_from_config
-from bench.embeddings import EncodeSettings, Embeddings, cached_embeddings, embedding_key
+from bench.encoders.embeddings import EncodeSettings, Embeddings, cached_embeddings, embedding_key
 from bench.encoders import create_encoder
 from bench.encoders.loading import EncoderHandle, load_encoder
-from bench.results_store import MissingUnits, ResultStore
-from bench.suites.base import Group, Request, Suite, Unit, UnitResult, content_hash, get_suite, unit_key
+from bench.run.store import MissingUnits, ResultStore
+from bench.suites.base import UNIT_PROVENANCE, Group, Request, Suite, Unit, UnitResult, content_hash, get_suite, unit_key
 
-# the provenance tags (Runner.provenance) every aggregate carries over from its units
-UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "checkpoint_sha256", "split_hash", "code_version", "pool", "preset",
-                   "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code")
 
 
 def portable_path(path, cache) -> str:
@@ -110,7 +107,7 @@ class Runner:
         if not cfg.data.get("auto_pretrain"):
             raise ConfigError(f"no checkpoint for {method} on {cfg.data.name} (fix: pass --ckpt {method}=/path/to/encoder.pt; "
                               f"auto-pretraining is only on for the demo data and ptbxl_1819)")
-        from bench.pretrain import run_pretraining
+        from bench.encoders.pretrain import run_pretraining
 
         pools = [list(p) for p in cfg.protocols[protocol].pretrain_pools]
         out = []

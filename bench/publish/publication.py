@@ -38,7 +38,7 @@ class PublishSettings:
 
 def leaderboard_frame(store) -> pd.DataFrame:
     from bench.suites.base import SUITES
-    from bench.tables import leaderboard
+    from bench.publish.tables import leaderboard
 
     return leaderboard(store.aggregates([n for n in SUITES.names() if SUITES.get(n).on_leaderboard]))
 
@@ -52,8 +52,8 @@ def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
 def paired_table(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str | None:
     """``reference`` against every other method, per task (fixed protocol, all labels): paired bootstrap on the
     same resamples, Holm-adjusted across the table's comparisons. None when there is nothing to compare."""
-    from bench.compare import compare_methods, with_holm
-    from bench.metrics import format_p
+    from bench.publish.compare import compare_methods, with_holm
+    from bench.suites.metrics import format_p
 
     dataset, reference, n_boot = settings.dataset, settings.reference, settings.paired_n_boot
     sel = linear[(linear["dataset"] == dataset) & (linear["protocol"] == "fixed") & (linear["fraction"].astype(float) == 1.0)
@@ -79,9 +79,9 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
     """Every table (tables/*.md), the leaderboard, the paired tests and the page, from ``store`` (an MLflow
     ResultStore or a results bundle); returns the files written."""
     from bench.config import available, load_config
-    from bench.page import write_page
+    from bench.publish.page import write_page
     from bench.suites.base import suite_names
-    from bench.tables import KINDS, EmptyStore, build_table, suite_table
+    from bench.publish.tables import KINDS, EmptyStore, build_table, suite_table
 
     names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
     tables = results / "tables"
