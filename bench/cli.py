@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from tabulate import tabulate
 
-from bench.config import ConfigError, available, cache_dir, encoder_options, load_config, normalise_overrides
+from bench.config import ConfigError, available, cache_dir, encoder_options, load_config, normalise_overrides, workspace
 from bench.data.errors import DataError
 from bench.encoders.checkpoint import CheckpointError, file_hash
 from bench.encoders.loading import LeakageError
@@ -35,6 +35,11 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 OVERRIDE_HELP = "Extra KEY=VALUE arguments override any config value (e.g. data.root=/path preprocess.target_fs=250)."
 TRUST_HELP = ("unpickle checkpoint files that hold objects outside their model card's allow-list, which can run code "
               "from the file: only for files you trust; every row then records trust_checkpoint_code=yes")
+
+
+def _say_workspace(cfg) -> None:
+    """Where this command's runs and outputs go (never the publication in results/)."""
+    typer.secho(f"workspace: {workspace(cfg)} (BENCH_HOME moves it)", fg=typer.colors.BRIGHT_BLACK, err=True)
 
 
 def _fail(exc: Exception) -> None:
@@ -78,10 +83,10 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="da
     from bench.data.preprocess import PreprocessConfig
     from bench.data.registry import open_from_config
 
-    cfg = load_config(ctx.args, data=dataset)
+    cfg = load_config([*ctx.args, *([f"data.on_error={on_error}"] if on_error else [])], data=dataset)  # the reader's index too
     reader = open_from_config(cfg)
     prepared = prepare(reader, PreprocessConfig.from_mapping(cfg.preprocess), cache_dir(cfg),
-                       on_error=on_error or cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"))
+                       on_error=cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"))
     m = prepared.manifest
     typer.echo(f"{dataset}: {m['n_records']} records prepared as {prepared.signals.shape} float32 "
                f"({m['units']}{', prefiltered' if m['prefiltered'] else ''}) at {prepared.path}")
@@ -189,38 +194,98 @@ def models_pull(ctx: typer.Context, name: str = typer.Argument(..., help="ENCODE
 
 
 @app.command("embed", context_settings=OVERRIDES,
-             help=f"Embed your own ECGs (and texts) with any encoder: X.npy [N, 12, S] in mV, standard lead order. {OVERRIDE_HELP}")
+             help=f"Embed ECGs with any encoder through the benchmark's own path: your arrays (--signals X.npy --fs HZ, [N, 12, S] "
+                  f"in mV, standard lead order), a configured dataset (--dataset NAME) or any folder of WFDB records (--wfdb DIR). "
+                  f"{OVERRIDE_HELP}")
 @_guarded
 def embed_cmd(ctx: typer.Context,
               method: str = typer.Option(..., help="encoder name (bench encoders list)"),
-              signals: str = typer.Option(..., help="X.npy, float [N, 12, samples] in millivolts, leads I, II, III, aVR, aVL, aVF, V1-V6"),
-              fs: float = typer.Option(..., help="sampling rate of X in Hz"),
-              out: str = typer.Option(..., help="OUT.npz: embedding [N, D], aligned [N, D'] (text tower), text [M, D']"),
+              out: str = typer.Option(..., help="--signals: OUT.npz (record_ids, embedding [N, D], aligned [N, D'], text [M, D']); "
+                                                "--dataset / --wfdb: OUT.parquet (record_id, split, labels, embedding, provenance)"),
+              signals: Optional[str] = typer.Option(None, help="X.npy, float [N, 12, samples] in millivolts, leads I, II, III, aVR, "
+                                                               "aVL, aVF, V1-V6"),
+              fs: Optional[float] = typer.Option(None, help="--signals: their sampling rate in Hz"),
+              dataset: Optional[str] = typer.Option(None, help="a dataset of `bench data list` (its options as KEY=VALUE, e.g. "
+                                                               "data.root=/path)"),
+              wfdb: Optional[str] = typer.Option(None, help="a folder of WFDB records (.hea + .mat/.dat; CinC sources recognised, "
+                                                            "SNOMED-CT #Dx labels read)"),
               ckpt: Optional[str] = typer.Option(None, help="checkpoint: a file (released or from bench pretrain), hf:ORG/REPO/FILE@REV "
-                                                            "or url:https://...; none: untrained"),
+                                                            "or url:https://..."),
+              untrained: bool = typer.Option(False, "--untrained", help="embed with the encoder's seeded random weights (no --ckpt)"),
               texts: Optional[str] = typer.Option(None, help="T.txt, one text per line, embedded by the encoder's text path"),
+              skip_signal_checks: bool = typer.Option(False, "--skip-signal-checks",
+                                                      help="--signals: embed records that fail the checks (NaN or flat leads, "
+                                                           "amplitudes not in mV, records under 2 s)"),
               trust_checkpoint_code: bool = typer.Option(False, "--trust-checkpoint-code", help=TRUST_HELP)) -> None:
+    from pathlib import Path
+
+    from bench.encoders.loading import load_encoder
+    from bench.encoders.weights import resolve_checkpoint
+
+    if sum(v is not None for v in (signals, dataset, wfdb)) != 1:
+        raise ConfigError("bench embed: give one input, --signals X.npy --fs HZ, --dataset NAME or --wfdb DIR")
+    if ckpt is not None and untrained:
+        raise ConfigError("bench embed: --ckpt and --untrained exclude each other")
+    cfg = load_config(ctx.args)
+    x = _checked_arrays(signals, fs, skip_signal_checks) if signals is not None else None  # bad input first, then weights
+    handle = load_encoder(method, encoder_options(cfg), resolve_checkpoint(ckpt, cache_dir(cfg)), trust_code=trust_checkpoint_code)
+    if ckpt is None and handle.encoder.requires_pretraining and not untrained:
+        raise ConfigError(f"{method} needs weights: pass --ckpt (a file, hf:ORG/REPO/FILE@REV or url:...), or --untrained to embed "
+                          f"with its seeded random initial weights (a control, not the method)")
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if x is not None:
+        written = _embed_arrays(cfg, handle, x, signals, fs, texts, target)
+    else:
+        if texts:
+            raise ConfigError("--texts goes with --signals (embed your prompts beside your arrays)")
+        written = _embed_dataset(ctx.args, handle, dataset or "wfdb", [f"data.root={Path(wfdb).resolve()}"] if wfdb else [], target)
+    typer.echo(f"{target}: {written} ({method}, {handle.checkpoint_hash}; input: {handle.encoder.contract.describe()})")
+
+
+def _checked_arrays(signals: str, fs: float | None, skip_checks: bool):
+    """`--signals X.npy` read and checked (NaN or flat leads, units, length) before anything else happens."""
+    from bench.encoders.embed import check_signals, read_signals
+
+    if fs is None:
+        raise ConfigError("--signals needs --fs, the sampling rate of the arrays in Hz")
+    x = read_signals(signals)
+    if not skip_checks:
+        check_signals(x, fs, signals)
+    return x
+
+
+def _embed_arrays(cfg, handle, x, signals: str, fs: float, texts: str | None, target) -> str:
+    """`bench embed --signals`: the arrays through the encoder's contract into OUT.npz (rows named by their index)."""
     from pathlib import Path
 
     import numpy as np
     from omegaconf import OmegaConf
 
-    from bench.encoders.embed import embed_signals, read_signals
-    from bench.encoders.loading import load_encoder
+    from bench.encoders.embed import embed_signals
 
-    cfg = load_config(ctx.args)
-    x = read_signals(signals)
     lines = [t.strip() for t in Path(texts).read_text().splitlines() if t.strip()] if texts else None
-    from bench.encoders.weights import resolve_checkpoint
-
-    handle = load_encoder(method, encoder_options(cfg), resolve_checkpoint(ckpt, cache_dir(cfg)), trust_code=trust_checkpoint_code)
     arrays = embed_signals(handle, x, fs, lines, base=OmegaConf.to_container(cfg.preprocess, resolve=True))
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"record_ids": np.array([f"{Path(signals).name}[{i}]" for i in range(len(x))]), **arrays}
     with atomic_path(target) as tmp, open(tmp, "wb") as f:  # never a half-written OUT
         np.savez(f, **arrays)
-    typer.echo(f"{target}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
-               + f" ({method}, {handle.checkpoint_hash}; input: {handle.encoder.contract.describe()})")
+    return ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
+
+
+def _embed_dataset(args: list[str], handle, dataset: str, extra: list[str], target) -> str:
+    """`bench embed --dataset / --wfdb`: every record through the prepared-array and embedding caches into a parquet
+    table of record ids, splits, labels, embeddings and provenance."""
+    from bench.encoders.embed import embedding_table
+    from bench.run.runner import Runner
+
+    runner = Runner([*args, *extra])
+    cfg = runner.dataset_cfg(dataset)
+    emb, reader = runner.embeddings(cfg, handle)
+    table = embedding_table(emb, reader.index, {"method": handle.method, "dataset": cfg.data.name,
+                                                **runner.provenance(cfg, handle, reader.index)})
+    with atomic_path(target) as tmp:
+        table.to_parquet(tmp, index=False)
+    return f"{len(table)} records x {len(table['embedding'].iloc[0]) if len(table) else 0} dims, with ids, splits and labels"
 
 
 @app.command("pretrain", context_settings=OVERRIDES,
@@ -231,6 +296,7 @@ def pretrain_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encod
     from bench.encoders.pretrain import run_pretraining
 
     cfg = load_config(ctx.args, data=dataset)
+    _say_workspace(cfg)
     result = run_pretraining(cfg, method)
     h = result.history
     if result.resumed_from_epoch:
@@ -243,6 +309,38 @@ def pretrain_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encod
 
 def _csv(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _fractions(value: Optional[str]) -> Optional[list[float]]:
+    """--fractions as label fractions in (0, 1], or one clear error before anything runs."""
+    out = []
+    for item in _csv(value) or []:
+        try:
+            f = float(item)
+        except ValueError:
+            raise ConfigError(f"--fractions {value!r}: {item!r} is not a number (fix: fractions of the training labels, "
+                              f"e.g. --fractions 0.01,0.1,1)") from None
+        if not 0 < f <= 1:
+            raise ConfigError(f"--fractions {value!r}: {item} is outside (0, 1] (fix: a fraction of the training labels, "
+                              f"e.g. 0.01 for 1 %, 1 for all)")
+        out.append(f)
+    return out or None
+
+
+def _seeds(value: Optional[str]) -> Optional[list[int]]:
+    try:
+        return [int(x) for x in _csv(value) or []] or None
+    except ValueError:
+        raise ConfigError(f"--seeds {value!r}: seeds are whole numbers (fix: e.g. --seeds 0,1,2)") from None
+
+
+def _protocols(value: Optional[str]) -> Optional[list[str]]:
+    from bench.suites.protocols import PROTOCOLS
+
+    unknown = [p for p in _csv(value) or [] if p not in PROTOCOLS]
+    if unknown:
+        raise ConfigError(f"--protocols {value!r}: unknown protocol(s) {unknown} (fix: choose from {', '.join(PROTOCOLS)})")
+    return _csv(value)
 
 
 def _tracking(ctx_args: list[str], uri: Optional[str]) -> list[str]:
@@ -294,12 +392,12 @@ def run_cmd(ctx: typer.Context,
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     config_args = [o for o in overrides if o not in hydra_args]
     planner = Runner(config_args, ckpts=ckpts)
+    _say_workspace(planner.base)
     launcher = launcher or planner.base.run.launcher
     if hydra_args and launcher == IN_PROCESS:
         raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
-    fracs = [float(f) for f in _csv(fractions) or []] or None
-    seed_list = [int(x) for x in _csv(seeds) or []] or None
-    request = Request(_csv(methods), _csv(datasets), _csv(tasks), _csv(protocols), fracs, seed_list, _csv(directions))
+    request = Request(_csv(methods), _csv(datasets), _csv(tasks), _protocols(protocols), _fractions(fractions), _seeds(seeds),
+                      _csv(directions))
     if launcher != IN_PROCESS:
         for sweep in unit_sweeps(suite, planner, request):
             run_multirun(launcher, sweep, normalise_overrides(config_args) + hydra_args, ckpts, typer.echo)
@@ -336,6 +434,7 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     if format not in ("md", "latex", "csv"):
         raise ConfigError(f"--format must be md, latex or csv, got {format!r}")
     cfg = load_config(_tracking(ctx.args, tracking_uri))
+    _say_workspace(cfg)
     store = ResultStore.from_config(cfg)
     names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
     try:
@@ -356,7 +455,7 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
 
 @app.command("leaderboard", context_settings=OVERRIDES, help=f"Write results/leaderboard.csv from MLflow (byte-identical when nothing new ran). {OVERRIDE_HELP}")
 @_guarded
-def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, help="default: <paths.results>/leaderboard.csv"),
+def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, help="default: <workspace>/leaderboard.csv"),
                     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
@@ -369,7 +468,8 @@ def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, 
         typer.secho(f"no results in {cfg.tracking.uri}: run `bench run --suite linear --methods merit,merit_mse` first",
                     fg=typer.colors.YELLOW)
         raise typer.Exit(1)
-    path = Path(out or Path(cfg.paths.results) / "leaderboard.csv")
+    _say_workspace(cfg)
+    path = Path(out or workspace(cfg) / "leaderboard.csv")
     write_leaderboard(board, path)
     typer.echo(f"{len(board)} rows -> {path}")
 
@@ -381,7 +481,7 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
              dataset: str = typer.Option("ptbxl_1819", help="dataset"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
              fraction: float = typer.Option(1.0, help="forest: label fraction"),
              methods: Optional[str] = typer.Option(None, help="umap: comma-separated methods"),
-             out: Optional[str] = typer.Option(None, help="folder (default: <paths.results>/figures)"),
+             out: Optional[str] = typer.Option(None, help="folder (default: <workspace>/figures)"),
              tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
@@ -389,7 +489,8 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
     from bench.run.store import ResultStore
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    folder = Path(out or Path(cfg.paths.results) / "figures")
+    _say_workspace(cfg)
+    folder = Path(out or workspace(cfg) / "figures")
     folder.mkdir(parents=True, exist_ok=True)
     if kind in ("efficiency", "forest"):
         aggregates = ResultStore.from_config(cfg).aggregates(["linear"])
@@ -429,7 +530,11 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                 paired_n_boot: int = typer.Option(10000, help="resamples B of the paired table: with m comparisons the smallest "
                                                               "Holm p is m x 2/(B+1), so B must be large for any gap to survive"),
                 figures: bool = typer.Option(True, help="also draw the figures (the UMAP one re-encodes records)"),
-                tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+                readme: str = typer.Option("configs/publication/results_readme.md",
+                                           help="the template of results/README.md, relative to the repository (its numbers are "
+                                                "references into the results); '' for none"),
+                out: Optional[str] = typer.Option(None, help="the publication folder (default: paths.results, the repository's results/)"),
+                tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI of the store to publish")) -> None:
     from pathlib import Path
 
     from bench.publish.bundle import export_bundle
@@ -438,18 +543,19 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
     from bench.suites.base import suite_names
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
-    results = Path(cfg.paths.results)
+    results = Path(out or cfg.paths.results)
+    figures_dir = str(results / "figures")
     store = ResultStore.from_config(cfg)
-    settings = PublishSettings(dataset=dataset, paired_n_boot=paired_n_boot, bootstrap_seed=int(cfg.run.bootstrap_seed))
+    settings = PublishSettings(dataset=dataset, paired_n_boot=paired_n_boot, bootstrap_seed=int(cfg.run.bootstrap_seed), readme=readme)
     write_publication(store, results, settings, Path(cfg.paths.cache) / "bootstrap", echo=typer.echo)
     export_bundle(store, results, suite_names(), settings, echo=typer.echo)
     if not figures:
         return
     linear = store.aggregates(["linear"])
     for protocol in sorted(set(linear["protocol"])) if not linear.empty else []:
-        plot_cmd(ctx, "efficiency", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=None, tracking_uri=tracking_uri)
-        plot_cmd(ctx, "forest", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=None, tracking_uri=tracking_uri)
-    plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods, out=None, tracking_uri=tracking_uri)
+        plot_cmd(ctx, "efficiency", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
+        plot_cmd(ctx, "forest", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
+    plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods, out=figures_dir, tracking_uri=tracking_uri)
 
 
 @app.command("verify", help="Recompute every unit metric, aggregate, leaderboard row, table and the page of a results folder from "
@@ -483,7 +589,7 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
               trials: int = typer.Option(20, help="number of COMPLETE trials to reach"),
               protocol: str = typer.Option("fixed", help="the protocol the chosen settings are for; refused when the "
                                                          "selection split is one of its test folds (cv10)"),
-              storage: Optional[str] = typer.Option(None, help="Optuna RDB URL (default: sqlite under results/)"),
+              storage: Optional[str] = typer.Option(None, help="Optuna RDB URL (default: sqlite in the workspace)"),
               study: Optional[str] = typer.Option(None, help="study name (default: derived from method/dataset/task/checkpoint)"),
               tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
@@ -495,7 +601,8 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
     if target not in sweeps:
         raise ConfigError(f"--target must be linear or pretrain, got {target!r}")
     runner = Runner(_tracking(ctx.args, tracking_uri))
-    storage = storage or f"sqlite:///{Path(runner.base.paths.results).resolve() / 'optuna.db'}"
+    _say_workspace(runner.base)
+    storage = storage or f"sqlite:///{workspace(runner.base) / 'optuna.db'}"
     from bench.run.sweep import SelectionLeak
 
     try:
@@ -556,6 +663,7 @@ def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(Non
     from bench.suites.base import suite_names
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
+    _say_workspace(cfg)
     counts = ResultStore.from_config(cfg).unit_counts(suite_names())
     if counts.empty:
         typer.echo(f"no units in {cfg.tracking.uri}")
@@ -589,6 +697,7 @@ def demo(ctx: typer.Context, methods: Optional[str] = typer.Option(None, help="m
 
     start = time.perf_counter()
     base = load_config(ctx.args)
+    _say_workspace(base)
     d = base.demo
     method_list = _csv(methods) or list(d.methods)
     given = {o.split("=")[0].lstrip("+") for o in ctx.args}
@@ -602,7 +711,7 @@ def demo(ctx: typer.Context, methods: Optional[str] = typer.Option(None, help="m
     store = runner.store
     aggregates = store.aggregates(["linear"])
     typer.echo(compact_table(aggregates[aggregates["dataset"] == d.dataset], method_list))
-    page = write_page(leaderboard_frame(store), Path(base.paths.cache) / "demo" / "index.html")
+    page = write_page(leaderboard_frame(store), workspace(base) / "demo" / "index.html")
     typer.echo(f"linear: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
                f"in {time.perf_counter() - start:.0f} s")
     typer.echo(f"explore the runs:  .venv/bin/mlflow ui --backend-store-uri {base.tracking.uri}")

@@ -20,6 +20,8 @@ CONFIG_DIR = REPO_ROOT / "configs"
 
 if not OmegaConf.has_resolver("bench_repo"):
     OmegaConf.register_new_resolver("bench_repo", lambda: str(REPO_ROOT))
+if not OmegaConf.has_resolver("bench_cwd"):
+    OmegaConf.register_new_resolver("bench_cwd", lambda: str(Path.cwd()))
 
 
 class ConfigError(ValueError):
@@ -139,3 +141,8 @@ def dataclass_from_mapping(cls, mapping, what: str, error=ValueError, **convert)
 
 def cache_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.cache).expanduser().resolve()
+
+
+def workspace(cfg: DictConfig) -> Path:
+    """The user's workspace: runs, store, generated tables and figures (never the publication in results/)."""
+    return Path(cfg.paths.workspace).expanduser().resolve()

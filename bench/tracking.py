@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 
-def default_uri(results_dir: str | Path) -> str:
-    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
-
-
 class Tracker:
     """Thin wrapper so callers can run with tracking off (unit tests) without branching everywhere."""
 

@@ -86,7 +86,7 @@ def embeddings(n: int) -> list[dict]:
 def linear_cost(epochs_naive: int, quick: bool) -> dict:
     from bench.config import load_config
     from bench.data.registry import open_from_config
-    from bench.embeddings import encode_arrays
+    from bench.encoders.embeddings import encode_arrays
     from bench.encoders.loading import load_encoder
     from bench.suites.linear import HeadConfig, train_heads
     from bench.suites.protocols import protocol_splits

@@ -74,7 +74,7 @@ def child_pretrain(pool_file: Path, steps: int, method: str, preset: str, batch:
 
     from bench.data.loader import Rows, Texts
     from bench.encoders import create_encoder
-    from bench.pretrain import PretrainConfig, PretrainPool, pretrain
+    from bench.encoders.pretrain import PretrainConfig, PretrainPool, pretrain
 
     rows = Rows(pool_file)
     n = len(rows)
@@ -130,7 +130,7 @@ def child_embed(method: str, preset: str, n: int, scratch: Path) -> dict:
     import torch
 
     from bench.data.loader import Rows
-    from bench.embeddings import EncodeSettings, encode_arrays
+    from bench.encoders.embeddings import EncodeSettings, encode_arrays
     from bench.encoders.loading import load_encoder
 
     options = {"preset": preset} if method != "signal_stats" else {}

@@ -28,8 +28,9 @@ def shared() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test writes caches under its own temporary folder, never the user's."""
+    """Every test writes caches and its workspace under its own temporary folders, never the user's."""
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path_factory.mktemp("workspace")))
 
 
 @pytest.fixture(scope="session")

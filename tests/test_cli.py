@@ -26,7 +26,7 @@ def test_verify_ptbxl_1819_reports_counts():
     assert "folds: 1:169, 2:188, 3:179, 4:188, 5:185, 6:188, 7:185, 8:160, 9:183, 10:194" in out
     for task, n in [("super", 1819), ("sub", 1819), ("form", 634), ("rhythm", 1769), ("all", 1819)]:
         assert any(line.split()[:2] == [task, str(n)] for line in out.splitlines()), task
-    assert "read 1819 signals: 0 problem(s)" in out
+    assert "read 1819 signals (1819 readable)" in out and "signal findings: 0" in out and "problems: 0" in out
 
 
 def test_prepare_demo_with_overrides(tmp_path):

@@ -25,10 +25,14 @@ def _overrides(root):
 def published(tmp_path_factory):
     """A small publication: linear (two fractions) and zero-shot for two encoders and a control, with its bundle."""
     root = tmp_path_factory.mktemp("pub")
+    template = root / "readme_template.md"  # the README's prose; every number a reference into the results
+    template.write_text("MERIT reaches {{ cell('linear/demo_ptbxl/super/fixed/1/merit') }} on super "
+                        "({{ value('linear/demo_ptbxl/super/fixed/1/merit', 'n_test') }} test records); against MSE-only: "
+                        "{{ paired('super', 'merit', 'merit_mse') }}.\n\n{{ table('linear_fixed_1') }}")
     for args in (["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm", "--fractions", "0.5,1"],
                  ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super"],
                  ["run", "--suite", "robustness", "--methods", "merit", "--tasks", "super"],
-                 ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures"]):
+                 ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures", "--readme", str(template)]):
         result = cli.invoke(app, [*args, *_overrides(root)])
         assert result.exit_code == 0, result.output
     return root / "results"
@@ -45,6 +49,8 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     result = cli.invoke(app, ["verify", str(results)])
     assert result.exit_code == 0, result.output
     assert "every number is recomputed from its bundle" in result.output
+    readme = (results / "README.md").read_text()
+    assert "MERIT reaches" in readme and "Holm p" in readme and "| merit" in readme  # rendered from the results
     manifest = json.loads((results / "bundle" / "manifest.json").read_text())
     assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
     assert len(manifest["checkpoints"]) == 2  # merit and merit_mse as pretrained; random is untrained
@@ -56,7 +62,7 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert str(published.parent) not in (results / "bundle" / "manifest.json").read_text()
 
 
-@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric"])
+@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric", "readme"])
 def test_tampering_is_caught_and_named(published, tmp_path, tamper):
     results = _copy(published, tmp_path)
     manifest_path = results / "bundle" / "manifest.json"
@@ -71,6 +77,14 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         path = results / "tables" / "linear_fixed_1.md"
         path.write_text(path.read_text().replace("| merit ", "| merit_x ", 1))
         expect = "tables/linear_fixed_1.md line"
+    elif tamper == "readme":  # one number of the README's prose edited (73.0 -> 78.0 in the issue)
+        import re
+
+        path = results / "README.md"
+        text = path.read_text()
+        number = re.search(r"MERIT reaches (\d+\.\d)", text).group(1)
+        path.write_text(text.replace(f"MERIT reaches {number}", f"MERIT reaches {float(number) + 5:.1f}", 1))
+        expect = "README.md line"
     elif tamper == "metric_with_hash":  # a stored aggregate edited, and the manifest's hashes left consistent
         agg = next(a for a in manifest["aggregates"] if a["suite"] == "linear" and a["tags"]["method"] == "random")
         agg["metrics"]["auroc_pooled"] += 0.02
@@ -167,4 +181,6 @@ def test_demo_says_its_budget_prints_the_compact_table_and_where_to_look(tmp_pat
     assert table[0].split("|")[1].strip() == "method" and len(table) == 1 + 4  # header and the four methods
     assert all(line.count("[") == 4 for line in table[1:])  # an interval in every task column
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/results/mlflow.db" in result.output
-    assert (tmp_path / "cache" / "demo" / "index.html").is_file()
+    import os
+
+    assert (Path(os.environ["BENCH_HOME"]) / "demo" / "index.html").is_file()  # in the workspace, never in results/

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.data.leads import STANDARD_LEADS
+
 # Units of a reader's signals: physical millivolts, or already normalised by the publisher.
 UNITS_MV = "mV"
 UNITS_ZSCORE = "zscore"
@@ -99,6 +101,11 @@ class DatasetIndex:
     prefiltered: bool = False
     native_fs: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: the leads the dataset's records hold (data.leads; 12 unless a dataset declares fewer, e.g. CPSC2021's 2)
+    leads: tuple[str, ...] = STANDARD_LEADS
+    #: what is wrong with the dataset as a whole (records without a split or a label, records of other sources):
+    #: `bench data verify` fails on them
+    problems: list[str] = field(default_factory=list)
 
     def task(self, name: str) -> LabelTask:
         if name not in self.tasks:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -170,10 +171,20 @@ def prepare(reader: DatasetReader, cfg: PreprocessConfig, cache_dir: str | Path,
     return load_prepared(final)
 
 
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start writing ``needed`` bytes under ``folder`` when the disk cannot hold them (a memory-mapped write
+    on a full disk kills the process with a bus error instead of raising)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.05 + (64 << 20):
+        raise DataError(folder, f"not enough free disk space: {what} needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB are free",
+                        "free some space, or point BENCH_CACHE (paths.cache) at a larger disk")
+
+
 def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: str, folder: Path, final: Path, on_error: str,
            progress: bool, workers: int, chunk_records: int) -> None:
     plan = {"key": key, "shape": [len(ids), len(cfg.leads), cfg.n_samples], "chunk_records": chunk_records, "on_error": on_error}
     if not ((folder / "plan.json").is_file() and json.loads((folder / "plan.json").read_text()) == plan):
+        check_free_space(folder.parent, 4 * int(np.prod(plan["shape"])), f"preparing {reader.name} ({len(ids)} records)")
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "chunks").mkdir(parents=True)
         np.lib.format.open_memmap(folder / "signals.npy", mode="w+", dtype=np.float32, shape=tuple(plan["shape"])).flush()
@@ -190,6 +201,10 @@ def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: st
     except DataError:
         shutil.rmtree(folder, ignore_errors=True)  # bad input: nothing is left behind
         raise
+    except (OSError, BrokenProcessPool) as exc:  # a full disk, a worker killed by a bus error: nothing is left either
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DataError(folder, f"preparing {reader.name} stopped ({type(exc).__name__}: {exc}); the partial cache entry was removed",
+                        "check the free disk space of the cache (paths.cache / BENCH_CACHE), then run again") from exc
     skipped = [s for c in chunks for s in json.loads((folder / "chunks" / f"{c[0]:06d}.json").read_text())["skipped"]]
     bad = {s["record_id"] for s in skipped}
     kept = [r for r in ids if r not in bad]

@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from typing import Sequence
 
 import numpy as np
 from scipy.signal import resample as fft_resample
@@ -36,6 +37,7 @@ class PreprocessConfig:
     crop_fs: float | None = None  # cut the window at this rate, then resample to target_fs (ECG-JEPA)
     keep_seconds: float | None = None  # keep the first seconds, zero-pad the rest of the window (MERL/MELP on CPSC2018)
     record_steps: str | None = None  # an input contract's filters and scaling (JSON) run on the whole record (HuBERT-ECG)
+    zero_fill_leads: bool = False  # leads the record lacks become zeros (a dataset with fewer leads than an encoder reads)
 
     @classmethod
     def from_mapping(cls, cfg) -> "PreprocessConfig":
@@ -61,6 +63,8 @@ class PreprocessConfig:
         for name in ("crop_fs", "keep_seconds", "record_steps"):
             if fields[name] is None:
                 fields.pop(name)
+        if not fields["zero_fill_leads"]:
+            fields.pop("zero_fill_leads")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -85,13 +89,29 @@ def fill_nonfinite(signal: np.ndarray, window: int = 6) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def reorder_leads(ecg: RawECG, leads: tuple[str, ...]) -> np.ndarray:
+def reorder_leads(ecg: RawECG, leads: tuple[str, ...], zero_fill: bool = False) -> np.ndarray:
+    """The record's leads in the order ``leads``; leads it lacks are zeros with ``zero_fill``, else an error."""
     where = {name: i for i, name in enumerate(ecg.leads)}
     missing = [lead for lead in leads if lead not in where]
-    if missing:
+    if missing and not zero_fill:
         raise DataError(ecg.source or ecg.record_id, f"missing lead(s) {', '.join(missing)}; record has {', '.join(ecg.leads)}",
-                        "use 12-lead recordings or set preprocess.leads to the leads the data has")
-    return ecg.signal[[where[lead] for lead in leads]]
+                        "use an encoder for this lead set, or preprocess.zero_fill_leads=true to fill them with zeros")
+    out = np.zeros((len(leads), ecg.signal.shape[1]), dtype=ecg.signal.dtype)
+    for i, lead in enumerate(leads):
+        if lead in where:
+            out[i] = ecg.signal[where[lead]]
+    return out
+
+
+def check_lead_set(cfg: PreprocessConfig, available: Sequence[str], dataset: str, reader_of: str) -> None:
+    """Refuse, before anything is prepared, an encoder that reads leads the dataset does not hold (unless the missing
+    leads are zero-filled, which the prepared-array key records)."""
+    missing = [lead for lead in cfg.leads if lead not in set(available)]
+    if missing and not cfg.zero_fill_leads:
+        raise DataError(dataset, f"{reader_of} reads leads {', '.join(cfg.leads)}, but its records hold {', '.join(available)} "
+                                 f"(missing {', '.join(missing)})",
+                        "use an encoder for this lead set, or preprocess.zero_fill_leads=true to fill the missing leads with "
+                        "zeros (recorded in every key)")
 
 
 def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly") -> np.ndarray:
@@ -123,7 +143,7 @@ def _record_contract(steps: str):
 
 def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
     """Raw record -> float32 [len(cfg.leads), cfg.n_samples]."""
-    x = reorder_leads(ecg, cfg.leads)
+    x = reorder_leads(ecg, cfg.leads, cfg.zero_fill_leads)
     x = fill_nonfinite(x, cfg.nan_window)
     if cfg.crop_fs:
         x = crop_or_pad(resample(x, ecg.fs, cfg.crop_fs, cfg.resample), int(round(cfg.crop_fs * cfg.seconds)), cfg.crop)

@@ -8,9 +8,11 @@ CinC MATLAB v4 ``.mat`` with a 24-byte preamble ("16+24" in the header).
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import wfdb
@@ -61,39 +63,69 @@ def _check_files(record_path: Path, header: wfdb.io.record.Record) -> None:
             )
 
 
+@contextlib.contextmanager
+def _readable(record_path: Path) -> Iterator[Path]:
+    """The record as wfdb can read it. Georgia's CinC headers name the record ``E00271.mat`` on their first line (as
+    shipped), which wfdb rejects: such a record is read through a corrected copy of its header beside a link to its
+    signal file, in a temporary folder."""
+    hea = record_path.with_suffix(".hea")
+    first = hea.read_text(errors="replace").split("\n", 1) if hea.is_file() else [""]
+    name = first[0].split(" ", 1)[0]
+    if not name.startswith(record_path.name + ".") or len(first) < 2:
+        yield record_path
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-wfdb-") as tmp:
+        fixed = Path(tmp) / record_path.name
+        fixed.with_suffix(".hea").write_text(record_path.name + first[0][len(name):] + "\n" + first[1])
+        for data in record_path.parent.glob(record_path.name + ".*"):
+            if data.suffix != ".hea":
+                (Path(tmp) / data.name).symlink_to(data.resolve())
+        yield fixed
+
+
 def read_wfdb(
     record_path: str | Path,
     *,
     expected_fs: float | Sequence[float] | None = None,
     n_leads: int = 12,
     record_id: str | None = None,
+    leads: Sequence[str] | None = None,
+    fs_option: str = "data.sampling_rate",
 ) -> RawECG:
     """Read a WFDB record (path without extension) into millivolts, validating it on the way.
 
-    The header is parsed once (wfdb's parser dominates the cost of a record): by ``rdrecord`` when the record
-    reads, and again only to name the fault when it does not."""
+    ``leads``: the lead set the dataset declares (its count replaces ``n_leads``; a record must hold those leads).
+    ``fs_option``: the config key that sets the expected rate, for the hint of a refused one. The header is parsed
+    once (wfdb's parser dominates the cost of a record): by ``rdrecord`` when the record reads, and again only to
+    name the fault when it does not."""
     record_path = Path(record_path)
     where = record_path.with_suffix(".hea")
+    n_leads = len(leads) if leads else n_leads
     try:
-        rec = wfdb.rdrecord(str(record_path))
+        with _readable(record_path) as readable:
+            rec = wfdb.rdrecord(str(readable))
     except Exception as exc:
         header = _read_header(record_path)
         _check_files(record_path, header)
         raise DataError(record_path.parent / header.file_name[0], f"unreadable signal data ({exc})", "re-download the record") from exc
     _check_files(record_path, rec)
+    names = tuple(canonical_lead(n) for n in rec.sig_name)
     if rec.n_sig != n_leads:
-        raise DataError(where, f"wrong lead count: {rec.n_sig} signals, expected {n_leads}",
-                        "use a 12-lead recording or a reader configured for this lead set")
+        raise DataError(where, f"wrong lead count: {rec.n_sig} signals ({', '.join(names)}), expected {n_leads}",
+                        f"use a {n_leads}-lead recording, or declare the dataset's lead set with data.leads=[{','.join(names)}]")
+    if leads and set(map(canonical_lead, leads)) - set(names):
+        raise DataError(where, f"the record's leads are {', '.join(names)}, the dataset declares {', '.join(leads)}",
+                        f"set data.leads=[{','.join(names)}]")
     if expected_fs is not None:
         allowed = [expected_fs] if isinstance(expected_fs, (int, float)) else list(expected_fs)
         if not any(abs(rec.fs - f) < 1e-6 for f in allowed):
             raise DataError(where, f"unexpected sampling rate {rec.fs:g} Hz, expected {' or '.join(f'{f:g}' for f in allowed)} Hz",
-                            "point data.root at the right records folder or set data.sampling_rate")
+                            f"point data.root at the right records folder or set {fs_option}={rec.fs:g}")
     signal = np.asarray(rec.p_signal, dtype=np.float32).T
     units = [u or "mV" for u in (rec.units or ["mV"] * rec.n_sig)]
     scale = np.array([1e-3 if u.lower() in ("uv", "µv") else 1.0 for u in units], dtype=np.float32)
     signal = signal * scale[:, None]
-    leads = tuple(canonical_lead(n) for n in rec.sig_name)
+    leads = names
     nan_only = [leads[i] for i in range(signal.shape[0]) if not np.isfinite(signal[i]).any()]
     if nan_only:
         raise DataError(where, f"lead(s) {', '.join(nan_only)} contain no valid samples (all NaN)",

@@ -1,9 +1,11 @@
-"""`bench embed`: feature extraction from any registered encoder on the user's own arrays.
+"""`bench embed`: feature extraction from any registered encoder on the user's own arrays, a dataset or a WFDB folder.
 
 Millivolt records [N, 12, S] in the standard lead order at ``fs`` go through the same path as every
 benchmark number: the shared preprocessing (lead order, resampling and window of the encoder's
 input contract), the contract's views, filters and scaling, the encoder, and for text the encoder's
-own text path. The golden conformance tests run upstream's fixtures through this function.
+own text path. The golden conformance tests run upstream's fixtures through this function. Arrays are checked
+first (``check_signals``: NaN or flat leads, amplitudes that are not millivolts, records too short), and a dataset's
+embeddings become a table of record ids, splits, labels and provenance (``embedding_table``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,38 @@ def read_signals(path: str | Path) -> np.ndarray:
         raise DataError(path, f"shape {x.shape} is not [N, 12, samples]",
                         "stack records as [N, 12, samples] in the order I, II, III, aVR, aVL, aVF, V1-V6")
     return x.astype(np.float32, copy=False)
+
+
+def check_signals(x: np.ndarray, fs: float, source: str) -> None:
+    """Refuse arrays that would embed silently wrong: the first records with problems are named with the fix."""
+    from bench.data.checks import signal_problems
+
+    bad = [(i, p) for i, rec in enumerate(x) for p in signal_problems(rec, fs, STANDARD_LEADS)]
+    if bad:
+        listed = "; ".join(f"record {i}: {p}" for i, p in bad[:3]) + (f"; ... {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DataError(source, listed, "clean or convert the records (millivolts, >= 2 s, no NaN or flat leads), or pass "
+                                        "--skip-signal-checks to embed them as they are")
+
+
+def embedding_table(emb, index, provenance: Mapping[str, Any]) -> "pd.DataFrame":
+    """One row per record: id, split, fold, the labels of each task (class names), the embedding (and the aligned one
+    with a text tower), and the provenance of the numbers (constant columns)."""
+    import pandas as pd
+
+    records = index.records.reindex(emb.record_ids)
+    table = pd.DataFrame({"record_id": emb.record_ids,
+                          "split": records["split"].astype(object).where(records["split"].notna(), None).tolist(),
+                          "fold": records["fold"].astype("Int64").tolist() if "fold" in records else None})
+    for name, task in index.tasks.items():
+        labels = task.labels.reindex(emb.record_ids)
+        table[f"labels:{name}"] = [[c for c, v in row.items() if v == 1] if row.notna().all() else None
+                                   for _, row in labels.iterrows()]
+    table["embedding"] = list(emb.emb.astype(np.float32))
+    if emb.aligned is not None:
+        table["aligned"] = list(emb.aligned.astype(np.float32))
+    for key, value in provenance.items():
+        table[key] = str(value)
+    return table
 
 
 def prepare_signals(signals: np.ndarray, fs: float, contract, base: Mapping[str, Any] | None = None,

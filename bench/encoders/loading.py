@@ -42,6 +42,9 @@ class EncoderHandle:
     trusted_code: bool = False
     #: where the user named the file, when that is portable (``hf:ORG/REPO/FILE@REV``, ``url:...``): the row's checkpoint
     source: str = ""
+    #: what training the weights got here: ``untrained``, ``released`` (a file bench did not write), or bench's own
+    #: pretraining settings (``pretrain_budget``); tables never set rows of two budgets in one column
+    budget: str = "untrained"
 
     def contaminated(self, identity: str) -> list[str]:
         """The declared training corpora of this (released) checkpoint that contain ``identity``'s records."""
@@ -82,7 +85,7 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
     encoder = create_encoder(method, **options).eval()
     if checkpoint is None:
         init = hashlib.sha256(json.dumps([method, options, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return EncoderHandle(method, encoder, None, f"init-{init}", options=dict(options))
+        return EncoderHandle(method, encoder, None, f"init-{init}", options=dict(options), budget="untrained")
     checkpoint = Path(checkpoint)
     blob = encoder.load_checkpoint(checkpoint, trust_code=trust_code)
     pool = blob.get("pretrain_pool") or {}
@@ -92,7 +95,16 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
     return EncoderHandle(method, encoder.eval(), checkpoint, weights_hash(unwrap(blob)), dataset, identity,
                          frozenset(map(str, blob.get("pretrain_record_ids", []))), pool.get("folds"), corpora,
                          allow_contamination, dict(options), pretrain_text_tag(pool, encoder.spec.has_text_tower),
-                         "" if pool else file_hash(checkpoint, 64), trust_code)
+                         "" if pool else file_hash(checkpoint, 64), trust_code,
+                         budget=pretrain_budget((blob.get("config") or {}).get("pretrain") or {}, pool) if pool else "released")
+
+
+def pretrain_budget(settings: dict[str, Any], pool: dict[str, Any]) -> str:
+    """A bench checkpoint's pretraining budget in words (epochs, batch, lr, pool size): the row tag ``pretrain_budget``."""
+    if not settings:
+        return "unrecorded"
+    return (f"{settings.get('epochs')} epochs x {pool.get('n')} records, batch {settings.get('batch_size')}, "
+            f"lr {settings.get('lr'):g}, seed {settings.get('seed')}")
 
 
 # bench's pretraining text columns -> the row tag; "labels" rows are marked in tables and refused by zero-shot

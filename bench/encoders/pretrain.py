@@ -301,7 +301,7 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     from omegaconf import OmegaConf
 
     from bench.data.cache import prepare
-    from bench.data.preprocess import PreprocessConfig
+    from bench.data.preprocess import PreprocessConfig, check_lead_set
     from bench.data.registry import open_from_config
     from bench.encoders import create_encoder
 
@@ -320,6 +320,7 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     pool = pool_from_config(index, cfg.pretrain_pool, reads_text=spec.has_text_tower)
     pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
                                                                           cfg.data.get("identity", cfg.data.name)))
+    check_lead_set(pcfg, index.leads, cfg.data.name, method)
     prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"),
                        workers=cfg.data.get("workers"), progress=progress and rank == 0)
     if rank == 0 and world > 1:

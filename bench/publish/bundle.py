@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
@@ -28,12 +28,13 @@ import numpy as np
 import pandas as pd
 
 from bench.encoders.checkpoint import file_hash
-from bench.publish.publication import LEADERBOARD, PublishSettings, write_publication
+from bench.publish.publication import LEADERBOARD, PublishSettings, readme_path, write_publication
 
 BUNDLE = "bundle"
 MANIFEST = "manifest.json"
 FORMAT = 1
 DROPPED_TAGS = ("worker",)  # host:pid of the process that logged the run: machine facts, not provenance
+README_TEMPLATE = "readme_template.md"
 
 
 class BundleError(RuntimeError):
@@ -93,8 +94,10 @@ def export_bundle(store, results: Path, suites: Iterable[str], settings: Publish
     out = Path(results) / BUNDLE
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=results))
     try:
-        manifest: dict[str, Any] = {"format": FORMAT, "settings": settings.__dict__, "aggregates": [], "units": [],
-                                    "checkpoints": [], "files": {}}
+        manifest: dict[str, Any] = {"format": FORMAT, "settings": {**settings.__dict__, "readme": README_TEMPLATE if settings.readme else ""},
+                                    "aggregates": [], "units": [], "checkpoints": [], "files": {}}
+        if settings.readme:  # the README's template travels with the bundle, so verify renders it from the bundle alone
+            shutil.copyfile(readme_path(settings.readme), tmp / README_TEMPLATE)
         for suite in suites:
             _export_suite(store, suite, manifest, tmp)
         manifest["checkpoints"] = named_checkpoints(manifest["units"])
@@ -243,6 +246,8 @@ def verify(results: Path, echo: Callable[[str], None] = lambda _: None) -> list[
     echo(f"aggregates: {len(recomputed)} recomputed from their units")
     with tempfile.TemporaryDirectory() as tmp:
         settings = PublishSettings.from_mapping(bundle.manifest["settings"])
+        if settings.readme:
+            settings = replace(settings, readme=str(bundle.root / settings.readme))
         written = write_publication(BundleStore(bundle.root, bundle.manifest, recomputed), Path(tmp), settings, Path(tmp) / "boot")
         problems += _compare_outputs(results, Path(tmp), written)
         echo(f"published files: {len(written)} regenerated and compared")

@@ -35,6 +35,7 @@ def render_page(board: pd.DataFrame) -> str:
 
 
 def write_page(board: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(render_page(board), encoding="utf-8")
     return path

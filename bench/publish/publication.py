@@ -30,6 +30,8 @@ class PublishSettings:
     paired_n_boot: int = 10000         # resamples of the paired tests: with m comparisons the smallest Holm p is m x 2/(B+1)
     bootstrap_seed: int = 0
     reference: str = "merit"           # the method the paired table sets against every other
+    readme: str = ""                   # the template of README.md (bench.publish.readme): a path relative to the repository
+                                       # (or absolute) when publishing, the bundle's copy in its manifest; "" for none
 
     @classmethod
     def from_mapping(cls, values: dict) -> "PublishSettings":
@@ -49,22 +51,31 @@ def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
         board.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
 
 
-def paired_table(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str | None:
+def paired_tests(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> list[dict]:
     """``reference`` against every other method, per task (fixed protocol, all labels): paired bootstrap on the
-    same resamples, Holm-adjusted across the table's comparisons. None when there is nothing to compare."""
+    same resamples, Holm-adjusted across the comparisons (empty when there is nothing to compare)."""
     from bench.publish.compare import compare_methods, with_holm
-    from bench.suites.metrics import format_p
 
     dataset, reference, n_boot = settings.dataset, settings.reference, settings.paired_n_boot
     sel = linear[(linear["dataset"] == dataset) & (linear["protocol"] == "fixed") & (linear["fraction"].astype(float) == 1.0)
                  & (linear.get("applicable", "yes") != "no")] if not linear.empty else linear
     if sel.empty or reference not in set(sel["method"]):
-        return None
+        return []
     tests = [compare_methods(store, boot_cache, reference, other, dataset=dataset, task=task, n_boot=n_boot,
                              boot_seed=settings.bootstrap_seed) | {"task": task}
              for task in sorted(set(sel["task"])) for other in sorted(set(sel[sel["task"] == task]["method"]) - {reference})]
+    return with_holm(tests)
+
+
+def paired_table(tests: list[dict], settings: PublishSettings) -> str | None:
+    """The paired comparisons as the published table (None when there are none)."""
+    from bench.suites.metrics import format_p
+
+    if not tests:
+        return None
+    dataset, n_boot = settings.dataset, settings.paired_n_boot
     rows = [[r["task"], f"{r['a']} − {r['b']}", r["n"], f"{100 * r['diff']:+.2f}", f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
-             format_p(r["p_value"], r["p_floor"]), format_p(r["p_holm"], r["p_floor"])] for r in with_holm(tests)]
+             format_p(r["p_value"], r["p_floor"]), format_p(r["p_holm"], r["p_floor"])] for r in tests]
     return (f"### Paired bootstrap tests on {dataset} (linear, fixed protocol, 100% labels; {n_boot} shared stratified "
             f"resamples of the test records)\n\n"
             f"Δ = observed difference of macro AUROC on the test set; 95% CI = percentile interval of the resampled differences; "
@@ -119,10 +130,22 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
         write_leaderboard(board, results / LEADERBOARD)
         written.append(results / LEADERBOARD)
         echo(f"{len(board)} rows -> {results / LEADERBOARD}")
-    paired = paired_table(store, store.aggregates(["linear"]), settings, boot_cache)
+    tests = paired_tests(store, store.aggregates(["linear"]), settings, boot_cache)
+    paired = paired_table(tests, settings)
     if paired is not None:
         put(tables / PAIRED, HEADER + paired)
     if not board.empty:
         written.append(write_page(board, results / "index.html"))
         echo(f"wrote {results / 'index.html'}")
+    if settings.readme:
+        from bench.publish.readme import render_readme
+
+        put(results / "README.md", render_readme(board, tests, tables, readme_path(settings.readme)))
     return written
+
+
+def readme_path(readme: str) -> Path:
+    """The README template a publication names: a path relative to the repository, or absolute."""
+    from bench import REPO_ROOT
+
+    return REPO_ROOT / readme

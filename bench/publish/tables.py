@@ -27,9 +27,9 @@ TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "me
                    "rouge_l_recall": "ROUGE-L R", "bertscore_f1": "BERTScore F1 (MiniLM)"}
 METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1"}  # the paper's "accuracy" is undefined there, so not set against BAcc
-PROVENANCE = ["checkpoint_hash", "checkpoint", "checkpoint_sha256", "pool", "preset", "split_hash", "seed", "code_version", "n_boot",
-              "boot_key", "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code", "unit_set",
-              "low_support"]
+PROVENANCE = ["checkpoint_hash", "checkpoint", "checkpoint_sha256", "pool", "preset", "pretrain_budget", "split_hash", "seed",
+              "code_version", "n_boot", "boot_key", "input_contract", "input", "corpora", "contaminated", "pretrain_text",
+              "trust_checkpoint_code", "unit_set", "low_support"]
 LOW_SUPPORT_MARK = "†"
 
 
@@ -86,6 +86,94 @@ def _mark(cells: pd.DataFrame, values: pd.DataFrame, fmt: str) -> pd.DataFrame:
     return out
 
 
+BUDGET_FREE = {"", "none", "untrained", "released", "unrecorded"}  # rows that sit beside any pretraining budget
+
+
+def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A suite's aggregates split so that no table column mixes records or budgets: one part per record partition
+    (``split_hash``) and, within it, per pretraining budget of the rows bench pretrained; untrained, released and
+    text-free rows (controls) join every part of their partition. Each part comes with the words that say what it is."""
+    split = sub.get("split_hash", pd.Series("", index=sub.index)).fillna("").astype(str)
+    budget = sub.get("pretrain_budget", pd.Series("", index=sub.index)).fillna("").astype(str)
+    parts = []
+    for sh in sorted(set(split)):
+        here = sub[split == sh]
+        trained = sorted(set(budget[split == sh]) - BUDGET_FREE)
+        free = here[budget[split == sh].isin(BUDGET_FREE)]
+        for b in trained or [None]:
+            part = pd.concat([here[budget[split == sh] == b], free]) if b else here
+            words = f"; records: split {sh[:8] or '?'}; pretraining budget: {b or 'none (untrained, released or control rows)'}"
+            parts.append((words, part))
+    return parts
+
+
+def _suite_cells(sub: pd.DataFrame, suite: str, methods: Sequence[str] | None, fmt: str, with_paper: bool,
+                 paper_names: dict[str, str] | None) -> pd.DataFrame:
+    """One comparable part of a suite's aggregates as table cells: methods x (dataset/task x metric), the column names
+    carrying the number of test records."""
+    metrics = ["auroc"] if suite == "transfer" else list(METRICS)
+    groups = sorted({(d, t) for d, t in zip(sub["dataset"], sub["task"])})
+    order = [m for m in (list(methods or []) or ABLATION + sorted(set(sub["method"]) - set(ABLATION))) if m in set(sub["method"])]
+    cells = pd.DataFrame(index=order, dtype=object)
+    values = pd.DataFrame(index=order, dtype=float)
+    columns = {}
+    for d, t in groups:
+        g = sub[(sub["dataset"] == d) & (sub["task"] == t)].set_index("method")
+        n_test = pd.to_numeric(g.get("n_test", pd.Series(dtype=float)), errors="coerce").max()
+        for m in metrics:
+            col = columns[(d, t, m)] = f"{d}/{t} {METRICS[m]}" + (f" (n={n_test:.0f})" if m == "auroc" and np.isfinite(n_test) else "")
+            for meth in order:
+                if meth not in g.index:
+                    cells.loc[meth, col] = "–"
+                    continue
+                row = g.loc[meth]
+                if row.get("applicable", "yes") == "no":
+                    cells.loc[meth, col] = "n/a"
+                    continue
+                v = auroc_estimate(row) if m == "auroc" else float(row.get(f"{m}_mean", np.nan))
+                lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
+                text = _fmt(v, lo, hi)
+                if m == "auroc" and np.isfinite(float(row.get("classes_total", np.nan))):
+                    text += f" ({float(row['classes_scored']):.0f}/{float(row['classes_total']):.0f})"
+                if str(row.get("low_support", "")) == "yes":
+                    text += LOW_SUPPORT_MARK
+                cells.loc[meth, col] = text + row_marks(row)
+                values.loc[meth, col] = v
+    cells = _mark(cells, values, fmt)
+    if with_paper:
+        paper = _paper()
+        paper = paper[paper["suite"] == suite]
+        cell_proto = sub["protocol"].iloc[0]
+        cell_frac = float(sub["fraction"].astype(float).iloc[0])
+        for meth in order:
+            prow, drow, any_value, any_delta, paper_setting = {}, {}, False, False, ""
+            for d, t in groups:
+                for m in [m for m in metrics if m in PAPER_METRIC]:
+                    col = columns[(d, t, m)]
+                    paper_dataset = (paper_names or {}).get(d) or d  # e.g. ptbxl_1819 -> the paper's ptbxl
+                    if suite == "transfer":  # families: compare only when the source is the real dataset
+                        g = sub[(sub["dataset"] == d) & (sub["task"] == t) & (sub["method"] == meth)]
+                        src = g["source_dataset"].iloc[0] if len(g) and "source_dataset" in g else None
+                        paper_dataset = d if src and (paper_names or {}).get(src) else None
+                    hit = paper[(paper["method"] == meth) & (paper["dataset"] == paper_dataset) & (paper["task"] == t)
+                                & (paper["metric"] == PAPER_METRIC[m])]
+                    if len(hit):
+                        pv = float(hit["value"].iloc[0])
+                        same = hit["protocol"].iloc[0] == cell_proto and float(hit["fraction"].iloc[0]) == cell_frac
+                        prow[col], any_value = f"{pv:.1f}", True
+                        paper_setting = f"{hit['protocol'].iloc[0]}, {100 * float(hit['fraction'].iloc[0]):g}% labels"
+                        ours = values.loc[meth, col] if col in values.columns else np.nan
+                        drow[col] = (f"{100 * ours - pv:+.1f}" if np.isfinite(ours) else "–") if same else ""
+                        any_delta = any_delta or same
+                    else:
+                        prow[col] = drow[col] = ""
+            if any_value:
+                cells.loc[f"{meth} (paper: {paper_setting})"] = pd.Series(prow)
+            if any_delta:
+                cells.loc[f"{meth} Δ ours−paper"] = pd.Series(drow)
+    return cells
+
+
 def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = None, fraction: float | None = None,
                 methods: Sequence[str] | None = None, with_paper: bool = False, fmt: str = "md",
                 paper_names: dict[str, str] | None = None) -> str:
@@ -121,65 +209,8 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             sub = sub[sub["method"].isin(methods)]
         if sub.empty:
             continue
-        metrics = ["auroc"] if suite == "transfer" else list(METRICS)
-        groups = sorted({(d, t) for d, t in zip(sub["dataset"], sub["task"])})
-        order = [m for m in (list(methods or []) or ABLATION + sorted(set(sub["method"]) - set(ABLATION))) if m in set(sub["method"])]
-        cells = pd.DataFrame(index=order, dtype=object)
-        values = pd.DataFrame(index=order, dtype=float)
-        for d, t in groups:
-            g = sub[(sub["dataset"] == d) & (sub["task"] == t)].set_index("method")
-            for m in metrics:
-                col = f"{d}/{t} {METRICS[m]}"
-                for meth in order:
-                    if meth not in g.index:
-                        cells.loc[meth, col] = "–"
-                        continue
-                    row = g.loc[meth]
-                    if row.get("applicable", "yes") == "no":
-                        cells.loc[meth, col] = "n/a"
-                        continue
-                    v = auroc_estimate(row) if m == "auroc" else float(row.get(f"{m}_mean", np.nan))
-                    lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
-                    text = _fmt(v, lo, hi)
-                    if m == "auroc" and np.isfinite(float(row.get("classes_total", np.nan))):
-                        text += f" ({float(row['classes_scored']):.0f}/{float(row['classes_total']):.0f})"
-                    if str(row.get("low_support", "")) == "yes":
-                        text += LOW_SUPPORT_MARK
-                    cells.loc[meth, col] = text + row_marks(row)
-                    values.loc[meth, col] = v
-        cells = _mark(cells, values, fmt)
-        if with_paper:
-            paper = _paper()
-            paper = paper[paper["suite"] == suite]
-            cell_proto = sub["protocol"].iloc[0]
-            cell_frac = float(sub["fraction"].astype(float).iloc[0])
-            for meth in order:
-                prow, drow, any_value, any_delta, paper_setting = {}, {}, False, False, ""
-                for d, t in groups:
-                    for m in [m for m in metrics if m in PAPER_METRIC]:
-                        col = f"{d}/{t} {METRICS[m]}"
-                        paper_dataset = (paper_names or {}).get(d) or d  # e.g. ptbxl_1819 -> the paper's ptbxl
-                        if suite == "transfer":  # families: compare only when the source is the real dataset
-                            g = sub[(sub["dataset"] == d) & (sub["task"] == t) & (sub["method"] == meth)]
-                            src = g["source_dataset"].iloc[0] if len(g) and "source_dataset" in g else None
-                            paper_dataset = d if src and (paper_names or {}).get(src) else None
-                        hit = paper[(paper["method"] == meth) & (paper["dataset"] == paper_dataset) & (paper["task"] == t)
-                                    & (paper["metric"] == PAPER_METRIC[m])]
-                        if len(hit):
-                            pv = float(hit["value"].iloc[0])
-                            same = hit["protocol"].iloc[0] == cell_proto and float(hit["fraction"].iloc[0]) == cell_frac
-                            prow[col], any_value = f"{pv:.1f}", True
-                            paper_setting = f"{hit['protocol'].iloc[0]}, {100 * float(hit['fraction'].iloc[0]):g}% labels"
-                            ours = values.loc[meth, col] if col in values.columns else np.nan
-                            drow[col] = (f"{100 * ours - pv:+.1f}" if np.isfinite(ours) else "–") if same else ""
-                            any_delta = any_delta or same
-                        else:
-                            prow[col] = drow[col] = ""
-                if any_value:
-                    cells.loc[f"{meth} (paper: {paper_setting})"] = pd.Series(prow)
-                if any_delta:
-                    cells.loc[f"{meth} Δ ours−paper"] = pd.Series(drow)
-        blocks.append(render_block(cells, title, fmt))
+        for setting, part in comparable_parts(sub):
+            blocks.append(render_block(_suite_cells(part, suite, methods, fmt, with_paper, paper_names), title + setting, fmt))
     if not blocks:
         raise EmptyStore(kind)
     return "\n\n".join(blocks) + "\n"
@@ -251,15 +282,20 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
 
 def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
     """`bench demo`'s table: methods x tasks, macro AUROC (%) [95% interval] of the largest label fraction, narrow
-    enough for a terminal."""
+    enough for a terminal; one block per comparable part (records, budget), each saying which."""
     df = aggregates[aggregates.get("applicable", "yes") != "no"] if len(aggregates) else aggregates
     if df.empty:
         raise EmptyStore("linear")
     df = df[df["fraction"].astype(float) == df["fraction"].astype(float).max()]
-    tasks = sorted(set(df["task"]))
-    cells = pd.DataFrame(index=[m for m in methods if m in set(df["method"])], columns=tasks, dtype=object)
-    for row in df.itertuples():
-        if row.method in cells.index:
-            r = row._asdict()
-            cells.loc[row.method, row.task] = _fmt(auroc_estimate(r), r.get("auroc_ci_low"), r.get("auroc_ci_high")) + row_marks(r)
-    return render_block(cells, "macro AUROC (%) [95% bootstrap interval over test records], linear probe", "md")
+    blocks = []
+    for setting, part in comparable_parts(df):
+        tasks = sorted(set(part["task"]))
+        cells = pd.DataFrame(index=[m for m in methods if m in set(part["method"])], columns=tasks, dtype=object)
+        for row in part.itertuples():
+            if row.method in cells.index:
+                r = row._asdict()
+                cells.loc[row.method, row.task] = _fmt(auroc_estimate(r), r.get("auroc_ci_low"), r.get("auroc_ci_high")) + row_marks(r)
+        n = pd.to_numeric(part.get("n_test"), errors="coerce").max()
+        blocks.append(render_block(cells, f"macro AUROC (%) [95% bootstrap interval over test records], linear probe, "
+                                          f"{n:.0f} test records{setting}", "md"))
+    return "\n\n".join(blocks)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import code_version
 from bench.config import ConfigError, encoder_options, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key
-from bench.data.preprocess import PreprocessConfig
+from bench.data.preprocess import PreprocessConfig, check_lead_set
 from bench.data.registry import open_from_config
 from bench.encoders.embeddings import EncodeSettings, Embeddings, cached_embeddings, embedding_key
 from bench.encoders import create_encoder
@@ -71,7 +71,8 @@ class Runner:
         self.progress = progress
         self.echo = echo
         self.after_unit = after_unit
-        self.base = load_config(self.overrides)
+        # a dataset's own options (data.*) apply to the datasets a run names (dataset_cfg), not to the default one
+        self.base = load_config([o for o in self.overrides if not o.lstrip("+~").startswith("data.")])
         self.store = ResultStore.from_config(self.base)
         self._embeddings: dict[str, Embeddings] = {}
         self._readers: dict[str, Any] = {}
@@ -129,10 +130,13 @@ class Runner:
         return out
 
     def preprocess_config(self, cfg: DictConfig, handle: EncoderHandle) -> PreprocessConfig:
-        """The shared preprocessing with the encoder's input contract applied (rate, samples, leads, resampler)."""
+        """The shared preprocessing with the encoder's input contract applied (rate, samples, leads, resampler); an
+        encoder that reads leads the dataset lacks is refused here, before anything is prepared."""
         contract = handle.encoder.spec.contract
-        return PreprocessConfig.from_mapping(contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
+        pcfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
                                                                          cfg.data.get("identity", cfg.data.name)))
+        check_lead_set(pcfg, self.reader(cfg).index.leads, cfg.data.name, handle.method)
+        return pcfg
 
     def prepared(self, cfg: DictConfig, handle: EncoderHandle) -> PreparedArrays:
         return prepare(self.reader(cfg), self.preprocess_config(cfg, handle), cfg.paths.cache,
@@ -157,12 +161,14 @@ class Runner:
         base = {"split_hash": index.split_hash(), "code_version": code_version()}
         if handle is None:  # a suite's control without an encoder (e.g. a text-only control)
             return {**base, "checkpoint_hash": "none", "checkpoint": "none", "checkpoint_sha256": "none", "pool": "none", "preset": "",
+                    "pretrain_budget": "none",
                     "input_contract": "none", "input": "none", "corpora": "none", "contaminated": "no", "pretrain_text": "none",
                     "trust_checkpoint_code": "no"}
         contract = handle.encoder.contract
         return {**base, "checkpoint_hash": handle.checkpoint_hash,
                 "checkpoint": handle.source or portable_path(handle.checkpoint, cfg.paths.cache),
                 "checkpoint_sha256": handle.file_sha256 or "none", "trust_checkpoint_code": "yes" if handle.trusted_code else "no",
+                "pretrain_budget": handle.budget,
                 "pretrain_text": handle.pretrain_text,
                 "pool": f"{handle.pool_dataset}:{handle.pool_folds}" if handle.pool_dataset else "none",
                 "preset": encoder_options(cfg).get("preset", ""),

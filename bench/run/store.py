@@ -44,8 +44,12 @@ class ResultStore:
         self.uri = uri
         self.artifact_root = Path(artifact_root).resolve()
         self.lock_dir = Path(lock_dir) if lock_dir is not None else self.artifact_root.parent / ".locks"
-        self.client = MlflowClient(tracking_uri=uri)
         self._experiments: dict[str, str] = {}
+        # the first use of a new SQLite store creates its tables: two processes doing it at once collide ("table ...
+        # already exists"), so one creates them while the others wait
+        with hold(self.lock_dir, [f"store-init:{uri}"] if uri.startswith("sqlite:") else []):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.client.search_experiments(max_results=1)
 
     @classmethod
     def from_config(cls, cfg) -> "ResultStore":

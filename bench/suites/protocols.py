@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
+from bench.data.errors import DataError
+
 PROTOCOLS = ("fixed", "cv10")
 
 
@@ -45,15 +47,20 @@ def protocol_splits(records: pd.DataFrame, labels: pd.DataFrame, protocol: str, 
     """Splits of the records that have labels in this task."""
     rec = records.loc[labels.index]
     if protocol == "fixed":
-        if rec["split"].isna().all():
-            raise ValueError("this dataset has no train/val/test split (fixed protocol); use cv10")
         parts = {s: list(rec.index[rec["split"] == s]) for s in ("train", "val", "test")}
+        empty = [s for s, ids in parts.items() if not ids]
+        if empty:
+            raise DataError("protocol fixed", f"no labelled record of this task is in the {' or '.join(empty)} split "
+                                              f"(train {len(parts['train'])}, val {len(parts['val'])}, test {len(parts['test'])})",
+                            "run `bench data verify DATASET` to see its splits; a dataset needs records in train, val and test "
+                            "(more records, or MERL's tables with data.merl_split_dir)")
         train = stratified_fraction(labels.loc[parts["train"]], fraction, seed)
         return [Split("test", train, parts["val"], parts["test"])]
     if protocol == "cv10":
         folds = rec["fold"]
         if folds.isna().any():
-            raise ValueError("cv10 needs a fold (1..10) for every record")
+            raise DataError("protocol cv10", f"{int(folds.isna().sum())} labelled record(s) have no fold (1..10)",
+                            "run `bench data verify DATASET`; cv10 needs at least 10 labelled records, else use --protocols fixed")
         splits = []
         for k in range(1, 11):
             inner = k % 10 + 1
@@ -61,4 +68,4 @@ def protocol_splits(records: pd.DataFrame, labels: pd.DataFrame, protocol: str, 
             splits.append(Split(str(k), stratified_fraction(labels.loc[train_all], fraction, seed),
                                 list(rec.index[folds == inner]), list(rec.index[folds == k])))
         return splits
-    raise ValueError(f"unknown protocol '{protocol}'; choose from {PROTOCOLS}")
+    raise DataError("protocol", f"unknown protocol '{protocol}'", f"choose from {', '.join(PROTOCOLS)}")
