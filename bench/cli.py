@@ -343,6 +343,17 @@ def _protocols(value: Optional[str]) -> Optional[list[str]]:
     return _csv(value)
 
 
+def _modes(value: Optional[str], suite: str) -> Optional[list[str]]:
+    from bench.suites.modes import MODES
+
+    unknown = [m for m in _csv(value) or [] if m not in MODES]
+    if unknown:
+        raise ConfigError(f"--modes {value!r}: unknown mode(s) {unknown} (fix: choose from {', '.join(MODES)})")
+    if value and suite != "linear" and _csv(value) != ["linear"]:
+        raise ConfigError(f"--modes: the {suite} suite reads the linear probe only (fix: run the modes with --suite linear)")
+    return _csv(value)
+
+
 def _tracking(ctx_args: list[str], uri: Optional[str]) -> list[str]:
     return [*ctx_args, f"tracking.uri={uri}"] if uri else list(ctx_args)
 
@@ -361,6 +372,8 @@ def run_cmd(ctx: typer.Context,
             fractions: Optional[str] = typer.Option(None, help="label fractions, e.g. 0.01,0.1,1 (default: run.fractions)"),
             seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
+            modes: Optional[str] = typer.Option(None, help="linear: evaluation modes linear,attentive,finetune,scratch "
+                                                             "(configs/protocols/modes.yaml; default: run.modes)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH, METHOD=hf:ORG/REPO/FILE@REV or METHOD=url:https://... (repeatable)"),
             allow_contamination: bool = typer.Option(False, "--allow-contamination",
                                                      help="score released checkpoints on datasets inside their declared "
@@ -397,7 +410,7 @@ def run_cmd(ctx: typer.Context,
     if hydra_args and launcher == IN_PROCESS:
         raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
     request = Request(_csv(methods), _csv(datasets), _csv(tasks), _protocols(protocols), _fractions(fractions), _seeds(seeds),
-                      _csv(directions))
+                      _csv(directions), _modes(modes, suite))
     if launcher != IN_PROCESS:
         for sweep in unit_sweeps(suite, planner, request):
             run_multirun(launcher, sweep, normalise_overrides(config_args) + hydra_args, ckpts, typer.echo)
@@ -405,7 +418,7 @@ def run_cmd(ctx: typer.Context,
     runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False)
     summary = runner.execute(get_suite(suite), request)
     typer.echo(f"{suite}: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
-               f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable (no text tower): {', '.join(sorted(set(summary.not_applicable)))}"
+               f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable: {', '.join(sorted(set(summary.not_applicable)))}"
                                                             if summary.not_applicable else ""))
     typer.echo(f"next: bench table {suite}")
 
@@ -414,13 +427,16 @@ def run_cmd(ctx: typer.Context,
              help=f"Regenerate a table from MLflow: linear | zero_shot | transfer | ablation | textgen, or any suite's own "
                   f"(subgroup, robustness, plugins). {OVERRIDE_HELP}")
 @_guarded
-def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | subgroup | "
-                                                                       "robustness | a plugin suite"),
+def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | modes | "
+                                                                       "subgroup | robustness | a plugin suite"),
               format: str = typer.Option("md", "--format", help="md | latex | csv"),
               with_paper: bool = typer.Option(False, "--with-paper", help="put the MERIT paper's numbers beside ours"),
               protocol: Optional[str] = typer.Option(None, help="linear: fixed or cv10 (default: fixed when present)"),
               fraction: Optional[float] = typer.Option(None, help="linear: label fraction (default: the largest)"),
               methods: Optional[str] = typer.Option(None, help="comma-separated methods (and their order)"),
+              dataset: Optional[str] = typer.Option(None, help="modes: the dataset (default: data=... of the config)"),
+              with_reference: bool = typer.Option(False, "--with-reference",
+                                                  help="modes: the reality check's published numbers beside ours, labelled"),
               out: Optional[str] = typer.Option(None, help="also write the table to this file"),
               tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
@@ -429,6 +445,13 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     from bench.suites.base import suite_names
     from bench.publish.tables import KINDS, EmptyStore, build_table, suite_table
 
+    if kind == "modes":
+        text = _modes_table(ctx, dataset, protocol, fraction, with_reference, format, tracking_uri)
+        typer.echo(text)
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(text)
+        return
     if kind not in KINDS and kind not in suite_names():
         raise ConfigError(f"unknown table '{kind}'. Available: {', '.join(sorted(set(KINDS) | set(suite_names())))}")
     if format not in ("md", "latex", "csv"):
@@ -451,6 +474,27 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
+
+
+def _modes_table(ctx, dataset, protocol, fraction, with_reference: bool, fmt: str, tracking_uri) -> str:
+    """`bench table modes`: methods x modes, paired mode differences and rank correlations between modes."""
+    from omegaconf import OmegaConf
+
+    from bench.publish.modes import modes_table
+    from bench.run.store import ResultStore
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    _say_workspace(cfg)
+    dcfg = load_config(_tracking(ctx.args, tracking_uri), data=dataset or cfg.data.name)
+    store = ResultStore.from_config(cfg)
+    reference = OmegaConf.to_container(cfg.modes.reference, resolve=True) if with_reference else None
+    try:
+        return modes_table(store, store.aggregates(["linear"]), cache_dir(cfg), dcfg.data.name, protocol=protocol or "fixed",
+                           fraction=1.0 if fraction is None else fraction, n_boot=int(cfg.run.n_boot),
+                           boot_seed=int(cfg.run.bootstrap_seed), reference=reference,
+                           identity=str(dcfg.data.get("identity", dcfg.data.name)), fmt=fmt)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @app.command("leaderboard", context_settings=OVERRIDES, help=f"Write results/leaderboard.csv from MLflow (byte-identical when nothing new ran). {OVERRIDE_HELP}")
@@ -711,7 +755,11 @@ def demo(ctx: typer.Context, methods: Optional[str] = typer.Option(None, help="m
     store = runner.store
     aggregates = store.aggregates(["linear"])
     typer.echo(compact_table(aggregates[aggregates["dataset"] == d.dataset], method_list))
-    page = write_page(leaderboard_frame(store), workspace(base) / "demo" / "index.html")
+    from bench.publish.publication import PublishSettings, column_leaders
+
+    board = leaderboard_frame(store)
+    leaders = column_leaders(store, board, PublishSettings(paired_n_boot=int(base.run.n_boot)), cache_dir(base))
+    page = write_page(board, workspace(base) / "demo" / "index.html", leaders)
     typer.echo(f"linear: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
                f"in {time.perf_counter() - start:.0f} s")
     typer.echo(f"explore the runs:  .venv/bin/mlflow ui --backend-store-uri {base.tracking.uri}")

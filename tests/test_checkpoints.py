@@ -59,7 +59,7 @@ def test_a_booby_trapped_file_runs_nothing_through_any_entry_point(tmp_path):
     path, marker = _trap_file(tmp_path, state)
     with pytest.raises(UnsafeCheckpoint, match=r"released\.pth: refused: reading it would build or call posix\.system"):
         read_checkpoint(path)
-    np.save(tmp_path / "x.npy", np.zeros((2, 12, 5000), np.float32))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(0, 0.3, (2, 12, 5000)).astype(np.float32))
     out = tmp_path / "out" / "e.npz"
     embed = cli.invoke(app, ["embed", "--method", "stmem", "--ckpt", str(path), "--signals", str(tmp_path / "x.npy"), "--fs", "500",
                              "--out", str(out), *_store(tmp_path)])
@@ -176,7 +176,7 @@ def test_damaged_files_name_themselves(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
     with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable checkpoint"):
         read_checkpoint(tmp_path / "model.safetensors")
-    np.save(tmp_path / "x.npy", np.zeros((1, 12, 1000), np.float32))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(0, 0.3, (1, 12, 1000)).astype(np.float32))
     result = cli.invoke(app, ["embed", "--method", "merit_mse", "--ckpt", str(cut), "--signals", str(tmp_path / "x.npy"),
                               "--fs", "100", "--out", str(tmp_path / "e.npz"), "encoder.preset=tiny"])
     assert result.exit_code == 2 and "last.pt: not a readable checkpoint" in result.output and not (tmp_path / "e.npz").exists()

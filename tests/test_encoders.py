@@ -68,6 +68,38 @@ def test_eval_mode_is_deterministic(encoder):
     assert tokens.ndim == 3 and tokens.shape[0] == 3
 
 
+def test_token_features_serve_the_attentive_probe(encoder):
+    """Token features [B, T, D]: finite, batch-invariant, and what an attentive head can train on."""
+    from bench.suites.modes import AttentiveHead
+
+    x = _batch(encoder, 3)
+    with torch.no_grad():
+        tokens = encoder.encode_tokens(x)
+        one = encoder.encode_tokens(x[:1])
+    assert tokens.ndim == 3 and tokens.shape[0] == 3 and tokens.shape[1] >= 1 and torch.isfinite(tokens).all()
+    torch.testing.assert_close(tokens[:1], one, atol=1e-5, rtol=1e-4)
+    assert AttentiveHead(tokens.shape[-1], 4)(tokens.float()).shape == (3, 4)
+
+
+def test_layer_groups_cover_the_embedding_path_once(encoder):
+    """Discriminative learning rates need the trainable parameters of the embedding path, each in one group, ordered
+    from input to output; an encoder with nothing to train has none."""
+    groups = encoder.layer_groups()
+    trainable_params = [p for p in encoder.parameters() if p.requires_grad]
+    if not trainable_params:
+        assert groups == []
+        return
+    flat = [p for g in groups for p in g]
+    assert groups and all(groups) and len({id(p) for p in flat}) == len(flat)
+    x = _batch(encoder, 2)
+    encoder.encode_ecg(x).float().square().sum().backward()
+    used = {id(p) for p in encoder.parameters() if p.grad is not None}
+    encoder.zero_grad(set_to_none=True)
+    assert {id(p) for p in flat} == used  # exactly the parameters the embedding reads
+    order = {id(p): i for i, p in enumerate(encoder.parameters())}
+    assert [order[id(p)] for p in flat] == sorted(order[id(p)] for p in flat)
+
+
 def test_encode_pair_matches_separate_calls(encoder):
     x = _batch(encoder)
     with torch.no_grad():

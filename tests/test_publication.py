@@ -30,6 +30,8 @@ def published(tmp_path_factory):
                         "({{ value('linear/demo_ptbxl/super/fixed/1/merit', 'n_test') }} test records); against MSE-only: "
                         "{{ paired('super', 'merit', 'merit_mse') }}.\n\n{{ table('linear_fixed_1') }}")
     for args in (["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm", "--fractions", "0.5,1"],
+                 ["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super", "--modes", "attentive",
+                  "modes.common.epochs=2"],
                  ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super"],
                  ["run", "--suite", "robustness", "--methods", "merit", "--tasks", "super"],
                  ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures", "--readme", str(template)]):
@@ -53,10 +55,12 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert "MERIT reaches" in readme and "Holm p" in readme and "| merit" in readme  # rendered from the results
     manifest = json.loads((results / "bundle" / "manifest.json").read_text())
     assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
+    modes = (results / "tables" / "modes.md").read_text()  # recomputed from the bundle too, rank correlations included
+    assert "by evaluation mode" in modes and "Spearman ρ" in modes and "linear vs attentive" in modes
     assert len(manifest["checkpoints"]) == 2  # merit and merit_mse as pretrained; random is untrained
     assert not (results / "bundle" / "checkpoints").exists()  # named and hashed, never committed as weights
     board = pd.read_csv(results / "leaderboard.csv")
-    assert len(board) == 3 * 2 * 2 + 1  # linear: methods x tasks x fractions; zero-shot: merit (merit_mse has no text tower)
+    assert len(board) == 3 * 2 * 2 + 3 + 1  # linear: methods x tasks x fractions; attentive: 3; zero-shot: merit only
     assert not board["checkpoint"].astype(str).str.startswith("/").any()
     assert board["checkpoint"].str.startswith(("cache:checkpoints/", "untrained")).all()
     assert str(published.parent) not in (results / "bundle" / "manifest.json").read_text()
@@ -69,10 +73,10 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
     manifest = json.loads(manifest_path.read_text())
     if tamper == "leaderboard":
         board = pd.read_csv(results / "leaderboard.csv", dtype=str, keep_default_na=False)
-        i = board.index[(board["method"] == "merit") & (board["task"] == "super") & (board["suite"] == "linear")][0]
+        i = board.index[(board["method"] == "merit") & (board["task"] == "super") & (board["suite"] == "linear") & (board["mode"] == "linear")][0]
         board.loc[i, "auroc_mean"] = f"{float(board.loc[i, 'auroc_mean']) + 0.01:.6f}"
         board.to_csv(results / "leaderboard.csv", index=False, lineterminator="\n")
-        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/{board.loc[i, 'fraction']}/merit: auroc_mean"
+        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/linear/{board.loc[i, 'fraction']}/merit: auroc_mean"
     elif tamper == "table":
         path = results / "tables" / "linear_fixed_1.md"
         path.write_text(path.read_text().replace("| merit ", "| merit_x ", 1))
@@ -142,24 +146,31 @@ def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_pat
     browser = _chromium()
     try:
         browser.get(page.as_uri())
-        for name in ("suite", "protocol", "fraction"):
+        Select(browser.find_element(By.ID, "f-suite")).select_by_value("zero_shot")  # the fraction follows (zero-shot has 0)
+        assert browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr") and not browser.find_element(By.ID, "empty").text
+        for name in ("suite", "protocol", "mode", "fraction"):
             Select(browser.find_element(By.ID, f"f-{name}")).select_by_value("all")
         rows = browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")
         assert len(rows) == len(board)
 
         def auroc_column():
-            return [float(r.find_elements(By.TAG_NAME, "td")[6].text) for r in browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")]
+            return [float(r.find_elements(By.TAG_NAME, "td")[7].text) for r in browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")]
 
         before = auroc_column()
-        header = browser.find_elements(By.CSS_SELECTOR, "#rows thead th")[6]
+        header = browser.find_elements(By.CSS_SELECTOR, "#rows thead th")[7]
         header.click()
         after = auroc_column()
         assert after != before and after == sorted(before, reverse=True)
         header.click()
         assert auroc_column() == sorted(before)
         Select(browser.find_element(By.ID, "f-suite")).select_by_value("linear")
+        Select(browser.find_element(By.ID, "f-mode")).select_by_value("linear")
         Select(browser.find_element(By.ID, "f-fraction")).select_by_value("1")  # JavaScript writes 1.0 as 1
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")) == int(((board["suite"] == "linear") & (board["fraction"] == 1.0)).sum())
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")) == int(
+            ((board["suite"] == "linear") & (board["fraction"] == 1.0) & (board["mode"] == "linear")).sum())
+        heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#matrix thead th")][1:]
+        bold = browser.find_elements(By.CSS_SELECTOR, "#matrix td.best")
+        assert len(bold) + sum("(tied)" in h for h in heads) == len(heads)  # each column: a tested leader, or "tied"
         matrix = browser.find_elements(By.CSS_SELECTOR, "#matrix tbody tr")
         assert {r.find_element(By.TAG_NAME, "td").text for r in matrix} == {"merit", "merit_mse", "random"}
         cell = matrix[0].find_elements(By.TAG_NAME, "td")[1]

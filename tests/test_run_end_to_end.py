@@ -71,7 +71,7 @@ def test_leaderboard_is_byte_identical_on_second_call(store_root, tmp_path):
 def test_zero_shot_marks_encoders_without_text_tower(store_root):
     result = _run(["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super"], store_root)
     assert result.exit_code == 0, result.output
-    assert "not applicable (no text tower): merit_mse" in result.output
+    assert "not applicable: merit_mse (no text tower)" in result.output
     table = _run(["table", "zero_shot"], store_root).output
     mse_row = next(line for line in table.splitlines() if line.startswith("| merit_mse"))
     assert "n/a" in mse_row

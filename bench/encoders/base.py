@@ -120,6 +120,30 @@ class Encoder(nn.Module, ABC):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The trainable parameters of the embedding path (what ``encode_ecg`` reads), ordered from input to output
+        and grouped, for discriminative learning rates in fine-tuning (the lower half of the groups learns slowest).
+
+        Default: the parameters that receive a gradient from ``encode_ecg`` on a dry batch, in registration order,
+        as two halves; an adapter may give finer groups (its blocks). Empty for an encoder with nothing to train."""
+        if not any(p.requires_grad for p in self.parameters()):
+            return []
+        was_training = self.training
+        self.eval()
+        c = self.contract
+        view = torch.zeros(2, len(c.leads), c.view_length)
+        if c.decimate > 1:
+            view = torch.zeros(2, 1, len(c.leads) * c.view_length // c.decimate)
+        device = next(self.parameters()).device
+        with torch.enable_grad():
+            self.encode_ecg(view.to(device)).float().square().sum().backward()
+        used = [p for p in self.parameters() if p.grad is not None]
+        for p in self.parameters():
+            p.grad = None
+        self.train(was_training)
+        half = len(used) // 2
+        return [g for g in (used[:half], used[half:]) if g]
+
     # Checkpoints -----------------------------------------------------------------------------
     #: prefixes of modules only pretraining uses (decoders, auxiliary heads): a released file may lack them
     pretraining_only: tuple[str, ...] = ()

@@ -123,6 +123,58 @@ def cached_embeddings(handle: EncoderHandle, prepared: PreparedArrays, cache_dir
     return _once(cache_dir, path, _load, build)
 
 
+@dataclass
+class TokenFeatures:
+    """Token features [N, T, D] (float16, memory-mapped) of the prepared records, in their order: what the attentive
+    probe trains on (each view's tokens concatenated along T)."""
+
+    record_ids: list[str]
+    tokens: np.ndarray
+    path: Path
+
+    def rows(self, ids) -> np.ndarray:
+        where = {r: i for i, r in enumerate(self.record_ids)}
+        return np.array([where[r] for r in ids], dtype=np.int64)
+
+
+@torch.inference_mode()
+def _encode_tokens(enc, views: torch.Tensor) -> torch.Tensor:
+    """[B, V, leads, C] -> [B, V * T, D]: each view's tokens, concatenated."""
+    return torch.cat([enc.encode_tokens(views[:, v]) for v in range(views.shape[1])], dim=1)
+
+
+def cached_token_features(handle: EncoderHandle, prepared: PreparedArrays, cache_dir: str | Path,
+                          settings: EncodeSettings | None = None, progress: bool = True) -> TokenFeatures:
+    """The cached token features of the prepared records, encoding first if needed (once per embedding key, as the
+    embeddings are): one pass of the frozen encoder, then every attentive head reads them."""
+    settings = settings or EncodeSettings()
+    key = embedding_key(handle, prepared.key, settings.precision)
+    path = Path(cache_dir) / "embeddings" / f"tokens-{handle.method}-{key}.npy"
+
+    def load(p: Path) -> TokenFeatures:
+        return TokenFeatures(list(prepared.record_ids), np.load(p, mmap_mode="r"), p)
+
+    def build(f: BinaryIO) -> TokenFeatures:
+        enc = handle.encoder.eval()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        enc.to(device)
+        batches = batch_loader(Batches(Rows(prepared.path / "signals.npy"), transform=enc.contract.views),
+                               InOrder(len(prepared.record_ids), settings.batch_size), settings.loader)
+        out = None
+        start = 0
+        for views, _, _ in tqdm(batches, desc=f"tokens {handle.method} on {prepared.manifest['dataset']}", disable=not progress):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+                t = _encode_tokens(enc, views.to(device)).float().cpu().numpy().astype(np.float16)
+            if out is None:
+                out = np.lib.format.open_memmap(f.name, mode="w+", dtype=np.float16, shape=(len(prepared.record_ids), *t.shape[1:]))
+            out[start:start + len(t)] = t
+            start += len(t)
+        out.flush()
+        return TokenFeatures(list(prepared.record_ids), out, path)
+
+    return _once(cache_dir, path, load, build)
+
+
 def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays, record_ids: list[str], condition, seed: int,
                                 cache_dir: str | Path, units: str, settings: EncodeSettings | None = None) -> np.ndarray:
     """Embeddings [len(record_ids), D] of ``record_ids`` under an acquisition shift (bench/data/perturb.py),

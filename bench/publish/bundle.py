@@ -340,6 +340,8 @@ def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
                 order = tags.get(agg_tag, "").split(",")
                 results.sort(key=lambda r: order.index(r[0].tags[unit_tag]) if r[0].tags.get(unit_tag) in order else len(order))
             identity = {k: _typed(k, tags[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed")}
+            if "mode" in tags:  # the linear suite's evaluation mode (other suites have none)
+                identity["mode"] = tags["mode"]
             group = Group(identity)
             ctx = SimpleNamespace(base=OmegaConf.create({"run": {"n_boot": int(tags.get("n_boot", 1000)),
                                                                  "bootstrap_seed": int(tags.get("bootstrap_seed", 0))},
@@ -383,7 +385,7 @@ def _compare_outputs(results: Path, regenerated: Path, written: list[Path]) -> l
 
 def _compare_leaderboard(published: Path, again: Path) -> list[str]:
     a, b = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (published, again))
-    keys = ["suite", "dataset", "task", "protocol", "fraction", "method"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "fraction", "method"]
     problems = []
     if list(a.columns) != list(b.columns):
         return [f"{LEADERBOARD}: columns differ from the recomputed leaderboard's"]

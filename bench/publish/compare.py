@@ -18,13 +18,14 @@ from bench.suites.classification import pooled
 
 
 def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str, task: str, protocol: str, fraction: float,
-                       seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+                       seed: int, mode: str = "linear") -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Test predictions of exactly the units behind the current aggregate, pooled and sorted by record id."""
     agg_key = Group({"suite": suite, "method": method, "dataset": dataset, "task": task, "protocol": protocol,
-                     "fraction": float(fraction), "seed": seed}).agg_key
+                     "fraction": float(fraction), "seed": seed, "mode": mode}).agg_key
     tags = store.aggregate_tags(suite, agg_key)
     if tags is None or tags.get("applicable") == "no":
-        raise LookupError(f"no {suite} aggregate for {method} on {dataset}/{task} ({protocol}, fraction {fraction}, seed {seed})")
+        raise LookupError(f"no {suite} aggregate for {method} on {dataset}/{task} ({protocol}, {mode}, fraction {fraction}, "
+                          f"seed {seed})")
     if not tags.get("unit_keys"):
         raise LookupError(f"the {suite} aggregate of {method} on {dataset}/{task} predates exact unit sets (fix: re-run the suite)")
     runs = store.units_by_key(suite, tags["unit_keys"].split(","), method=method, dataset=dataset)
@@ -37,9 +38,11 @@ def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,
                     task: str, protocol: str = "fixed", fraction: float = 1.0, seed: int = 0, n_boot: int = 1000,
-                    boot_seed: int = 0) -> dict:
-    ids_a, y_a, s_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed)
-    ids_b, y_b, s_b, _ = pooled_predictions(store, suite, b, dataset, task, protocol, fraction, seed)
+                    boot_seed: int = 0, mode_a: str = "linear", mode_b: str | None = None) -> dict:
+    """Paired bootstrap of macro AUROC between ``a`` (in ``mode_a``) and ``b`` (in ``mode_b``, default the same): two
+    methods, or one method in two modes."""
+    ids_a, y_a, s_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a)
+    ids_b, y_b, s_b, _ = pooled_predictions(store, suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a)
     if not np.array_equal(ids_a, ids_b) or not np.array_equal(y_a, y_b):
         raise ValueError(f"{a} and {b} were not evaluated on the same records; a paired test needs the same evaluation set")
     idx = bootstrap_indices(len(ids_a), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key, y_true=y_a)

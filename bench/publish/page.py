@@ -1,9 +1,11 @@
 """`results/index.html`: the leaderboard as one self-contained page (data embedded, no server, no network).
 
-Methods x tasks with 95% intervals for the chosen suite / protocol / label fraction, every leaderboard row in
-a sortable table, forest plots drawn from the same rows, the warning marks of the tables (low support,
-contamination, label-text pretraining) and each cell's provenance on hover. The page is a pure function of
-the leaderboard, so `bench verify` can regenerate it byte for byte.
+Methods x tasks with 95% intervals for the chosen suite / protocol / mode / label fraction, every leaderboard row in
+a sortable table, forest plots drawn from the same rows on one shared axis, the warning marks of the tables (low
+support, contamination, label-text pretraining) and each cell's provenance on hover. A column's best cell is bold only
+where a paired test says the best beats the runner-up (``leaders``); otherwise the column says "tied". Filters offer
+only the values the other choices leave, and an empty choice says why. The page is a pure function of the leaderboard
+and the leaders, so `bench verify` can regenerate it byte for byte.
 """
 
 from __future__ import annotations
@@ -29,15 +31,22 @@ def page_rows(board: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def render_page(board: pd.DataFrame) -> str:
+def column_key(row: dict) -> str:
+    """The page's name of a table column (one comparable cell set): suite · protocol · mode · fraction · dataset/task."""
+    return " · ".join([str(row["suite"]), str(row["protocol"]), str(row.get("mode", "linear")), f"{float(row['fraction']):g}",
+                       f"{row['dataset']}/{row['task']}"])  # the fraction as JavaScript writes it (1, 0.1)
+
+
+def render_page(board: pd.DataFrame, leaders: dict[str, str] | None = None) -> str:
     data = json.dumps(page_rows(board), sort_keys=True, ensure_ascii=False, default=str).replace("</", "<\\/")
-    return PAGE.replace("__DATA__", data).replace("__HOVER__", json.dumps(HOVER))
+    return (PAGE.replace("__DATA__", data).replace("__HOVER__", json.dumps(HOVER))
+            .replace("__LEADERS__", json.dumps(leaders or {}, sort_keys=True, ensure_ascii=False)))
 
 
-def write_page(board: pd.DataFrame, path: Path) -> Path:
+def write_page(board: pd.DataFrame, path: Path, leaders: dict[str, str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(render_page(board), encoding="utf-8")
+        Path(tmp).write_text(render_page(board, leaders), encoding="utf-8")
     return path
 
 
@@ -63,8 +72,10 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 <div class="controls">
 <label>suite <select id="f-suite"></select></label>
 <label>protocol <select id="f-protocol"></select></label>
+<label>mode <select id="f-mode"></select></label>
 <label>label fraction <select id="f-fraction"></select></label>
 </div>
+<p id="empty" class="note"></p>
 <h2>Methods × tasks</h2>
 <table id="matrix"></table>
 <h2>Forest plots</h2>
@@ -75,7 +86,9 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 <script>
 const ROWS = JSON.parse(document.getElementById("data").textContent);
 const HOVER = __HOVER__;
-const FILTERS = ["suite", "protocol", "fraction"];
+const LEADERS = __LEADERS__;
+const FILTERS = ["suite", "protocol", "mode", "fraction"];
+ROWS.forEach(r => { if (r.mode === undefined || r.mode === null) r.mode = "linear"; });
 const auc = r => (r.auroc_pooled !== null && r.auroc_pooled !== undefined) ? r.auroc_pooled : r.auroc_mean;
 const pct = v => (v === null || v === undefined) ? "–" : (100 * v).toFixed(1);
 const marks = r => (r.low_support === "yes" ? "†" : "") + (String(r.contaminated).includes("yes") ? "⚠" : "")
@@ -84,19 +97,23 @@ const task = r => r.dataset + "/" + r.task;
 const esc = s => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 const hover = r => esc(HOVER.map(k => k + ": " + r[k]).join("\n"));
 
-function fillSelect(name) {
-  const sel = document.getElementById("f-" + name);
-  const values = [...new Set(ROWS.map(r => String(r[name])))].sort();
-  sel.innerHTML = ["all", ...values].map(v => `<option value="${v}">${v}</option>`).join("");
-  const preferred = {suite: "linear", protocol: "fixed", fraction: values[values.length - 1]}[name];
-  sel.value = values.includes(preferred) ? preferred : "all";
-  sel.addEventListener("change", render);
-}
-function selected() {
-  return ROWS.filter(r => FILTERS.every(f => {
+const columnKey = r => [r.suite, r.protocol, r.mode, r.fraction, task(r)].join(" · ");
+function matches(r, upto) {
+  return FILTERS.slice(0, upto).every(f => {
     const v = document.getElementById("f-" + f).value;
     return v === "all" || String(r[f]) === v;
-  }));
+  });
+}
+function refill(i) {
+  // a filter offers only the values the filters before it leave, so no choice gives an empty view by itself
+  const name = FILTERS[i], sel = document.getElementById("f-" + name), before = sel.value;
+  const values = [...new Set(ROWS.filter(r => matches(r, i)).map(r => String(r[name])))].sort();
+  sel.innerHTML = ["all", ...values].map(v => `<option value="${v}">${v}</option>`).join("");
+  const preferred = {suite: "linear", protocol: "fixed", mode: "linear", fraction: values[values.length - 1]}[name];
+  sel.value = before === "all" || values.includes(before) ? before : values.includes(preferred) ? preferred : "all";
+}
+function selected() {
+  return ROWS.filter(r => matches(r, FILTERS.length));
 }
 function sortable(table, rows, columns, draw) {
   let state = {col: null, desc: true};
@@ -118,18 +135,18 @@ function sortable(table, rows, columns, draw) {
 }
 function renderMatrix(rows) {
   const table = document.getElementById("matrix");
-  const groupOf = r => [r.suite, r.protocol, r.fraction, task(r)].join(" · ");
+  const groupOf = columnKey;
   const cols = [...new Set(rows.map(groupOf))].sort();
   const methods = [...new Set(rows.map(r => r.method))].sort();
   const cell = {};
   rows.forEach(r => cell[r.method + "|" + groupOf(r)] = r);
-  const best = {};
-  cols.forEach(c => best[c] = Math.max(...methods.map(m => cell[m + "|" + c]).filter(Boolean).map(auc).filter(v => v !== null)));
+  // bold only the leader a paired test names (best vs runner-up, bench publish); otherwise the column is "tied"
+  const head = c => `<th>${c}${c in LEADERS && !LEADERS[c] ? " (tied)" : ""}</th>`;
   const lines = methods.map(m => ({method: m, cells: cols.map(c => cell[m + "|" + c])}));
-  table.innerHTML = "<thead><tr><th>method</th>" + cols.map(c => `<th>${c}</th>`).join("") + "</tr></thead><tbody></tbody>";
+  table.innerHTML = "<thead><tr><th>method</th>" + cols.map(head).join("") + "</tr></thead><tbody></tbody>";
   const draw = () => {
     table.querySelector("tbody").innerHTML = lines.map(l => `<tr><td>${l.method}</td>` + l.cells.map((r, i) => r
-      ? `<td title="${hover(r)}" class="${auc(r) === best[cols[i]] ? "best" : ""}">${pct(auc(r))} [${pct(r.auroc_ci_low)}, ${pct(r.auroc_ci_high)}]<span class="mark">${marks(r)}</span></td>`
+      ? `<td title="${hover(r)}" class="${LEADERS[cols[i]] === l.method ? "best" : ""}">${pct(auc(r))} [${pct(r.auroc_ci_low)}, ${pct(r.auroc_ci_high)}]<span class="mark">${marks(r)}</span></td>`
       : "<td>–</td>").join("") + "</tr>").join("");
   };
   sortable(table, lines, [l => l.method, ...cols.map((c, i) => l => l.cells[i] ? auc(l.cells[i]) : null)], draw);
@@ -138,7 +155,7 @@ function renderMatrix(rows) {
 function renderRows(rows) {
   const table = document.getElementById("rows");
   const cols = [["suite", r => r.suite], ["dataset", r => r.dataset], ["task", r => r.task], ["protocol", r => r.protocol],
-                ["fraction", r => r.fraction], ["method", r => r.method], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
+                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", r => r.method], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
                 ["CI high", r => r.auroc_ci_high], ["F1", r => r.f1_mean], ["BAcc", r => r.bacc_mean], ["n test", r => r.n_test],
                 ["marks", marks]];
   const fmt = (name, v) => ["AUROC", "CI low", "CI high", "F1", "BAcc"].includes(name) ? pct(v) : (v === null ? "–" : v);
@@ -154,11 +171,16 @@ function renderRows(rows) {
 function renderForest(rows) {
   const box = document.getElementById("forest");
   const groups = {};
-  rows.forEach(r => (groups[[r.suite, r.protocol, r.fraction, task(r)].join(" · ")] ||= []).push(r));
+  rows.forEach(r => (groups[columnKey(r)] ||= []).push(r));
+  // one axis for every panel, in steps of 0.1 AUROC, with a tick and a label at each step
+  const shown = rows.filter(r => auc(r) !== null);
+  const lo = Math.floor(10 * Math.min(0.5, ...shown.map(r => r.auroc_ci_low ?? auc(r)))) / 10;
+  const hi = Math.ceil(10 * Math.max(0.5, ...shown.map(r => r.auroc_ci_high ?? auc(r)))) / 10;
+  const ticks = [];
+  for (let v = lo; v <= hi + 1e-9; v += 0.1) ticks.push(Math.round(v * 10) / 10);
   box.innerHTML = Object.keys(groups).sort().map(name => {
     const g = groups[name].filter(r => auc(r) !== null).sort((a, b) => auc(b) - auc(a));
-    const lo = Math.min(0.5, ...g.map(r => r.auroc_ci_low ?? auc(r))), hi = Math.max(...g.map(r => r.auroc_ci_high ?? auc(r)), 0.5);
-    const W = 260, L = 90, H = 16 * g.length + 34, x = v => L + (v - lo) / Math.max(hi - lo, 1e-9) * W;
+    const W = 260, L = 90, H = 16 * g.length + 38, x = v => L + (v - lo) / Math.max(hi - lo, 1e-9) * W;
     const items = g.map((r, i) => {
       const y = 20 + 16 * i, colour = marks(r) ? "#b30000" : "#1f4e9c";
       return `<text x="${L - 4}" y="${y + 4}" text-anchor="end">${r.method}${marks(r)}</text>` +
@@ -166,17 +188,22 @@ function renderForest(rows) {
         `<circle cx="${x(auc(r))}" cy="${y}" r="3" fill="${colour}"><title>${hover(r)}</title></circle>`;
     }).join("");
     const chance = `<line x1="${x(0.5)}" x2="${x(0.5)}" y1="10" y2="${H - 14}" stroke="#999" stroke-dasharray="3,3"/>`;
-    const axis = `<text x="${L}" y="${H - 2}">${pct(lo)}</text><text x="${L + W}" y="${H - 2}" text-anchor="end">${pct(hi)}</text>`;
+    const axis = ticks.map(v => `<line x1="${x(v)}" x2="${x(v)}" y1="${H - 18}" y2="${H - 14}" stroke="#555"/>` +
+      `<text x="${x(v)}" y="${H - 3}" text-anchor="middle" font-size="9">${pct(v)}</text>`).join("") +
+      `<line x1="${L}" x2="${L + W}" y1="${H - 18}" y2="${H - 18}" stroke="#555"/>`;
     return `<div class="forest"><div>${name}</div><svg width="${L + W + 20}" height="${H}">${chance}${items}${axis}</svg></div>`;
   }).join("");
 }
 function render() {
+  FILTERS.forEach((f, i) => refill(i));
   const rows = selected();
+  const choice = FILTERS.map(f => f + " " + document.getElementById("f-" + f).value).join(", ");
+  document.getElementById("empty").textContent = rows.length ? "" : `No leaderboard row has ${choice}: choose "all" in one of them.`;
   renderMatrix(rows);
   renderForest(rows);
   renderRows(rows);
 }
-FILTERS.forEach(fillSelect);
+FILTERS.forEach(f => document.getElementById("f-" + f).addEventListener("change", render));
 render();
 </script>
 </body></html>

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -130,18 +131,58 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
         write_leaderboard(board, results / LEADERBOARD)
         written.append(results / LEADERBOARD)
         echo(f"{len(board)} rows -> {results / LEADERBOARD}")
-    tests = paired_tests(store, store.aggregates(["linear"]), settings, boot_cache)
+    linear = store.aggregates(["linear"])
+    tests = paired_tests(store, linear, settings, boot_cache)
     paired = paired_table(tests, settings)
     if paired is not None:
         put(tables / PAIRED, HEADER + paired)
+    modes = modes_tables(store, linear, settings, boot_cache)
+    if modes:
+        put(tables / "modes.md", HEADER + modes)
     if not board.empty:
-        written.append(write_page(board, results / "index.html"))
+        written.append(write_page(board, results / "index.html", column_leaders(store, board, settings, boot_cache)))
         echo(f"wrote {results / 'index.html'}")
     if settings.readme:
         from bench.publish.readme import render_readme
 
         put(results / "README.md", render_readme(board, tests, tables, readme_path(settings.readme)))
     return written
+
+
+def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_cache: Path, alpha: float = 0.05) -> dict[str, str]:
+    """Per page column (``page.column_key``): the best method when a paired bootstrap test (seed 0, the shared
+    resamples) says it beats the runner-up at ``alpha``, else "" (the column is tied). Columns whose predictions cannot be
+    paired (one method, or no per-record predictions) are left out."""
+    from bench.publish.compare import compare_methods
+    from bench.publish.page import column_key
+    from bench.publish.tables import auroc_estimate
+
+    out = {}
+    keys = ["suite", "dataset", "task", "protocol", "mode", "fraction"]
+    for _, g in board.groupby(keys, sort=True):
+        ranked = sorted(((auroc_estimate(r), r["method"]) for r in g.to_dict("records") if np.isfinite(auroc_estimate(r))), reverse=True)
+        if len(ranked) < 2:
+            continue
+        r = g.iloc[0]
+        try:
+            test = compare_methods(store, boot_cache, ranked[0][1], ranked[1][1], suite=r["suite"], dataset=r["dataset"], task=r["task"],
+                                   protocol=r["protocol"], fraction=float(r["fraction"]), seed=0, n_boot=settings.paired_n_boot,
+                                   boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear")))
+        except (LookupError, ValueError, OSError):
+            continue
+        out[column_key(r.to_dict())] = ranked[0][1] if test["p_value"] < alpha and test["diff"] > 0 else ""
+    return out
+
+
+def modes_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str:
+    """`bench table modes` for each dataset with a mode beside the linear probe (fixed protocol, all labels, seed 0)."""
+    from bench.publish.modes import modes_table
+
+    if linear.empty or "mode" not in linear or set(linear["mode"].fillna("linear")) == {"linear"}:
+        return ""
+    datasets = sorted(set(linear[linear["mode"].fillna("linear") != "linear"]["dataset"]))
+    return "\n\n".join(modes_table(store, linear, boot_cache, d, n_boot=settings.paired_n_boot, boot_seed=settings.bootstrap_seed)
+                        for d in datasets)
 
 
 def readme_path(readme: str) -> Path:

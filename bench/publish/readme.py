@@ -40,9 +40,12 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
 
     from bench.publish.tables import auroc_estimate
 
-    keys = ["suite", "dataset", "task", "protocol", "fraction", "method"]
-    rows = {"/".join([*(str(r[k]) for k in keys[:4]), f"{float(r['fraction']):g}", str(r["method"])]): r
-            for r in board.to_dict("records")} if not board.empty else {}
+    def name(r: dict) -> str:  # suite/dataset/task/protocol/fraction/method, with :mode for modes beside the linear probe
+        mode = str(r.get("mode", "linear"))
+        return "/".join([*(str(r[k]) for k in ("suite", "dataset", "task", "protocol")), f"{float(r['fraction']):g}",
+                         str(r["method"]) + ("" if mode == "linear" else f":{mode}")])
+
+    rows = {name(r): r for r in board.to_dict("records")} if not board.empty else {}
 
     def row(name: str) -> dict:
         if name not in rows:

@@ -190,6 +190,9 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             blocks.append(_textgen_table(sub, methods, fmt))
             continue
         if suite == "linear":
+            sub = sub[sub.get("mode", pd.Series("linear", index=sub.index)).fillna("linear") == "linear"]  # `bench table modes` has the rest
+            if sub.empty:
+                continue
             proto = protocol or ("fixed" if (sub["protocol"] == "fixed").any() else sub["protocol"].iloc[0])
             frac = fraction if fraction is not None else sub["fraction"].astype(float).max()
             sub = sub[(sub["protocol"] == proto) & (sub["fraction"].astype(float) == float(frac))]
@@ -254,12 +257,13 @@ def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -
 
 
 def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
-    """One row per method x dataset x task x protocol x fraction (mean over seeds), with provenance."""
+    """One row per method x dataset x task x protocol x mode x fraction (mean over seeds), with provenance."""
     if aggregates.empty:
         return aggregates
     df = aggregates[aggregates.get("applicable", "yes") != "no"].copy()
-    keys = ["suite", "dataset", "task", "protocol", "fraction", "method"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "fraction", "method"]
     df["fraction"] = df["fraction"].astype(float)
+    df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
     num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
            "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units"]
     for c in num:

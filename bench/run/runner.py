@@ -22,7 +22,8 @@ from bench.config import ConfigError, encoder_options, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key
 from bench.data.preprocess import PreprocessConfig, check_lead_set
 from bench.data.registry import open_from_config
-from bench.encoders.embeddings import EncodeSettings, Embeddings, cached_embeddings, embedding_key
+from bench.encoders.embeddings import (EncodeSettings, Embeddings, TokenFeatures, cached_embeddings, cached_token_features,
+                                       embedding_key)
 from bench.encoders import create_encoder
 from bench.encoders.loading import EncoderHandle, load_encoder
 from bench.run.store import MissingUnits, ResultStore
@@ -89,11 +90,14 @@ class Runner:
             self._readers[key] = open_from_config(cfg)
         return self._readers[key]
 
-    def scorers(self, cfg: DictConfig, method: str, protocol: str) -> list[Scorer]:
+    def scorers(self, cfg: DictConfig, method: str, protocol: str, untrained: bool = False) -> list[Scorer]:
         """Checkpoint(s) for ``method``: --ckpt, an untrained control, or the small preset pretrained
-        on the leakage-safe pool(s) of ``protocol`` (cached)."""
+        on the leakage-safe pool(s) of ``protocol`` (cached); ``untrained``: the architecture's seeded initial weights
+        whatever the method (training from scratch)."""
         options = encoder_options(cfg)
         identity = {cfg.data.name: cfg.data.get("identity", cfg.data.name)}
+        if untrained:
+            return [Scorer(load_encoder(method, options, None, seed=int(cfg.pretrain.seed)))]
         if method in self.ckpts:
             from bench.encoders.weights import resolve_checkpoint
 
@@ -156,6 +160,11 @@ class Runner:
                                                       EncodeSettings.from_config(cfg), progress=self.progress)
         return self._embeddings[key], reader
 
+    def token_features(self, cfg: DictConfig, handle: EncoderHandle) -> TokenFeatures:
+        """The frozen encoder's token features of the dataset's records (cached like the embeddings)."""
+        return cached_token_features(handle, self.prepared(cfg, handle), cfg.paths.cache, EncodeSettings.from_config(cfg),
+                                     progress=self.progress)
+
     def provenance(self, cfg: DictConfig, handle: EncoderHandle | None, index) -> dict[str, Any]:
         """The tags every unit row carries: weights, split, code, pool, preset, input contract, corpora."""
         base = {"split_hash": index.split_hash(), "code_version": code_version()}
@@ -183,10 +192,12 @@ class Runner:
     # ---- the executor ----------------------------------------------------------------------------
     def run(self, suite: str, methods: Sequence[str], datasets: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
             protocols: Sequence[str] | None = None, fractions: Sequence[float] | None = None,
-            seeds: Sequence[int] | None = None, directions: Sequence[str] | None = None) -> RunSummary:
+            seeds: Sequence[int] | None = None, directions: Sequence[str] | None = None,
+            modes: Sequence[str] | None = None) -> RunSummary:
         request = Request(list(methods), list(datasets) if datasets else None, list(tasks) if tasks else None,
                           list(protocols) if protocols else None, [float(f) for f in fractions] if fractions else None,
-                          [int(s) for s in seeds] if seeds else None, list(directions) if directions else None)
+                          [int(s) for s in seeds] if seeds else None, list(directions) if directions else None,
+                          list(modes) if modes else None)
         return self.execute(get_suite(suite), request)
 
     def execute(self, suite: Suite, request: Request) -> RunSummary:
@@ -194,7 +205,7 @@ class Runner:
         for group in suite.groups(self, request):
             group.identity = {"suite": suite.name, **group.identity}
             if not group.applicable:
-                summary.not_applicable.append(str(group.identity["method"]))
+                summary.not_applicable.append(f"{group.identity['method']} ({group.why_not})")
                 if self.aggregate:
                     self.store.replace_aggregate(suite.name, group.agg_key, {**group.identity, "applicable": "no"}, {})
                 continue

@@ -30,7 +30,8 @@ def main(cfg: DictConfig) -> dict[str, int]:
     runner = Runner(_unit_overrides(list(HydraConfig.get().overrides.task)), ckpts=ckpts, progress=False,
                     folds=listed(None if unit.fold is None else str(unit.fold)), aggregate=False)
     summary = runner.run(unit.suite, [unit.method], listed(unit.dataset), listed(unit.task), listed(unit.protocol),
-                         listed(None if unit.fraction is None else float(unit.fraction)), listed(unit.seed), listed(unit.direction))
+                         listed(None if unit.fraction is None else float(unit.fraction)), listed(unit.seed), listed(unit.direction),
+                         listed(unit.mode))
     return {"units_run": summary.units_run, "units_skipped": summary.units_skipped}
 
 

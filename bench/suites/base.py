@@ -45,13 +45,15 @@ class RunContext(Protocol):
 
     def reader(self, cfg: "DictConfig") -> Any: ...
 
-    def scorers(self, cfg: "DictConfig", method: str, protocol: str) -> list: ...
+    def scorers(self, cfg: "DictConfig", method: str, protocol: str, untrained: bool = False) -> list: ...
 
     def prepared(self, cfg: "DictConfig", handle: Any) -> Any: ...
 
     def embedding_key(self, cfg: "DictConfig", handle: Any) -> str: ...
 
     def embeddings(self, cfg: "DictConfig", handle: Any) -> tuple[Any, Any]: ...
+
+    def token_features(self, cfg: "DictConfig", handle: Any) -> Any: ...
 
     def provenance(self, cfg: "DictConfig", handle: Any, index: Any) -> dict[str, Any]: ...
 
@@ -71,6 +73,7 @@ class Request:
     fractions: list[float] | None = None
     seeds: list[int] | None = None
     directions: list[str] | None = None
+    modes: list[str] | None = None
 
 
 @dataclass
@@ -103,10 +106,15 @@ class Group:
     units: list[Unit] = field(default_factory=list)
     state: Any = None
     applicable: bool = True
+    #: why a group does not apply (said on screen): e.g. no text tower for zero-shot, nothing to train for fine-tuning
+    why_not: str = "no text tower"
 
     @property
     def agg_key(self) -> str:
-        return "|".join(str(self.identity[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed"))
+        """The table cell's name; a mode other than the linear probe is appended (linear keys stay as they were)."""
+        key = "|".join(str(self.identity[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed"))
+        mode = self.identity.get("mode", "linear")
+        return key if mode == "linear" else f"{key}|{mode}"
 
 
 @dataclass
@@ -166,7 +174,8 @@ def render_block(cells: "pd.DataFrame", title: str, fmt: str) -> str:
     table = cells.fillna("").reset_index().rename(columns={"index": "method"})
     if fmt == "csv":
         return table.to_csv(index=False)
-    rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False)
+    rendered = tabulate(table, headers="keys", tablefmt="github" if fmt == "md" else "latex_raw", showindex=False,
+                        disable_numparse=True)  # cells are written as they should read ("+1.20", "≤ 0.002")
     return (f"### {title}\n\n" if fmt == "md" else f"% {title}\n") + rendered
 
 

@@ -143,6 +143,7 @@ class LinearState:
     head: HeadConfig
     seed: int
     fraction: float
+    mode: Any = None  # a ModeConfig for the attentive, finetune and scratch modes; None for the linear probe
 
 
 @dataclass
@@ -176,44 +177,109 @@ def fit_heads(emb, y_all: np.ndarray, splits: list, head: HeadConfig, seed: int,
             for h, (tr, va) in enumerate(rows)]
 
 
+def _unit_arrays(score_test: np.ndarray, score_val: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
+                 test_ids) -> dict[str, np.ndarray]:
+    """A unit's test arrays as the linear probe writes them: scores, decisions at per-class thresholds chosen on the
+    validation records, and the training positives per class."""
+    from bench.suites.metrics import val_thresholds
+
+    thresholds = val_thresholds(y[rows["val"]], score_val)
+    return {"record_ids": np.array(test_ids), "y_true": y[rows["test"]].astype(np.int8), "y_score": score_test.astype(np.float32),
+            "y_pred": (score_test >= thresholds).astype(np.int8), "thresholds": np.asarray(thresholds, np.float32),
+            "train_positives": y[rows["train"]].sum(0).astype(np.int32)}
+
+
+def compute_mode_units(ctx, st: LinearState, units: list) -> list:
+    """The units of one group in the attentive, finetune or scratch mode: each trains its own head (and encoder) on
+    its split; the frozen tokens (attentive) or the contract's views (finetune, scratch) are computed once per group."""
+    from pathlib import Path
+
+    from bench.suites.classification import unit_result
+    from bench.suites.modes import fit_attentive, fit_tuned, predict_attentive, predict_tuned, views_of
+
+    cfg = st.mode
+    classes = list(st.labels.columns)
+    done = {}
+    for k in sorted({u.payload[0] for u in units}):
+        handle = st.scorers[k].handle
+        mine = [u for u in units if u.payload[0] == k]
+        if cfg.mode == "attentive":
+            source = ctx.token_features(st.cfg, handle)
+            ids, data = source.record_ids, source.tokens
+        else:
+            prepared = ctx.prepared(st.cfg, handle)
+            ids = sorted({r for u in mine for part in (u.payload[1].train, u.payload[1].val, u.payload[1].test) for r in part})
+            data = views_of(prepared.signals, handle.encoder.contract, prepared.rows(ids))
+        where = {r: i for i, r in enumerate(ids)}
+        y = st.labels.reindex(ids, fill_value=0).to_numpy()
+        for u in mine:
+            split = u.payload[1]
+            rows = {part: np.array([where[r] for r in getattr(split, part)], dtype=np.int64) for part in ("train", "val", "test")}
+            seed = st.seed * 1_000_003 + head_seed(split.fold, st.fraction) % 1_000_003
+            if cfg.mode == "attentive":
+                head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed)
+                val_score, test_score = (predict_attentive(head, data, rows[p]) for p in ("val", "test"))
+            else:
+                state_dir = Path(st.cfg.paths.cache) / "modes" / u.key
+                model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir)
+                val_score, test_score = (predict_tuned(model, data, rows[p]) for p in ("val", "test"))
+            arrays = _unit_arrays(test_score, val_score, y, rows, split.test)
+            done[u.key] = unit_result(arrays, classes, {**info, "n_train": len(split.train), "n_val": len(split.val)},
+                                      {**cfg.as_params(), "fraction_requested": st.fraction, "n_train_actual": len(split.train),
+                                       "decision": "per-class threshold maximising validation F1"})
+    return [done[u.key] for u in units]
+
+
 class LinearSuite(Suite):
     name = "linear"
     version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
-    description = "linear probe on frozen embeddings (fixed split or 10-fold cv, label fractions); MERIT Table 1"
+    description = ("frozen linear probe (fixed split or 10-fold cv, label fractions; MERIT Table 1), and the attentive, "
+                   "finetune and scratch modes (--modes)")
 
     def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
 
+        from bench.suites.modes import ModeConfig
+
         for dataset in request.datasets or [ctx.base.data.name]:
             cfg = ctx.dataset_cfg(dataset)
             head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
+            modes = {m: None if m == "linear" else ModeConfig.from_config(cfg, m) for m in request.modes or list(cfg.run.modes)}
             index = ctx.reader(cfg).index
             cells = list(itertools.product(request.tasks or list(cfg.data.default_tasks),
                                            request.fractions or [float(f) for f in cfg.run.fractions],
                                            request.seeds or [int(s) for s in cfg.run.seeds]))
-            for method, protocol in itertools.product(request.methods, request.protocols or list(cfg.run.protocols)):
-                scorers = ctx.scorers(cfg, method, protocol)
+            for method, protocol, mode in itertools.product(request.methods, request.protocols or list(cfg.run.protocols), modes):
+                scorers = ctx.scorers(cfg, method, protocol, untrained=mode == "scratch")
                 inputs = [(ctx.embedding_key(cfg, sc.handle), ctx.provenance(cfg, sc.handle, index)) for sc in scorers]
                 for task, fraction, seed in cells:
-                    yield self._group(cfg, index, head, scorers, inputs, method, protocol, task, fraction, seed)
+                    yield self._group(cfg, index, head, scorers, inputs, method, protocol, task, fraction, seed, modes[mode])
 
     @staticmethod
     def _group(cfg, index, head: HeadConfig, scorers: list, inputs: list[tuple[str, dict]], method: str, protocol: str, task: str,
-               fraction: float, seed: int) -> Group:
-        """One cell's units, one per split; ``inputs`` holds each scorer's embedding key and provenance."""
+               fraction: float, seed: int, mode=None) -> Group:
+        """One cell's units, one per split; ``inputs`` holds each scorer's embedding key and provenance. The linear
+        probe's material is as it always was; another mode replaces the head's settings with its own."""
+        from bench.suites.modes import mode_material, trainable
         from bench.suites.protocols import protocol_splits
 
         labels = index.task(task).labels
-        group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction,
-                       "seed": seed}, state=LinearState(cfg, labels, scorers, head, seed, fraction))
-        shared = {"labels": frame_hash(labels), "protocol": protocol, "fraction": fraction, "seed": seed, "head": head.as_params()}
+        identity = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction,
+                    "seed": seed, "mode": mode.mode if mode else "linear"}
+        group = Group(identity, state=LinearState(cfg, labels, scorers, head, seed, fraction, mode))
+        if mode is not None and mode.mode in ("finetune", "scratch") and not trainable(scorers[0].handle.encoder):
+            group.applicable, group.why_not = False, f"nothing to train in {mode.mode}"
+            return group
+        trained = mode_material(mode) if mode else {"head": head.as_params()}
+        shared = {"labels": frame_hash(labels), "protocol": protocol, "fraction": fraction, "seed": seed, **trained}
+        head_hash = content_hash(mode.as_params() if mode else head.as_params(), 12)
         for split in protocol_splits(index.records, labels, protocol, fraction, seed):
             k = next(i for i, sc in enumerate(scorers) if sc.folds is None or split.fold in sc.folds)
             scorers[k].handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), split.test)
             embedding, provenance = inputs[k]
             material = {**shared, "embedding": embedding, **split_material(split), "fold": split.fold,
                         "head_seed": head_seed(split.fold, fraction)}
-            tags = {"fold": split.fold, **provenance, "head_hash": content_hash(head.as_params(), 12)}
+            tags = {"fold": split.fold, **provenance, "head_hash": head_hash}
             group.units.append(Unit(tags, material, (k, split)))
         return group
 
@@ -221,6 +287,8 @@ class LinearSuite(Suite):
         from bench.suites.classification import unit_result
 
         st: LinearState = group.state
+        if st.mode is not None:
+            return compute_mode_units(ctx, st, units)
         classes = list(st.labels.columns)
         by_scorer: dict[int, list[tuple[Any, Unit]]] = {}
         for u in units:
@@ -254,5 +322,6 @@ class LinearSuite(Suite):
                 sweeps.append({"method": request.methods, "dataset": [dataset],
                                "task": request.tasks or list(cfg.data.default_tasks), "protocol": [protocol],
                                "fraction": request.fractions or list(cfg.run.fractions), "seed": request.seeds or list(cfg.run.seeds),
-                               "fold": ["test"] if protocol == "fixed" else list(range(1, 11))})
+                               "fold": ["test"] if protocol == "fixed" else list(range(1, 11)),
+                               "mode": request.modes or list(cfg.run.modes)})
         return sweeps

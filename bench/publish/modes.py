@@ -1,0 +1,127 @@
+"""`bench table modes`: does the answer depend on how an encoder is evaluated? Methods x modes per task with intervals,
+the paired difference between modes for each method (Holm-adjusted), and the Spearman correlation of the methods'
+rankings between each pair of modes with a bootstrap interval over test records (the same resamples for every
+method and mode). ``with_reference`` puts the reality check's published numbers beside ours where the dataset,
+task and mode match, labelled as theirs (full datasets, released weights)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.publish.compare import compare_methods, pooled_predictions, with_holm
+from bench.publish.tables import _fmt, auroc_estimate
+from bench.suites.base import render_block
+from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, format_p, percentile_interval
+from bench.suites.modes import MODES
+
+
+def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, seed: int) -> pd.DataFrame:
+    df = aggregates[(aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
+                    & (aggregates["fraction"].astype(float) == float(fraction)) & (aggregates["seed"].astype(int) == int(seed))
+                    & (aggregates.get("applicable", "yes") != "no")].copy()
+    df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
+    return df
+
+
+def spearman_between_modes(store, boot_cache: Path, methods: list[str], mode_a: str, mode_b: str, *, dataset: str, task: str,
+                           protocol: str, fraction: float, seed: int, n_boot: int, boot_seed: int) -> dict[str, Any]:
+    """Spearman rho of the methods' macro AUROC rankings in two modes, on the full test set and on each bootstrap
+    resample of its records (shared by every method and mode), with the percentile interval."""
+    from scipy.stats import spearmanr
+
+    scores, whole, key, ids = {}, {}, "", None
+    for method, mode in itertools.product(methods, (mode_a, mode_b)):
+        rid, y, s, key = pooled_predictions(store, "linear", method, dataset, task, protocol, fraction, seed, mode)
+        if ids is not None and not np.array_equal(ids, rid):
+            raise ValueError(f"{method} in {mode} was scored on other records than the rest; rankings need one evaluation set")
+        ids = rid
+        scores[method, mode] = (y, s)
+    y0 = scores[methods[0], mode_a][0]
+    idx = bootstrap_indices(len(ids), n_boot, boot_seed, boot_cache / "bootstrap", key, y_true=y0)
+    boot = {k: bootstrap_macro_auroc(y, s, idx) for k, (y, s) in scores.items()}
+    whole = {k: float(bootstrap_macro_auroc(y, s, np.arange(len(ids))[None])[0]) for k, (y, s) in scores.items()}
+    rho = float(spearmanr([whole[m, mode_a] for m in methods], [whole[m, mode_b] for m in methods]).statistic)
+    per = np.array([spearmanr([boot[m, mode_a][b] for m in methods], [boot[m, mode_b][b] for m in methods]).statistic
+                    for b in range(len(idx))], dtype=float)
+    lo, hi = percentile_interval(per[np.isfinite(per)])
+    return {"rho": rho, "ci_low": lo, "ci_high": hi, "n_methods": len(methods), "n": len(ids)}
+
+
+def _reference(ref: dict | None, identity: str, task: str) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(method, mode) -> the reality check's (point, low, high) for this dataset and task, where they publish one."""
+    if not ref or not Path(ref.get("file", "")).is_file():
+        return {}
+    name = (ref.get("datasets", {}).get(identity) or {}).get(task)
+    if not name:
+        return {}
+    table = pd.read_csv(ref["file"])
+    table = table[table["dataset"] == name]
+    out = {}
+    for mode, their_mode in ref.get("modes", {}).items():
+        models = ref.get("scratch_models", {}) if mode == "scratch" else ref.get("models", {})
+        for method, model in models.items():
+            hit = table[(table["mode"] == their_mode) & (table["model"] == model)]
+            if len(hit):
+                r = hit.iloc[0]
+                out[method, mode] = (float(r["point"]), float(r.get("low", np.nan)), float(r.get("high", np.nan)))
+    return out
+
+
+def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str, *, protocol: str = "fixed", fraction: float = 1.0,
+                seed: int = 0, n_boot: int = 1000, boot_seed: int = 0, reference: dict | None = None, identity: str = "",
+                fmt: str = "md") -> str:
+    """The three tables per task: methods x modes, paired mode differences, rank correlations between modes."""
+    df = _cells(aggregates, dataset, protocol, fraction, seed)
+    if df.empty or set(df["mode"]) == {"linear"}:
+        raise LookupError(f"no results of a mode beside the linear probe for {dataset} ({protocol}, {100 * fraction:g}% labels, "
+                          f"seed {seed}): run bench run --suite linear --modes linear,attentive,finetune,scratch first")
+    blocks = []
+    for task in sorted(set(df["task"])):
+        g = df[df["task"] == task]
+        modes = [m for m in MODES if m in set(g["mode"])]
+        methods = sorted(set(g["method"]))
+        theirs = _reference(reference, identity, task)
+        cells = pd.DataFrame(index=methods, columns=modes, dtype=object)
+        for r in g.itertuples():
+            row = r._asdict()
+            cells.loc[r.method, r.mode] = _fmt(auroc_estimate(row), row.get("auroc_ci_low"), row.get("auroc_ci_high"))
+        for (method, mode), (p, lo, hi) in sorted(theirs.items()):
+            if method in cells.index:
+                cells.loc[method, f"{mode} (theirs)"] = _fmt(p, lo, hi)
+        n = int(pd.to_numeric(g["n_test"], errors="coerce").max())
+        note = ("; (theirs) = the reality check's published number for the same dataset, task and mode (full dataset, "
+                "released weights)" if theirs else "")
+        blocks.append(render_block(cells.fillna("–"), f"{dataset}/{task}: macro AUROC (%) [95% CI] by evaluation mode, "
+                                                      f"{protocol}, {100 * fraction:g}% labels, seed {seed}, n={n}{note}", fmt))
+        tests = []
+        for method in methods:
+            have = set(g[g["method"] == method]["mode"])
+            pairs = [(m, "linear") for m in modes if m != "linear" and "linear" in have and m in have]
+            pairs += [("finetune", "scratch")] if {"finetune", "scratch"} <= have else []
+            for a, b in pairs:
+                r = compare_methods(store, boot_cache, method, method, dataset=dataset, task=task, protocol=protocol,
+                                    fraction=fraction, seed=seed, n_boot=n_boot, boot_seed=boot_seed, mode_a=a, mode_b=b)
+                tests.append({**r, "pair": f"{method}: {a} − {b}"})
+        if tests:
+            rows = [[t["pair"], f"{100 * t['diff']:+.2f}", f"[{100 * t['ci_low']:+.2f}, {100 * t['ci_high']:+.2f}]",
+                     format_p(t["p_holm"], t["p_floor"])] for t in with_holm(tests)]
+            blocks.append(render_block(pd.DataFrame(rows, columns=["difference", "Δ macro AUROC (points)", "95% CI", "Holm p"])
+                                       .set_index("difference"), f"{dataset}/{task}: paired difference between modes ({n_boot} "
+                                       f"shared resamples of the test records; Holm over the {len(rows)} comparisons)", fmt))
+        corr = []
+        for a, b in itertools.combinations(modes, 2):
+            both = sorted(set(g[g["mode"] == a]["method"]) & set(g[g["mode"] == b]["method"]))
+            if len(both) >= 3:
+                r = spearman_between_modes(store, boot_cache, both, a, b, dataset=dataset, task=task, protocol=protocol,
+                                           fraction=fraction, seed=seed, n_boot=n_boot, boot_seed=boot_seed)
+                corr.append([f"{a} vs {b}", r["n_methods"], f"{r['rho']:+.2f}", f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"])
+        if corr:
+            blocks.append(render_block(pd.DataFrame(corr, columns=["modes", "methods", "Spearman ρ", "95% CI"]).set_index("modes"),
+                                       f"{dataset}/{task}: agreement of the methods' rankings between modes (Spearman ρ of macro "
+                                       f"AUROC; interval: {n_boot} bootstrap resamples of the test records)", fmt))
+    return "\n\n".join(blocks) + "\n"
