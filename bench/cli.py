@@ -668,7 +668,9 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
                                                      "subgroup | robustness | plugins"),
                 dataset: str = typer.Option("ptbxl_1819", help="dataset (transfer: source family)"),
                 task: str = typer.Option("super", help="task"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
-                fraction: float = typer.Option(1.0, help="label fraction"), seed: int = typer.Option(0, help="seed"),
+                fraction: float = typer.Option(1.0, help="label fraction"),
+                seed: str = typer.Option("auto", help="auto (the cells over all their seeds where a run had several, else "
+                                                      "seed 0) | all | a seed"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
 
     from bench.publish.compare import compare_methods
@@ -678,10 +680,12 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
     store = ResultStore.from_config(cfg)
     try:
         r = compare_methods(store, cfg.paths.cache, method_a, method_b, suite=suite, dataset=dataset, task=task, protocol=protocol,
-                            fraction=fraction, seed=seed, n_boot=int(cfg.run.n_boot), boot_seed=int(cfg.run.bootstrap_seed))
+                            fraction=fraction, seed=int(seed) if seed.isdigit() else seed, n_boot=int(cfg.run.n_boot),
+                            boot_seed=int(cfg.run.bootstrap_seed))
     except (LookupError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-    typer.echo(f"{method_a} - {method_b} on {dataset}/{task} ({suite}, {protocol}, {100 * fraction:g}% labels, n={r['n']}): "
+    over = f"mean over S = {r['n_seeds']} seeds, two-level bootstrap" if r["n_seeds"] > 1 else f"seed {r['seed']}"
+    typer.echo(f"{method_a} - {method_b} on {dataset}/{task} ({suite}, {protocol}, {100 * fraction:g}% labels, {over}, n={r['n']}): "
                f"observed macro AUROC difference {100 * r['diff']:+.2f} points, 95% CI [{100 * r['ci_low']:+.2f}, "
                f"{100 * r['ci_high']:+.2f}] ({r['n_boot']:.0f} paired stratified resamples), two-sided paired bootstrap p "
                + (f"≤ {r['p_floor']:.2g} (the smallest {r['n_boot']:.0f} resamples can show)" if r["p_value"] <= r["p_floor"]

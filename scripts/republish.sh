@@ -1,34 +1,62 @@
 #!/usr/bin/env bash
 # The published results (results/), regenerated from one clean commit into a fresh store and cache.
-#   bash scripts/republish.sh run      # every suite for every method on ptbxl_1819 (about an hour on 2 CPU cores at EPOCHS=3)
-#   bash scripts/republish.sh publish  # tables, leaderboard, figures, bundle and page from that store
-# Settings (the budget is said in results/README.md): EPOCHS pretraining epochs of every cpu_small encoder.
+#   bash scripts/republish.sh run      # every suite below on ptbxl_1819 (about 2.5 h on 2 CPU cores; times in $STORE/times.txt)
+#   bash scripts/republish.sh publish  # tables, leaderboard, figures, bundle, page and README from that store; then bench verify
+# What each table covers (its title says it too):
+#   linear fixed 1/10/100 %, zero-shot: every method, seeds 0,1,2 (pretraining, head and label draw per seed)
+#   linear cv10 (the MERIT paper's protocol, cross-fitted pretraining per half): MERIT, its ablations and the controls, seed 0
+#   modes (attentive, fine-tuning, scratch beside linear) on super: MERIT, ECG-FM, HuBERT-ECG and signal_stats, seeds 0,1,2,
+#     at a CPU budget (20 attentive epochs, 2 fine-tuning / scratch epochs)
+#   transfer PTB-XL super -> CPSC2018 on real records (cpsc2018_150) for every method, seeds 0,1,2; the other five
+#     directions on synthetic demo data for MERIT and the controls, seed 0
+#   text generation: MERIT, random and the LLM-only control, 3 LLM seeds, 64 training / 32 test reports, 1 epoch
+#   subgroup and robustness audits: every method, seed 0, all labels
+#   report_text: the reports' own ceiling (TF-IDF + logistic regression on the pretraining text, no ECG)
+# Settings: EPOCHS pretraining epochs of every cpu_small encoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:?usage: republish.sh run|publish}
 EPOCHS=${EPOCHS:-3}
 STORE=${PUBLISH_STORE:-$PWD/.publish}
 export BENCH_CACHE=${BENCH_CACHE:-$STORE/cache}
+export BENCH_HOME=$STORE/workspace
 BENCH=${BENCH:-.venv/bin/bench}
 METHODS=merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,ecgfounder,ecgjepa,hubert_ecg,melp,random,signal_stats
+ABLATION=merit,merit_mse,merit_cma,merit_ib,random,signal_stats
 STORE_ARGS=("tracking.uri=sqlite:///$STORE/mlflow.db" "tracking.artifacts=$STORE/artifacts" "pretrain.epochs=$EPOCHS")
+REAL_TRANSFER=("transfer.families.ptbxl_super.dataset=ptbxl_1819" "transfer.families.cpsc2018.dataset=cpsc2018_150")
 
 if [ -n "$(git status --porcelain --untracked-files=no -- . ':!results')" ]; then  # results/ is what this writes
   echo "refusing: the code has uncommitted changes; published numbers come from one clean commit" >&2
   exit 1
 fi
 mkdir -p "$STORE"
+timed() {  # timed NAME COMMAND...: run a stage and append its wall time to $STORE/times.txt
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  echo "$name $((SECONDS - start)) s" >> "$STORE/times.txt"
+}
 case "$STAGE" in
   run)
     git rev-parse HEAD > "$STORE/commit"
-    $BENCH run --suite linear --methods "$METHODS" --datasets ptbxl_1819 --fractions 0.01,0.1,1 "${STORE_ARGS[@]}"
-    $BENCH run --suite zero_shot --methods "$METHODS" --datasets ptbxl_1819 "${STORE_ARGS[@]}"
-    $BENCH run --suite subgroup --methods "$METHODS" --datasets ptbxl_1819 --fractions 1 "${STORE_ARGS[@]}"
-    $BENCH run --suite robustness --methods "$METHODS" --datasets ptbxl_1819 "${STORE_ARGS[@]}"
+    timed linear_fixed $BENCH run --suite linear --methods "$METHODS" --datasets ptbxl_1819 --fractions 0.01,0.1,1 --seeds 0,1,2 "${STORE_ARGS[@]}"
+    timed zero_shot $BENCH run --suite zero_shot --methods "$METHODS" --datasets ptbxl_1819 --seeds 0,1,2 "${STORE_ARGS[@]}"
+    timed report_text $BENCH run --suite report_text --methods report_text --datasets ptbxl_1819 "${STORE_ARGS[@]}"
+    timed linear_cv10 $BENCH run --suite linear --methods "$ABLATION" --datasets ptbxl_1819 --protocols cv10 --fractions 0.01,0.1,1 --seeds 0 "${STORE_ARGS[@]}"
+    timed transfer_real $BENCH run --suite transfer --methods "$METHODS" --directions ptbxl_super:cpsc2018 --seeds 0,1,2 "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
+    timed transfer_demo $BENCH run --suite transfer --methods merit,random,signal_stats --seeds 0 \
+      --directions ptbxl_super:csn,cpsc2018:csn,cpsc2018:ptbxl_super,csn:ptbxl_super,csn:cpsc2018 "${STORE_ARGS[@]}"
+    timed modes $BENCH run --suite linear --methods merit,ecg_fm,hubert_ecg,signal_stats --datasets ptbxl_1819 --tasks super --fractions 1 \
+      --seeds 0,1,2 --modes linear,attentive,finetune,scratch modes.common.epochs=20 +modes.finetune.epochs=2 +modes.scratch.epochs=2 "${STORE_ARGS[@]}"
+    timed subgroup $BENCH run --suite subgroup --methods "$METHODS" --datasets ptbxl_1819 --fractions 1 --seeds 0 "${STORE_ARGS[@]}"
+    timed robustness $BENCH run --suite robustness --methods "$METHODS" --datasets ptbxl_1819 --seeds 0 "${STORE_ARGS[@]}"
+    timed textgen $BENCH run --suite textgen --methods merit,random,llm_only --datasets ptbxl_1819 --seeds 0,1,2 \
+      textgen.train_size=64 textgen.test_size=32 textgen.epochs=1 textgen.max_new_tokens=48 "${STORE_ARGS[@]}"
     ;;
   publish)
     # the figures re-read embeddings from the cache the runs used; the rest reads the store only
-    $BENCH publish --dataset ptbxl_1819 "${STORE_ARGS[@]}"
+    $BENCH publish --dataset ptbxl_1819 --readme configs/publication/results_readme.md "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
     $BENCH verify results
     ;;
   *) echo "unknown stage $STAGE (run | publish)" >&2; exit 2 ;;

@@ -32,7 +32,7 @@ def published(tmp_path_factory):
     for args in (["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm", "--fractions", "0.5,1"],
                  ["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super", "--modes", "attentive",
                   "modes.common.epochs=2"],
-                 ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super"],
+                 ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super", "--seeds", "0,1"],
                  ["run", "--suite", "robustness", "--methods", "merit", "--tasks", "super"],
                  ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures", "--readme", str(template)]):
         result = cli.invoke(app, [*args, *_overrides(root)])
@@ -57,7 +57,10 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
     modes = (results / "tables" / "modes.md").read_text()  # recomputed from the bundle too, rank correlations included
     assert "by evaluation mode" in modes and "Spearman ρ" in modes and "linear vs attentive" in modes
-    assert len(manifest["checkpoints"]) == 2  # merit and merit_mse as pretrained; random is untrained
+    assert len(manifest["checkpoints"]) == 3  # merit (seeds 0, 1) and merit_mse (seed 0: no text tower, no zero-shot)
+    over_seeds = [a for a in manifest["aggregates"] if a["tags"]["seed"] == "all"]  # recomputed by verify like the rest
+    assert over_seeds and all(a["suite"] == "zero_shot" and a["metrics"]["n_seeds"] == 2 for a in over_seeds
+                              if a["tags"]["applicable"] == "yes")
     assert not (results / "bundle" / "checkpoints").exists()  # named and hashed, never committed as weights
     board = pd.read_csv(results / "leaderboard.csv")
     assert len(board) == 3 * 2 * 2 + 3 + 1  # linear: methods x tasks x fractions; attentive: 3; zero-shot: merit only
@@ -76,10 +79,10 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         i = board.index[(board["method"] == "merit") & (board["task"] == "super") & (board["suite"] == "linear") & (board["mode"] == "linear")][0]
         board.loc[i, "auroc_mean"] = f"{float(board.loc[i, 'auroc_mean']) + 0.01:.6f}"
         board.to_csv(results / "leaderboard.csv", index=False, lineterminator="\n")
-        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/linear/{board.loc[i, 'fraction']}/merit: auroc_mean"
+        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/linear/full/{board.loc[i, 'fraction']}/merit: auroc_mean"
     elif tamper == "table":
         path = results / "tables" / "linear_fixed_1.md"
-        path.write_text(path.read_text().replace("| merit ", "| merit_x ", 1))
+        path.write_text(path.read_text().replace("| merit@", "| merit_x@", 1))
         expect = "tables/linear_fixed_1.md line"
     elif tamper == "readme":  # one number of the README's prose edited (73.0 -> 78.0 in the issue)
         import re
@@ -172,7 +175,8 @@ def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_pat
         bold = browser.find_elements(By.CSS_SELECTOR, "#matrix td.best")
         assert len(bold) + sum("(tied)" in h for h in heads) == len(heads)  # each column: a tested leader, or "tied"
         matrix = browser.find_elements(By.CSS_SELECTOR, "#matrix tbody tr")
-        assert {r.find_element(By.TAG_NAME, "td").text for r in matrix} == {"merit", "merit_mse", "random"}
+        # rows say what they are: presets pretrained here, and the control
+        assert {r.find_element(By.TAG_NAME, "td").text for r in matrix} == {"merit@tiny", "merit_mse@tiny", "random (control)"}
         cell = matrix[0].find_elements(By.TAG_NAME, "td")[1]
         assert "checkpoint_hash:" in cell.get_attribute("title") and "code_version:" in cell.get_attribute("title")
         assert len(browser.find_elements(By.CSS_SELECTOR, "#forest svg")) == 2  # one forest plot per task

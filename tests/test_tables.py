@@ -27,7 +27,7 @@ def test_best_bold_second_underlined_and_intervals(store):
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "**91.0 [89.0, 93.0] (4/5)**" in rows["merit"]  # classes scored / classes that exist
     assert "<u>85.0 [83.0, 87.0] (4/5)</u>" in rows["merit_cma"]
-    assert "**" not in rows["random"] and "<u>" not in rows["random"]
+    assert "**" not in rows["random (control)"] and "<u>" not in rows["random (control)"]
 
 
 def test_with_paper_shows_difference_only_for_the_papers_protocol_and_fraction(store):
@@ -99,4 +99,4 @@ def test_low_support_cells_are_marked(tmp_path):
         s.replace_aggregate("linear", f"{method}|form", tags, {"auroc_pooled": 0.7, "auroc_mean": 0.7, "min_train_positives": 1})
     rows = {line.split("|")[1].strip(): line for line in build_table(s.aggregates(["linear"]), "linear").splitlines()
             if line.startswith("| ")}
-    assert "†" in rows["merit"] and "†" not in rows["random"]
+    assert "†" in rows["merit"] and "†" not in rows["random (control)"]

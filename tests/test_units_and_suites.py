@@ -31,7 +31,7 @@ def _keys(root, suite: str, method: str, overrides: list[str], tasks=("super",))
 PERTURBATIONS = {
     "linear": [["preprocess.leads=[I,II,III,aVR,aVL,aVF]"], ["preprocess.nan_window=3"], ["preprocess.crop=center"], ["data.demo.n_records=150"], ["data.demo.seed=1"],
                ["linear.epochs=4"], ["linear.lr=0.01"], ["linear.batch_size=32"], ["linear.weight_decay=0.1"],
-               ["linear.standardize=false"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"]],
+               ["linear.standardize=false"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"], ["linear.val_fraction=match"]],
     "zero_shot": [["zero_shot.lowercase=false"], ["preprocess.nan_window=3"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"],
                   ["pretrain_pool.text=label_text", "run.allow_label_text=true"]],
 }
@@ -149,11 +149,13 @@ def test_runner_holds_no_suite_specific_code():
 
 
 def test_subgroup_and_robustness_suites_run_on_demo_data(tmp_path):
-    out = _run(tmp_path, "run", "--suite", "subgroup", "--methods", "signal_stats", "--tasks", "super", "subgroup.min_records=5")
+    small = ["subgroup.min_records=3", "subgroup.min_positives=1"]  # the demo's test fold is small
+    out = _run(tmp_path, "run", "--suite", "subgroup", "--methods", "signal_stats", "--tasks", "super", *small)
     assert "1 units (1 run" in out
     table = _run(tmp_path, "table", "subgroup")
-    assert "by age" in table and "by sex" in table and "largest gap" in table and "female" in table
-    again = _run(tmp_path, "run", "--suite", "subgroup", "--methods", "signal_stats", "--tasks", "super", "subgroup.min_records=5")
+    assert "by age" in table and "by sex" in table and "female − male" in table and "male (reference)" in table
+    assert "Holm p" in table and "positives" in table
+    again = _run(tmp_path, "run", "--suite", "subgroup", "--methods", "signal_stats", "--tasks", "super", *small)
     assert "1 units (0 run, 1 already" in again
     rob = _run(tmp_path, "run", "--suite", "robustness", "--methods", "signal_stats", "--tasks", "super")
     assert "11 units (11 run" in rob

@@ -26,6 +26,11 @@ def corpora_table() -> dict[str, dict[str, Any]]:
     return yaml.safe_load((CARDS / "corpora.yaml").read_text()) or {}
 
 
+def card_kind(name: str) -> str:
+    """``control`` for a floor every table shows (random weights, signal statistics), ``method`` otherwise."""
+    return str(load_card(name).get("kind", "method"))
+
+
 def declared_corpora(name: str, preset: str, file_form: str | None = None) -> tuple[str, ...]:
     """Corpora the released weights of ``name``/``preset`` (in ``file_form``) were trained on."""
     entry = (load_card(name).get("presets") or {}).get(preset) or {}

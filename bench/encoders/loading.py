@@ -100,11 +100,12 @@ def load_encoder(method: str, options: dict[str, Any], checkpoint: str | Path | 
 
 
 def pretrain_budget(settings: dict[str, Any], pool: dict[str, Any]) -> str:
-    """A bench checkpoint's pretraining budget in words (epochs, batch, lr, pool size): the row tag ``pretrain_budget``."""
+    """A bench checkpoint's pretraining budget in words (epochs, batch, lr, pool size): the row tag ``pretrain_budget``.
+    The seed is not part of it: the seeds of one budget are one table column."""
     if not settings:
         return "unrecorded"
     return (f"{settings.get('epochs')} epochs x {pool.get('n')} records, batch {settings.get('batch_size')}, "
-            f"lr {settings.get('lr'):g}, seed {settings.get('seed')}")
+            f"lr {settings.get('lr'):g}")
 
 
 # bench's pretraining text columns -> the row tag; "labels" rows are marked in tables and refused by zero-shot

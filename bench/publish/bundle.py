@@ -340,8 +340,9 @@ def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
                 order = tags.get(agg_tag, "").split(",")
                 results.sort(key=lambda r: order.index(r[0].tags[unit_tag]) if r[0].tags.get(unit_tag) in order else len(order))
             identity = {k: _typed(k, tags[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed")}
-            if "mode" in tags:  # the linear suite's evaluation mode (other suites have none)
-                identity["mode"] = tags["mode"]
+            for optional in ("mode", "val_fraction"):  # the linear suite's evaluation mode and validation part
+                if optional in tags:
+                    identity[optional] = tags[optional]
             group = Group(identity)
             ctx = SimpleNamespace(base=OmegaConf.create({"run": {"n_boot": int(tags.get("n_boot", 1000)),
                                                                  "bootstrap_seed": int(tags.get("bootstrap_seed", 0))},
@@ -354,7 +355,9 @@ def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
 
 
 def _typed(key: str, value: str) -> Any:
-    return float(value) if key == "fraction" else int(value) if key == "seed" else value
+    if key == "seed":  # a run seed, "all" (the cell over its seeds) or textgen's "0,1,2"
+        return int(value) if value.lstrip("-").isdigit() else value
+    return float(value) if key == "fraction" else value
 
 
 def _compare_aggregate(label: str, stored: dict, record: dict) -> list[str]:
@@ -385,7 +388,7 @@ def _compare_outputs(results: Path, regenerated: Path, written: list[Path]) -> l
 
 def _compare_leaderboard(published: Path, again: Path) -> list[str]:
     a, b = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (published, again))
-    keys = ["suite", "dataset", "task", "protocol", "mode", "fraction", "method"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction", "method"]
     problems = []
     if list(a.columns) != list(b.columns):
         return [f"{LEADERBOARD}: columns differ from the recomputed leaderboard's"]

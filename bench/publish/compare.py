@@ -1,6 +1,7 @@
 """Paired comparison of two methods on the same evaluation records and the same bootstrap resamples.
 
-Each side is exactly the set of units its aggregate pooled (the aggregate's ``unit_keys``), never a
+Over several seeds both sides are the cells over all their seeds: the test resamples the same seed draws and the
+same record resamples for both (two-level bootstrap). Each side is exactly the set of units its aggregate pooled (the aggregate's ``unit_keys``), never a
 tag filter that could also match stale units from other settings.
 """
 
@@ -11,15 +12,24 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, holm, paired_bootstrap_test
+from bench.suites.metrics import (bootstrap_indices, bootstrap_macro_auroc, holm, paired_bootstrap_test, seed_draws,
+                                  two_level_bootstrap)
 from bench.run.store import ResultStore
 from bench.suites.base import Group
 from bench.suites.classification import pooled
 
 
+def cell_seed(store: ResultStore, suite: str, identity: dict) -> int | str:
+    """The seed a comparison reads: the cell over all its seeds ("all") when the store has it, else seed 0."""
+    key = Group({"suite": suite, **identity, "seed": "all"}).agg_key
+    tags = store.aggregate_tags(suite, key)
+    return "all" if tags is not None and tags.get("applicable") != "no" else 0
+
+
 def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str, task: str, protocol: str, fraction: float,
-                       seed: int, mode: str = "linear") -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Test predictions of exactly the units behind the current aggregate, pooled and sorted by record id."""
+                       seed: int | str, mode: str = "linear") -> tuple[list[dict[str, np.ndarray]], str]:
+    """Test predictions of exactly the units behind the current aggregate, pooled per run seed (one entry unless the
+    aggregate is the cell over its seeds) and sorted by record id; and the aggregate's bootstrap key."""
     agg_key = Group({"suite": suite, "method": method, "dataset": dataset, "task": task, "protocol": protocol,
                      "fraction": float(fraction), "seed": seed, "mode": mode}).agg_key
     tags = store.aggregate_tags(suite, agg_key)
@@ -29,27 +39,47 @@ def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str
     if not tags.get("unit_keys"):
         raise LookupError(f"the {suite} aggregate of {method} on {dataset}/{task} predates exact unit sets (fix: re-run the suite)")
     runs = store.units_by_key(suite, tags["unit_keys"].split(","), method=method, dataset=dataset)
-    p = pooled([store.predictions(r) for r in runs])
-    if len(set(p["record_ids"])) != len(p["record_ids"]):
-        raise ValueError(f"the {suite} units of {method} on {dataset}/{task} score a record twice; a paired test needs one "
-                         f"prediction per record")
-    return p["record_ids"], p["y_true"], p["y_score"], str(tags.get("boot_key", ""))
+    by_seed: dict[str, list] = {}
+    for r in runs:
+        by_seed.setdefault(str(r.data.tags.get("seed", seed)), []).append(store.predictions(r))
+    sides = [pooled(by_seed[k]) for k in sorted(by_seed, key=lambda k: (len(k), k))]
+    for p in sides:
+        if len(set(p["record_ids"])) != len(p["record_ids"]):
+            raise ValueError(f"the {suite} units of {method} on {dataset}/{task} score a record twice; a paired test needs one "
+                             f"prediction per record")
+    return sides, str(tags.get("boot_key", ""))
+
+
+def side_auroc(side: list[dict[str, np.ndarray]], idx: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, float]:
+    """One side's macro AUROC on each resample (two-level over its seeds; ``draws`` from ``seed_draws``) and observed
+    (the mean over its seeds on all test records)."""
+    whole = np.arange(idx.shape[1])[None]
+    resampled = two_level_bootstrap(np.stack([bootstrap_macro_auroc(p["y_true"], p["y_score"], idx) for p in side]), draws)
+    return resampled, float(np.mean([bootstrap_macro_auroc(p["y_true"], p["y_score"], whole)[0] for p in side]))
 
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,
-                    task: str, protocol: str = "fixed", fraction: float = 1.0, seed: int = 0, n_boot: int = 1000,
+                    task: str, protocol: str = "fixed", fraction: float = 1.0, seed: int | str = "auto", n_boot: int = 1000,
                     boot_seed: int = 0, mode_a: str = "linear", mode_b: str | None = None) -> dict:
     """Paired bootstrap of macro AUROC between ``a`` (in ``mode_a``) and ``b`` (in ``mode_b``, default the same): two
-    methods, or one method in two modes."""
-    ids_a, y_a, s_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a)
-    ids_b, y_b, s_b, _ = pooled_predictions(store, suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a)
-    if not np.array_equal(ids_a, ids_b) or not np.array_equal(y_a, y_b):
+    methods, or one method in two modes. ``seed="auto"`` compares the cells over all their seeds where they exist (the
+    two-level bootstrap: the same seed draws and record resamples for both sides), else seed 0."""
+    if seed == "auto":
+        seed = cell_seed(store, suite, {"method": a, "dataset": dataset, "task": task, "protocol": protocol,
+                                        "fraction": float(fraction), "mode": mode_a})
+    side_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a)
+    side_b, _ = pooled_predictions(store, suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a)
+    if len(side_a) != len(side_b):
+        raise ValueError(f"{a} has {len(side_a)} seed(s) and {b} {len(side_b)}; a paired test over seeds needs the same seeds")
+    ref = side_a[0]
+    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) or not np.array_equal(p["y_true"], ref["y_true"])
+           for p in side_a + side_b):
         raise ValueError(f"{a} and {b} were not evaluated on the same records; a paired test needs the same evaluation set")
-    idx = bootstrap_indices(len(ids_a), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key, y_true=y_a)
-    whole = np.arange(len(ids_a))[None]
-    res = paired_bootstrap_test(bootstrap_macro_auroc(y_a, s_a, idx), bootstrap_macro_auroc(y_b, s_b, idx),
-                                float(bootstrap_macro_auroc(y_a, s_a, whole)[0]), float(bootstrap_macro_auroc(y_b, s_b, whole)[0]))
-    return {"a": a, "b": b, "n": len(ids_a), **res}
+    idx = bootstrap_indices(len(ref["record_ids"]), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key, y_true=ref["y_true"])
+    draws = seed_draws(len(side_a), n_boot, boot_seed)
+    (boot_a, obs_a), (boot_b, obs_b) = side_auroc(side_a, idx, draws), side_auroc(side_b, idx, draws)
+    res = paired_bootstrap_test(boot_a, boot_b, obs_a, obs_b)
+    return {"a": a, "b": b, "n": len(ref["record_ids"]), "n_seeds": len(side_a), "seed": str(seed), **res}
 
 
 def with_holm(results: Sequence[dict]) -> list[dict]:

@@ -13,38 +13,41 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.publish.compare import compare_methods, pooled_predictions, with_holm
-from bench.publish.tables import _fmt, auroc_estimate
+from bench.publish.compare import compare_methods, pooled_predictions, side_auroc, with_holm
+from bench.publish.tables import _fmt, auroc_estimate, seed_words
 from bench.suites.base import render_block
-from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, format_p, percentile_interval
+from bench.suites.metrics import bootstrap_indices, format_p, percentile_interval, seed_draws
 from bench.suites.modes import MODES
 
 
-def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, seed: int) -> pd.DataFrame:
+def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, seed: int | str) -> pd.DataFrame:
     df = aggregates[(aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
-                    & (aggregates["fraction"].astype(float) == float(fraction)) & (aggregates["seed"].astype(int) == int(seed))
+                    & (aggregates["fraction"].astype(float) == float(fraction)) & (aggregates["seed"].astype(str) == str(seed))
                     & (aggregates.get("applicable", "yes") != "no")].copy()
     df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
     return df
 
 
 def spearman_between_modes(store, boot_cache: Path, methods: list[str], mode_a: str, mode_b: str, *, dataset: str, task: str,
-                           protocol: str, fraction: float, seed: int, n_boot: int, boot_seed: int) -> dict[str, Any]:
+                           protocol: str, fraction: float, seed: int | str, n_boot: int, boot_seed: int) -> dict[str, Any]:
     """Spearman rho of the methods' macro AUROC rankings in two modes, on the full test set and on each bootstrap
     resample of its records (shared by every method and mode), with the percentile interval."""
     from scipy.stats import spearmanr
 
-    scores, whole, key, ids = {}, {}, "", None
+    sides, key = {}, ""
     for method, mode in itertools.product(methods, (mode_a, mode_b)):
-        rid, y, s, key = pooled_predictions(store, "linear", method, dataset, task, protocol, fraction, seed, mode)
-        if ids is not None and not np.array_equal(ids, rid):
-            raise ValueError(f"{method} in {mode} was scored on other records than the rest; rankings need one evaluation set")
-        ids = rid
-        scores[method, mode] = (y, s)
-    y0 = scores[methods[0], mode_a][0]
-    idx = bootstrap_indices(len(ids), n_boot, boot_seed, boot_cache / "bootstrap", key, y_true=y0)
-    boot = {k: bootstrap_macro_auroc(y, s, idx) for k, (y, s) in scores.items()}
-    whole = {k: float(bootstrap_macro_auroc(y, s, np.arange(len(ids))[None])[0]) for k, (y, s) in scores.items()}
+        sides[method, mode], key = pooled_predictions(store, "linear", method, dataset, task, protocol, fraction, seed, mode)
+    ref = sides[methods[0], mode_a][0]
+    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) for side in sides.values() for p in side):
+        raise ValueError(f"the methods on {dataset}/{task} were scored on different records; rankings need one evaluation set")
+    if len({len(side) for side in sides.values()}) > 1:
+        raise ValueError(f"the methods on {dataset}/{task} have different numbers of seeds; rankings over seeds need the same seeds")
+    idx = bootstrap_indices(len(ref["record_ids"]), n_boot, boot_seed, boot_cache / "bootstrap", key, y_true=ref["y_true"])
+    draws = seed_draws(len(sides[methods[0], mode_a]), n_boot, boot_seed)
+    stats = {k: side_auroc(side, idx, draws) for k, side in sides.items()}
+    boot = {k: v[0] for k, v in stats.items()}
+    whole = {k: v[1] for k, v in stats.items()}
+    ids = ref["record_ids"]
     rho = float(spearmanr([whole[m, mode_a] for m in methods], [whole[m, mode_b] for m in methods]).statistic)
     per = np.array([spearmanr([boot[m, mode_a][b] for m in methods], [boot[m, mode_b][b] for m in methods]).statistic
                     for b in range(len(idx))], dtype=float)
@@ -73,9 +76,12 @@ def _reference(ref: dict | None, identity: str, task: str) -> dict[tuple[str, st
 
 
 def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str, *, protocol: str = "fixed", fraction: float = 1.0,
-                seed: int = 0, n_boot: int = 1000, boot_seed: int = 0, reference: dict | None = None, identity: str = "",
+                seed: int | str = "auto", n_boot: int = 1000, boot_seed: int = 0, reference: dict | None = None, identity: str = "",
                 fmt: str = "md") -> str:
-    """The three tables per task: methods x modes, paired mode differences, rank correlations between modes."""
+    """The three tables per task: methods x modes, paired mode differences, rank correlations between modes. ``seed``
+    "auto": the cells over all their seeds where the store has them, else seed 0."""
+    if seed == "auto":
+        seed = "all" if not _cells(aggregates, dataset, protocol, fraction, "all").empty else 0
     df = _cells(aggregates, dataset, protocol, fraction, seed)
     if df.empty or set(df["mode"]) == {"linear"}:
         raise LookupError(f"no results of a mode beside the linear probe for {dataset} ({protocol}, {100 * fraction:g}% labels, "
@@ -97,7 +103,7 @@ def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str,
         note = ("; (theirs) = the reality check's published number for the same dataset, task and mode (full dataset, "
                 "released weights)" if theirs else "")
         blocks.append(render_block(cells.fillna("–"), f"{dataset}/{task}: macro AUROC (%) [95% CI] by evaluation mode, "
-                                                      f"{protocol}, {100 * fraction:g}% labels, seed {seed}, n={n}{note}", fmt))
+                                                      f"{protocol}, {100 * fraction:g}% labels, {seed_words(g)}, n={n}{note}", fmt))
         tests = []
         for method in methods:
             have = set(g[g["method"] == method]["mode"])

@@ -10,6 +10,7 @@ and the leaders, so `bench verify` can regenerate it byte for byte.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 from bench.files import atomic_path
 
 # the leaderboard columns a cell's hover shows
-HOVER = ["checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
+HOVER = ["name", "n_seeds", "pretrain_budget", "checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
          "code_version", "unit_set", "n_test", "classes_scored", "classes_total", "min_train_positives", "n_boot", "seed"]
 
 
@@ -37,9 +38,21 @@ def column_key(row: dict) -> str:
                        f"{row['dataset']}/{row['task']}"])  # the fraction as JavaScript writes it (1, 0.1)
 
 
+def page_header(board: pd.DataFrame) -> str:
+    """What the rows rest on, computed from them: seeds per row and each pretraining budget against the paper's."""
+    from bench.publish.tables import BUDGET_FREE, budget_words
+
+    n = pd.to_numeric(board.get("n_seeds", pd.Series(dtype=float)), errors="coerce").fillna(1).astype(int)
+    seeds = ", ".join(f"{(n == k).sum()} rows over S = {k} seed{'s' if k > 1 else ''}" for k in sorted(set(n)))
+    budgets = sorted(set(board.get("pretrain_budget", pd.Series(dtype=str)).astype(str).str.split(";").explode()) - BUDGET_FREE)
+    pretraining = "; ".join(budget_words(b) for b in budgets) or "no row pretrained here"
+    return (f"Seeds (pretraining, head and label draw together; intervals over several seeds are two-level bootstraps): {seeds}. "
+            f"Pretraining budget of the rows bench pretrained (named method@preset): {pretraining}.")
+
+
 def render_page(board: pd.DataFrame, leaders: dict[str, str] | None = None) -> str:
     data = json.dumps(page_rows(board), sort_keys=True, ensure_ascii=False, default=str).replace("</", "<\\/")
-    return (PAGE.replace("__DATA__", data).replace("__HOVER__", json.dumps(HOVER))
+    return (PAGE.replace("__DATA__", data).replace("__HOVER__", json.dumps(HOVER)).replace("__HEADER__", html.escape(page_header(board)))
             .replace("__LEADERS__", json.dumps(leaders or {}, sort_keys=True, ensure_ascii=False)))
 
 
@@ -69,6 +82,7 @@ svg text{font-size:11px} .forest{display:inline-block;margin:0 1em 1em 0;vertica
 5 training positives; ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
 ‡ pretrained on the records' label descriptions instead of their reports. Hover a cell for its provenance.
 Every number comes from <code>leaderboard.csv</code>; <code>bench verify results/</code> recomputes it.</p>
+<p class="legend">__HEADER__</p>
 <div class="controls">
 <label>suite <select id="f-suite"></select></label>
 <label>protocol <select id="f-protocol"></select></label>
@@ -88,6 +102,8 @@ const ROWS = JSON.parse(document.getElementById("data").textContent);
 const HOVER = __HOVER__;
 const LEADERS = __LEADERS__;
 const FILTERS = ["suite", "protocol", "mode", "fraction"];
+// a row's name says what it is: method@preset (pretrained here), (untrained), (control); released checkpoints keep the method's
+const nameOf = r => r.name || r.method;
 ROWS.forEach(r => { if (r.mode === undefined || r.mode === null) r.mode = "linear"; });
 const auc = r => (r.auroc_pooled !== null && r.auroc_pooled !== undefined) ? r.auroc_pooled : r.auroc_mean;
 const pct = v => (v === null || v === undefined) ? "–" : (100 * v).toFixed(1);
@@ -137,16 +153,16 @@ function renderMatrix(rows) {
   const table = document.getElementById("matrix");
   const groupOf = columnKey;
   const cols = [...new Set(rows.map(groupOf))].sort();
-  const methods = [...new Set(rows.map(r => r.method))].sort();
+  const methods = [...new Set(rows.map(nameOf))].sort();
   const cell = {};
-  rows.forEach(r => cell[r.method + "|" + groupOf(r)] = r);
+  rows.forEach(r => cell[nameOf(r) + "|" + groupOf(r)] = r);
   // bold only the leader a paired test names (best vs runner-up, bench publish); otherwise the column is "tied"
   const head = c => `<th>${c}${c in LEADERS && !LEADERS[c] ? " (tied)" : ""}</th>`;
   const lines = methods.map(m => ({method: m, cells: cols.map(c => cell[m + "|" + c])}));
   table.innerHTML = "<thead><tr><th>method</th>" + cols.map(head).join("") + "</tr></thead><tbody></tbody>";
   const draw = () => {
     table.querySelector("tbody").innerHTML = lines.map(l => `<tr><td>${l.method}</td>` + l.cells.map((r, i) => r
-      ? `<td title="${hover(r)}" class="${LEADERS[cols[i]] === l.method ? "best" : ""}">${pct(auc(r))} [${pct(r.auroc_ci_low)}, ${pct(r.auroc_ci_high)}]<span class="mark">${marks(r)}</span></td>`
+      ? `<td title="${hover(r)}" class="${LEADERS[cols[i]] === r.method ? "best" : ""}">${pct(auc(r))} [${pct(r.auroc_ci_low)}, ${pct(r.auroc_ci_high)}]<span class="mark">${marks(r)}</span></td>`
       : "<td>–</td>").join("") + "</tr>").join("");
   };
   sortable(table, lines, [l => l.method, ...cols.map((c, i) => l => l.cells[i] ? auc(l.cells[i]) : null)], draw);
@@ -155,7 +171,7 @@ function renderMatrix(rows) {
 function renderRows(rows) {
   const table = document.getElementById("rows");
   const cols = [["suite", r => r.suite], ["dataset", r => r.dataset], ["task", r => r.task], ["protocol", r => r.protocol],
-                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", r => r.method], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
+                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", nameOf], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
                 ["CI high", r => r.auroc_ci_high], ["F1", r => r.f1_mean], ["BAcc", r => r.bacc_mean], ["n test", r => r.n_test],
                 ["marks", marks]];
   const fmt = (name, v) => ["AUROC", "CI low", "CI high", "F1", "BAcc"].includes(name) ? pct(v) : (v === null ? "–" : v);
@@ -183,7 +199,7 @@ function renderForest(rows) {
     const W = 260, L = 90, H = 16 * g.length + 38, x = v => L + (v - lo) / Math.max(hi - lo, 1e-9) * W;
     const items = g.map((r, i) => {
       const y = 20 + 16 * i, colour = marks(r) ? "#b30000" : "#1f4e9c";
-      return `<text x="${L - 4}" y="${y + 4}" text-anchor="end">${r.method}${marks(r)}</text>` +
+      return `<text x="${L - 4}" y="${y + 4}" text-anchor="end">${nameOf(r)}${marks(r)}</text>` +
         `<line x1="${x(r.auroc_ci_low ?? auc(r))}" x2="${x(r.auroc_ci_high ?? auc(r))}" y1="${y}" y2="${y}" stroke="${colour}"/>` +
         `<circle cx="${x(auc(r))}" cy="${y}" r="3" fill="${colour}"><title>${hover(r)}</title></circle>`;
     }).join("");

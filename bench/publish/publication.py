@@ -75,10 +75,13 @@ def paired_table(tests: list[dict], settings: PublishSettings) -> str | None:
     if not tests:
         return None
     dataset, n_boot = settings.dataset, settings.paired_n_boot
+    seeds = sorted({int(r.get("n_seeds", 1)) for r in tests})
+    over = (f"mean over S = {'/'.join(map(str, seeds))} seeds; two-level bootstrap: the same seed draws and"
+            if seeds != [1] else "S = 1 seed;")
     rows = [[r["task"], f"{r['a']} − {r['b']}", r["n"], f"{100 * r['diff']:+.2f}", f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
              format_p(r["p_value"], r["p_floor"]), format_p(r["p_holm"], r["p_floor"])] for r in tests]
-    return (f"### Paired bootstrap tests on {dataset} (linear, fixed protocol, 100% labels; {n_boot} shared stratified "
-            f"resamples of the test records)\n\n"
+    return (f"### Paired bootstrap tests on {dataset} (linear, fixed protocol, 100% labels; {over} {n_boot} shared "
+            f"stratified resamples of the test records)\n\n"
             f"Δ = observed difference of macro AUROC on the test set; 95% CI = percentile interval of the resampled differences; "
             f"p = two-sided paired bootstrap p (smallest possible: 2/(B+1), printed as ≤); Holm p = adjusted across the "
             f"{len(rows)} comparisons of this table.\n\n"
@@ -150,15 +153,15 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
 
 
 def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_cache: Path, alpha: float = 0.05) -> dict[str, str]:
-    """Per page column (``page.column_key``): the best method when a paired bootstrap test (seed 0, the shared
-    resamples) says it beats the runner-up at ``alpha``, else "" (the column is tied). Columns whose predictions cannot be
+    """Per page column (``page.column_key``): the best method when a paired bootstrap test (over the cells' seeds where
+    there are several, else seed 0; the shared resamples) says it beats the runner-up at ``alpha``, else "" (the column is tied). Columns whose predictions cannot be
     paired (one method, or no per-record predictions) are left out."""
     from bench.publish.compare import compare_methods
     from bench.publish.page import column_key
     from bench.publish.tables import auroc_estimate
 
     out = {}
-    keys = ["suite", "dataset", "task", "protocol", "mode", "fraction"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction"]
     for _, g in board.groupby(keys, sort=True):
         ranked = sorted(((auroc_estimate(r), r["method"]) for r in g.to_dict("records") if np.isfinite(auroc_estimate(r))), reverse=True)
         if len(ranked) < 2:
@@ -166,7 +169,7 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
         r = g.iloc[0]
         try:
             test = compare_methods(store, boot_cache, ranked[0][1], ranked[1][1], suite=r["suite"], dataset=r["dataset"], task=r["task"],
-                                   protocol=r["protocol"], fraction=float(r["fraction"]), seed=0, n_boot=settings.paired_n_boot,
+                                   protocol=r["protocol"], fraction=float(r["fraction"]), n_boot=settings.paired_n_boot,
                                    boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear")))
         except (LookupError, ValueError, OSError):
             continue
@@ -175,7 +178,8 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
 
 
 def modes_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str:
-    """`bench table modes` for each dataset with a mode beside the linear probe (fixed protocol, all labels, seed 0)."""
+    """`bench table modes` for each dataset with a mode beside the linear probe (fixed protocol, all labels, the cells over
+    their seeds where there are several)."""
     from bench.publish.modes import modes_table
 
     if linear.empty or "mode" not in linear or set(linear["mode"].fillna("linear")) == {"linear"}:

@@ -86,6 +86,78 @@ def _mark(cells: pd.DataFrame, values: pd.DataFrame, fmt: str) -> pd.DataFrame:
     return out
 
 
+def row_name(row) -> str:
+    """What a row is, in its name: ``merit@cpu_small`` for a preset bench pretrained, ``ecgfounder@cpu_small (untrained)``
+    for an architecture's initial weights, ``random (control)`` for a control; a released checkpoint keeps the method's
+    name (its file is in the provenance)."""
+    from bench.encoders.cards import card_kind
+
+    method, preset = str(row["method"]), str(row.get("preset", "") or "").split(",")[0]
+    checkpoints = str(row.get("checkpoint", "") or "").split(",")
+    if card_kind(method) == "control":
+        return f"{method} (control)"
+    if checkpoints == ["none"]:  # a suite's control without an encoder (the reports' own ceiling)
+        return f"{method} (control: no ECG)"
+    if "untrained" in checkpoints:
+        return f"{method}@{preset} (untrained)" if preset else f"{method} (untrained)"
+    if preset and checkpoints[0].startswith("cache:"):
+        return f"{method}@{preset}"
+    return method
+
+
+def budget_words(budget: str) -> str:
+    """A pretraining budget with the samples it showed each encoder set against the MERIT paper's (its model card's
+    ``paper_budget``): computed from the budget tag, never typed."""
+    import re
+
+    from bench.encoders.cards import load_card
+
+    found = re.match(r"(\d+) epochs x (\d+) records", budget or "")
+    paper = load_card("merit").get("paper_budget") or {}
+    if not found or not paper:
+        return budget
+    seen, theirs = int(found[1]) * int(found[2]), int(paper["epochs"]) * int(paper["records"])
+    return (f"{budget}: {seen:,} samples seen per encoder, {theirs / seen:,.0f}x fewer than the MERIT paper's "
+            f"{paper['epochs']} x {paper['records']:,} = {theirs:,}")
+
+
+def transfer_words(part: pd.DataFrame) -> str:
+    """Which datasets a transfer table's part went between, synthetic demo data named as such."""
+    if "target_dataset" not in part or part["target_dataset"].isna().all():
+        return ""
+    pairs = sorted({f"{s} → {t}" for s, t in zip(part["source_dataset"], part["target_dataset"])})
+    demo = any("demo_" in p for p in pairs)
+    return f"; datasets: {', '.join(pairs)}" + (" (demo_* = synthetic demo records, not a result)" if demo else " (real records)")
+
+
+def seed_words(cells: pd.DataFrame) -> str:
+    """What a table's cells average over: "mean over S = 3 seeds (...)", or "S = 1 (seed 0)"."""
+    seeds = sorted(set(cells["seed"].astype(str))) if "seed" in cells else ["0"]
+    if seeds == ["all"]:
+        s = sorted({int(float(v)) for v in pd.to_numeric(cells.get("n_seeds"), errors="coerce").dropna()})
+        return f"mean over S = {'/'.join(map(str, s))} seeds (interval: two-level bootstrap, seeds then records)"
+    return f"S = 1 (seed {', '.join(seeds)})"
+
+
+CELL = ["suite", "method", "dataset", "task", "protocol", "mode", "val_fraction", "fraction"]
+
+
+def seed_view(aggregates: pd.DataFrame) -> pd.DataFrame:
+    """One aggregate per table cell: the cell over all its seeds (``seed="all"``) where the store has it, else its
+    smallest seed (what a table states as S = 1). Suites with their own seed folding (textgen) pass through."""
+    if aggregates.empty or "seed" not in aggregates:
+        return aggregates
+    df = aggregates.copy()
+    df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
+    df["val_fraction"] = df["val_fraction"].fillna("full") if "val_fraction" in df else "full"
+    seed = df["seed"].astype(str)
+    rank = np.where(seed == "all", -1, pd.to_numeric(seed, errors="coerce").fillna(0))
+    df = df.assign(_rank=rank, _frac=df["fraction"].astype(float)).sort_values("_rank", kind="stable")
+    first = df.groupby([c if c != "fraction" else "_frac" for c in CELL], sort=False)["_rank"].transform("min")
+    return df[df["_rank"] == first].drop(columns=["_rank", "_frac"])
+
+
+RANK_WORDS = "bold = highest estimate, underlined = second (a ranking of estimates, not a test: the paired tests say which gaps hold)"
 BUDGET_FREE = {"", "none", "untrained", "released", "unrecorded"}  # rows that sit beside any pretraining budget
 
 
@@ -102,7 +174,8 @@ def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         free = here[budget[split == sh].isin(BUDGET_FREE)]
         for b in trained or [None]:
             part = pd.concat([here[budget[split == sh] == b], free]) if b else here
-            words = f"; records: split {sh[:8] or '?'}; pretraining budget: {b or 'none (untrained, released or control rows)'}"
+            words = (f"; records: split {sh[:8] or '?'}; pretraining budget: "
+                     f"{budget_words(b) if b else 'none (untrained, released or control rows)'}")
             parts.append((words, part))
     return parts
 
@@ -116,6 +189,7 @@ def _suite_cells(sub: pd.DataFrame, suite: str, methods: Sequence[str] | None, f
     order = [m for m in (list(methods or []) or ABLATION + sorted(set(sub["method"]) - set(ABLATION))) if m in set(sub["method"])]
     cells = pd.DataFrame(index=order, dtype=object)
     values = pd.DataFrame(index=order, dtype=float)
+    names = {m: row_name(sub[sub["method"] == m].iloc[0]) for m in order}
     columns = {}
     for d, t in groups:
         g = sub[(sub["dataset"] == d) & (sub["task"] == t)].set_index("method")
@@ -171,14 +245,14 @@ def _suite_cells(sub: pd.DataFrame, suite: str, methods: Sequence[str] | None, f
                 cells.loc[f"{meth} (paper: {paper_setting})"] = pd.Series(prow)
             if any_delta:
                 cells.loc[f"{meth} Δ ours−paper"] = pd.Series(drow)
-    return cells
+    return cells.rename(index=names)
 
 
 def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = None, fraction: float | None = None,
                 methods: Sequence[str] | None = None, with_paper: bool = False, fmt: str = "md",
                 paper_names: dict[str, str] | None = None) -> str:
     suites = KINDS[kind]
-    df = aggregates[aggregates["suite"].isin(suites)].copy() if len(aggregates) else aggregates
+    df = seed_view(aggregates[aggregates["suite"].isin(suites)]) if len(aggregates) else aggregates
     if df.empty:
         raise EmptyStore(kind)
     blocks = []
@@ -213,7 +287,8 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
         if sub.empty:
             continue
         for setting, part in comparable_parts(sub):
-            blocks.append(render_block(_suite_cells(part, suite, methods, fmt, with_paper, paper_names), title + setting, fmt))
+            blocks.append(render_block(_suite_cells(part, suite, methods, fmt, with_paper, paper_names),
+                                       f"{title}; {seed_words(part)}{setting}{transfer_words(part)}; {RANK_WORDS}", fmt))
     if not blocks:
         raise EmptyStore(kind)
     return "\n\n".join(blocks) + "\n"
@@ -257,15 +332,16 @@ def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -
 
 
 def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
-    """One row per method x dataset x task x protocol x mode x fraction (mean over seeds), with provenance."""
+    """One row per method x dataset x task x protocol x mode x fraction, with provenance: the cell over all its seeds where
+    there is one (``seed`` = all, ``n_seeds`` = S), else its smallest seed."""
     if aggregates.empty:
         return aggregates
-    df = aggregates[aggregates.get("applicable", "yes") != "no"].copy()
-    keys = ["suite", "dataset", "task", "protocol", "mode", "fraction", "method"]
+    df = seed_view(aggregates[aggregates.get("applicable", "yes") != "no"])
+    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction", "method"]
     df["fraction"] = df["fraction"].astype(float)
-    df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
     num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
-           "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units"]
+           "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units", "n_seeds",
+           "auroc_seed_std"]
     for c in num:
         if c not in df:
             df[c] = np.nan
@@ -279,6 +355,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
             row[c] = round(float(g[c].astype(float).mean()), 6)
         for c in PROVENANCE:
             row[c] = ";".join(sorted({str(v) for v in g[c]}))
+        row["name"] = row_name(g.iloc[0])
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values(keys).reset_index(drop=True)
@@ -287,7 +364,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
 def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
     """`bench demo`'s table: methods x tasks, macro AUROC (%) [95% interval] of the largest label fraction, narrow
     enough for a terminal; one block per comparable part (records, budget), each saying which."""
-    df = aggregates[aggregates.get("applicable", "yes") != "no"] if len(aggregates) else aggregates
+    df = seed_view(aggregates[aggregates.get("applicable", "yes") != "no"]) if len(aggregates) else aggregates
     if df.empty:
         raise EmptyStore("linear")
     df = df[df["fraction"].astype(float) == df["fraction"].astype(float).max()]
@@ -295,10 +372,13 @@ def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
     for setting, part in comparable_parts(df):
         tasks = sorted(set(part["task"]))
         cells = pd.DataFrame(index=[m for m in methods if m in set(part["method"])], columns=tasks, dtype=object)
+        names = {}
         for row in part.itertuples():
             if row.method in cells.index:
                 r = row._asdict()
+                names[row.method] = row_name(r)
                 cells.loc[row.method, row.task] = _fmt(auroc_estimate(r), r.get("auroc_ci_low"), r.get("auroc_ci_high")) + row_marks(r)
+        cells = cells.rename(index=names)
         n = pd.to_numeric(part.get("n_test"), errors="coerce").max()
         blocks.append(render_block(cells, f"macro AUROC (%) [95% bootstrap interval over test records], linear probe, "
                                           f"{n:.0f} test records{setting}", "md"))

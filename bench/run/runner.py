@@ -90,10 +90,15 @@ class Runner:
             self._readers[key] = open_from_config(cfg)
         return self._readers[key]
 
-    def scorers(self, cfg: DictConfig, method: str, protocol: str, untrained: bool = False) -> list[Scorer]:
+    def scorers(self, cfg: DictConfig, method: str, protocol: str, untrained: bool = False, seed: int = 0) -> list[Scorer]:
         """Checkpoint(s) for ``method``: --ckpt, an untrained control, or the small preset pretrained
         on the leakage-safe pool(s) of ``protocol`` (cached); ``untrained``: the architecture's seeded initial weights
-        whatever the method (training from scratch)."""
+        whatever the method (training from scratch). ``seed`` is the run seed: pretraining and initial weights use
+        ``pretrain.seed + seed``, so seed 0 is the configured pretraining and every run seed its own (a released
+        checkpoint is the same whatever the seed)."""
+        if seed:
+            cfg = cfg.copy()
+            cfg.pretrain.seed = int(cfg.pretrain.seed) + int(seed)
         options = encoder_options(cfg)
         identity = {cfg.data.name: cfg.data.get("identity", cfg.data.name)}
         if untrained:
@@ -202,6 +207,7 @@ class Runner:
 
     def execute(self, suite: Suite, request: Request) -> RunSummary:
         summary = RunSummary()
+        cells: dict[str, list[tuple[Group, list]]] = {}  # a cell's groups over the run's seeds
         for group in suite.groups(self, request):
             group.identity = {"suite": suite.name, **group.identity}
             if not group.applicable:
@@ -217,6 +223,13 @@ class Runner:
             results = self._collect(suite, group, units, summary)
             if self.aggregate and results:
                 self._write_aggregate(suite, group, results)
+                if suite.pools_seeds:
+                    cells.setdefault(group.cell, []).append((group, results))
+        for groups in cells.values():
+            if len({str(g.identity["seed"]) for g, _ in groups}) > 1:
+                first = groups[0][0]
+                self._write_aggregate(suite, Group({**first.identity, "seed": "all"}, state=first.state),
+                                      [r for _, results in groups for r in results])
         return summary
 
     def _collect(self, suite: Suite, group: Group, units: list[Unit], summary: RunSummary) -> list[tuple[Unit, UnitResult]]:

@@ -45,7 +45,7 @@ class RunContext(Protocol):
 
     def reader(self, cfg: "DictConfig") -> Any: ...
 
-    def scorers(self, cfg: "DictConfig", method: str, protocol: str, untrained: bool = False) -> list: ...
+    def scorers(self, cfg: "DictConfig", method: str, protocol: str, untrained: bool = False, seed: int = 0) -> list: ...
 
     def prepared(self, cfg: "DictConfig", handle: Any) -> Any: ...
 
@@ -110,11 +110,19 @@ class Group:
     why_not: str = "no text tower"
 
     @property
+    def cell(self) -> str:
+        """The table cell whatever the seed: the groups a ``seed="all"`` aggregate pools share it."""
+        return content_hash({k: str(v) for k, v in self.identity.items() if k != "seed"}, 16)
+
+    @property
     def agg_key(self) -> str:
-        """The table cell's name; a mode other than the linear probe is appended (linear keys stay as they were)."""
+        """The table cell's name; a mode other than the linear probe and a validation part other than the full fold are
+        appended (the keys of the defaults stay as they were)."""
         key = "|".join(str(self.identity[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed"))
         mode = self.identity.get("mode", "linear")
-        return key if mode == "linear" else f"{key}|{mode}"
+        key = key if mode == "linear" else f"{key}|{mode}"
+        val = self.identity.get("val_fraction", "full")
+        return key if val == "full" else f"{key}|val={val}"
 
 
 @dataclass
@@ -136,6 +144,9 @@ class Suite:
     #: (aggregate tag, unit tag) when the order of a group's units shapes its aggregate (a table's columns): the
     #: aggregate tag lists the units' tag values in that order, so `bench verify` can pool them the same way
     unit_order: ClassVar[tuple[str, str] | None] = None
+    #: the suite's ``aggregate`` also folds a cell's seeds together (units tagged with their seed): when a run covers
+    #: two or more seeds the executor writes that cell once more with ``seed="all"``
+    pools_seeds: ClassVar[bool] = False
 
     def groups(self, ctx: "RunContext", request: Request) -> Iterable[Group]:
         """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""
@@ -162,7 +173,8 @@ SUITES: Registry[type[Suite]] = Registry("suite", base=Suite, entry_point_group=
 for _name, _where in {"linear": "bench.suites.linear:LinearSuite", "zero_shot": "bench.suites.zero_shot:ZeroShotSuite",
                       "transfer": "bench.suites.transfer:TransferSuite", "textgen": "bench.suites.textgen:TextgenSuite",
                       "subgroup": "bench.suites.subgroup:SubgroupSuite",
-                      "robustness": "bench.suites.robustness:RobustnessSuite"}.items():
+                      "robustness": "bench.suites.robustness:RobustnessSuite",
+                      "report_text": "bench.suites.report_text:ReportTextSuite"}.items():
     SUITES.register(_name, _where)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from bench.suites.metrics import (MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc, classification_scores,
-                           percentile_interval, scorable)
+                                  percentile_interval, scorable, seed_draws, two_level_bootstrap)
 from bench.suites.base import Aggregate, Group, Unit, UnitResult, content_hash
 
 if TYPE_CHECKING:
@@ -48,27 +48,47 @@ def pooled(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([a[k] for a in arrays])[order] for k in ("record_ids", "y_true", "y_score", "y_pred")}
 
 
+def seed_sides(results: list[tuple[Unit, UnitResult]], fallback) -> dict[str, list[tuple[Unit, UnitResult]]]:
+    """A group's results by the run seed of their units (one entry for a one-seed cell)."""
+    out: dict[str, list] = {}
+    for u, r in results:
+        out.setdefault(str(u.tags.get("seed", fallback)), []).append((u, r))
+    return dict(sorted(out.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+
 def classification_aggregate(ctx: "RunContext", group: Group, results: list[tuple[Unit, UnitResult]],
                              classes: Sequence[str]) -> Aggregate:
     """Fold means, the pooled macro AUROC and its interval; ``classes`` serve units logged before they stored
-    their own."""
+    their own. Over several seeds (a ``seed="all"`` cell): the mean over seeds of each seed's pooled AUROC, and the
+    two-level bootstrap interval (bench/suites/metrics.py)."""
     stored = results[0][1].arrays.get("classes") if results[0][1].arrays else None
     classes = [str(c) for c in stored] if stored is not None else list(classes)
     per_unit = [r.metrics for _, r in results]
-    p = pooled([r.arrays for _, r in results])
-    total = classification_scores(p["y_true"], p["y_score"], classes, y_pred=p["y_pred"])
+    sides = seed_sides(results, group.identity.get("seed"))
+    per_seed = [pooled([r.arrays for _, r in side]) for side in sides.values()]
+    p = per_seed[0]
+    if any(not np.array_equal(q["record_ids"], p["record_ids"]) for q in per_seed[1:]):
+        raise ValueError(f"the seeds of {group.agg_key} were tested on different records; seeds are pooled only on one evaluation set")
+    totals = [classification_scores(q["y_true"], q["y_score"], classes, y_pred=q["y_pred"]) for q in per_seed]
     n_boot, seed = int(ctx.base.run.n_boot), int(ctx.base.run.bootstrap_seed)
     boot_key = evaluation_set_key(group.identity, p["record_ids"])
     idx = bootstrap_indices(len(p["record_ids"]), n_boot, seed, boot_dir(ctx), boot_key, y_true=p["y_true"])
-    boot = bootstrap_macro_auroc(p["y_true"], p["y_score"], idx)
+    boot = two_level_bootstrap(np.stack([bootstrap_macro_auroc(q["y_true"], q["y_score"], idx) for q in per_seed]),
+                               seed_draws(len(per_seed), n_boot, seed))
     lo, hi = percentile_interval(boot)
     m = {f"{k}_mean": float(np.nanmean([u.get(k, np.nan) for u in per_unit])) for k in UNIT_METRICS}
     m.update({f"{k}_std": float(np.nanstd([u.get(k, np.nan) for u in per_unit])) for k in UNIT_METRICS})
-    m.update({"auroc_pooled": total.auroc, "auroc_ci_low": lo, "auroc_ci_high": hi, "n_test": float(len(p["record_ids"])),
-              "n_units": float(len(results)), "classes_scored": float(len(total.classes_scored)), "classes_total": float(len(classes))})
+    m.update({"auroc_pooled": float(np.mean([t.auroc for t in totals])), "auroc_ci_low": lo, "auroc_ci_high": hi,
+              "n_test": float(len(p["record_ids"])), "n_units": float(len(results)), "n_seeds": float(len(per_seed)),
+              "classes_scored": float(len(totals[0].classes_scored)), "classes_total": float(len(classes))})
     support = [u["min_train_positives"] for u in per_unit if np.isfinite(u.get("min_train_positives", np.nan))]
-    tags = {"absent_classes": ",".join(total.absent) or "-", "boot_key": boot_key, "n_boot": n_boot, "bootstrap_seed": seed,
+    tags = {"absent_classes": ",".join(totals[0].absent) or "-", "boot_key": boot_key, "n_boot": n_boot, "bootstrap_seed": seed,
             "bootstrap": "stratified by rarest positive class; fixed class set"}
+    if len(per_seed) > 1:
+        m["auroc_seed_std"] = float(np.std([t.auroc for t in totals]))
+        tags.update({"seeds": ",".join(sides), "auroc_by_seed": ",".join(f"{t.auroc:.6f}" for t in totals),
+                     "bootstrap": tags["bootstrap"] + "; two-level: seeds drawn with replacement, then one record resample "
+                                                      "shared by every seed"})
     if support:
         m["min_train_positives"] = float(min(support))
         tags["low_support"] = "yes" if min(support) < MIN_TRAIN_POSITIVES else "no"

@@ -34,6 +34,9 @@ class HeadConfig:
     standardize: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    #: the validation part of a label fraction: "full" (the whole fold; the paper's and MERL's protocol) or "match" (the
+    #: same fraction as training). A split setting, not the head's: in a unit's key only when not "full"
+    val_fraction: str = "full"
 
     @classmethod
     def from_mapping(cls, cfg) -> "HeadConfig":
@@ -42,7 +45,7 @@ class HeadConfig:
         return dataclass_from_mapping(cls, cfg, "linear config", lambda w, m: ConfigError(f"{w}: {m}"), betas=tuple)
 
     def as_params(self) -> dict:
-        return {f"head.{k}": v for k, v in asdict(self).items()}
+        return {f"head.{k}": v for k, v in asdict(self).items() if k != "val_fraction"}
 
 
 @dataclass
@@ -233,6 +236,7 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
 class LinearSuite(Suite):
     name = "linear"
     version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
+    pools_seeds = True
     description = ("frozen linear probe (fixed split or 10-fold cv, label fractions; MERIT Table 1), and the attentive, "
                    "finetune and scratch modes (--modes)")
 
@@ -247,12 +251,13 @@ class LinearSuite(Suite):
             modes = {m: None if m == "linear" else ModeConfig.from_config(cfg, m) for m in request.modes or list(cfg.run.modes)}
             index = ctx.reader(cfg).index
             cells = list(itertools.product(request.tasks or list(cfg.data.default_tasks),
-                                           request.fractions or [float(f) for f in cfg.run.fractions],
-                                           request.seeds or [int(s) for s in cfg.run.seeds]))
-            for method, protocol, mode in itertools.product(request.methods, request.protocols or list(cfg.run.protocols), modes):
-                scorers = ctx.scorers(cfg, method, protocol, untrained=mode == "scratch")
+                                           request.fractions or [float(f) for f in cfg.run.fractions]))
+            seeds = request.seeds or [int(s) for s in cfg.run.seeds]
+            for method, protocol, mode, seed in itertools.product(request.methods, request.protocols or list(cfg.run.protocols),
+                                                                  modes, seeds):
+                scorers = ctx.scorers(cfg, method, protocol, untrained=mode == "scratch", seed=seed)
                 inputs = [(ctx.embedding_key(cfg, sc.handle), ctx.provenance(cfg, sc.handle, index)) for sc in scorers]
-                for task, fraction, seed in cells:
+                for task, fraction in cells:
                     yield self._group(cfg, index, head, scorers, inputs, method, protocol, task, fraction, seed, modes[mode])
 
     @staticmethod
@@ -266,14 +271,16 @@ class LinearSuite(Suite):
         labels = index.task(task).labels
         identity = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction,
                     "seed": seed, "mode": mode.mode if mode else "linear"}
+        matched = {"val_fraction": head.val_fraction} if head.val_fraction != "full" else {}
+        identity.update(matched)
         group = Group(identity, state=LinearState(cfg, labels, scorers, head, seed, fraction, mode))
         if mode is not None and mode.mode in ("finetune", "scratch") and not trainable(scorers[0].handle.encoder):
             group.applicable, group.why_not = False, f"nothing to train in {mode.mode}"
             return group
         trained = mode_material(mode) if mode else {"head": head.as_params()}
-        shared = {"labels": frame_hash(labels), "protocol": protocol, "fraction": fraction, "seed": seed, **trained}
+        shared = {"labels": frame_hash(labels), "protocol": protocol, "fraction": fraction, "seed": seed, **trained, **matched}
         head_hash = content_hash(mode.as_params() if mode else head.as_params(), 12)
-        for split in protocol_splits(index.records, labels, protocol, fraction, seed):
+        for split in protocol_splits(index.records, labels, protocol, fraction, seed, head.val_fraction):
             k = next(i for i, sc in enumerate(scorers) if sc.folds is None or split.fold in sc.folds)
             scorers[k].handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), split.test)
             embedding, provenance = inputs[k]

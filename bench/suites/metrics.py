@@ -11,6 +11,10 @@
   macro-averaged over the classes scored; robust to prevalence, unlike Hamming accuracy.
 - Hamming accuracy (``hamming_acc``): the fraction of correct 0/1 decisions over records x classes;
   dominated by negatives when labels are rare, so it is logged but not tabled.
+- Seeds: a run seed drives the pretraining, the head's initialisation and shuffles, and the label-fraction draw together.
+  A cell over S >= 2 seeds reports the mean over seeds of the pooled AUROC, and its interval is a two-level bootstrap:
+  each resample draws S seeds with replacement, then one record resample shared by every seed, and averages the drawn
+  seeds' AUROCs on it (``seed_draws``, ``two_level_bootstrap``). With one seed it is the record bootstrap below.
 - 95 % intervals: percentile bootstrap over test records (``run.n_boot`` resamples, default 1000) of
   macro AUROC on a fixed class set: resampling is stratified by each record's rarest positive class
   and a resample in which a class scored on the full set lost all its positives or negatives is
@@ -191,6 +195,22 @@ def bootstrap_macro_auroc(y_true: np.ndarray, y_score: np.ndarray, indices: np.n
     np.add.at(counts, (np.repeat(np.arange(len(indices)), indices.shape[1]), indices.ravel()), 1.0)
     per_class = np.stack([_weighted_auroc(y_true[:, c], np.asarray(y_score)[:, c], counts) for c in ok], axis=1)
     return np.nanmean(per_class, axis=1)
+
+
+def seed_draws(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, n_seeds] seed indices drawn with replacement: the outer level of the two-level bootstrap. They depend only
+    on (n_seeds, n_boot, seed), so every method with S seeds is resampled with the same draws (a paired test pairs them)."""
+    if n_seeds == 1:
+        return np.zeros((n_boot, 1), dtype=np.int64)
+    return np.random.default_rng([seed, n_seeds]).integers(0, n_seeds, size=(n_boot, n_seeds))
+
+
+def two_level_bootstrap(per_seed: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Resampled means over seeds: ``per_seed`` [S, B] is each seed's statistic on record resample b (the same record
+    resample for every seed), ``draws`` [B, S] the seeds of resample b; returns [B] means of the drawn seeds. With one
+    seed it is that seed's record bootstrap unchanged."""
+    per_seed = np.asarray(per_seed, dtype=float)
+    return per_seed[draws, np.arange(per_seed.shape[1])[:, None]].mean(1)
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

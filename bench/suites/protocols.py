@@ -4,8 +4,11 @@
   1-8 / 9 / 10; MERL's tables for CPSC2018 and CSN). Selection on val; test evaluated once.
 - ``cv10`` (the MERIT paper): ten units, fold k tested once with a head trained on the other nine
   folds, of which one (fold k+1, cyclically) is held out as the inner validation split.
-- Label fractions subsample the training part only (iterative stratification, seeded); validation
-  and test are never subsampled. The requested fraction and the actual count are both recorded.
+- Label fractions subsample the training part (iterative stratification, seeded); the test part is never
+  subsampled. The validation part (early stopping, thresholds) is the whole validation fold by default
+  (``val_fraction="full"``: the MERIT paper's and MERL's few-label protocol), or subsampled by the same fraction
+  (``"match"``: a few-label regime that also has few labels to select with). The requested fraction and the
+  actual counts are recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 from bench.data.errors import DataError
 
 PROTOCOLS = ("fixed", "cv10")
+VAL_FRACTIONS = ("full", "match")
 
 
 @dataclass
@@ -39,13 +43,18 @@ def stratified_fraction(labels: pd.DataFrame, fraction: float, seed: int) -> lis
         return ids
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, train_size=n_keep, test_size=len(ids) - n_keep, random_state=seed)
     keep, _ = next(splitter.split(np.zeros(len(ids)), labels.to_numpy()))
+    if not len(keep):  # iterative stratification can hand back nothing for a one-record share
+        keep = np.random.default_rng(seed).choice(len(ids), n_keep, replace=False)
     return [ids[i] for i in sorted(keep)]
 
 
 def protocol_splits(records: pd.DataFrame, labels: pd.DataFrame, protocol: str, fraction: float = 1.0,
-                    seed: int = 0) -> list[Split]:
+                    seed: int = 0, val_fraction: str = "full") -> list[Split]:
     """Splits of the records that have labels in this task."""
+    if val_fraction not in VAL_FRACTIONS:
+        raise DataError("linear.val_fraction", f"unknown value {val_fraction!r}", f"use one of {', '.join(VAL_FRACTIONS)}")
     rec = records.loc[labels.index]
+    val_share = fraction if val_fraction == "match" else 1.0
     if protocol == "fixed":
         parts = {s: list(rec.index[rec["split"] == s]) for s in ("train", "val", "test")}
         empty = [s for s, ids in parts.items() if not ids]
@@ -55,7 +64,7 @@ def protocol_splits(records: pd.DataFrame, labels: pd.DataFrame, protocol: str, 
                             "run `bench data verify DATASET` to see its splits; a dataset needs records in train, val and test "
                             "(more records, or MERL's tables with data.merl_split_dir)")
         train = stratified_fraction(labels.loc[parts["train"]], fraction, seed)
-        return [Split("test", train, parts["val"], parts["test"])]
+        return [Split("test", train, stratified_fraction(labels.loc[parts["val"]], val_share, seed), parts["test"])]
     if protocol == "cv10":
         folds = rec["fold"]
         if folds.isna().any():
@@ -65,7 +74,8 @@ def protocol_splits(records: pd.DataFrame, labels: pd.DataFrame, protocol: str, 
         for k in range(1, 11):
             inner = k % 10 + 1
             train_all = list(rec.index[(folds != k) & (folds != inner)])
+            val = list(rec.index[folds == inner])
             splits.append(Split(str(k), stratified_fraction(labels.loc[train_all], fraction, seed),
-                                list(rec.index[folds == inner]), list(rec.index[folds == k])))
+                                stratified_fraction(labels.loc[val], val_share, seed), list(rec.index[folds == k])))
         return splits
     raise DataError("protocol", f"unknown protocol '{protocol}'", f"choose from {', '.join(PROTOCOLS)}")

@@ -12,6 +12,7 @@ Written only against the suite plugin interface (bench/suites/base.py).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +34,28 @@ class RobustnessState:
     head: Any
     seed: int
     noise_seed: int
+    min_distinct: int = 5
+
+
+def degenerate_classes(y_true: np.ndarray, y_score: np.ndarray, min_distinct: int) -> int:
+    """Classes (scorable ones) whose positives or negatives got fewer than ``min_distinct`` distinct scores (capped by
+    how many there are): a head fed a broken input gives every record the same score, and its AUROC of exactly 0.5 is
+    no measurement."""
+    from bench.suites.metrics import scorable
+
+    y_true, y_score = np.asarray(y_true).astype(bool), np.asarray(y_score)
+    flat = 0
+    for k in np.flatnonzero(scorable(y_true.astype(int))):
+        for part in (y_true[:, k], ~y_true[:, k]):
+            if len(np.unique(y_score[part, k])) < min(min_distinct, int(part.sum())):
+                flat += 1
+                break
+    return flat
 
 
 class RobustnessSuite(Suite):
     name = "robustness"
-    version = "1"
+    version = "2"  # 2: degenerate outputs marked instead of scored
     description = "clean-trained linear heads scored under lead loss, noise, baseline wander and low-pass shifts"
     on_leaderboard = False
     unit_order = ("conditions", "condition")
@@ -57,22 +75,24 @@ class RobustnessSuite(Suite):
                 raise ValueError("robustness.conditions must start with the clean condition (the drops are measured from it)")
             head = HeadConfig.from_mapping(OmegaConf.to_container(cfg.linear))
             index = ctx.reader(cfg).index
-            for method in request.methods:
-                handle = ctx.scorers(cfg, method, "fixed")[0].handle
+            seeds = request.seeds or [int(s) for s in cfg.run.seeds]
+            for method, seed in itertools.product(request.methods, seeds):
+                handle = ctx.scorers(cfg, method, "fixed", seed=seed)[0].handle
                 for task in request.tasks or list(cfg.data.default_tasks):
                     labels = index.task(task).labels
                     (split,) = protocol_splits(index.records, labels, "fixed")
                     handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), split.test)
-                    for seed in request.seeds or [int(s) for s in cfg.run.seeds]:
-                        group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": "fixed", "fraction": 1.0,
-                                       "seed": seed}, state=RobustnessState(cfg, handle, labels, split, head, seed, int(rob["seed"])))
-                        base = {"embedding": ctx.embedding_key(cfg, handle), "labels": frame_hash(labels), **split_material(split),
-                                "head": head.as_params(), "head_seed": head_seed(split.fold, 1.0), "seed": seed,
-                                "noise_seed": int(rob["seed"])}
-                        for cond in conditions:
-                            tags = {"fold": cond.name, **ctx.provenance(cfg, handle, index), "condition": cond.name}
-                            group.units.append(Unit(tags, {**base, "condition": asdict(cond)}, cond))
-                        yield group
+                    group = Group({"method": method, "dataset": cfg.data.name, "task": task, "protocol": "fixed", "fraction": 1.0,
+                                   "seed": seed}, state=RobustnessState(cfg, handle, labels, split, head, seed, int(rob["seed"]),
+                                                             int(rob["min_distinct_scores"])))
+                    base = {"embedding": ctx.embedding_key(cfg, handle), "labels": frame_hash(labels), **split_material(split),
+                            "head": head.as_params(), "head_seed": head_seed(split.fold, 1.0), "seed": seed,
+                            "noise_seed": int(rob["seed"]), "min_distinct_scores": int(rob["min_distinct_scores"])}
+                    for cond in conditions:
+                        tags = {"fold": cond.name, **ctx.provenance(cfg, handle, index), "condition": cond.name,
+                                "min_distinct_scores": int(rob["min_distinct_scores"])}
+                        group.units.append(Unit(tags, {**base, "condition": asdict(cond)}, cond))
+                    yield group
 
     def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.encoders.embeddings import EncodeSettings, cached_perturbed_embeddings
@@ -106,17 +126,23 @@ class RobustnessSuite(Suite):
                                 evaluation_set_key(group.identity, clean["record_ids"]), y_true=clean["y_true"])
         boot_clean = bootstrap_macro_auroc(clean["y_true"], clean["y_score"], idx)
         m: dict[str, float] = {"n_test": float(len(clean["record_ids"]))}
+        min_distinct = int(group.state.min_distinct) if group.state is not None else int(results[0][0].tags.get("min_distinct_scores", 5))
         for u, r in results:
             name = u.tags["condition"]
             if not np.array_equal(r.arrays["record_ids"], clean["record_ids"]):
                 raise ValueError(f"robustness {name}: not scored on the clean condition's records")
+            flat = degenerate_classes(r.arrays["y_true"], r.arrays["y_score"], min_distinct)
+            m[f"{name}.degenerate_classes"] = float(flat)
+            if flat:  # a constant (or near-constant) output: its AUROC is an artefact, not a ranking
+                m.update({f"{name}.{k}": float("nan") for k in ("auroc", "f1", "bacc", "drop", "drop_ci_low", "drop_ci_high")})
+                continue
             drop = bootstrap_macro_auroc(r.arrays["y_true"], r.arrays["y_score"], idx) - boot_clean
             lo, hi = percentile_interval(drop)
             m.update({f"{name}.auroc": r.metrics["auroc"], f"{name}.f1": r.metrics["f1"], f"{name}.bacc": r.metrics["bacc"],
                       f"{name}.drop": r.metrics["auroc"] - by_name["clean"].metrics["auroc"], f"{name}.drop_ci_low": lo,
                       f"{name}.drop_ci_high": hi})
         order = [u.tags["condition"] for u, _ in results]
-        return Aggregate(m, {"conditions": ",".join(order), "n_boot": int(ctx.base.run.n_boot),
+        return Aggregate(m, {"conditions": ",".join(order), "n_boot": int(ctx.base.run.n_boot), "min_distinct_scores": min_distinct,
                              "bootstrap_seed": int(ctx.base.run.bootstrap_seed),
                              "interval": "paired percentile bootstrap over test records (stratified, fixed class set)"})
 
@@ -135,13 +161,17 @@ class RobustnessSuite(Suite):
             for _, row in g.iterrows():
                 for c in conditions:
                     auc = row.get(f"{c}.auroc", np.nan)
-                    if c == "clean":
+                    if row.get(f"{c}.degenerate_classes", 0) > 0:
+                        cells.loc[row["method"], c] = f"degenerate ({row[f'{c}.degenerate_classes']:.0f} classes)"
+                    elif c == "clean":
                         cells.loc[row["method"], c] = f"{100 * auc:.1f}"
                     else:
                         cells.loc[row["method"], c] = (f"{100 * auc:.1f} ({100 * row.get(f'{c}.drop', np.nan):+.1f} "
                                                        f"[{100 * row.get(f'{c}.drop_ci_low', np.nan):+.1f}, "
                                                        f"{100 * row.get(f'{c}.drop_ci_high', np.nan):+.1f}])")
             title = (f"acquisition robustness on {dataset}/{task}: macro AUROC per condition (change from clean "
-                     f"[95% paired bootstrap CI]); head trained on clean embeddings, fixed split")
+                     f"[95% paired bootstrap CI]); head trained on clean embeddings, fixed split; degenerate = for some class "
+                     f"the head gave fewer than {int(g['min_distinct_scores'].astype(float).max()) if 'min_distinct_scores' in g else 5} "
+                     f"distinct scores to its positives or negatives (e.g. one constant output), so no AUROC is reported")
             blocks.append(render_block(cells, title, fmt))
         return "\n\n".join(blocks)

@@ -1,10 +1,13 @@
 """Subgroup audit: the linear suite's per-record test predictions broken down by age band, sex, site and device.
 
 No head is retrained: a subgroup unit reads exactly the linear units its cell's aggregate pooled (their
-keys are part of its own key), so it changes whenever they do. Per subgroup: macro AUROC on the classes
-scorable in every scored subgroup of that attribute, with a percentile bootstrap interval (resampling
-within the subgroup, stratified, fixed class set); per attribute: the largest gap (observed best minus
-worst subgroup) with its interval from the same resamples. Settings: configs/protocols/subgroup.yaml.
+keys are part of its own key), so it changes whenever they do. Per attribute, every subgroup is compared
+with one reference subgroup (configs/protocols/subgroup.yaml: e.g. female − male, each age band − 60-79):
+a class enters a comparison only with ``min_positives`` positives and as many negatives in both subgroups,
+the gap is the difference of their macro AUROCs on those classes, and its interval and two-sided p come from
+resampling each subgroup within itself (stratified, fixed class set). The table adjusts the p-values with
+Holm over every gap it shows. A subgroup with too few records, or no class with enough positives here and
+in the reference, is listed with the reason instead of a number.
 
 Written only against the suite plugin interface (bench/suites/base.py).
 """
@@ -51,45 +54,87 @@ def subgroup_levels(records: pd.DataFrame, attribute: str, settings: dict) -> pd
     return col.map(lambda v: _name(v) if pd.notna(v) and str(v).strip() else np.nan)
 
 
-def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, min_records: int, n_boot: int, seed: int) -> tuple[dict, list[dict]]:
-    """Metrics and rows for one attribute: per-level AUROC [CI] on a common class set, and the largest gap."""
-    from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc, percentile_interval, scorable
+def _eligible(y: np.ndarray, min_positives: int) -> np.ndarray:
+    """Classes with at least ``min_positives`` positives and as many negatives among these records."""
+    pos = y.sum(0)
+    return (pos >= min_positives) & (len(y) - pos >= min_positives)
 
-    groups = {lv: np.flatnonzero((levels == lv).to_numpy()) for lv in sorted(levels.dropna().unique(), key=str)}
-    scored = {lv: rows for lv, rows in groups.items() if len(rows) >= min_records}
-    common = np.ones(y.shape[1], bool)
-    for rows in scored.values():
-        common &= scorable(y[rows])
-    rows_out = [{"level": lv, "n": len(rows), "scored": lv in scored and common.any()} for lv, rows in groups.items()]
-    if not common.any() or not scored:
-        return {}, rows_out
-    boots, point = {}, {}
-    for lv, rows in scored.items():
-        yy, ss = y[rows][:, common], s[rows][:, common]
-        idx = bootstrap_indices(len(rows), n_boot, seed, y_true=yy)
-        boots[lv] = bootstrap_macro_auroc(yy, ss, idx)
-        point[lv] = float(bootstrap_macro_auroc(yy, ss, np.arange(len(rows))[None])[0])
-    metrics = {"n_classes": float(common.sum())}
-    for row in rows_out:
-        lv = row["level"]
-        if lv in point:
-            lo, hi = percentile_interval(boots[lv])
-            row.update({"auroc": point[lv], "ci_low": lo, "ci_high": hi})
-            metrics.update({f"{_name(lv)}.auroc": point[lv], f"{_name(lv)}.ci_low": lo, f"{_name(lv)}.ci_high": hi})
-        metrics[f"{_name(lv)}.n"] = float(row["n"])
-    if len(point) > 1:
-        best, worst = max(point, key=point.get), min(point, key=point.get)
-        lo, hi = percentile_interval(boots[best] - boots[worst])
-        metrics.update({"gap": point[best] - point[worst], "gap_ci_low": lo, "gap_ci_high": hi})
-        rows_out.append({"level": f"gap: {best} − {worst}", "n": len(scored[best]) + len(scored[worst]), "scored": True,
-                         "auroc": point[best] - point[worst], "ci_low": lo, "ci_high": hi})
-    return metrics, rows_out
+
+def _boot(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> tuple[float, np.ndarray]:
+    """Macro AUROC on all records and on stratified resamples within them (fixed class set)."""
+    from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc
+
+    idx = bootstrap_indices(len(y), n_boot, seed, y_true=y)
+    return float(bootstrap_macro_auroc(y, s, np.arange(len(y))[None])[0]), bootstrap_macro_auroc(y, s, idx)
+
+
+def reference_level(levels: pd.Series, attribute: str, settings: dict) -> str | None:
+    """The subgroup every other one is compared with: configured per attribute (``references``), or the largest."""
+    named = (settings.get("references") or {}).get(attribute, "largest")
+    counts = levels.value_counts()
+    if named != "largest":
+        return named if named in counts.index else None
+    return str(counts.index[0]) if len(counts) else None
+
+
+def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, reference: str | None, min_records: int, min_positives: int,
+          n_boot: int, seed: int) -> tuple[dict, list[dict]]:
+    """One attribute's gaps against its reference subgroup. A class enters a comparison only with ``min_positives``
+    positives and negatives in both subgroups; the gap (subgroup − reference) is the difference of their macro AUROCs
+    on those classes, its interval from the same resample index in both (each resampled within itself), with a
+    two-sided bootstrap p. Every subgroup that cannot be compared is listed with the reason."""
+    from bench.suites.metrics import paired_bootstrap_test
+
+    groups = {str(lv): np.flatnonzero((levels == lv).to_numpy()) for lv in levels.dropna().unique()}
+    rows = []
+
+    def row(lv: str, **values) -> dict:
+        rows_ = groups.get(lv, np.array([], int))
+        return {"level": lv, "n": len(rows_), "reference": reference, **values}
+
+    if reference is None or reference not in groups:
+        return ({f"{_name(lv)}.n": float(len(r)) for lv, r in groups.items()},
+                [row(lv, why=f"no reference subgroup ({reference or 'none'}) among the test records") for lv in sorted(groups)])
+    ref_rows = groups[reference]
+    metrics: dict[str, float] = {}
+    ref_ok = _eligible(y[ref_rows], min_positives) if len(ref_rows) >= min_records else np.zeros(y.shape[1], bool)
+    for lv in sorted(groups, key=_level_order):
+        r = groups[lv]
+        metrics[f"{_name(lv)}.n"] = float(len(r))
+        if lv == reference:
+            if not ref_ok.any():
+                rows.append(row(lv, why=f"reference: no class with >= {min_positives} positives and negatives in {len(r)} records"))
+                continue
+            auc, boot = _boot(y[r][:, ref_ok], s[r][:, ref_ok], n_boot, seed)
+            rows.append(row(lv, auroc=auc, classes=int(ref_ok.sum()), positives=int(y[r][:, ref_ok].sum(0).min()),
+                            why="reference"))
+            metrics.update({f"{_name(lv)}.auroc": auc, f"{_name(lv)}.classes": float(ref_ok.sum())})
+            continue
+        if len(r) < min_records:
+            rows.append(row(lv, why=f"{len(r)} records < {min_records}"))
+            continue
+        both = ref_ok & _eligible(y[r], min_positives)
+        if not both.any():
+            rows.append(row(lv, why=f"no class with >= {min_positives} positives and negatives here and in {reference}"))
+            continue
+        auc, boot = _boot(y[r][:, both], s[r][:, both], n_boot, seed)
+        ref_auc, ref_boot = _boot(y[ref_rows][:, both], s[ref_rows][:, both], n_boot, seed)
+        test = paired_bootstrap_test(boot, ref_boot, auc, ref_auc)
+        positives = int(min(y[r][:, both].sum(0).min(), y[ref_rows][:, both].sum(0).min()))
+        rows.append(row(lv, auroc=auc, reference_auroc=ref_auc, gap=test["diff"], ci_low=test["ci_low"], ci_high=test["ci_high"],
+                        p=test["p_value"], classes=int(both.sum()), positives=positives))
+        metrics.update({f"{_name(lv)}.auroc": auc, f"{_name(lv)}.classes": float(both.sum()),
+                        f"{_name(lv)}.positives": float(positives), f"{_name(lv)}.gap": test["diff"],
+                        f"{_name(lv)}.gap_ci_low": test["ci_low"], f"{_name(lv)}.gap_ci_high": test["ci_high"],
+                        f"{_name(lv)}.gap_p": test["p_value"], f"{_name(lv)}.p_floor": test["p_floor"]})
+    return metrics, rows
 
 
 class SubgroupSuite(Suite):
     name = "subgroup"
-    version = "1"
-    description = "audit of the linear suite's test predictions by age band, sex, site and device (AUROC and largest gap)"
+    version = "2"  # 2: gaps to a named reference subgroup on classes with enough positives, Holm-adjusted
+    description = ("audit of the linear suite's test predictions by age band, sex, site and device: each subgroup's AUROC gap "
+                   "to a reference subgroup, only where both have enough positives and negatives")
     stores_predictions = False
     on_leaderboard = False
 
@@ -136,21 +181,28 @@ class SubgroupSuite(Suite):
         p = pooled([r.arrays for r in results])
         records = meta.loc[[str(r) for r in p["record_ids"]]]
         metrics: dict[str, float] = {"n_test": float(len(records))}
-        rows = []
+        rows, references = [], {}
         for attribute in meta.columns:
             levels = subgroup_levels(records, attribute, settings).reset_index(drop=True)
-            m, r = audit(p["y_true"], p["y_score"], levels, int(settings["min_records"]), int(settings["n_boot"]),
-                         int(ctx.base.run.bootstrap_seed))
+            references[attribute] = reference_level(levels, attribute, settings)
+            m, r = audit(p["y_true"], p["y_score"], levels, references[attribute], int(settings["min_records"]),
+                         int(settings["min_positives"]), int(settings["n_boot"]), int(ctx.base.run.bootstrap_seed))
             metrics.update({f"{attribute}.{k}": v for k, v in m.items()})
             rows += [{"attribute": attribute, **row} for row in r]
-        return [UnitResult(metrics, {"min_records": settings["min_records"], "age_bands": settings["age_bands"]},
-                           files={"subgroups.csv": pd.DataFrame(rows).to_csv(index=False)})]
+        why = "; ".join(f"{r['attribute']}.{_name(r['level'])}: {r['why']}" for r in rows if r.get("why") not in (None, "reference"))
+        return [UnitResult(metrics, {"min_records": settings["min_records"], "min_positives": settings["min_positives"],
+                                     "age_bands": settings["age_bands"]},
+                           files={"subgroups.csv": pd.DataFrame(rows).to_csv(index=False)},
+                           tags={"unscored": why or "-", "references": ",".join(f"{a}:{_name(r)}" for a, r in references.items() if r)})]
 
     def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         (unit, result), = results
-        return Aggregate(dict(result.metrics), {"attributes": unit.tags["attributes"],
-                                                "linear_unit_set": unit.tags["linear_unit_set"],
-                                                "interval": "percentile bootstrap within each subgroup (stratified, fixed class set)"})
+        tags = {**unit.tags, **result.tags}  # a unit computed now carries its result's tags there
+        return Aggregate(dict(result.metrics), {"attributes": tags["attributes"], "linear_unit_set": tags["linear_unit_set"],
+                                                "unscored": tags.get("unscored", "-"), "references": tags.get("references", ""),
+                                                "min_positives": result.params.get("min_positives", ""),
+                                                "interval": "each subgroup and its reference resampled within themselves "
+                                                            "(stratified, fixed class set); gap = subgroup - reference"})
 
     def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
@@ -158,28 +210,52 @@ class SubgroupSuite(Suite):
                  "seed": request.seeds or list(ctx.base.run.seeds)} for d in request.datasets or [ctx.base.data.name]]
 
     def table(self, aggregates: pd.DataFrame, fmt: str = "md", methods: Sequence[str] | None = None) -> str:
+        """Per task and attribute: each subgroup's gap to the reference subgroup [95% CI], Holm-adjusted over every gap
+        of the table, with the classes compared, their fewest positives and n; a subgroup that cannot be compared says
+        why."""
         from bench.suites.base import render_block
+        from bench.suites.metrics import format_p, holm
 
         blocks = []
         for (dataset, task, protocol, fraction), g in aggregates.groupby(["dataset", "task", "protocol", "fraction"], sort=True):
             g = g[g["method"].isin(methods)] if methods else g
+            seeds = g["seed"].astype(str) if "seed" in g else pd.Series("0", index=g.index)
+            label = {i: f"{m} (seed {sd})" if seeds.nunique() > 1 else m for i, m, sd in zip(g.index, g["method"], seeds)}
+            gaps = [(i, c[:-len(".gap_p")]) for i in g.index for c in g.columns if c.endswith(".gap_p") and np.isfinite(g.at[i, c])]
+            adjusted = dict(zip(gaps, holm([float(g.at[i, f"{c}.gap_p"]) for i, c in gaps])))
+            refs = {k: v for item in str(g["references"].dropna().iloc[0] if "references" in g and g["references"].notna().any() else "")
+                    .split(",") if ":" in item for k, v in [item.split(":", 1)]}
             for attribute in str(g["attributes"].dropna().iloc[0]).split(","):
-                levels = sorted({c.split(".")[1] for c in g.columns if c.startswith(f"{attribute}.") and c.endswith(".n")},
-                                key=_level_order)
-                cells = pd.DataFrame(index=list(g["method"]), dtype=object)
-                for _, row in g.iterrows():
+                ref = refs.get(attribute)
+                levels = sorted({c.split(".")[1] for c in g.columns if c.startswith(f"{attribute}.") and c.endswith(".n")}, key=_level_order)
+                cells = pd.DataFrame(index=[label[i] for i in g.index], dtype=object)
+                for i in g.index:
+                    row, why = g.loc[i], _reasons(g.loc[i])
                     for lv in levels:
-                        auc, n = row.get(f"{attribute}.{lv}.auroc", np.nan), row.get(f"{attribute}.{lv}.n", np.nan)
-                        cells.loc[row["method"], f"{lv} (n={n:.0f})" if np.isfinite(n) else lv] = (
-                            f"{100 * auc:.1f} [{100 * row[f'{attribute}.{lv}.ci_low']:.1f}, {100 * row[f'{attribute}.{lv}.ci_high']:.1f}]"
-                            if np.isfinite(auc) else "too few")
-                    gap = row.get(f"{attribute}.gap", np.nan)
-                    cells.loc[row["method"], "largest gap"] = (
-                        f"{100 * gap:.1f} [{100 * row[f'{attribute}.gap_ci_low']:.1f}, {100 * row[f'{attribute}.gap_ci_high']:.1f}]"
-                        if np.isfinite(gap) else "–")
-                    k = row.get(f"{attribute}.n_classes", np.nan)
-                    cells.loc[row["method"], "classes"] = f"{k:.0f}" if np.isfinite(k) else "–"
+                        n = row.get(f"{attribute}.{lv}.n", np.nan)
+                        col = f"{lv}{' (reference)' if lv == ref else ' − ' + str(ref)} (n={n:.0f})" if np.isfinite(n) else lv
+                        if lv == ref:
+                            auc = row.get(f"{attribute}.{lv}.auroc", np.nan)
+                            cells.loc[label[i], col] = f"{100 * auc:.1f}" if np.isfinite(auc) else why.get(f"{attribute}.{lv}", "–")
+                            continue
+                        key = (i, f"{attribute}.{lv}")
+                        if key not in adjusted:
+                            cells.loc[label[i], col] = why.get(f"{attribute}.{lv}", "–")
+                            continue
+                        cells.loc[label[i], col] = (
+                            f"{100 * row[f'{attribute}.{lv}.gap']:+.1f} [{100 * row[f'{attribute}.{lv}.gap_ci_low']:+.1f}, "
+                            f"{100 * row[f'{attribute}.{lv}.gap_ci_high']:+.1f}] Holm p {format_p(adjusted[key], row[f'{attribute}.{lv}.p_floor'])}"
+                            f" ({row[f'{attribute}.{lv}.classes']:.0f} classes, ≥ {row[f'{attribute}.{lv}.positives']:.0f} positives)")
                 title = (f"subgroup audit on {dataset}/{task} by {attribute} (linear, {protocol}, {100 * float(fraction):g}% labels): "
-                         f"macro AUROC [95% bootstrap CI within the subgroup] on the classes scorable in every scored subgroup")
+                         f"gap = macro AUROC of the subgroup − the reference subgroup ({ref}), in points [95% CI: each resampled "
+                         f"within itself], on the classes with ≥ {int(g['min_positives'].astype(float).max()) if 'min_positives' in g else 10} "
+                         f"positives and negatives in both; Holm over the {len(adjusted)} gaps of this task's tables; the reference "
+                         f"column is its own AUROC; a subgroup that cannot be compared says why")
                 blocks.append(render_block(cells, title, fmt))
         return "\n\n".join(blocks)
+
+
+def _reasons(row) -> dict[str, str]:
+    """``attribute.level`` -> why that subgroup was not compared, from the aggregate's ``unscored`` tag."""
+    text = str(row.get("unscored", "") or "")
+    return {k.strip(): v.strip() for part in text.split("; ") if ": " in part for k, v in [part.split(": ", 1)]}

@@ -297,7 +297,7 @@ class TextgenSuite(Suite):
             for method in request.methods:
                 handle = None
                 if method != self.CONTROL:
-                    handle = ctx.scorers(cfg, method, "fixed")[0].handle
+                    handle = ctx.scorers(cfg, method, "fixed")[0].handle  # the run seeds train the LLM; one encoder (seed 0)
                     handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), test_ids)
                 group = Group({"method": method, "dataset": cfg.data.name, "task": "interpretation", "protocol": "fixed",
                                "fraction": 1.0, "seed": ",".join(map(str, seeds))}, state=(cfg, tg, handle, train_ids, test_ids, examples))

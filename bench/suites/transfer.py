@@ -7,6 +7,7 @@ class is positive in a dataset when any of that side's codes is positive.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,7 @@ class TransferState:
 class TransferSuite(Suite):
     name = "transfer"
     version = "2"  # 2: target records without an aligned label are left out; validation thresholds
+    pools_seeds = True
     description = "cross-domain transfer in the paper's Table 5 label space (head trained on the source, tested on the target)"
 
     def groups(self, ctx: "RunContext", request: Request):
@@ -115,24 +117,23 @@ class TransferSuite(Suite):
             t_lab = t_all[t_all.sum(axis=1) > 0]
             split = s_idx.records.loc[s_lab.index, "split"]
             train, val = list(s_lab.index[split == "train"]), list(s_lab.index[split == "val"])
-            for method in request.methods:
-                handle = ctx.scorers(scfg, method, "fixed")[0].handle
+            for method, seed in itertools.product(request.methods, request.seeds or [int(s) for s in ctx.base.run.seeds]):
+                handle = ctx.scorers(scfg, method, "fixed", seed=seed)[0].handle
                 t_ident = tgt_cfg.data.get("identity", tfam.dataset)
                 t_ids = list(t_lab.index)
                 if tcfg.exclude_pool_records and handle.pool_identity == t_ident:
                     t_ids = [r for r in t_ids if r not in handle.pool_ids]
                 handle.check_leakage(tfam.dataset, t_ident, t_ids)
-                for seed in request.seeds or [int(s) for s in ctx.base.run.seeds]:
-                    group = Group({"method": method, "dataset": source, "task": f"to_{target}", "protocol": "fixed", "fraction": 1.0,
-                                   "seed": seed}, state=TransferState(scfg, tgt_cfg, handle, s_lab, t_lab, t_ids, train, val, classes, head,
-                                                                      seed))
-                    material = {"source_embedding": ctx.embedding_key(scfg, handle), "target_embedding": ctx.embedding_key(tgt_cfg, handle),
-                                "aligned_classes": content_hash([vars(c) for c in classes]), "source_labels": frame_hash(s_lab),
-                                "target_labels": frame_hash(t_lab.loc[t_ids]), "train": ids_hash(train), "val": ids_hash(val), "head": head.as_params(), "seed": seed}
-                    tags = {"fold": "target", **ctx.provenance(scfg, handle, s_idx), "source_dataset": sfam.dataset,
-                            "target_dataset": tfam.dataset, "n_target_unlabelled_dropped": int(len(t_all) - len(t_lab))}
-                    group.units.append(Unit(tags, material))
-                    yield group
+                group = Group({"method": method, "dataset": source, "task": f"to_{target}", "protocol": "fixed", "fraction": 1.0,
+                               "seed": seed}, state=TransferState(scfg, tgt_cfg, handle, s_lab, t_lab, t_ids, train, val, classes, head,
+                                                                  seed))
+                material = {"source_embedding": ctx.embedding_key(scfg, handle), "target_embedding": ctx.embedding_key(tgt_cfg, handle),
+                            "aligned_classes": content_hash([vars(c) for c in classes]), "source_labels": frame_hash(s_lab),
+                            "target_labels": frame_hash(t_lab.loc[t_ids]), "train": ids_hash(train), "val": ids_hash(val), "head": head.as_params(), "seed": seed}
+                tags = {"fold": "target", **ctx.provenance(scfg, handle, s_idx), "source_dataset": sfam.dataset,
+                        "target_dataset": tfam.dataset, "n_target_unlabelled_dropped": int(len(t_all) - len(t_lab))}
+                group.units.append(Unit(tags, material))
+                yield group
 
     def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.suites.classification import unit_result

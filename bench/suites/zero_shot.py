@@ -47,6 +47,7 @@ def top1_decisions(scores: np.ndarray) -> np.ndarray:
 class ZeroShotSuite(Suite):
     name = "zero_shot"
     version = "2"  # 2: fixed-class-set bootstrap; unit key holds the prompt texts
+    pools_seeds = True
     description = "zero-shot classification with class prompts on the test split (top-1 decisions); MERIT Table 2"
 
     def groups(self, ctx: "RunContext", request: Request):
@@ -72,7 +73,7 @@ class ZeroShotSuite(Suite):
 
     def _add_unit(self, ctx, cfg, group: Group, method: str, task: str, seed: int) -> None:
         zs = cfg.zero_shot
-        handle = ctx.scorers(cfg, method, "fixed")[0].handle
+        handle = ctx.scorers(cfg, method, "fixed", seed=seed)[0].handle
         index = ctx.reader(cfg).index
         labels = index.task(task).labels
         test = [r for r in labels.index if index.records.at[r, "split"] == zs.eval_split]
