@@ -49,8 +49,9 @@ def test_table_prints_real_numbers_with_intervals(store_root):
     result = _run(["table", "linear"], store_root)
     assert result.exit_code == 0, result.output
     rows = {line.split("|")[1].strip(): line for line in result.output.splitlines() if line.startswith("| merit") or line.startswith("| random")}
-    assert set(rows) == {"merit", "merit_mse", "random"}
-    assert "[" in rows["merit"] and "demo_ptbxl/super AUC" in result.output
+    # rows are named for what they are: a pretraining preset after '@', controls marked
+    assert set(rows) == {"merit@tiny", "merit_mse@tiny", "random (control)"}
+    assert "[" in rows["merit@tiny"] and "demo_ptbxl/super AUC" in result.output
     assert "**" in result.output  # best value marked
     latex = _run(["table", "linear", "--format", "latex"], store_root)
     assert "\\textbf{" in latex.output and "\\begin{tabular}" in latex.output
