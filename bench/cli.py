@@ -127,6 +127,7 @@ def data_download(ctx: typer.Context, dataset: str = typer.Argument(..., help="p
 @_guarded
 def encoders_list(ctx: typer.Context) -> None:
     from bench.encoders import create_encoder, encoder_names
+    from bench.encoders.cards import card_kind
 
     cfg = load_config(ctx.args)
     rows = []
@@ -135,11 +136,15 @@ def encoders_list(ctx: typer.Context) -> None:
             options = encoder_options(cfg)
             spec = create_encoder(name, **options).spec
         except Exception as exc:  # a plugin or tower that cannot be built is listed, not hidden
-            rows.append([name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
+            rows.append([card_kind(name), name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
             continue
-        rows.append([name, spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s", len(spec.leads),
+        kind = card_kind(name)
+        kind = kind if kind != "method" else "ECG-text" if spec.has_text_tower else "self-supervised"
+        rows.append([kind, name, spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s", len(spec.leads),
                      f"{spec.n_params / 1e6:.2f}M", "yes" if spec.has_text_tower else "no", spec.normalisation])
-    typer.echo(tabulate(rows, headers=["encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
+    order = {"self-supervised": 0, "ECG-text": 1, "supervised": 2, "control": 3}
+    rows.sort(key=lambda r: (order.get(r[0], 4), r[1]))
+    typer.echo(tabulate(rows, headers=["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
 
 
 @encoders_app.command("show", context_settings=OVERRIDES,

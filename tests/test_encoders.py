@@ -158,9 +158,15 @@ def test_registry_lists_merit_variants_and_the_installed_plugin():
     assert "toy_mean" in names, "the test plugin (tests/plugins/bench_toy_encoder) registers via entry points only"
     result = CliRunner().invoke(app, ["encoders", "list", "encoder.preset=tiny"])
     assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line.split()[0] for line in result.output.splitlines()[2:] if len(line.split()) > 1}
     for name in ("merit", "merit_mse", "merit_cma", "merit_ib", "toy_mean"):
-        assert any(line.startswith(name + " ") for line in result.output.splitlines()), name
-    mse_row = next(line for line in result.output.splitlines() if line.startswith("merit_mse "))
+        assert name in rows, name
+    # grouped by kind: self-supervised, ECG-text, supervised architectures, controls
+    assert rows["merit_mse"] == "self-supervised" and rows["merit"] == "ECG-text" and rows["random"] == "control"
+    assert rows["xresnet1d101"] == "supervised" and rows["ecgfounder"] == "supervised"
+    kinds = [k for k in rows.values()]
+    assert kinds == sorted(kinds, key=["self-supervised", "ECG-text", "supervised", "control"].index)
+    mse_row = next(line for line in result.output.splitlines() if " merit_mse " in line)
     assert " no " in mse_row  # no text tower -> not zero-shot capable
 
 

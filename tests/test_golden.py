@@ -27,7 +27,7 @@ def _case(name: str) -> tuple[dict, dict]:
     text = case["options"].get("text")
     if text and "path" in text:
         case["options"]["text"] = {**text, "path": str(GOLDEN / text["path"])}
-    records = SYNTHETIC.signals(seconds=case.get("seconds", 10))
+    records = SYNTHETIC.signals(fs=case.get("signals_fs", 500), seconds=case.get("seconds", 10))
     if "gain" in case:  # the case's records went through WFDB files at this resolution (upstream's readers read them)
         records = (np.round(records * case["gain"]) / case["gain"]).astype(np.float32)
     assert SYNTHETIC.signals_sha256(records) == case["signals_sha256"], "the synthetic records differ from the fixture's"
@@ -40,7 +40,7 @@ def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:
 
 
 def test_every_upstream_repository_has_fixtures():
-    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp"} <= set(CASES)
+    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp", "xresnet1d101"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
     assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s"} <= set(CASES)
 

@@ -27,7 +27,9 @@ def corpora_table() -> dict[str, dict[str, Any]]:
 
 
 def card_kind(name: str) -> str:
-    """``control`` for a floor every table shows (random weights, signal statistics), ``method`` otherwise."""
+    """The card's ``kind``: ``control`` for a floor every table shows (random weights, signal statistics), ``supervised``
+    for an architecture trained on labels (ECGFounder, xresnet1d101), ``method`` otherwise (self-supervised or ECG-text,
+    told apart by the text tower)."""
     return str(load_card(name).get("kind", "method"))
 
 

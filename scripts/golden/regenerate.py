@@ -5,7 +5,8 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
     python scripts/golden/regenerate.py --stmem /src/ST-MEM --merl /src/MERL-ICML2024 --dbeta /src/D-BETA \
         --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA \
         --hubert-ecg /src/HuBERT-ECG/code \
-        --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] --out tests/golden
+        --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] \
+        --xresnet1d /src/ecg_ptbxl_benchmarking/code --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -86,7 +87,7 @@ def forget_modules(*packages: str) -> None:
 
 def save_case(folder: Path, case: dict, arrays: dict) -> None:
     """case.json and upstream's outputs; the input records are regenerated from their hash's generator, not stored."""
-    case = {**case, "signals_sha256": signals_sha256(signals())}
+    case = {**case, "signals_sha256": signals_sha256(signals(fs=case.get("signals_fs", 500)))}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "case.json").write_text(json.dumps(case, indent=2) + "\n")
     np.savez_compressed(folder / "expected.npz", **{k: np.asarray(v) for k, v in arrays.items()})
@@ -288,6 +289,52 @@ def ecgfounder(root: Path, out: Path) -> None:
               {"embedding": np.stack(embs)})
     sys.path.remove(str(root))
     forget_modules("net1d", "util")
+
+
+def xresnet1d(root: Path, out: Path) -> None:
+    """xresnet1d101 from helme/ecg_ptbxl_benchmarking code/models/xresnet1d.py (the official design for the parameter
+    count; a reduced one for the file), on 100 Hz records cut as fastai_model.py cuts them at test time (2.5 s windows
+    every 1.25 s); per window the head's concat pooling, averaged over the windows (bench's rule for views). fastai v1,
+    which basic_conv1d.py star-imports, is replaced by the few names it takes from it."""
+    import torch.nn as nn
+
+    def bn_drop_lin(n_in, n_out, bn=True, p=0.0, actn=None):  # fastai v1 layers.bn_drop_lin
+        layers = [nn.BatchNorm1d(n_in)] if bn else []
+        if p != 0:
+            layers.append(nn.Dropout(p))
+        layers.append(nn.Linear(n_in, n_out))
+        return layers + ([actn] if actn is not None else [])
+
+    class Flatten(nn.Module):  # fastai v1 layers.Flatten
+        def forward(self, x):
+            return x.view(x.size(0), -1)
+
+    stub_module("fastai.layers", bn_drop_lin=bn_drop_lin, Flatten=Flatten)
+    stub_module("fastai.core", listify=lambda p: list(p) if isinstance(p, (list, tuple)) else [p], Optional=__import__("typing").Optional,
+                Collection=__import__("typing").Collection, Floats=float)
+    sys.modules["fastai.layers"].__all__ = ["bn_drop_lin", "Flatten"]
+    sys.modules["fastai.core"].__all__ = ["listify", "Optional", "Collection", "Floats"]
+    sys.path.insert(0, str(root))
+    from models.xresnet1d import XResNet1d, ResBlock, xresnet1d101
+
+    official = xresnet1d101(num_classes=71, input_channels=12, kernel_size=5, ps_head=0.5, lin_ftrs_head=[128])
+    model = XResNet1d(ResBlock, 4, [1, 1], input_channels=12, num_classes=4, kernel_size=5, ps_head=0.5, lin_ftrs_head=[128],
+                      stem_szs=(8, 8, 64), widen=0.125).eval()  # upstream's blocks start from 64 // 4 channels
+    randomise(model, 7)
+    folder = out / "xresnet1d101"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), folder / "xresnet1d101.pth")
+    x = torch.from_numpy(signals(fs=100))
+    windows = [x[..., s:s + 250] for s in range(0, 751, 125)]  # TimeseriesDatasetCrops(chunk 250, stride 125)
+    with torch.no_grad():
+        body = torch.nn.Sequential(*list(model)[:-1])  # upstream's own modules, without the head's linear part
+        pooled = [model[-1][1](model[-1][0](body(w))) for w in windows]
+    save_case(folder, {"method": "xresnet1d101", "fs": 100, "signals_fs": 100,
+                       "options": {"preset": "official", "layers": [1, 1], "width": 8, "stem": [8, 8, 64], "n_classes": 4},
+                       "files": ["xresnet1d101.pth"], "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"embedding": torch.stack(pooled).mean(0).numpy()})
+    sys.path.remove(str(root))
+    forget_modules("models", "fastai")
 
 
 def stub_module(name: str, **attrs) -> None:
@@ -695,6 +742,7 @@ def main() -> None:
     ap.add_argument("--hubert-ecg", type=Path, help="HuBERT-ECG/code (needs biosppy on --pythonpath)")
     ap.add_argument("--melp", type=Path, help="MELP checkout (with --fairseq-signals-backbone)")
     ap.add_argument("--fairseq-signals-backbone", type=Path, help="fuying-wang/fairseq-signals/src")
+    ap.add_argument("--xresnet1d", type=Path, help="helme/ecg_ptbxl_benchmarking/code (its models/ package)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     ap.add_argument("--long-records", action="store_true",
@@ -726,6 +774,8 @@ def main() -> None:
         hubert_ecg(args.hubert_ecg, args.out)
     if args.melp:
         melp(args.melp, args.fairseq_signals_backbone, args.out, text)
+    if args.xresnet1d:
+        xresnet1d(args.xresnet1d, args.out)
 
 
 if __name__ == "__main__":
