@@ -12,7 +12,8 @@
 #   text generation: MERIT, random and the LLM-only control, 3 LLM seeds, 64 training / 32 test reports, 1 epoch
 #   subgroup and robustness audits: every method, seed 0, all labels
 #   report_text: the reports' own ceiling (TF-IDF + logistic regression on the pretraining text, no ECG)
-# Settings: EPOCHS pretraining epochs of every cpu_small encoder.
+# Settings: EPOCHS pretraining epochs of every cpu_small encoder; STAGES a space-separated subset of the stage names
+# below (default all; a finished stage is skipped anyway, its units being in the store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:?usage: republish.sh run|publish}
@@ -31,15 +32,17 @@ if [ -n "$(git status --porcelain --untracked-files=no -- . ':!results')" ]; the
   exit 1
 fi
 mkdir -p "$STORE"
-timed() {  # timed NAME COMMAND...: run a stage and append its wall time to $STORE/times.txt
+STAGES=${STAGES:-all}
+timed() {  # timed NAME COMMAND...: run a stage (if STAGES names it) and append its wall time to $STORE/times.txt
   local name=$1 start=$SECONDS
   shift
+  if [ "$STAGES" != all ] && [[ " $STAGES " != *" $name "* ]]; then return 0; fi
   "$@"
   echo "$name $((SECONDS - start)) s" >> "$STORE/times.txt"
 }
 case "$STAGE" in
   run)
-    git rev-parse HEAD > "$STORE/commit"
+    git rev-parse HEAD >> "$STORE/commit"
     timed linear_fixed $BENCH run --suite linear --methods "$METHODS" --datasets ptbxl_1819 --fractions 0.01,0.1,1 --seeds 0,1,2 "${STORE_ARGS[@]}"
     timed zero_shot $BENCH run --suite zero_shot --methods "$METHODS" --datasets ptbxl_1819 --seeds 0,1,2 "${STORE_ARGS[@]}"
     timed report_text $BENCH run --suite report_text --methods report_text --datasets ptbxl_1819 "${STORE_ARGS[@]}"
