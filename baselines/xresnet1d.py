@@ -14,8 +14,12 @@ classes)). Convolutions are Kaiming-normal initialised, BN biases 1e-3. Each Res
 The embedding is the head's pooled input: concat pooling of the last stage, [B, 512]. Input contract (fastai_model.py):
 100 Hz, windows of 2.5 s; at test time windows of 250 samples every 125 samples over the 10 s record, i.e. 7 evenly
 spaced crops, aggregated (upstream: the maximum of the predictions; here the mean of the views, as every encoder).
-Upstream standardises with one StandardScaler fitted on all training values; that affine map is removed by the stem's
-bias-free conv and BatchNorm (up to the zero-padded borders), so the contract scales nothing.
+Upstream standardises with one StandardScaler fitted on all training values; the contract scales nothing: weights trained
+in bench learn their BatchNorm statistics on bench's input, and a state dict trained upstream needs its run's scaler
+applied to the records first (the model card says so).
+
+The class is parametrised by its stage widths and whether it carries the classification head, so the ECG encoder of
+ECGFM-KED (the same design with widths 64-128-128-192 and no head) reuses it (baselines/ecgfm_ked.py).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(layers=[1, 1], width=8, stem=[8, 8, 8], n_classes=4),
 }
 DEFAULTS = dict(in_channels=12, expansion=4, kernel=5, kernel_stem=5, lin_ftrs=[128], ps=0.5, fs=100.0, n_samples=1000,
-                view_samples=250, n_views=7, text=None)
+                view_samples=250, n_views=7, widths=None, text=None)
 
 
 def conv_layer(cin: int, cout: int, kernel: int, stride: int = 1, act: bool = True, zero_bn: bool = False) -> nn.Sequential:
@@ -92,34 +96,45 @@ def head(features: int, lin_ftrs: list[int], ps: float, n_classes: int) -> nn.Se
 
 class XResNet1d(Encoder):
     requires_pretraining = False  # a supervised architecture: the scratch mode trains it, the linear probe reads its init
+    method, presets, defaults, with_head = "xresnet1d101", PRESETS, DEFAULTS, True
 
     def __init__(self, preset: str = "cpu_small", **overrides: Any):
         super().__init__()
-        overrides.pop("text", None)  # no text tower
-        self.preset, self.config = preset, resolve_preset("xresnet1d101", PRESETS, preset, overrides, DEFAULTS)
+        self.preset, self.config = preset, resolve_preset(self.method, self.presets, preset, self.prepare_overrides(overrides),
+                                                          self.defaults)
         c = self.config
         stem = [c["in_channels"], *c["stem"]]
-        widths = [c["stem"][-1] // c["expansion"], *[c["width"]] * len(c["layers"])]  # upstream: 64 // 4 after a 64-wide stem
+        stages = list(c["widths"] or [c["width"]] * len(c["layers"]))
+        widths = [c["stem"][-1] // c["expansion"], *stages]  # upstream: 64 // 4 after a 64-wide stem
         modules: list[nn.Module] = [conv_layer(stem[i], stem[i + 1], c["kernel_stem"], stride=2 if i == 0 else 1) for i in range(3)]
         modules.append(nn.MaxPool1d(3, stride=2, padding=1))
         for i, n in enumerate(c["layers"]):
             modules.append(nn.Sequential(*[ResBlock(c["expansion"], widths[i] if b == 0 else widths[i + 1], widths[i + 1],
                                                     1 if i == 0 or b > 0 else 2, c["kernel"]) for b in range(n)]))
-        modules.append(head(widths[-1] * c["expansion"], list(c["lin_ftrs"]), c["ps"], c["n_classes"]))
+        self.out_channels = widths[-1] * c["expansion"]
+        if self.with_head:
+            modules.append(head(self.out_channels, list(c["lin_ftrs"]), c["ps"], c["n_classes"]))
         self.net = nn.Sequential(*modules)
-        self._contract = InputContract(c["fs"], c["n_samples"], view_layout="ncrop", view_samples=c["view_samples"],
-                                       n_views=c["n_views"], notes="ecg_ptbxl_benchmarking fastai_model.py: 2.5 s windows "
-                                                                   "every 1.25 s at test time")
+        self._contract = self.input_contract()
+
+    def prepare_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        overrides.pop("text", None)  # no text tower
+        return overrides
+
+    def input_contract(self) -> InputContract:
+        c = self.config
+        return InputContract(c["fs"], c["n_samples"], view_layout="ncrop", view_samples=c["view_samples"], n_views=c["n_views"],
+                             notes="ecg_ptbxl_benchmarking fastai_model.py: 2.5 s windows every 1.25 s at test time")
 
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
-        return EncoderSpec("xresnet1d101", 2 * c["width"] * c["expansion"], c["fs"], c["view_samples"], n_params=self.n_params(),
+        return EncoderSpec("xresnet1d101", 2 * self.out_channels, c["fs"], c["view_samples"], n_params=self.n_params(),
                            extra={"preset": self.preset}, contract=self._contract)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 12, samples] -> the last stage's output [B, C, T]."""
-        for module in list(self.net)[:-1]:
+        for module in list(self.net)[:-1] if self.with_head else self.net:
             x = module(x)
         return x
 

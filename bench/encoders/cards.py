@@ -28,8 +28,8 @@ def corpora_table() -> dict[str, dict[str, Any]]:
 
 def card_kind(name: str) -> str:
     """The card's ``kind``: ``control`` for a floor every table shows (random weights, signal statistics), ``supervised``
-    for an architecture trained on labels (ECGFounder, xresnet1d101), ``method`` otherwise (self-supervised or ECG-text,
-    told apart by the text tower)."""
+    for an architecture trained on labels (ECGFounder, xresnet1d101), ``ECG-text`` for a method aligned with text whatever
+    the preset builds (ECGFM-KED), ``method`` otherwise (self-supervised or ECG-text, told apart by the text tower)."""
     return str(load_card(name).get("kind", "method"))
 
 

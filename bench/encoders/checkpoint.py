@@ -181,9 +181,10 @@ def read_checkpoint(path: str | Path, allowed: Iterable[str] = (), trust_code: b
 
 
 def unwrap(blob) -> dict:
-    """The state dict inside a checkpoint file ({'model': ...}, {'model_state_dict': ...}, {'state_dict': ...} or bare)."""
+    """The state dict inside a checkpoint file ({'model': ...}, {'model_state_dict': ...}, {'state_dict': ...} or bare;
+    ECGFM-KED's training file keeps the ECG encoder under 'ecg_model' beside its query transformer under 'model')."""
     if isinstance(blob, Mapping):
-        for key in ("model", "model_state_dict", "state_dict"):
+        for key in ("ecg_model", "model", "model_state_dict", "state_dict"):
             if key in blob and isinstance(blob[key], Mapping):
                 return dict(blob[key])
     return dict(blob)

@@ -6,7 +6,7 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
         --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA \
         --hubert-ecg /src/HuBERT-ECG/code \
         --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] \
-        --xresnet1d /src/ecg_ptbxl_benchmarking/code --out tests/golden
+        --xresnet1d /src/ecg_ptbxl_benchmarking/code --ecgfm-ked /src/ECGFM-KED --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -291,11 +291,13 @@ def ecgfounder(root: Path, out: Path) -> None:
     forget_modules("net1d", "util")
 
 
-def xresnet1d(root: Path, out: Path) -> None:
-    """xresnet1d101 from helme/ecg_ptbxl_benchmarking code/models/xresnet1d.py (the official design for the parameter
-    count; a reduced one for the file), on 100 Hz records cut as fastai_model.py cuts them at test time (2.5 s windows
-    every 1.25 s); per window the head's concat pooling, averaged over the windows (bench's rule for views). fastai v1,
-    which basic_conv1d.py star-imports, is replaced by the few names it takes from it."""
+def fastai_v1_shim() -> None:
+    """fastai v1, which the xresnet1d files star-import, replaced by the few names they take from it."""
+    import enum
+    import inspect
+    import re
+    import typing
+
     import torch.nn as nn
 
     def bn_drop_lin(n_in, n_out, bn=True, p=0.0, actn=None):  # fastai v1 layers.bn_drop_lin
@@ -310,10 +312,17 @@ def xresnet1d(root: Path, out: Path) -> None:
             return x.view(x.size(0), -1)
 
     stub_module("fastai.layers", bn_drop_lin=bn_drop_lin, Flatten=Flatten)
-    stub_module("fastai.core", listify=lambda p: list(p) if isinstance(p, (list, tuple)) else [p], Optional=__import__("typing").Optional,
-                Collection=__import__("typing").Collection, Floats=float)
+    stub_module("fastai.core", listify=lambda p: list(p) if isinstance(p, (list, tuple)) else [p], Optional=typing.Optional,
+                Collection=typing.Collection, Floats=float, inspect=inspect, re=re, Enum=enum.Enum)
     sys.modules["fastai.layers"].__all__ = ["bn_drop_lin", "Flatten"]
-    sys.modules["fastai.core"].__all__ = ["listify", "Optional", "Collection", "Floats"]
+    sys.modules["fastai.core"].__all__ = ["listify", "Optional", "Collection", "Floats", "inspect", "re", "Enum"]
+
+
+def xresnet1d(root: Path, out: Path) -> None:
+    """xresnet1d101 from helme/ecg_ptbxl_benchmarking code/models/xresnet1d.py (the official design for the parameter
+    count; a reduced one for the file), on 100 Hz records cut as fastai_model.py cuts them at test time (2.5 s windows
+    every 1.25 s); per window the head's concat pooling, averaged over the windows (bench's rule for views)."""
+    fastai_v1_shim()
     sys.path.insert(0, str(root))
     from models.xresnet1d import XResNet1d, ResBlock, xresnet1d101
 
@@ -335,6 +344,43 @@ def xresnet1d(root: Path, out: Path) -> None:
               {"embedding": torch.stack(pooled).mean(0).numpy()})
     sys.path.remove(str(root))
     forget_modules("models", "fastai")
+
+
+def ecgfm_ked(root: Path, out: Path) -> None:
+    """ECGFM-KED's ECG encoder from control-spiderman/ECGFM-KED models/xresnet1d_101.py as main_mimiciv.py builds it (no
+    head), saved as main_mimiciv.py saves it ({'ecg_model': state, 'model', 'text_encoder', 'config', 'epoch', ...}) and
+    as the reality check's flat ecg_model.* form; on 500 Hz mV records read as MimicivDataset reads them (scipy resample
+    to a fifth of the length, NaN -> 0); embedding = mean over time of the encoder output (EcgFmKEDWrapper)."""
+    import importlib.util
+
+    from scipy.signal import resample
+
+    fastai_v1_shim()
+    spec = importlib.util.spec_from_file_location("ked_xresnet1d_101", root / "models" / "xresnet1d_101.py")
+    ked = importlib.util.module_from_spec(spec)  # the file alone: models/__init__ imports the text side
+    spec.loader.exec_module(ked)
+    official = ked.xresnet1d101(num_classes=105, input_channels=12, kernel_size=5, ps_head=0.5)
+    model = ked.XResNet1d(ked.ResBlock, 4, [1, 1, 1, 1], input_channels=12, num_classes=105, kernel_size=5, ps_head=0.5,
+                          stem_szs=(8, 8, 64), widen=0.125).eval()
+    randomise(model, 8)
+    folder = out / "ecgfm_ked"
+    folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    torch.save({"model": {"tqn.weight": torch.zeros(2, 2)}, "ecg_model": state, "text_encoder": {"bert.weight": torch.zeros(2)},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 5e-5}]}, "config": {"ecg_model_name": "xresnet1d_101"},
+                "epoch": 3}, folder / "best_valid_all_increase_with_augment_epoch_3.pt")
+    torch.save({**{f"ecg_model.{k}": v for k, v in state.items()}, "model.tqn.weight": torch.zeros(2, 2)}, folder / "flat.pt")
+    x = signals()
+    with torch.no_grad():
+        ecg = torch.from_numpy(resample(x, x.shape[-1] // 5, axis=-1)).float()
+        emb = model(torch.nan_to_num(ecg)).mean(-1)
+    save_case(folder, {"method": "ecgfm_ked", "fs": 500,
+                       "options": {"preset": "official", "layers": [1, 1, 1, 1], "widths": [8, 16, 16, 24], "stem": [8, 8, 64],
+                                   "text": None},
+                       "files": ["best_valid_all_increase_with_augment_epoch_3.pt", "flat.pt"],
+                       "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"embedding": emb.numpy()})
+    forget_modules("fastai")
 
 
 def stub_module(name: str, **attrs) -> None:
@@ -743,6 +789,7 @@ def main() -> None:
     ap.add_argument("--melp", type=Path, help="MELP checkout (with --fairseq-signals-backbone)")
     ap.add_argument("--fairseq-signals-backbone", type=Path, help="fuying-wang/fairseq-signals/src")
     ap.add_argument("--xresnet1d", type=Path, help="helme/ecg_ptbxl_benchmarking/code (its models/ package)")
+    ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     ap.add_argument("--long-records", action="store_true",
@@ -776,6 +823,8 @@ def main() -> None:
         melp(args.melp, args.fairseq_signals_backbone, args.out, text)
     if args.xresnet1d:
         xresnet1d(args.xresnet1d, args.out)
+    if args.ecgfm_ked:
+        ecgfm_ked(args.ecgfm_ked, args.out)
 
 
 if __name__ == "__main__":
