@@ -29,6 +29,7 @@ ENCODERS.register("hubert_ecg", "baselines.hubert_ecg:build_hubert_ecg")
 ENCODERS.register("melp", "baselines.melp:build_melp")
 ENCODERS.register("xresnet1d101", "baselines.xresnet1d:build_xresnet1d101")
 ENCODERS.register("ecgfm_ked", "baselines.ecgfm_ked:build_ecgfm_ked")
+ENCODERS.register("s4", "baselines.s4:build_s4")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

@@ -6,7 +6,8 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
         --ecgfounder /src/ECGFounder --ecgjepa /src/ECG_JEPA \
         --hubert-ecg /src/HuBERT-ECG/code \
         --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] \
-        --xresnet1d /src/ecg_ptbxl_benchmarking/code --ecgfm-ked /src/ECGFM-KED --out tests/golden
+        --xresnet1d /src/ecg_ptbxl_benchmarking/code --ecgfm-ked /src/ECGFM-KED \
+        --s4 /src/ecg-fm-benchmarking/code --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -381,6 +382,42 @@ def ecgfm_ked(root: Path, out: Path) -> None:
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
     forget_modules("fastai")
+
+
+def s4(root: Path, out: Path) -> None:
+    """The reality check's S4Model (code/clinical_ts/models/s4_model.py + s42.py) as main_lite_ecg.py builds it for
+    ``--architecture s4`` (d_input 12, bidirectional, l_max = 250 samples), on 100 Hz records cut as bench cuts them (7
+    crops of 2.5 s), the mean over time of the last layer per crop, averaged. s42 evaluates its Cauchy kernel with pykeops
+    on the GPU or a CUDA extension; neither runs here, so its ``cauchy_conj`` is replaced by the same sum in torch."""
+    stub_module("pytorch_lightning.utilities", rank_zero_only=lambda f: f)
+    sys.path.insert(0, str(root))
+    from clinical_ts.models import s42
+    from clinical_ts.models.s4_model import S4Model
+
+    def cauchy_conj(v, z, w):  # the pykeops expression, summed in torch: v / (z - w) + conj(v) / (z - conj(w))
+        v, w = v.unsqueeze(-1), w.unsqueeze(-1)
+        return (v / (z - w) + v.conj() / (z - w.conj())).sum(-2)
+
+    s42.cauchy_conj, s42.has_cauchy_extension = cauchy_conj, False
+    official = S4Model(d_input=12, d_output=71, l_max=250, d_state=8, d_model=512, n_layers=4, bidirectional=True)
+    model = S4Model(d_input=12, d_output=4, l_max=250, d_state=4, d_model=16, n_layers=2, bidirectional=True).eval()
+    randomise(model, 9)
+    folder = out / "s4"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 1}, folder / "s4_lightning.ckpt")
+    torch.save(model.state_dict(), folder / "s4_model.pt")
+    x = torch.from_numpy(signals(fs=100))
+    starts = np.linspace(0, 1000 - 250, 7).round().astype(int)
+    with torch.no_grad():
+        model.pooling, model.decoder = True, None  # S4Model's own pooling, without the classifier
+        emb = torch.stack([model(x[..., s:s + 250]) for s in starts]).mean(0)
+    save_case(folder, {"method": "s4", "fs": 100, "signals_fs": 100,
+                       "options": {"preset": "official", "d_model": 16, "d_state": 4, "n_layers": 2, "n_classes": 4},
+                       "files": ["s4_lightning.ckpt", "s4_model.pt"],
+                       "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("clinical_ts", "pytorch_lightning")
 
 
 def stub_module(name: str, **attrs) -> None:
@@ -789,6 +826,8 @@ def main() -> None:
     ap.add_argument("--melp", type=Path, help="MELP checkout (with --fairseq-signals-backbone)")
     ap.add_argument("--fairseq-signals-backbone", type=Path, help="fuying-wang/fairseq-signals/src")
     ap.add_argument("--xresnet1d", type=Path, help="helme/ecg_ptbxl_benchmarking/code (its models/ package)")
+    ap.add_argument("--s4", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code (its clinical_ts package; einops and "
+                    "opt_einsum on --pythonpath)")
     ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
@@ -825,6 +864,8 @@ def main() -> None:
         xresnet1d(args.xresnet1d, args.out)
     if args.ecgfm_ked:
         ecgfm_ked(args.ecgfm_ked, args.out)
+    if args.s4:
+        s4(args.s4, args.out)
 
 
 if __name__ == "__main__":
