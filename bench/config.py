@@ -35,7 +35,9 @@ def available(group: str) -> list[str]:
 #: nodes whose keys are not declared in configs/: encoder options differ per encoder (each factory refuses the
 #: ones it does not know, listing its valid options) and ``unit.checkpoints`` maps methods to files (``hydra.*``,
 #: which configures launchers, is passed to Hydra as given)
-OPEN_NODES = ("encoder", "unit.checkpoints")
+# a mode's block may set any of the common settings for that mode alone (modes.finetune.epochs=2); ModeConfig refuses
+# keys it does not know, naming the valid ones
+OPEN_NODES = ("encoder", "unit.checkpoints", "modes.attentive", "modes.finetune", "modes.scratch")
 
 
 def _compose(overrides: list[str]) -> DictConfig:

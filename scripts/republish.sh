@@ -51,7 +51,7 @@ case "$STAGE" in
     timed transfer_demo $BENCH run --suite transfer --methods merit,random,signal_stats --seeds 0 \
       --directions ptbxl_super:csn,cpsc2018:csn,cpsc2018:ptbxl_super,csn:ptbxl_super,csn:cpsc2018 "${STORE_ARGS[@]}"
     timed modes $BENCH run --suite linear --methods merit,ecg_fm,hubert_ecg,signal_stats --datasets ptbxl_1819 --tasks super --fractions 1 \
-      --seeds 0,1,2 --modes linear,attentive,finetune,scratch modes.common.epochs=20 +modes.finetune.epochs=2 +modes.scratch.epochs=2 "${STORE_ARGS[@]}"
+      --seeds 0,1,2 --modes linear,attentive,finetune,scratch modes.common.epochs=20 modes.finetune.epochs=2 modes.scratch.epochs=2 "${STORE_ARGS[@]}"
     timed subgroup $BENCH run --suite subgroup --methods "$METHODS" --datasets ptbxl_1819 --fractions 1 --seeds 0 "${STORE_ARGS[@]}"
     timed robustness $BENCH run --suite robustness --methods "$METHODS" --datasets ptbxl_1819 --seeds 0 "${STORE_ARGS[@]}"
     timed textgen $BENCH run --suite textgen --methods merit,random,llm_only --datasets ptbxl_1819 --seeds 0,1,2 \

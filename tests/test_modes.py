@@ -74,6 +74,12 @@ def test_mode_and_its_settings_are_in_the_key_and_linear_keys_hold(mode_root):
     assert _keys(mode_root, "finetune", ["modes.finetune.lr_factors=[1.0,0.5,0.25]"]) != finetune
     assert _keys(mode_root, "attentive", ["modes.attentive.attn_heads=4"]) != attentive
     assert _keys(mode_root, "linear", ["modes.common.epochs=3"]) == linear  # the linear probe reads its own settings
+    # one mode's own budget (what the publication sets) is a key change of that mode only; a misspelt one is refused
+    assert _keys(mode_root, "finetune", ["modes.finetune.epochs=1"]) != finetune
+    assert _keys(mode_root, "scratch", ["modes.finetune.epochs=1"]) == scratch
+    refused = cli.invoke(app, ["run", "--suite", "linear", "--methods", "merit_mse", "--modes", "scratch", *_store(mode_root),
+                               "modes.scratch.epoch=1"])
+    assert refused.exit_code != 0 and "modes.scratch: unknown key(s) ['epoch']" in refused.output
 
 
 def test_scratch_trains_the_architecture_from_its_initial_weights(mode_root):

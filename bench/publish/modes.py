@@ -21,6 +21,8 @@ from bench.suites.modes import MODES
 
 
 def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, seed: int | str) -> pd.DataFrame:
+    if aggregates.empty:  # a store with no linear results has no columns either
+        return aggregates
     df = aggregates[(aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
                     & (aggregates["fraction"].astype(float) == float(fraction)) & (aggregates["seed"].astype(str) == str(seed))
                     & (aggregates.get("applicable", "yes") != "no")].copy()
