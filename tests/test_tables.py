@@ -81,6 +81,26 @@ def test_forest_and_efficiency_plots_render(store, tmp_path):
         plots.forest(agg, "ptbxl_1819", "cv10", 1.0, tmp_path)
 
 
+def test_figures_draw_the_rows_the_tables_show_one_per_method(store, tmp_path):
+    """A store with per-seed rows, the over-seeds row and other modes of the same cell (as the publication's): the
+    figures take the seed view of the linear mode, one row per method and task, and do not fail."""
+    from bench.publish import plots
+
+    base = {"suite": "linear", "dataset": "ptbxl_1819", "task": "super", "protocol": "fixed", "fraction": 1.0,
+            "applicable": "yes", "split_hash": "s1", "checkpoint_hash": "h-merit"}
+    for seed, mode, auc in (("1", "linear", 0.70), ("all", "linear", 0.77), ("0", "attentive", 0.95), ("1", "finetune", 0.50)):
+        tags = {**base, "method": "merit", "seed": seed, "mode": mode, "n_seeds": 3 if seed == "all" else 1}
+        store.replace_aggregate("linear", f"merit|super|{seed}|{mode}", tags,
+                                {"auroc_mean": auc, "auroc_ci_low": auc - 0.02, "auroc_ci_high": auc + 0.02})
+    cells, words = plots.linear_cells(store.aggregates(["linear"]), "ptbxl_1819", "fixed")
+    assert cells.groupby(["method", "task", "fraction"]).size().max() == 1
+    merit = cells[cells["method"] == "merit"].iloc[0]
+    assert merit["seed"] == "all" and merit["mode"] == "linear" and merit["auroc_mean"] == pytest.approx(0.77)
+    assert "split s1" in words
+    path = plots.forest(store.aggregates(["linear"]), "ptbxl_1819", "fixed", 1.0, tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cv10_cell_shows_the_pooled_auroc_its_interval_belongs_to(tmp_path):
     s = ResultStore(f"sqlite:///{tmp_path}/m.db", tmp_path / "a")
     tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "cv10",

@@ -14,8 +14,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import textwrap  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+
+from bench.publish.tables import comparable_parts, row_name, seed_view, seed_words  # noqa: E402
 
 CONTROLS = ("random", "signal_stats", "llm_only")
 
@@ -25,28 +30,41 @@ def _style(method: str) -> dict:
 
 
 def label_efficiency(aggregates: pd.DataFrame, dataset: str, protocol: str, out: Path) -> Path:
-    df = aggregates[(aggregates["suite"] == "linear") & (aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)].copy()
-    if df.empty:
-        raise LookupError(f"no linear results for {dataset} / {protocol}")
+    df, words = linear_cells(aggregates, dataset, protocol)
     df["fraction"] = df["fraction"].astype(float)
     tasks = sorted(df["task"].unique())
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for method, g in df[df["task"] == task].groupby("method"):
-            g = g.sort_values("fraction")
-            ax.plot(g["fraction"], 100 * _auroc_point(g), marker="o", label=method, **_style(method))
-            ax.fill_between(g["fraction"], 100 * g["auroc_ci_low"], 100 * g["auroc_ci_high"], alpha=0.12)
+        for i, (method, g) in enumerate(df[df["task"] == task].groupby("method")):
+            g, colour = g.sort_values("fraction"), plt.cm.tab20(i % 20)
+            ax.plot(g["fraction"], 100 * _auroc_point(g), marker="o", label=row_name(g.iloc[0]), color=colour, **_style(method))
+            ax.fill_between(g["fraction"], 100 * g["auroc_ci_low"], 100 * g["auroc_ci_high"], color=colour, alpha=0.08)
         ax.set_xscale("log")
         ax.set_title(f"{dataset} / {task}")
         ax.set_xlabel("fraction of training labels")
         ax.set_ylabel("macro AUROC (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(textwrap.fill(words, 60 * len(tasks)), fontsize=8)
     fig.tight_layout()
     path = out / f"label_efficiency_{dataset}_{protocol}.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def linear_cells(aggregates: pd.DataFrame, dataset: str, protocol: str) -> tuple[pd.DataFrame, str]:
+    """The rows a linear table shows for one dataset and protocol, one per method x task x fraction: the seed view
+    (mean over seeds where logged), the linear mode only, and the comparable part (records, pretraining budget) with
+    the most methods. Returned with the words that say which rows these are."""
+    df = aggregates[(aggregates["suite"] == "linear") & (aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)]
+    df = seed_view(df) if len(df) else df
+    if len(df):
+        df = df[(df["mode"] == "linear") & (df["val_fraction"] == "full")]
+    if df.empty:
+        raise LookupError(f"no linear results for {dataset} / {protocol}")
+    setting, part = max(comparable_parts(df), key=lambda p: p[1]["method"].nunique())
+    return part.copy(), f"{seed_words(part)}{setting}"
 
 
 def _auroc_point(agg):
@@ -60,13 +78,14 @@ def _auroc_point(agg):
 
 
 def forest(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, out: Path) -> Path:
-    df = aggregates[(aggregates["suite"] == "linear") & (aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
-                    & (aggregates["fraction"].astype(float) == fraction)]
+    df, words = linear_cells(aggregates, dataset, protocol)
+    df = df[df["fraction"].astype(float) == fraction]
     if df.empty:
         raise LookupError(f"no linear results for {dataset} / {protocol} / {fraction}")
     tasks = sorted(df["task"].unique())
     methods = sorted(df["method"].unique(), key=lambda m: (m in CONTROLS, m))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 0.45 * len(methods) + 1.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 0.45 * len(methods) + 1.6), sharex=True, sharey=True,
+                             squeeze=False)
     for ax, task in zip(axes[0], tasks):
         g = df[df["task"] == task].set_index("method")
         for y, m in enumerate(methods):
@@ -75,11 +94,12 @@ def forest(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: floa
             r = g.loc[m]
             mid, lo, hi = 100 * float(_auroc_point(r)), 100 * float(r["auroc_ci_low"]), 100 * float(r["auroc_ci_high"])
             ax.errorbar(mid, y, xerr=[[mid - lo], [hi - mid]], fmt="o", color="grey" if m in CONTROLS else "C0", capsize=3)
-        ax.set_yticks(range(len(methods)), methods)
+        ax.set_yticks(range(len(methods)), [row_name(df[df["method"] == m].iloc[0]) for m in methods])
         ax.set_title(task)
         ax.set_xlabel("pooled macro AUROC (%), 95% CI")
+        ax.xaxis.set_major_locator(ticker.MultipleLocator(5))
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle(f"{dataset}, protocol {protocol}, {100 * fraction:g}% labels")
+    fig.suptitle(textwrap.fill(f"{dataset}, protocol {protocol}, {100 * fraction:g}% labels; {words}", 50 * len(tasks)), fontsize=8)
     fig.tight_layout()
     path = out / f"forest_{dataset}_{protocol}_{fraction:g}.png"
     fig.savefig(path, dpi=110)
