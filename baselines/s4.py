@@ -102,19 +102,25 @@ class KernelHolder(nn.Module):
 
 
 class S4Layer(nn.Module):
-    """Bidirectional S4 convolution + D skip, GELU, dropout, position-wise Linear(H, 2H) + GLU (upstream's S4, postact glu)."""
+    """S4 convolution (bidirectional, or causal as a CPC predictor) + D skip, GELU, dropout, position-wise
+    Linear(H, 2H) + GLU (upstream's S4, postact glu)."""
 
-    def __init__(self, h: int, n: int, length: int, dropout: float, dt_min: float, dt_max: float):
+    def __init__(self, h: int, n: int, length: int, dropout: float, dt_min: float, dt_max: float, bidirectional: bool = True):
         super().__init__()
+        self.bidirectional = bidirectional
         self.D = nn.Parameter(torch.randn(1, h))
-        self.kernel = KernelHolder(SSKernel(h, n, length, 2, dt_min, dt_max))
+        self.kernel = KernelHolder(SSKernel(h, n, length, 2 if bidirectional else 1, dt_min, dt_max))
         self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()
         self.output_linear = nn.Sequential(TransposedLinear(h, 2 * h), nn.GLU(dim=-2))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         length = u.shape[-1]
-        k0, k1 = self.kernel.kernel(length).unsqueeze(1).unbind(0)  # forward and backward kernels, (1, H, L) each
-        k = F.pad(k0, (0, length)) + F.pad(k1.flip(-1), (length, 0))
+        k = self.kernel.kernel(length).unsqueeze(1)  # (channels, 1, H, L)
+        if self.bidirectional:  # forward and backward kernels, the backward one flipped onto the negative lags
+            k0, k1 = k.unbind(0)
+            k = F.pad(k0, (0, length)) + F.pad(k1.flip(-1), (length, 0))
+        else:
+            k = k[0]
         y = torch.fft.irfft(torch.fft.rfft(u, n=2 * length).unsqueeze(1) * torch.fft.rfft(k, n=2 * length), n=2 * length)
         y = y[..., :length] + u.unsqueeze(1) * self.D.unsqueeze(-1)
         return self.output_linear(self.dropout(F.gelu(y.flatten(1, 2))))
@@ -134,17 +140,19 @@ class TransposedLinear(nn.Module):
 
 
 class S4Net(nn.Module):
-    """S4Model(d_input=12, transposed input, bidirectional, LayerNorm post-norm, mean pooling, decoder)."""
+    """S4Model with transposed input and LayerNorm post-norm: as the supervised S4 builds it (a 1x1 conv from the leads,
+    bidirectional, a decoder) or as ECG-CPC's predictor (no input conv, causal, no decoder; ``in_channels`` and
+    ``n_classes`` None). ``length``: l_max, the kernel's length in steps."""
 
-    def __init__(self, c: dict[str, Any]):
+    def __init__(self, c: dict[str, Any], length: int | None = None, bidirectional: bool = True):
         super().__init__()
         h = c["d_model"]
-        self.encoder = nn.Conv1d(c["in_channels"], h, 1)
-        self.s4_layers = nn.ModuleList(S4Layer(h, c["d_state"], c["view_samples"], c["dropout"], c["dt_min"], c["dt_max"])
-                                       for _ in range(c["n_layers"]))
+        self.encoder = nn.Conv1d(c["in_channels"], h, 1) if c.get("in_channels") else nn.Identity()
+        self.s4_layers = nn.ModuleList(S4Layer(h, c["d_state"], length or c["view_samples"], c["dropout"], c["dt_min"], c["dt_max"],
+                                               bidirectional) for _ in range(c["n_layers"]))
         self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(c["n_layers"]))
         self.dropouts = nn.ModuleList(nn.Dropout1d(c["dropout"]) for _ in range(c["n_layers"]))
-        self.decoder = nn.Linear(h, c["n_classes"])
+        self.decoder = nn.Linear(h, c["n_classes"]) if c.get("n_classes") else None
 
     def sequence(self, x: torch.Tensor) -> torch.Tensor:
         """[B, leads, L] -> [B, H, L] after the last layer."""

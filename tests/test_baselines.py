@@ -230,3 +230,36 @@ def test_melp_beat_alignment_prefers_matching_sentences():
     assert set(losses) == {"rhythm", "beat", "loss"} and torch.isfinite(losses["loss"])
     losses["loss"].backward()
     assert enc.proj_contrast.grad is not None and enc.sent_proj.weight.grad is not None
+
+
+def test_ecg_cpc_loss_scores_the_step_ahead_against_negatives_from_the_same_record():
+    """CPCLoss's known answers: predictions equal to the encodings `steps` ahead (one-hot, scaled) give loss ~0 and
+    accuracy 1; predictions of zero give log(1 + negatives) per step; negatives never hit the positive."""
+    from baselines.ecg_cpc import cpc_loss
+    from bench.encoders.randomness import StepRandom
+
+    b, t, steps, k = 3, 12, 2, 5
+    encoded = torch.eye(t).expand(b, t, t) * 30.0
+    predicted = torch.zeros(b, t, t)
+    predicted[:, : t - steps] = torch.eye(t)[steps:] * 30.0  # step i predicts one-hot(i + steps)
+    loss, acc = cpc_loss(predicted, encoded, steps, k, StepRandom(0, 0, range(b)))
+    assert acc.item() == 1.0 and loss.item() < 1e-6
+    loss0, _ = cpc_loss(torch.zeros(b, t, t), encoded, steps, k, StepRandom(0, 0, range(b)))
+    assert loss0.item() == pytest.approx((t - steps) * math.log(1 + k), rel=1e-5)
+    with pytest.raises(ValueError, match="more than 12 steps"):
+        cpc_loss(predicted, encoded, 12, k, StepRandom(0, 0, range(b)))
+
+
+def test_ecg_cpc_pretraining_lowers_its_loss():
+    torch.manual_seed(0)
+    enc = create_encoder("ecg_cpc", preset="tiny")
+    x = torch.randn(8, 12, 2400).cumsum(-1) * 0.05
+    opt = torch.optim.Adam(enc.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = enc.pretraining_losses(x)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses

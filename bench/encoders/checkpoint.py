@@ -15,6 +15,7 @@ tensors), not by the bytes of its file, which carry a temporary name, a code ver
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import pickle
 import types
@@ -86,11 +87,16 @@ SAFE_OBJECTS: dict[str, Any] = {
     "lightning.fabric.utilities.data.AttributeDict": _stand_in("lightning.fabric.utilities.data.AttributeDict"),
     "pytorch_lightning.utilities.parsing.AttributeDict": _stand_in("pytorch_lightning.utilities.parsing.AttributeDict"),
     **_numpy_objects(),
+    # the types omegaconf's metadata names (object_type, key_type, element_type, the flags' defaultdict): plain
+    # containers and scalars, which build data only
+    **{f"builtins.{t.__name__}": t for t in (dict, list, int, float, str, bool)},
+    "collections.defaultdict": collections.defaultdict,
 }
+OMEGACONF_TYPES = [f"builtins.{t}" for t in ("dict", "list", "int", "float", "str", "bool")] + ["collections.defaultdict"]
 #: names of groups a card may list instead of each object
 OBJECT_GROUPS = {
     "numpy": sorted(_numpy_objects()),
-    "omegaconf": sorted(k for k in SAFE_OBJECTS if k.startswith("omegaconf.")) + ["typing.Any"],
+    "omegaconf": sorted(k for k in SAFE_OBJECTS if k.startswith("omegaconf.")) + ["typing.Any"] + OMEGACONF_TYPES,
 }
 
 

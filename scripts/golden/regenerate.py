@@ -7,7 +7,7 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
         --hubert-ecg /src/HuBERT-ECG/code \
         --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] \
         --xresnet1d /src/ecg_ptbxl_benchmarking/code --ecgfm-ked /src/ECGFM-KED \
-        --s4 /src/ecg-fm-benchmarking/code --out tests/golden
+        --s4 /src/ecg-fm-benchmarking/code --ecg-cpc /src/ecg-fm-benchmarking/code --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -415,6 +415,62 @@ def s4(root: Path, out: Path) -> None:
     save_case(folder, {"method": "s4", "fs": 100, "signals_fs": 100,
                        "options": {"preset": "official", "d_model": 16, "d_state": 4, "n_layers": 2, "n_classes": 4},
                        "files": ["s4_lightning.ckpt", "s4_model.pt"],
+                       "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("clinical_ts", "pytorch_lightning")
+
+
+def ecg_cpc(root: Path, out: Path) -> None:
+    """ECG-CPC as code/conf/config_cpc_ecg_s4_heedb.yaml composes it: clinical_ts' own TimeSeriesEncoder built from its
+    structured configs (RNNEncoder conv stack, causal S4Predictor on ts/s4_modules/s42.py, MLPHead, CPCLoss), input shape
+    as template_model.py gives it (sequence last, length = 10 s x 240 Hz); official sizes for the parameter count, reduced
+    ones for the files. Outputs as CPCWrapper reads them (``output["seq"]`` of the SSL forward, averaged over time) on the
+    four non-overlapping 2.5 s windows of 240 Hz records (run.sh), averaged. s42's Cauchy kernel is summed in torch."""
+    stub_module("pytorch_lightning.utilities", rank_zero_only=lambda f: f)
+    sys.path.insert(0, str(root))
+    from omegaconf import OmegaConf
+
+    from clinical_ts.loss.selfsupervised import CPCLossConfig
+    from clinical_ts.template_modules import ShapeConfig, TimeSeriesEncoder, TimeSeriesEncoderConfig
+    from clinical_ts.ts.encoder import RNNEncoderConfig
+    from clinical_ts.ts.head import MLPHeadConfig
+    from clinical_ts.ts.s4 import S4PredictorConfig
+    from clinical_ts.ts.s4_modules import s42
+
+    def cauchy_conj(v, z, w):
+        v, w = v.unsqueeze(-1), w.unsqueeze(-1)
+        return (v / (z - w) + v.conj() / (z - w.conj())).sum(-2)
+
+    s42.cauchy_conj, s42.has_cauchy_extension = cauchy_conj, False
+
+    def build(width: int, state: int, layers: int):
+        cfg = TimeSeriesEncoderConfig(enc=RNNEncoderConfig(features=[width] * 4, kss=[3, 1, 1, 1], strides=[2, 1, 1, 1]),
+                                      pred=S4PredictorConfig(causal=True, state_dim=state, model_dim=width, layers=layers),
+                                      head_ssl=MLPHeadConfig(multi_prediction=True, bias=False),
+                                      loss=CPCLossConfig(steps_predicted=14, negatives_from_same_seq_only=True))
+        return TimeSeriesEncoder(cfg, ShapeConfig(12, 2400, True), None), cfg
+
+    torch.manual_seed(SEED)
+    official, _ = build(512, 8, 4)
+    model, cfg = build(16, 4, 2)
+    model.eval()
+    randomise(model, 10)
+    folder = out / "ecg_cpc"
+    folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    torch.save({"state_dict": {f"ts_encoder.{k}": v for k, v in state.items()}, "epoch": 199, "global_step": 10000,
+                "pytorch-lightning_version": "2.4.0", "hyper_parameters": OmegaConf.create({"ts": OmegaConf.to_container(
+                    OmegaConf.structured(cfg)), "base": {"fs": 240.0, "input_size": 10.0}})}, folder / "cpc_last.ckpt")
+    torch.save({"state_dict": {**{f"model.model.ts_encoder.{k}": v for k, v in state.items()},
+                               "model.head.weight": torch.zeros(5, 16), "model.head.bias": torch.zeros(5)}},
+               folder / "cpc_finetuned.ckpt")  # main_lite_ecg.py's module around CPCWrapper after fine-tuning
+    x = torch.from_numpy(signals(fs=240))
+    with torch.no_grad():
+        emb = torch.stack([model(seq=torch.nan_to_num(x[..., s:s + 600]))["seq"].mean(1) for s in range(0, 2400, 600)]).mean(0)
+    save_case(folder, {"method": "ecg_cpc", "fs": 240, "signals_fs": 240,
+                       "options": {"preset": "official", "features": [16, 16, 16, 16], "d_state": 4, "n_layers": 2},
+                       "files": ["cpc_last.ckpt", "cpc_finetuned.ckpt"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
     sys.path.remove(str(root))
@@ -829,6 +885,7 @@ def main() -> None:
     ap.add_argument("--xresnet1d", type=Path, help="helme/ecg_ptbxl_benchmarking/code (its models/ package)")
     ap.add_argument("--s4", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code (its clinical_ts package; einops and "
                     "opt_einsum on --pythonpath)")
+    ap.add_argument("--ecg-cpc", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code again (clinical_ts' ts/ modules)")
     ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
@@ -858,6 +915,7 @@ def main() -> None:
         (args.xresnet1d, lambda: xresnet1d(args.xresnet1d, args.out)),
         (args.ecgfm_ked, lambda: ecgfm_ked(args.ecgfm_ked, args.out)),
         (args.s4, lambda: s4(args.s4, args.out)),
+        (args.ecg_cpc, lambda: ecg_cpc(args.ecg_cpc, args.out)),
     ]
     for given, run in cases:
         if given:
