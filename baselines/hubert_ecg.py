@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import HubertConfig, HubertModel
 
+from baselines.codebook import assign_codes, fit_codebook
 from baselines.keys import rename
 from bench.data.contract import InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
@@ -128,20 +128,6 @@ class HuBERTECG(Encoder):
         stride = flat.shape[-1] // n_frames
         return frame_statistics(flat[:, :n_frames * stride].reshape(flat.shape[0], n_frames, stride))
 
-    @torch.no_grad()
-    def _fit_clusters(self, stats: torch.Tensor) -> None:
-        from sklearn.cluster import KMeans
-
-        flat = stats.reshape(-1, stats.shape[-1]).double()
-        mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
-        self.feature_mean.copy_(mean)
-        self.feature_std.copy_(std)
-        z = ((flat - mean) / std).cpu().numpy()
-        k = min(self.config["vocab_size"], len(np.unique(z.round(6), axis=0)))
-        fitted = KMeans(k, n_init=1, random_state=0).fit(z).cluster_centers_
-        self.centroids.zero_().add_(1e6)
-        self.centroids[:k] = torch.as_tensor(fitted).to(self.centroids)
-
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,
                            rng: StepRandom | None = None) -> dict[str, torch.Tensor]:
         c = self.config
@@ -149,10 +135,9 @@ class HuBERTECG(Encoder):
         flat = x[..., :c["view_samples"]].reshape(x.shape[0], -1)  # dataset.py: the first 5 s, leads concatenated
         n_frames = int(self.hubert._get_feat_extract_output_lengths(flat.shape[-1]))
         stats = self._frames(flat, n_frames)
-        if not bool(self.feature_std.any()):
-            self._fit_clusters(stats)  # upstream's offline k-means step, once, on the first batch
-        z = (stats - self.feature_mean) / self.feature_std
-        targets = torch.cdist(z.float(), self.centroids.float()).argmin(-1)
+        if not bool(self.feature_std.any()):  # upstream's offline k-means step, once, on the first batch
+            fit_codebook(stats, self.feature_mean, self.feature_std, self.centroids)
+        targets = assign_codes(stats, self.feature_mean, self.feature_std, self.centroids)
         masked = rng.rand(n_frames) < c["mask_prob"]
         h = self._hidden(flat[:, None], masked)
         logits = F.cosine_similarity(self.final_proj[0](h)[:, :, None], self.label_embedding[0].weight[None, None], dim=-1)

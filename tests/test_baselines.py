@@ -250,16 +250,56 @@ def test_ecg_cpc_loss_scores_the_step_ahead_against_negatives_from_the_same_reco
         cpc_loss(predicted, encoded, 12, k, StepRandom(0, 0, range(b)))
 
 
-def test_ecg_cpc_pretraining_lowers_its_loss():
-    torch.manual_seed(0)
-    enc = create_encoder("ecg_cpc", preset="tiny")
-    x = torch.randn(8, 12, 2400).cumsum(-1) * 0.05
+def _pretraining_losses(enc, x: torch.Tensor, steps: int) -> list[float]:
+    """The objective over a few Adam steps on one batch (a working objective goes down)."""
     opt = torch.optim.Adam(enc.parameters(), lr=3e-3)
     losses = []
-    for _ in range(15):
+    for _ in range(steps):
         loss = enc.pretraining_losses(x)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return losses
+
+
+def test_ecg_cpc_pretraining_lowers_its_loss():
+    torch.manual_seed(0)
+    losses = _pretraining_losses(create_encoder("ecg_cpc", preset="tiny"), torch.randn(8, 12, 2400).cumsum(-1) * 0.05, 15)
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_heartlang_sentence_is_qrs_tokenizers_words_lead_by_lead():
+    """QRSTokenizer's layout on a record with known beats: 12 leads x beats words in lead order, each word centred on its
+    QRS (sample 48 = the record at the beat), lead index + 1 and 1 s block + 1, zero padding to 256."""
+    import importlib.util
+
+    import numpy as np
+    from wfdb import processing
+
+    from baselines.heartlang import qrs_sentence
+
+    spec = importlib.util.spec_from_file_location("synthetic", Path(__file__).parents[1] / "scripts" / "golden" / "synthetic.py")
+    synthetic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synthetic)
+    record = synthetic.signals(fs=100)[0].astype(np.float64)
+    beats = processing.xqrs_detect(sig=record[0], fs=100, verbose=False)
+    words, chans, times = qrs_sentence(record, 100, 256, 96, 100)
+    n = len(beats)
+    assert n >= 8 and words.shape == (256, 96)
+    assert chans.tolist() == [lead + 1 for lead in range(12) for _ in range(n)] + [0] * (256 - 12 * n)
+    assert times.tolist() == [int(b) // 100 + 1 for _ in range(12) for b in beats] + [0] * (256 - 12 * n)
+    for lead in (0, 7):
+        for i in range(1, n - 1):
+            assert words[lead * n + i, 48] == record[lead, beats[i]]
+    assert not words[12 * n:].any()
+
+
+def test_heartlang_masked_sentence_pretraining_lowers_its_loss():
+    torch.manual_seed(0)
+    enc = create_encoder("heartlang", preset="tiny")
+    t = torch.arange(1000) / 100.0
+    beat = torch.exp(-(((t * 1.2) % 1.0 - 0.3) / 0.02) ** 2)
+    x = (beat[None, None] * torch.linspace(0.5, 1.5, 12)[None, :, None]).repeat(4, 1, 1) + 0.01 * torch.randn(4, 12, 1000)
+    losses = _pretraining_losses(enc, x, 12)
+    assert bool(enc.word_std.any()) and losses[-1] < 0.8 * losses[0], losses

@@ -164,7 +164,7 @@ def test_registry_lists_merit_variants_and_the_installed_plugin():
     # grouped by kind: self-supervised, ECG-text, supervised architectures, controls
     assert rows["merit_mse"] == "self-supervised" and rows["merit"] == "ECG-text" and rows["random"] == "control"
     assert rows["xresnet1d101"] == "supervised" and rows["ecgfounder"] == "supervised" and rows["ecgfm_ked"] == "ECG-text" and rows["s4"] == "supervised"
-    assert rows["ecg_cpc"] == "self-supervised"
+    assert rows["ecg_cpc"] == "self-supervised" and rows["heartlang"] == "self-supervised"
     kinds = [k for k in rows.values()]
     assert kinds == sorted(kinds, key=["self-supervised", "ECG-text", "supervised", "control"].index)
     mse_row = next(line for line in result.output.splitlines() if " merit_mse " in line)

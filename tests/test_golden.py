@@ -40,7 +40,7 @@ def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:
 
 
 def test_every_upstream_repository_has_fixtures():
-    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp", "xresnet1d101", "ecgfm_ked", "s4", "ecg_cpc"} <= set(CASES)
+    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp", "xresnet1d101", "ecgfm_ked", "s4", "ecg_cpc", "heartlang"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
     assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s"} <= set(CASES)
 

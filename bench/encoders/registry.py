@@ -31,6 +31,7 @@ ENCODERS.register("xresnet1d101", "baselines.xresnet1d:build_xresnet1d101")
 ENCODERS.register("ecgfm_ked", "baselines.ecgfm_ked:build_ecgfm_ked")
 ENCODERS.register("s4", "baselines.s4:build_s4")
 ENCODERS.register("ecg_cpc", "baselines.ecg_cpc:build_ecg_cpc")
+ENCODERS.register("heartlang", "baselines.heartlang:build_heartlang")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

@@ -7,7 +7,8 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
         --hubert-ecg /src/HuBERT-ECG/code \
         --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] \
         --xresnet1d /src/ecg_ptbxl_benchmarking/code --ecgfm-ked /src/ECGFM-KED \
-        --s4 /src/ecg-fm-benchmarking/code --ecg-cpc /src/ecg-fm-benchmarking/code --out tests/golden
+        --s4 /src/ecg-fm-benchmarking/code --ecg-cpc /src/ecg-fm-benchmarking/code \
+        --heartlang /src/HeartLang --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -477,6 +478,58 @@ def ecg_cpc(root: Path, out: Path) -> None:
     forget_modules("clinical_ts", "pytorch_lightning")
 
 
+def heartlang(root: Path, out: Path) -> None:
+    """HeartLang from PKUDigitalHealth/HeartLang: QRSTokenizer.py's own detection, segmentation and sentence assembly
+    (called per record: its forward also saves and plots) on 100 Hz mV records, then modeling_finetune's
+    ST_ECGFormerClassifier (backbone = modeling_pretrain.ST_ECGFormer) as run_class_finetuning.py evaluates it (class
+    token of the backbone's tokens). Files: the pretraining checkpoint ({'model': ST_ECGFormer state, 'args': argparse
+    namespace, ...}; utils.save_model) and a fine-tuned classifier's ({'model': backbone.* + mlp_head.*, with the
+    classifier's default 1,024-code language-model head})."""
+    import argparse as argparse_module
+
+    stub_module("timm.models", register_model=lambda f: f)
+    stub_module("timm", create_model=None)
+    stub_module("modeling_vqhbr")
+    sys.path.insert(0, str(root))
+    from modeling_finetune import ST_ECGFormerClassifier
+    from modeling_pretrain import HeartLang, ST_ECGFormer
+    from QRSTokenizer import QRSTokenizer
+
+    torch.manual_seed(SEED)
+    official = HeartLang()
+    dims = dict(seq_len=256, time_window=96, depth=2, embed_dim=32, heads=2, mlp_dim=64, dim_head=16)
+    pretrained = ST_ECGFormer(**dims, vocab_size=16).eval()
+    randomise(pretrained, 11)
+    classifier = ST_ECGFormerClassifier(**dims, num_classes=5).eval()
+    randomise(classifier, 12)
+    classifier.backbone.load_state_dict({**pretrained.state_dict(), "lm_head.weight": classifier.backbone.lm_head.weight,
+                                         "lm_head.bias": classifier.backbone.lm_head.bias})
+    folder = out / "heartlang"
+    folder.mkdir(parents=True, exist_ok=True)
+    args = argparse_module.Namespace(model="HeartLang", codebook_size=16, batch_size=64, lr=5e-4)
+    torch.save({"model": pretrained.state_dict(), "optimizer": {"state": {}, "param_groups": [{"lr": 5e-4}]}, "epoch": 199,
+                "args": args}, folder / "checkpoint-200.pth")
+    torch.save({"model": classifier.state_dict(), "epoch": 99}, folder / "finetuned_checkpoint-best.pth")
+    tokenizer = QRSTokenizer(fs=100, max_len=256, token_len=96, save_path=str(folder), stage="test", used_channels=list(range(12)))
+    x = signals(fs=100).astype(np.float64)
+    sentences = []
+    for record in x:  # QRSTokenizer.forward, one record at a time
+        beats = tokenizer.qrs_detection(record)
+        sentences.append(tokenizer.qrs_to_sequence(tokenizer.extract_qrs_segments(record, beats), beats))
+    words, chans, times = (torch.as_tensor(np.stack(p)) for p in zip(*sentences))
+    with torch.no_grad():
+        emb = classifier.backbone(words.float(), in_chan_matrix=chans.long(), in_time_matrix=times.long(), return_all_tokens=True)[:, 0]
+    save_case(folder, {"method": "heartlang", "fs": 100, "signals_fs": 100,
+                       "options": {"preset": "official", "embed_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "dim_head": 16,
+                                   "vocab_size": 16},
+                       "files": ["checkpoint-200.pth", "finetuned_checkpoint-best.pth"],
+                       "beats_per_record": [int((c == 1).sum()) for c in chans.numpy()],
+                       "upstream_official_params": sum(p.numel() for p in official.parameters())},
+              {"embedding": emb.numpy()})
+    sys.path.remove(str(root))
+    forget_modules("modeling_finetune", "modeling_pretrain", "modeling_vqhbr", "QRSTokenizer", "timm")
+
+
 def stub_module(name: str, **attrs) -> None:
     """An import a checkout makes for something the fixture never runs (e.g. timm's DropPath at rate 0)."""
     parts = name.split(".")
@@ -886,6 +939,7 @@ def main() -> None:
     ap.add_argument("--s4", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code (its clinical_ts package; einops and "
                     "opt_einsum on --pythonpath)")
     ap.add_argument("--ecg-cpc", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code again (clinical_ts' ts/ modules)")
+    ap.add_argument("--heartlang", type=Path, help="PKUDigitalHealth/HeartLang checkout (einops on --pythonpath)")
     ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
@@ -916,6 +970,7 @@ def main() -> None:
         (args.ecgfm_ked, lambda: ecgfm_ked(args.ecgfm_ked, args.out)),
         (args.s4, lambda: s4(args.s4, args.out)),
         (args.ecg_cpc, lambda: ecg_cpc(args.ecg_cpc, args.out)),
+        (args.heartlang, lambda: heartlang(args.heartlang, args.out)),
     ]
     for given, run in cases:
         if given:
