@@ -22,6 +22,8 @@ codebook with k-means codes of the (z-scored) words, fitted once on the first pr
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -45,13 +47,28 @@ DEFAULTS = dict(seq_len=256, time_window=96, fs=100.0, n_samples=1000, dropout=0
                 input_scale=None, time_block=100, n_embeddings=16)
 
 
+_BEATS: OrderedDict[bytes, np.ndarray] = OrderedDict()  # lead I's bytes digest -> its beats (epochs re-read records)
+_BEATS_KEPT = 200_000
+
+
+def detect_beats(lead: np.ndarray, fs: float) -> np.ndarray:
+    """wfdb's XQRS detector on one lead (QRSTokenizer.qrs_detection), remembered per signal: it is the slow step, and
+    pretraining and fine-tuning see each record once per epoch."""
+    from wfdb import processing
+
+    key = hashlib.sha1(np.ascontiguousarray(lead, dtype=np.float64).tobytes() + repr(fs).encode()).digest()
+    if key not in _BEATS:
+        _BEATS[key] = np.asarray(processing.xqrs_detect(sig=lead, fs=fs, verbose=False), dtype=int)
+        if len(_BEATS) > _BEATS_KEPT:
+            _BEATS.popitem(last=False)
+    return _BEATS[key]
+
+
 def qrs_sentence(record: np.ndarray, fs: float, max_len: int, word: int, time_block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One record [leads, samples] -> (words [max_len, word], lead index + 1 [max_len], time block + 1 [max_len]), as
     QRSTokenizer.forward builds them for one record (zeros where padded)."""
-    from wfdb import processing
-
     n = record.shape[-1]
-    beats = np.asarray(processing.xqrs_detect(sig=record[0], fs=fs, verbose=False), dtype=int)
+    beats = detect_beats(record[0], fs)
     words, chans, times = [], [], []
     bounds = [_word_bounds(beats, i, word, n) for i in range(len(beats))]
     for lead in range(record.shape[0]):
