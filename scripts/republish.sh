@@ -4,6 +4,8 @@
 #   bash scripts/republish.sh publish  # tables, leaderboard, figures, bundle, page and README from that store; then bench verify
 # What each table covers (its title says it too):
 #   linear fixed 1/10/100 %, zero-shot: every method, seeds 0,1,2 (pretraining, head and label draw per seed)
+#   linear fixed 1/10/100 % for the reality check's encoders and architectures (ECG-CPC, HeartLang, ECGFM-KED at
+#     cpu_small; xresnet1d101 and S4 untrained), seeds 0,1,2 (stage linear_new)
 #   linear cv10 (the MERIT paper's protocol, cross-fitted pretraining per half): MERIT, its ablations and the controls, seed 0
 #   modes (attentive, fine-tuning, scratch beside linear) on super: MERIT, ECG-FM, HuBERT-ECG and signal_stats, seeds 0,1,2,
 #     at a CPU budget (20 attentive epochs, 2 fine-tuning / scratch epochs)
@@ -23,6 +25,7 @@ export BENCH_CACHE=${BENCH_CACHE:-$STORE/cache}
 export BENCH_HOME=$STORE/workspace
 BENCH=${BENCH:-.venv/bin/bench}
 METHODS=merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,ecgfounder,ecgjepa,hubert_ecg,melp,random,signal_stats
+NEW_METHODS=ecg_cpc,heartlang,ecgfm_ked,xresnet1d101,s4
 ABLATION=merit,merit_mse,merit_cma,merit_ib,random,signal_stats
 STORE_ARGS=("tracking.uri=sqlite:///$STORE/mlflow.db" "tracking.artifacts=$STORE/artifacts" "pretrain.epochs=$EPOCHS")
 REAL_TRANSFER=("transfer.families.ptbxl_super.dataset=ptbxl_1819" "transfer.families.cpsc2018.dataset=cpsc2018_150")
@@ -44,6 +47,7 @@ case "$STAGE" in
   run)
     git rev-parse HEAD >> "$STORE/commit"
     timed linear_fixed $BENCH run --suite linear --methods "$METHODS" --datasets ptbxl_1819 --fractions 0.01,0.1,1 --seeds 0,1,2 "${STORE_ARGS[@]}"
+    timed linear_new $BENCH run --suite linear --methods "$NEW_METHODS" --datasets ptbxl_1819 --fractions 0.01,0.1,1 --seeds 0,1,2 "${STORE_ARGS[@]}"
     timed zero_shot $BENCH run --suite zero_shot --methods "$METHODS" --datasets ptbxl_1819 --seeds 0,1,2 "${STORE_ARGS[@]}"
     timed report_text $BENCH run --suite report_text --methods report_text --datasets ptbxl_1819 "${STORE_ARGS[@]}"
     timed linear_cv10 $BENCH run --suite linear --methods "$ABLATION" --datasets ptbxl_1819 --protocols cv10 --fractions 0.01,0.1,1 --seeds 0 "${STORE_ARGS[@]}"
