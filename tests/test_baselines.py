@@ -303,3 +303,20 @@ def test_heartlang_masked_sentence_pretraining_lowers_its_loss():
     x = (beat[None, None] * torch.linspace(0.5, 1.5, 12)[None, :, None]).repeat(4, 1, 1) + 0.01 * torch.randn(4, 12, 1000)
     losses = _pretraining_losses(enc, x, 12)
     assert bool(enc.word_std.any()) and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_heartlang_input_scale_scales_the_words_and_changes_the_embedding_key():
+    from bench.encoders.embeddings import embedding_key
+    from bench.encoders.loading import load_encoder
+
+    plain = load_encoder("heartlang", {"preset": "tiny"})
+    scaled = load_encoder("heartlang", {"preset": "tiny", "input_scale": [0.1, 0.2]})
+    assert embedding_key(plain, "p") != embedding_key(scaled, "p")
+    t = torch.arange(1000) / 100.0
+    x = (torch.exp(-(((t * 1.2) % 1.0 - 0.3) / 0.02) ** 2)[None, None] * torch.ones(1, 12, 1)) + 0.5
+    words, chans, _ = plain.encoder.sentences(x)
+    words_scaled, chans_scaled, _ = scaled.encoder.sentences(x)
+    assert torch.equal(chans, chans_scaled)
+    signal = words != 0  # the samples taken from the record (words are zero-padded around them)
+    assert signal.sum() > 1000 and torch.equal(signal, words_scaled != 0)
+    assert torch.allclose(words_scaled[signal], (words[signal] - 0.1) / 0.2, atol=1e-5)
