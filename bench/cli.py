@@ -734,6 +734,21 @@ def runs_list(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(Non
                                            "state", "folder"]))
 
 
+@runs_app.command("repool", context_settings=OVERRIDES,
+                  help=f"Rewrite aggregates whose provenance tags (code version, checkpoint, ...) differ from their units' (a "
+                       f"store re-aggregated by an older bench); metrics are untouched. {OVERRIDE_HELP}")
+@_guarded
+def runs_repool(ctx: typer.Context, tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
+    from bench.run.runner import repool_provenance
+    from bench.run.store import ResultStore
+    from bench.suites.base import suite_names
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    _say_workspace(cfg)
+    fixed = repool_provenance(ResultStore.from_config(cfg), suite_names())
+    typer.echo(f"{len(fixed)} aggregate(s) given their units' provenance" + (f", e.g. {fixed[0]}" if fixed else ""))
+
+
 @app.command("demo", context_settings=OVERRIDES,
              help=f"The first run, on built-in synthetic data (under 2 minutes on 2 cores): generate and prepare the demo dataset, "
                   f"pretrain merit and merit_mse with a tiny budget (config demo.*), run the linear suite with the two controls, and "

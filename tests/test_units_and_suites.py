@@ -162,3 +162,27 @@ def test_subgroup_and_robustness_suites_run_on_demo_data(tmp_path):
     table = _run(tmp_path, "table", "robustness")
     row = next(line for line in table.splitlines() if line.startswith("| signal_stats"))
     assert row.count("[") == 10  # ten shifted conditions, each with its paired interval
+
+
+def test_a_re_aggregation_keeps_the_units_provenance_and_repool_mends_an_old_store(tmp_path, monkeypatch):
+    """Units computed by one code version and re-aggregated by another: the aggregate names the version that computed
+    its units (what `bench verify` rebuilds from them); `bench runs repool` mends aggregates written otherwise."""
+    import bench.run.runner as runner_module
+    from bench.config import load_config
+    from bench.run.runner import repool_provenance
+    from bench.run.store import ResultStore
+
+    args = ("run", "--suite", "linear", "--methods", "signal_stats", "--tasks", "super")
+    monkeypatch.setattr(runner_module, "code_version", lambda: "0.1.0+gfirst")
+    _run(tmp_path, *args)
+    monkeypatch.setattr(runner_module, "code_version", lambda: "0.1.0+gsecond")
+    _run(tmp_path, *args)  # every unit is reloaded, the aggregate written again
+    store = ResultStore.from_config(load_config([*_store(tmp_path), *BASE]))
+    agg_key = "linear|signal_stats|demo_ptbxl|super|fixed|1.0|0"
+    tags = store.aggregate_tags("linear", agg_key)
+    assert tags["code_version"] == "0.1.0+gfirst"
+    metrics = store.aggregates(["linear"]).iloc[0]["auroc_mean"]
+    store.replace_aggregate("linear", agg_key, {**tags, "code_version": "0.1.0+gsecond"}, {"auroc_mean": metrics})  # the old bug
+    assert repool_provenance(store, ["linear"]) == [agg_key]
+    assert store.aggregate_tags("linear", agg_key)["code_version"] == "0.1.0+gfirst"
+    assert store.aggregates(["linear"]).iloc[0]["auroc_mean"] == metrics and repool_provenance(store, ["linear"]) == []

@@ -267,11 +267,35 @@ class Runner:
         self.store.replace_aggregate(suite.name, group.agg_key, record["tags"], record["metrics"])
 
 
+def pooled_provenance(unit_tags: list[dict]) -> dict[str, str]:
+    """Each provenance tag over the units, as logged with them (a unit reloaded from the store keeps the code version,
+    checkpoint, ... that computed it, not the re-aggregating process's): the sorted distinct values, comma-joined."""
+    return {k: ",".join(sorted({str(t.get(k, "")) for t in unit_tags})) for k in UNIT_PROVENANCE}
+
+
+def repool_provenance(store, suites: list[str]) -> list[str]:
+    """Aggregates whose provenance tags differ from what their units say (written by a re-aggregating process before
+    pooled_provenance read the stored units' tags), rewritten with the same metrics and the units' provenance; returns
+    their keys. Numbers are untouched: only tags the units already hold are carried over."""
+    fixed = []
+    for suite in suites:
+        for run in store.aggregate_runs(suite):
+            tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+            keys = [k for k in tags.get("unit_keys", "").split(",") if k]
+            if not keys or tags.get("applicable") == "no":
+                continue
+            pooled = pooled_provenance([dict(u.data.tags) for u in store.units_by_key(suite, keys)])
+            if any(tags.get(k, "") != v for k, v in pooled.items()):
+                store.replace_aggregate(suite, tags["agg_key"], {**tags, **pooled}, dict(run.data.metrics))
+                fixed.append(tags["agg_key"])
+    return fixed
+
+
 def aggregate_record(suite: Suite, group: Group, results: list[tuple[Unit, UnitResult]], agg) -> dict[str, dict]:
     """An aggregate's tags and metrics as logged: the cell, its units' provenance, exactly the unit keys it
     pooled (`bench verify` rebuilds it the same way from the bundle)."""
     keys = sorted(u.key for u, _ in results)
-    pooled = {k: ",".join(sorted({str(u.tags.get(k, "")) for u, _ in results})) for k in UNIT_PROVENANCE}
+    pooled = pooled_provenance([{**u.tags, **r.tags} for u, r in results])
     tags = {**group.identity, **pooled, **agg.tags, "unit_keys": ",".join(keys), "unit_set": content_hash(keys),
             "suite_version": suite.version, "applicable": "yes"}
     return {"tags": {k: str(v) for k, v in tags.items()}, "metrics": dict(agg.metrics)}
