@@ -279,12 +279,16 @@ def repool_provenance(store, suites: list[str]) -> list[str]:
     their keys. Numbers are untouched: only tags the units already hold are carried over."""
     fixed = []
     for suite in suites:
+        units = store.finished_units(suite)  # once per suite: an aggregate names some of them
         for run in store.aggregate_runs(suite):
             tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
             keys = [k for k in tags.get("unit_keys", "").split(",") if k]
             if not keys or tags.get("applicable") == "no":
                 continue
-            pooled = pooled_provenance([dict(u.data.tags) for u in store.units_by_key(suite, keys)])
+            missing = [k for k in keys if k not in units]
+            if missing:
+                raise LookupError(f"{suite} aggregate {tags.get('agg_key')}: unit {missing[0]} is not in {store.uri} (fix: re-run the suite)")
+            pooled = pooled_provenance([dict(units[k].data.tags) for k in keys])
             if any(tags.get(k, "") != v for k, v in pooled.items()):
                 store.replace_aggregate(suite, tags["agg_key"], {**tags, **pooled}, dict(run.data.metrics))
                 fixed.append(tags["agg_key"])
