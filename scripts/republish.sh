@@ -62,6 +62,8 @@ case "$STAGE" in
       textgen.train_size=64 textgen.test_size=32 textgen.epochs=1 textgen.max_new_tokens=48 "${STORE_ARGS[@]}"
     ;;
   publish)
+    # aggregates re-written by an older bench carry its code version: give them their units' provenance (idempotent)
+    $BENCH runs repool "${STORE_ARGS[@]}"
     # the figures re-read embeddings from the cache the runs used; the rest reads the store only
     $BENCH publish --dataset ptbxl_1819 --readme configs/publication/results_readme.md "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
     $BENCH verify results
