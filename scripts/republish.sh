@@ -7,8 +7,8 @@
 #   linear fixed 1/10/100 % for the reality check's encoders and architectures (ECG-CPC, HeartLang, ECGFM-KED at
 #     cpu_small; xresnet1d101 and S4 untrained), seeds 0,1,2 (stage linear_new)
 #   linear cv10 (the MERIT paper's protocol, cross-fitted pretraining per half): MERIT, its ablations and the controls, seed 0
-#   modes (attentive, fine-tuning, scratch beside linear) on super: MERIT, ECG-FM, HuBERT-ECG and signal_stats, seeds 0,1,2,
-#     at a CPU budget (20 attentive epochs, 2 fine-tuning / scratch epochs)
+#   modes (attentive, fine-tuning, scratch beside linear) on super: MERIT, ST-MEM, ECGFounder, ECG-FM, HuBERT-ECG, ECG-CPC,
+#     xresnet1d101 and signal_stats, seeds 0,1,2, at a CPU budget (20 attentive epochs, 2 fine-tuning / scratch epochs)
 #   transfer PTB-XL super -> CPSC2018 on real records (cpsc2018_150) for every method, seeds 0,1,2; the other five
 #     directions on synthetic demo data for MERIT and the controls, seed 0
 #   text generation: MERIT, random and the LLM-only control, seed 0, 64 training / 32 test reports, 1 epoch
@@ -26,6 +26,7 @@ export BENCH_HOME=$STORE/workspace
 BENCH=${BENCH:-.venv/bin/bench}
 METHODS=merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,ecgfounder,ecgjepa,hubert_ecg,melp,random,signal_stats
 NEW_METHODS=ecg_cpc,heartlang,ecgfm_ked,xresnet1d101,s4
+MODE_METHODS=merit,stmem,ecgfounder,ecg_fm,hubert_ecg,ecg_cpc,xresnet1d101,signal_stats
 ABLATION=merit,merit_mse,merit_cma,merit_ib,random,signal_stats
 STORE_ARGS=("tracking.uri=sqlite:///$STORE/mlflow.db" "tracking.artifacts=$STORE/artifacts" "pretrain.epochs=$EPOCHS")
 REAL_TRANSFER=("transfer.families.ptbxl_super.dataset=ptbxl_1819" "transfer.families.cpsc2018.dataset=cpsc2018_150")
@@ -54,7 +55,7 @@ case "$STAGE" in
     timed transfer_real $BENCH run --suite transfer --methods "$METHODS" --directions ptbxl_super:cpsc2018 --seeds 0,1,2 "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
     timed transfer_demo $BENCH run --suite transfer --methods merit,random,signal_stats --seeds 0 \
       --directions ptbxl_super:csn,cpsc2018:csn,cpsc2018:ptbxl_super,csn:ptbxl_super,csn:cpsc2018 "${STORE_ARGS[@]}"
-    timed modes $BENCH run --suite linear --methods merit,ecg_fm,hubert_ecg,signal_stats --datasets ptbxl_1819 --tasks super --fractions 1 \
+    timed modes $BENCH run --suite linear --methods "$MODE_METHODS" --datasets ptbxl_1819 --tasks super --fractions 1 \
       --seeds 0,1,2 --modes linear,attentive,finetune,scratch modes.common.epochs=20 modes.finetune.epochs=2 modes.scratch.epochs=2 "${STORE_ARGS[@]}"
     timed subgroup $BENCH run --suite subgroup --methods "$METHODS" --datasets ptbxl_1819 --fractions 1 --seeds 0 "${STORE_ARGS[@]}"
     timed robustness $BENCH run --suite robustness --methods "$METHODS" --datasets ptbxl_1819 --seeds 0 "${STORE_ARGS[@]}"
