@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,22 @@ def test_cache_is_reused_and_keyed_by_config(demo_root, tmp_path):
     assert other.path != first.path and other.signals.shape == (120, 12, 2500)
     direct = preprocess(reader.read(first.record_ids[7]), PreprocessConfig())
     np.testing.assert_allclose(first.signals[7], direct, atol=1e-6)
+
+
+def test_prepared_key_follows_the_files_contents_not_their_place_or_mtimes(demo_root, tmp_path):
+    from bench.data.cache import prepared_key
+
+    def key(root):
+        return prepared_key(PTBXLReader("demo", root, {"sampling_rate": 500}), PreprocessConfig())
+
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(demo_root / "ptbxl", copy, copy_function=shutil.copyfile)  # new place, new modification times
+    assert key(copy) == key(demo_root / "ptbxl")
+    signal = sorted(copy.rglob("*_hr.dat"))[3]
+    data = bytearray(signal.read_bytes())
+    data[100] ^= 1  # one bit of one record, same size
+    signal.write_bytes(bytes(data))
+    assert key(copy) != key(demo_root / "ptbxl")
 
 
 class _Reader(PTBXLReader):
