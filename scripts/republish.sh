@@ -7,15 +7,16 @@
 #   linear fixed 1/10/100 % for the reality check's encoders and architectures (ECG-CPC, HeartLang, ECGFM-KED at
 #     cpu_small; xresnet1d101 and S4 untrained), seeds 0,1,2 (stage linear_new)
 #   linear cv10 (the MERIT paper's protocol, cross-fitted pretraining per half): MERIT, its ablations and the controls, seed 0
-#   modes (attentive, fine-tuning, scratch beside linear) on super: MERIT, ST-MEM, ECGFounder, ECG-FM, HuBERT-ECG, ECG-CPC,
-#     xresnet1d101 and signal_stats, seeds 0,1,2, at a CPU budget (20 attentive epochs, 2 fine-tuning / scratch epochs)
+#   modes (attentive, fine-tuning, scratch beside linear) on super: MERIT, ECG-FM, HuBERT-ECG and signal_stats (stage modes),
+#     ST-MEM, ECGFounder, ECG-CPC and xresnet1d101 (stage modes_new), seeds 0,1,2, at a CPU budget (20 attentive epochs, 2 fine-tuning / scratch epochs)
 #   transfer PTB-XL super -> CPSC2018 on real records (cpsc2018_150) for every method, seeds 0,1,2; the other five
 #     directions on synthetic demo data for MERIT and the controls, seed 0
 #   text generation: MERIT, random and the LLM-only control, seed 0, 64 training / 32 test reports, 1 epoch
 #   subgroup and robustness audits: every method, seed 0, all labels
 #   report_text: the reports' own ceiling (TF-IDF + logistic regression on the pretraining text, no ECG)
 # Settings: EPOCHS pretraining epochs of every cpu_small encoder; STAGES a space-separated subset of the stage names
-# below (default all; a finished stage is skipped anyway, its units being in the store).
+# below (default all; a finished stage is skipped anyway, its units being in the store); FIGURES=0 publishes without
+# redrawing results/figures (the UMAP figure re-encodes records, pretraining any checkpoint the cache lacks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:?usage: republish.sh run|publish}
@@ -26,7 +27,7 @@ export BENCH_HOME=$STORE/workspace
 BENCH=${BENCH:-.venv/bin/bench}
 METHODS=merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,ecgfounder,ecgjepa,hubert_ecg,melp,random,signal_stats
 NEW_METHODS=ecg_cpc,heartlang,ecgfm_ked,xresnet1d101,s4
-MODE_METHODS=merit,stmem,ecgfounder,ecg_fm,hubert_ecg,ecg_cpc,xresnet1d101,signal_stats
+MODE_SETTINGS=(modes.common.epochs=20 modes.finetune.epochs=2 modes.scratch.epochs=2)
 ABLATION=merit,merit_mse,merit_cma,merit_ib,random,signal_stats
 STORE_ARGS=("tracking.uri=sqlite:///$STORE/mlflow.db" "tracking.artifacts=$STORE/artifacts" "pretrain.epochs=$EPOCHS")
 REAL_TRANSFER=("transfer.families.ptbxl_super.dataset=ptbxl_1819" "transfer.families.cpsc2018.dataset=cpsc2018_150")
@@ -55,8 +56,11 @@ case "$STAGE" in
     timed transfer_real $BENCH run --suite transfer --methods "$METHODS" --directions ptbxl_super:cpsc2018 --seeds 0,1,2 "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
     timed transfer_demo $BENCH run --suite transfer --methods merit,random,signal_stats --seeds 0 \
       --directions ptbxl_super:csn,cpsc2018:csn,cpsc2018:ptbxl_super,csn:ptbxl_super,csn:cpsc2018 "${STORE_ARGS[@]}"
-    timed modes $BENCH run --suite linear --methods "$MODE_METHODS" --datasets ptbxl_1819 --tasks super --fractions 1 \
-      --seeds 0,1,2 --modes linear,attentive,finetune,scratch modes.common.epochs=20 modes.finetune.epochs=2 modes.scratch.epochs=2 "${STORE_ARGS[@]}"
+    timed modes $BENCH run --suite linear --methods merit,ecg_fm,hubert_ecg,signal_stats --datasets ptbxl_1819 --tasks super --fractions 1 \
+      --seeds 0,1,2 --modes linear,attentive,finetune,scratch "${MODE_SETTINGS[@]}" "${STORE_ARGS[@]}"
+    # their linear cells are the linear_fixed / linear_new stages' units
+    timed modes_new $BENCH run --suite linear --methods stmem,ecgfounder,ecg_cpc,xresnet1d101 --datasets ptbxl_1819 --tasks super \
+      --fractions 1 --seeds 0,1,2 --modes attentive,finetune,scratch "${MODE_SETTINGS[@]}" "${STORE_ARGS[@]}"
     timed subgroup $BENCH run --suite subgroup --methods "$METHODS" --datasets ptbxl_1819 --fractions 1 --seeds 0 "${STORE_ARGS[@]}"
     timed robustness $BENCH run --suite robustness --methods "$METHODS" --datasets ptbxl_1819 --seeds 0 "${STORE_ARGS[@]}"
     timed textgen $BENCH run --suite textgen --methods merit,random,llm_only --datasets ptbxl_1819 --seeds 0 \
@@ -66,7 +70,7 @@ case "$STAGE" in
     # aggregates re-written by an older bench carry its code version: give them their units' provenance (idempotent)
     $BENCH runs repool "${STORE_ARGS[@]}"
     # the figures re-read embeddings from the cache the runs used; the rest reads the store only
-    $BENCH publish --dataset ptbxl_1819 --readme configs/publication/results_readme.md "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
+    $BENCH publish --dataset ptbxl_1819 $([ "${FIGURES:-1}" = 0 ] && echo --no-figures) --readme configs/publication/results_readme.md "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
     $BENCH verify results
     ;;
   *) echo "unknown stage $STAGE (run | publish)" >&2; exit 2 ;;
