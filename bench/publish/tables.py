@@ -157,6 +157,18 @@ def seed_view(aggregates: pd.DataFrame) -> pd.DataFrame:
     return df[df["_rank"] == first].drop(columns=["_rank", "_frac"])
 
 
+def not_applicable_words(sub: pd.DataFrame) -> str:
+    """The methods a suite could not run (a zero-shot suite and encoders without a text tower), named in the title
+    instead of filling a table of their own with n/a."""
+    if "applicable" not in sub:
+        return ""
+    na = sub[sub["applicable"].fillna("yes") == "no"]
+    if na.empty:
+        return ""
+    why = sorted(set(na["why_not"].dropna().astype(str))) if "why_not" in na else []
+    return f"; not applicable: {', '.join(sorted(set(na['method'])))}" + (f" ({'; '.join(why)})" if why else "")
+
+
 RANK_WORDS = "bold = highest estimate, underlined = second (a ranking of estimates, not a test: the paired tests say which gaps hold)"
 BUDGET_FREE = {"", "none", "untrained", "released", "unrecorded"}  # rows that sit beside any pretraining budget
 
@@ -201,9 +213,6 @@ def _suite_cells(sub: pd.DataFrame, suite: str, methods: Sequence[str] | None, f
                     cells.loc[meth, col] = "–"
                     continue
                 row = g.loc[meth]
-                if row.get("applicable", "yes") == "no":
-                    cells.loc[meth, col] = "n/a"
-                    continue
                 v = auroc_estimate(row) if m == "auroc" else float(row.get(f"{m}_mean", np.nan))
                 lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
                 text = _fmt(v, lo, hi)
@@ -284,6 +293,8 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             sub = sub[sub["method"].isin(ABLATION)]
         if methods:
             sub = sub[sub["method"].isin(methods)]
+        title += not_applicable_words(sub)
+        sub = sub[sub.get("applicable", pd.Series("yes", index=sub.index)).fillna("yes") != "no"]
         if sub.empty:
             continue
         for setting, part in comparable_parts(sub):

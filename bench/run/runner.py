@@ -213,7 +213,7 @@ class Runner:
             if not group.applicable:
                 summary.not_applicable.append(f"{group.identity['method']} ({group.why_not})")
                 if self.aggregate:
-                    self.store.replace_aggregate(suite.name, group.agg_key, {**group.identity, "applicable": "no"}, {})
+                    self.store.replace_aggregate(suite.name, group.agg_key, {**group.identity, "applicable": "no", "why_not": group.why_not}, {})
                 continue
             units = [u for u in group.units if self.folds is None or str(u.tags.get("fold")) in self.folds]
             for u in units:
