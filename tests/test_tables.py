@@ -120,3 +120,14 @@ def test_low_support_cells_are_marked(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in build_table(s.aggregates(["linear"]), "linear").splitlines()
             if line.startswith("| ")}
     assert "†" in rows["merit"] and "†" not in rows["random (control)"]
+
+
+@pytest.mark.parametrize("n_seeds, words", [(1, "S = 1 seed [95% percentile interval resampling the 32 test items]"),
+                                             (3, "mean over S = 3 seeds [95% percentile interval resampling the 32 test items and the seeds]")])
+def test_textgen_title_says_what_its_interval_resamples(n_seeds, words):
+    import pandas as pd
+
+    row = {"suite": "textgen", "method": "merit", "dataset": "ptbxl_1819", "task": "report", "protocol": "fixed", "fraction": 1.0,
+           "llm": "smollm2", "n_seeds": n_seeds, "n_test": 32,
+           "seed": "all", **{f"bleu_{p}": v for p, v in (("mean", 1.0), ("ci_low", 0.5), ("ci_high", 1.5))}}
+    assert words in build_table(pd.DataFrame([row]), "textgen")

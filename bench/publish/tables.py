@@ -336,8 +336,9 @@ def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -
         cells = _mark(cells, values, fmt)
         n = int(g["n_seeds"].max()) if "n_seeds" in g else 0
         n_test = int(g["n_test"].max()) if "n_test" in g else 0
-        title = (f"text generation on {dataset} (LLM {g['llm'].iloc[0] if 'llm' in g else '?'}; mean over {n} seeds "
-                 f"[95% percentile interval resampling the {n_test} test items and the seeds])")
+        seeds = f"mean over S = {n} seeds" if n > 1 else "S = 1 seed"
+        title = (f"text generation on {dataset} (LLM {g['llm'].iloc[0] if 'llm' in g else '?'}; {seeds} "
+                 f"[95% percentile interval resampling the {n_test} test items" + (" and the seeds])" if n > 1 else "])"))
         blocks.append(render_block(cells, title, fmt))
     return "\n\n".join(blocks)
 
