@@ -349,13 +349,15 @@ def _protocols(value: Optional[str]) -> Optional[list[str]]:
 
 
 def _modes(value: Optional[str], suite: str) -> Optional[list[str]]:
+    from bench.suites.base import get_suite
     from bench.suites.modes import MODES
 
     unknown = [m for m in _csv(value) or [] if m not in MODES]
     if unknown:
         raise ConfigError(f"--modes {value!r}: unknown mode(s) {unknown} (fix: choose from {', '.join(MODES)})")
-    if value and suite != "linear" and _csv(value) != ["linear"]:
-        raise ConfigError(f"--modes: the {suite} suite reads the linear probe only (fix: run the modes with --suite linear)")
+    if value and _csv(value) != ["linear"] and not getattr(get_suite(suite), "takes_modes", False):
+        raise ConfigError(f"--modes: the {suite} suite reads the linear probe only (fix: run the modes with --suite linear, "
+                          f"or audit them with --suite subgroup)")
     return _csv(value)
 
 
@@ -377,7 +379,7 @@ def run_cmd(ctx: typer.Context,
             fractions: Optional[str] = typer.Option(None, help="label fractions, e.g. 0.01,0.1,1 (default: run.fractions)"),
             seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
-            modes: Optional[str] = typer.Option(None, help="linear: evaluation modes linear,attentive,finetune,scratch "
+            modes: Optional[str] = typer.Option(None, help="linear, subgroup: evaluation modes linear,attentive,finetune,scratch "
                                                              "(configs/protocols/modes.yaml; default: run.modes)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH, METHOD=hf:ORG/REPO/FILE@REV or METHOD=url:https://... (repeatable)"),
             allow_contamination: bool = typer.Option(False, "--allow-contamination",

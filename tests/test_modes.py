@@ -82,6 +82,30 @@ def test_mode_and_its_settings_are_in_the_key_and_linear_keys_hold(mode_root):
     assert refused.exit_code != 0 and "modes.scratch: unknown key(s) ['epoch']" in refused.output
 
 
+def test_the_subgroup_audit_reads_a_modes_predictions(mode_root):
+    from bench.config import load_config
+    from bench.run.store import ResultStore
+
+    run = cli.invoke(app, ["run", "--suite", "subgroup", "--methods", "merit_mse,signal_stats", "--tasks", "super",
+                           "--modes", "linear,finetune", *_store(mode_root), "subgroup.min_records=5", "subgroup.min_positives=2"])
+    assert run.exit_code == 0, run.output
+    assert "not applicable: signal_stats (nothing to train in finetune)" in run.output
+    store = ResultStore.from_config(load_config(_store(mode_root)))
+    audits = store.aggregates(["subgroup"])
+    audits = audits[audits["applicable"] != "no"]
+    assert sorted(zip(audits["method"], audits["mode"])) == [("merit_mse", "finetune"), ("merit_mse", "linear"),
+                                                            ("signal_stats", "linear")]
+    linear = store.aggregates(["linear"])
+    for mode in ("linear", "finetune"):  # each audit read exactly the units of its own mode's cell
+        cell = linear[(linear["method"] == "merit_mse") & (linear["mode"] == mode) & (linear["seed"].astype(str) == "0")]
+        audit = audits[(audits["method"] == "merit_mse") & (audits["mode"] == mode)]
+        assert len(cell) == 1 and list(audit["linear_unit_set"]) == list(cell["unit_set"])
+    table = cli.invoke(app, ["table", "subgroup", *_store(mode_root)])
+    assert "(finetune, fixed, 100% labels)" in table.output and "(linear, fixed, 100% labels)" in table.output
+    refused = cli.invoke(app, ["run", "--suite", "zero_shot", "--methods", "merit", "--modes", "finetune", *_store(mode_root)])
+    assert refused.exit_code == 2 and "reads the linear probe only" in refused.output
+
+
 def test_scratch_trains_the_architecture_from_its_initial_weights(mode_root):
     from bench.config import load_config
     from bench.run.store import ResultStore

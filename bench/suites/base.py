@@ -147,6 +147,8 @@ class Suite:
     #: the suite's ``aggregate`` also folds a cell's seeds together (units tagged with their seed): when a run covers
     #: two or more seeds the executor writes that cell once more with ``seed="all"``
     pools_seeds: ClassVar[bool] = False
+    #: the suite reads ``--modes`` (evaluation modes beside the linear probe); others are refused one
+    takes_modes: ClassVar[bool] = False
 
     def groups(self, ctx: "RunContext", request: Request) -> Iterable[Group]:
         """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""

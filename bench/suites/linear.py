@@ -237,6 +237,7 @@ class LinearSuite(Suite):
     name = "linear"
     version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
     pools_seeds = True
+    takes_modes = True
     description = ("frozen linear probe (fixed split or 10-fold cv, label fractions; MERIT Table 1), and the attentive, "
                    "finetune and scratch modes (--modes)")
 

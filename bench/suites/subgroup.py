@@ -1,4 +1,5 @@
-"""Subgroup audit: the linear suite's per-record test predictions broken down by age band, sex, site and device.
+"""Subgroup audit: the linear suite's per-record test predictions (in any evaluation mode, ``--modes``) broken down by
+age band, sex, site and device.
 
 No head is retrained: a subgroup unit reads exactly the linear units its cell's aggregate pooled (their
 keys are part of its own key), so it changes whenever they do. Per attribute, every subgroup is compared
@@ -137,6 +138,7 @@ class SubgroupSuite(Suite):
                    "to a reference subgroup, only where both have enough positives and negatives")
     stores_predictions = False
     on_leaderboard = False
+    takes_modes = True
 
     def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
@@ -150,22 +152,29 @@ class SubgroupSuite(Suite):
             records = ctx.reader(cfg).index.records
             attributes = [a for a in settings["attributes"] if a in records]
             meta = records[attributes]
-            for method, protocol, task, fraction, seed in itertools.product(
+            for method, protocol, task, fraction, seed, mode in itertools.product(
                     request.methods, request.protocols or list(cfg.run.protocols), request.tasks or list(cfg.data.default_tasks),
-                    request.fractions or [float(f) for f in cfg.run.fractions], request.seeds or [int(s) for s in cfg.run.seeds]):
-                yield self._group(ctx, linear, cfg, settings, meta, method, task, protocol, fraction, seed)
+                    request.fractions or [float(f) for f in cfg.run.fractions], request.seeds or [int(s) for s in cfg.run.seeds],
+                    request.modes or list(cfg.run.modes)):
+                yield self._group(ctx, linear, cfg, settings, meta, method, task, protocol, fraction, seed, mode)
 
     def _group(self, ctx, linear, cfg, settings: dict, meta: pd.DataFrame, method: str, task: str, protocol: str, fraction: float,
-               seed: int) -> Group:
-        """The cell's linear units (run first when missing: skipped if already in MLflow) and one audit unit on them."""
+               seed: int, mode: str) -> Group:
+        """The cell's linear-suite units in its evaluation mode (run first when missing: skipped if already in MLflow) and
+        one audit unit on them."""
         from bench.suites.base import UNIT_PROVENANCE
 
-        ident = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction, "seed": seed}
-        sub = Request([method], [cfg.data.name], [task], [protocol], [fraction], [seed])
+        ident = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction, "seed": seed,
+                 "mode": mode}
+        sub = Request([method], [cfg.data.name], [task], [protocol], [fraction], [seed], modes=[mode])
         ctx.execute(linear, sub)
         agg = ctx.store.aggregate_tags("linear", Group({"suite": "linear", **ident}).agg_key)
+        if agg is not None and agg.get("applicable") == "no":
+            group = Group(ident)
+            group.applicable, group.why_not = False, agg.get("why_not") or f"no {mode} units to audit"
+            return group
         if agg is None or "unit_keys" not in agg:
-            raise LookupError(f"no linear aggregate for {method} on {cfg.data.name}/{task} ({protocol}, {fraction}, seed {seed})")
+            raise LookupError(f"no linear aggregate for {method} on {cfg.data.name}/{task} ({protocol}, {fraction}, seed {seed}, {mode})")
         keys = agg["unit_keys"].split(",")
         material = {"linear_units": keys, "metadata": frame_hash(meta), "settings": settings,
                     "n_boot": int(settings["n_boot"]), "bootstrap_seed": int(ctx.base.run.bootstrap_seed)}
@@ -207,7 +216,8 @@ class SubgroupSuite(Suite):
     def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
                  "protocol": request.protocols or list(ctx.base.run.protocols), "fraction": request.fractions or list(ctx.base.run.fractions),
-                 "seed": request.seeds or list(ctx.base.run.seeds)} for d in request.datasets or [ctx.base.data.name]]
+                 "seed": request.seeds or list(ctx.base.run.seeds), "mode": request.modes or list(ctx.base.run.modes)}
+                for d in request.datasets or [ctx.base.data.name]]
 
     def table(self, aggregates: pd.DataFrame, fmt: str = "md", methods: Sequence[str] | None = None) -> str:
         """Per task and attribute: each subgroup's gap to the reference subgroup [95% CI], Holm-adjusted over every gap
@@ -217,7 +227,9 @@ class SubgroupSuite(Suite):
         from bench.suites.metrics import format_p, holm
 
         blocks = []
-        for (dataset, task, protocol, fraction), g in aggregates.groupby(["dataset", "task", "protocol", "fraction"], sort=True):
+        modes = aggregates["mode"].fillna("linear") if "mode" in aggregates else pd.Series("linear", index=aggregates.index)
+        for (dataset, task, protocol, fraction, mode), g in aggregates.assign(mode=modes).groupby(
+                ["dataset", "task", "protocol", "fraction", "mode"], sort=True):
             g = g[g["method"].isin(methods)] if methods else g
             seeds = g["seed"].astype(str) if "seed" in g else pd.Series("0", index=g.index)
             label = {i: f"{m} (seed {sd})" if seeds.nunique() > 1 else m for i, m, sd in zip(g.index, g["method"], seeds)}
@@ -246,7 +258,7 @@ class SubgroupSuite(Suite):
                             f"{100 * row[f'{attribute}.{lv}.gap']:+.1f} [{100 * row[f'{attribute}.{lv}.gap_ci_low']:+.1f}, "
                             f"{100 * row[f'{attribute}.{lv}.gap_ci_high']:+.1f}] Holm p {format_p(adjusted[key], row[f'{attribute}.{lv}.p_floor'])}"
                             f" ({row[f'{attribute}.{lv}.classes']:.0f} classes, ≥ {row[f'{attribute}.{lv}.positives']:.0f} positives)")
-                title = (f"subgroup audit on {dataset}/{task} by {attribute} (linear, {protocol}, {100 * float(fraction):g}% labels): "
+                title = (f"subgroup audit on {dataset}/{task} by {attribute} ({mode}, {protocol}, {100 * float(fraction):g}% labels): "
                          f"gap = macro AUROC of the subgroup − the reference subgroup ({ref}), in points [95% CI: each resampled "
                          f"within itself], on the classes with ≥ {int(g['min_positives'].astype(float).max()) if 'min_positives' in g else 10} "
                          f"positives and negatives in both; Holm over the {len(adjusted)} gaps of this task's tables; the reference "
