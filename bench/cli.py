@@ -31,6 +31,15 @@ suites_app = typer.Typer(help="Suites: the registry of evaluations `bench run --
                          no_args_is_help=True)
 app.add_typer(suites_app, name="suites")
 
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Runs before every command: transformers' per-load "Loading weights" bars off (one per text tower built would
+    bury the command's own output)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 OVERRIDE_HELP = "Extra KEY=VALUE arguments override any config value (e.g. data.root=/path preprocess.target_fs=250)."
 TRUST_HELP = ("unpickle checkpoint files that hold objects outside their model card's allow-list, which can run code "
