@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.publish.compare import compare_methods, pooled_predictions, side_auroc, with_holm
-from bench.publish.tables import _fmt, auroc_estimate, seed_words
+from bench.publish.tables import _fmt, auroc_estimate, not_applicable, seed_words
 from bench.suites.base import render_block
 from bench.suites.metrics import bootstrap_indices, format_p, percentile_interval, seed_draws
 from bench.suites.modes import MODES
@@ -25,7 +25,7 @@ def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: floa
         return aggregates
     df = aggregates[(aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
                     & (aggregates["fraction"].astype(float) == float(fraction)) & (aggregates["seed"].astype(str) == str(seed))
-                    & (aggregates.get("applicable", "yes") != "no")].copy()
+                    & ~not_applicable(aggregates)].copy()
     df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
     return df
 

@@ -56,10 +56,11 @@ def paired_tests(store, linear: pd.DataFrame, settings: PublishSettings, boot_ca
     """``reference`` against every other method, per task (fixed protocol, all labels): paired bootstrap on the
     same resamples, Holm-adjusted across the comparisons (empty when there is nothing to compare)."""
     from bench.publish.compare import compare_methods, with_holm
+    from bench.publish.tables import not_applicable
 
     dataset, reference, n_boot = settings.dataset, settings.reference, settings.paired_n_boot
     sel = linear[(linear["dataset"] == dataset) & (linear["protocol"] == "fixed") & (linear["fraction"].astype(float) == 1.0)
-                 & (linear.get("applicable", "yes") != "no")] if not linear.empty else linear
+                 & ~not_applicable(linear)] if not linear.empty else linear
     if sel.empty or reference not in set(sel["method"]):
         return []
     tests = [compare_methods(store, boot_cache, reference, other, dataset=dataset, task=task, n_boot=n_boot,

@@ -157,12 +157,14 @@ def seed_view(aggregates: pd.DataFrame) -> pd.DataFrame:
     return df[df["_rank"] == first].drop(columns=["_rank", "_frac"])
 
 
-def not_applicable_words(sub: pd.DataFrame) -> str:
-    """The methods a suite could not run (a zero-shot suite and encoders without a text tower), named in the title
-    instead of filling a table of their own with n/a."""
-    if "applicable" not in sub:
-        return ""
-    na = sub[sub["applicable"].fillna("yes") == "no"]
+def not_applicable(df: pd.DataFrame) -> pd.Series:
+    """Rows a suite wrote for a method it could not run (``applicable=no``: zero-shot without a text tower, a mode with
+    nothing to train); tables name them instead of scoring them."""
+    return df["applicable"].eq("no") if "applicable" in df else pd.Series(False, index=df.index)
+
+
+def not_applicable_words(na: pd.DataFrame) -> str:
+    """The title's words for those rows: the methods, and the reasons the run recorded."""
     if na.empty:
         return ""
     why = sorted(set(na["why_not"].dropna().astype(str))) if "why_not" in na else []
@@ -293,8 +295,9 @@ def build_table(aggregates: pd.DataFrame, kind: str, *, protocol: str | None = N
             sub = sub[sub["method"].isin(ABLATION)]
         if methods:
             sub = sub[sub["method"].isin(methods)]
-        title += not_applicable_words(sub)
-        sub = sub[sub.get("applicable", pd.Series("yes", index=sub.index)).fillna("yes") != "no"]
+        na = not_applicable(sub)
+        title += not_applicable_words(sub[na])
+        sub = sub[~na]
         if sub.empty:
             continue
         for setting, part in comparable_parts(sub):
@@ -309,7 +312,7 @@ def suite_table(aggregates: pd.DataFrame, suite: str, fmt: str = "md", methods: 
     """`bench table <suite>` for a suite outside the paper's layouts: the suite plugin renders its own."""
     from bench.suites.base import get_suite
 
-    df = aggregates[(aggregates["suite"] == suite) & (aggregates.get("applicable", "yes") != "no")] if len(aggregates) else aggregates
+    df = aggregates[(aggregates["suite"] == suite) & ~not_applicable(aggregates)] if len(aggregates) else aggregates
     if df.empty:
         raise EmptyStore(suite)
     df = df.sort_values(["method", "dataset", "task"], kind="stable")  # rows in one order, whatever order the store lists them in
@@ -336,9 +339,9 @@ def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -
         cells = _mark(cells, values, fmt)
         n = int(g["n_seeds"].max()) if "n_seeds" in g else 0
         n_test = int(g["n_test"].max()) if "n_test" in g else 0
-        seeds = f"mean over S = {n} seeds" if n > 1 else "S = 1 seed"
+        seeds, resampled = (f"mean over S = {n} seeds", " and the seeds") if n > 1 else ("S = 1 seed", "")
         title = (f"text generation on {dataset} (LLM {g['llm'].iloc[0] if 'llm' in g else '?'}; {seeds} "
-                 f"[95% percentile interval resampling the {n_test} test items" + (" and the seeds])" if n > 1 else "])"))
+                 f"[95% percentile interval resampling the {n_test} test items{resampled}])")
         blocks.append(render_block(cells, title, fmt))
     return "\n\n".join(blocks)
 
@@ -348,7 +351,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
     there is one (``seed`` = all, ``n_seeds`` = S), else its smallest seed."""
     if aggregates.empty:
         return aggregates
-    df = seed_view(aggregates[aggregates.get("applicable", "yes") != "no"])
+    df = seed_view(aggregates[~not_applicable(aggregates)])
     keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction", "method"]
     df["fraction"] = df["fraction"].astype(float)
     num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
@@ -376,7 +379,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
 def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
     """`bench demo`'s table: methods x tasks, macro AUROC (%) [95% interval] of the largest label fraction, narrow
     enough for a terminal; one block per comparable part (records, budget), each saying which."""
-    df = seed_view(aggregates[aggregates.get("applicable", "yes") != "no"]) if len(aggregates) else aggregates
+    df = seed_view(aggregates[~not_applicable(aggregates)]) if len(aggregates) else aggregates
     if df.empty:
         raise EmptyStore("linear")
     df = df[df["fraction"].astype(float) == df["fraction"].astype(float).max()]
