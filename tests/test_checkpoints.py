@@ -273,3 +273,61 @@ def test_plain_downloads_resume_and_a_wrong_digest_keeps_nothing(tmp_path):
         assert not list((tmp_path / "downloads").glob("*other.pth*"))
     with pytest.raises(CheckpointError, match="Google Drive"):
         fetch_plain("https://drive.google.com/file/d/abc/view", tmp_path)
+
+
+_TRAINER_WRITES = '''
+import sys, numpy as np, torch
+from dataclasses import dataclass, field
+from omegaconf import OmegaConf
+from clinical_ts.template_modules import BaseConfig
+state = torch.load(sys.argv[1], weights_only=True)
+hp = OmegaConf.structured(BaseConfig)
+optimizer = {"state": {}, "param_groups": [{"lr": np.float64(1e-3), "weight_decay": np.float64(0.05), "params": [0]}]}
+torch.save({"state_dict": state, "hyper_parameters": {"hparams": hp, "init_logit_scale": np.float64(np.log(1 / 0.07))},
+            "hyper_parameters_type": type(hp), "optimizer_states": [optimizer], "epoch": np.int64(3)}, sys.argv[2])
+'''
+
+
+def test_files_with_numpy_scalars_and_structured_configs_load_and_payloads_stay_refused(tmp_path):
+    """What training code saves beside the weights: numpy float64 hyper-parameters and optimizer settings (MELPModel,
+    HeartLang's engine) and a Hydra structured config (the reality check's ECG-CPC Trainer), written in a process where
+    the config's package exists and read in one where it does not."""
+    from bench.encoders.cards import checkpoint_objects
+
+    package = tmp_path / "src" / "clinical_ts"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "template_modules.py").write_text(
+        "from dataclasses import dataclass, field\nfrom typing import List, Optional\n"
+        "@dataclass\nclass BaseConfig:\n    fs: float = 240.0\n    input_size: float = 2.5\n"
+        "    lr: float = 1e-3\n    input_channels: List[int] = field(default_factory=lambda: [12])\n"
+        "    pretrained: Optional[str] = None\n")
+    weights = tmp_path / "weights.pt"
+    torch.save({"w": torch.arange(4.0)}, weights)
+    path = tmp_path / "last.ckpt"
+    subprocess.run([sys.executable, "-c", _TRAINER_WRITES, str(weights), str(path)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(tmp_path / "src")})
+    blob = read_checkpoint(path, checkpoint_objects("ecg_cpc"), owner="ecg_cpc")
+    assert torch.equal(blob["state_dict"]["w"], torch.arange(4.0))
+    assert blob["hyper_parameters"]["init_logit_scale"] == pytest.approx(np.log(1 / 0.07))
+    assert type(blob["hyper_parameters"]["hparams"]).__module__.startswith("bench.encoders.checkpoint.foreign")
+    assert "clinical_ts" not in sys.modules
+    for name in ("melp", "heartlang", "stmem"):  # numpy allowed, no structured configs: refused naming the class
+        with pytest.raises(UnsafeCheckpoint, match=r"refused: reading it would build or call .*clinical_ts\.template_modules"
+                                                   r"\.BaseConfig.*configs/cards/" + name):
+            read_checkpoint(path, checkpoint_objects(name), owner=name)
+    numpy_only = tmp_path / "engine.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "optimizer": {"param_groups": [{"lr": np.float64(5e-4)}]},
+                "scaler": {"scale": np.float32(65536.0)}}, numpy_only)
+    for name in ("melp", "heartlang"):
+        assert read_checkpoint(numpy_only, checkpoint_objects(name), owner=name)["optimizer"]["param_groups"][0]["lr"] == 5e-4
+    with pytest.raises(UnsafeCheckpoint, match=r"numpy.*configs/cards/merl\.yaml"):  # a card without numpy: named, not "truncated"
+        read_checkpoint(numpy_only, checkpoint_objects("merl"), owner="merl")
+    marker = tmp_path / "PWNED"
+    torch.save({"model": {"w": torch.ones(2)}, "lr": np.float64(1.0), "x": Trap(marker)}, tmp_path / "trap.pth")
+    for name in ("ecg_cpc", "heartlang", "melp"):
+        with pytest.raises(UnsafeCheckpoint, match="posix.system"):
+            read_checkpoint(tmp_path / "trap.pth", checkpoint_objects(name), owner=name)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="not of 'os'"):
+        read_checkpoint(numpy_only, ["os.*"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import pickle
+import re
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -83,7 +84,10 @@ SAFE_OBJECTS: dict[str, Any] = {
     "omegaconf.nodes.IntegerNode": _stand_in("omegaconf.nodes.IntegerNode"),
     "omegaconf.nodes.FloatNode": _stand_in("omegaconf.nodes.FloatNode"),
     "omegaconf.nodes.BooleanNode": _stand_in("omegaconf.nodes.BooleanNode"),
-    "typing.Any": _stand_in("typing.Any"),
+    "omegaconf.nodes.EnumNode": _stand_in("omegaconf.nodes.EnumNode"),
+    "omegaconf.nodes.BytesNode": _stand_in("omegaconf.nodes.BytesNode"),
+    "omegaconf.nodes.PathNode": _stand_in("omegaconf.nodes.PathNode"),
+    **{f"typing.{name}": _stand_in(f"typing.{name}") for name in ("Any", "List", "Dict", "Tuple", "Optional", "Union")},
     "lightning.fabric.utilities.data.AttributeDict": _stand_in("lightning.fabric.utilities.data.AttributeDict"),
     "pytorch_lightning.utilities.parsing.AttributeDict": _stand_in("pytorch_lightning.utilities.parsing.AttributeDict"),
     **_numpy_objects(),
@@ -96,15 +100,38 @@ OMEGACONF_TYPES = [f"builtins.{t}" for t in ("dict", "list", "int", "float", "st
 #: names of groups a card may list instead of each object
 OBJECT_GROUPS = {
     "numpy": sorted(_numpy_objects()),
-    "omegaconf": sorted(k for k in SAFE_OBJECTS if k.startswith("omegaconf.")) + ["typing.Any"] + OMEGACONF_TYPES,
+    "omegaconf": sorted(k for k in SAFE_OBJECTS if k.startswith(("omegaconf.", "typing."))) + OMEGACONF_TYPES,
 }
+#: modules whose classes no card may stand in for: their names belong to the readers above or to code execution
+_NEVER_STANDED_IN = ("builtins", "numpy", "torch", "os", "sys", "subprocess", "posix", "nt", "importlib", "pickle",
+                     "runpy", "shutil", "socket", "operator", "_operator", "functools", "types", "codecs", "io")
+_MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.\*$")
+
+
+def _stand_in_modules(names: Iterable[str]) -> tuple[str, ...]:
+    """The ``module.*`` entries of a card: every class pickled from that module tree (a Hydra structured config's
+    dataclasses behind a ``DictConfig``) is read into an inert stand-in."""
+    out = []
+    for name in names:
+        if not name.endswith(".*"):
+            continue
+        module = name[:-2]
+        if not _MODULE_PATTERN.match(name) or module.split(".")[0] in _NEVER_STANDED_IN:
+            raise ValueError(f"checkpoint object pattern {name!r}: a card may stand in for the classes of a model's own "
+                             f"package ('clinical_ts.*'), not of {module.split('.')[0]!r}")
+        out.append(module)
+    return tuple(out)
 
 
 def expand_allowed(names: Iterable[str]) -> set[str]:
     """A card's ``checkpoint_objects`` (object names or group names) as object names; unknown names are refused,
     so a card cannot allow something bench has no safe reader for."""
     out: set[str] = set()
+    names = list(names)
+    _stand_in_modules(names)
     for name in names:
+        if name.endswith(".*"):
+            continue
         if name in OBJECT_GROUPS:
             out |= set(OBJECT_GROUPS[name])
         elif name in SAFE_OBJECTS:
@@ -170,20 +197,35 @@ def read_checkpoint(path: str | Path, allowed: Iterable[str] = (), trust_code: b
                 return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
         except Exception as exc:
             raise _damaged(path, exc) from exc
+    allowed = list(allowed)
     needed = pickled_objects(path)
-    permitted = expand_allowed(allowed)
-    refused = [name for name in needed if name not in permitted]
+    readers = {name: SAFE_OBJECTS[name] for name in expand_allowed(allowed)}
+    modules = _stand_in_modules(allowed)
+    readers.update({name: _stand_in(name) for name in needed
+                    if name not in readers and any(name.startswith(m + ".") for m in modules)})
+    refused = [name for name in needed if name not in readers]
     if refused:
-        card = f"configs/cards/{owner}.yaml checkpoint_objects" if owner else "the encoder's model card (checkpoint_objects)"
-        raise UnsafeCheckpoint(
-            f"{path}: refused: reading it would build or call {', '.join(refused)}, which {card} does not allow; "
-            f"loading it could run code from the file (fix: use a file from the model's official source; if you trust "
-            f"this file, pass --trust-checkpoint-code and its rows record trust_checkpoint_code=yes)")
+        raise _unsafe(path, refused, owner)
     try:
-        with torch.serialization.safe_globals([(SAFE_OBJECTS[name], name) for name in needed]):
+        # every object the card allows, not only the pickle's globals: numpy's dtype classes are reached through
+        # numpy.dtype's reconstruction, never named by an opcode
+        with torch.serialization.safe_globals([(reader, name) for name, reader in readers.items()]):
             return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise _unsafe(path, [found.group(1)], owner) from exc
+        raise _damaged(path, exc) from exc
     except Exception as exc:
         raise _damaged(path, exc) from exc
+
+
+def _unsafe(path: Path, refused: list[str], owner: str) -> UnsafeCheckpoint:
+    card = f"configs/cards/{owner}.yaml checkpoint_objects" if owner else "the encoder's model card (checkpoint_objects)"
+    return UnsafeCheckpoint(
+        f"{path}: refused: reading it would build or call {', '.join(refused)}, which {card} does not allow; "
+        f"loading it could run code from the file (fix: use a file from the model's official source; if you trust "
+        f"this file, pass --trust-checkpoint-code and its rows record trust_checkpoint_code=yes)")
 
 
 def unwrap(blob) -> dict:
