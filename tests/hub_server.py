@@ -18,13 +18,19 @@ class Hub:
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.cut_once: dict[str, int] = {}
+        self.cut_always: dict[str, int] = {}
+        self.etags: dict[str, str] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
         self.url = ""
 
-    def add(self, path: str, data: bytes, cut_after: int | None = None) -> str:
+    def add(self, path: str, data: bytes, cut_after: int | None = None, always: bool = False, etag: str = "") -> str:
+        """``cut_after``: the first transfer (every transfer with ``always``) stops after that many bytes; ``etag``: a
+        digest the server claims instead of the file's own."""
         self.files[path] = data
         if cut_after is not None:
-            self.cut_once[path] = cut_after
+            (self.cut_always if always else self.cut_once)[path] = cut_after
+        if etag:
+            self.etags[path] = etag
         return hashlib.sha256(data).hexdigest()
 
 
@@ -43,7 +49,8 @@ def _handler(hub: Hub):
 
         def _headers(self, data: bytes, start: int) -> None:
             self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            etag = hub.etags.get(self._file()[0]) or hashlib.sha256(data).hexdigest()
+            self.send_header("ETag", f'"{etag}"')
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(len(data) - start))
             if start:
@@ -68,7 +75,7 @@ def _handler(hub: Hub):
             start = int(self.headers.get("Range", "bytes=0-")[6:].split("-")[0] or 0)
             self.send_response(206 if start else 200)
             self._headers(data, start)
-            cut = hub.cut_once.pop(path, None)
+            cut = hub.cut_once.pop(path, None) if path in hub.cut_once else hub.cut_always.get(path)
             body = data[start:]
             if cut is not None:
                 self.wfile.write(body[:cut])

@@ -331,3 +331,74 @@ def test_files_with_numpy_scalars_and_structured_configs_load_and_payloads_stay_
     assert not marker.exists()
     with pytest.raises(ValueError, match="not of 'os'"):
         read_checkpoint(numpy_only, ["os.*"])
+
+
+def _point_hub_at(monkeypatch, url: str, offline: str = "") -> None:
+    """huggingface_hub reads its endpoint and offline switch once, at import: this process's copy is pointed too."""
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", url)
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", offline.upper() in hub_constants.ENV_VARS_TRUE_VALUES)
+
+
+def test_hub_references_are_validated_and_confined_to_the_cache(tmp_path, monkeypatch):
+    """'..' in any part of a reference, an absolute path or a symlink in the cache: nothing is written outside it."""
+    from hub_server import serving
+
+    from bench.encoders.weights import resolve_checkpoint
+
+    cache = tmp_path / "cache"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    refs = ["hf:ORG/REPO/model.pth@../../../../outside/x", "hf:ORG/REPO/model.pth@..", "hf:ORG/REPO/../../x.pth@main",
+            "hf:ORG/REPO//etc/passwd@main", "hf:ORG/..REPO/model.pth@main", "hf:ORG/REPO/model.pth@main/../../../..",
+            "hf:ORG/REPO/a\\..\\b.pth@main", "hf:ORG/REPO/model.pth@/abs"]
+    with serving() as hub:
+        hub.add("ORG/REPO/model.pth", b"x" * 100)
+        _point_hub_at(monkeypatch, hub.url)
+        for ref in refs:
+            with pytest.raises(CheckpointError, match=r"(not a plain relative name|not a Hub repository id)"):
+                resolve_checkpoint(ref, cache)
+        (cache / "hub").mkdir(parents=True)
+        (cache / "hub" / "models--ORG--REPO").symlink_to(outside, target_is_directory=True)
+        with pytest.raises(CheckpointError, match="outside the cache"):
+            resolve_checkpoint("hf:ORG/REPO/model.pth@main", cache)
+        assert not [r for r in hub.requests if r[0] == "GET"]
+    assert list(outside.iterdir()) == [] and not (tmp_path / "x").exists()
+    for url in ("url:http://127.0.0.1:9/files/..", "url:http://127.0.0.1:9/a/..%2f"):
+        with pytest.raises(CheckpointError):
+            resolve_checkpoint(url, cache)
+    np.save(tmp_path / "x.npy", np.zeros((1, 12, 5000), dtype=np.float32) + np.sin(np.arange(5000) / 50.0)[None, None])
+    result = _bench(["embed", "--method", "ecgfounder", "--ckpt", refs[0], "--signals", str(tmp_path / "x.npy"), "--fs",
+                     "500", "--out", str(tmp_path / "e.npz"), f"paths.cache={cache}"], {})
+    assert result.returncode != 0 and "not a plain relative name" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_downloads_fail_in_one_line_switches_parse_as_the_hub_and_cached_files_are_rechecked(tmp_path, monkeypatch):
+    from hub_server import serving
+
+    from bench.encoders.weights import fetch_hf
+
+    cache = tmp_path / "cache"
+    data = np.random.default_rng(3).bytes(200_000)
+    with serving() as hub:
+        _point_hub_at(monkeypatch, hub.url)
+        hub.add("ORG/REPO/cut.pth", data, cut_after=50_000, always=True)
+        with pytest.raises(CheckpointError, match=r"hf:ORG/REPO/cut\.pth@main: .*(broke off|interrupted).*run the command again"):
+            fetch_hf("ORG/REPO", "cut.pth", "main", cache)
+        hub.add("ORG/REPO/liar.pth", data, etag="ab" * 32)  # the hub's digest is not the file's
+        _point_hub_at(monkeypatch, hub.url, offline="0")  # an explicit "online"
+        with pytest.raises(CheckpointError, match="sha256 .* expected abab"):
+            fetch_hf("ORG/REPO", "liar.pth", "main", cache)
+        assert not [p for p in (cache / "hub").rglob("*") if p.is_file() and p.stat().st_size == len(data)]
+        hub.add("ORG/REPO/good.pth", data)
+        path = fetch_hf("ORG/REPO", "good.pth", "main", cache)
+        assert path.read_bytes() == data
+    real = Path(os.path.realpath(path))
+    real.write_bytes(data[:-1] + b"\0")  # altered in the cache after its download
+    _point_hub_at(monkeypatch, "http://127.0.0.1:9", offline="1")
+    with pytest.raises(CheckpointError, match=r"\(cached\): downloaded file has sha256"):
+        fetch_hf("ORG/REPO", "good.pth", "main", cache)

@@ -59,9 +59,52 @@ def hub_cache(cache: str | Path) -> Path:
     return Path(cache) / "hub"
 
 
+def _env_true(name: str) -> bool:
+    """An environment switch read as huggingface_hub reads it (1/ON/YES/TRUE; ``HF_HUB_OFFLINE=0`` means online)."""
+    from huggingface_hub.constants import ENV_VARS_TRUE_VALUES
+
+    return os.environ.get(name, "").upper() in ENV_VARS_TRUE_VALUES
+
+
+def _segments_safe(text: str) -> bool:
+    """No absolute path, drive, backslash, empty, '.' or '..' segment: a relative name that stays where it is put."""
+    return (bool(text) and not text.startswith(("/", "~")) and "\\" not in text and ":" not in text
+            and all(part not in ("", ".", "..") for part in text.split("/")))
+
+
+def validate_hub_reference(repo: str, filename: str, revision: str) -> None:
+    """Each part of a Hub reference checked against the hub's own rules (``validate_repo_id``) and for path traversal,
+    before anything is fetched or written."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    source = f"hf:{repo}/{filename}@{revision}"
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise CheckpointError(f"{source}: not a Hub repository id ({str(exc).splitlines()[0]}) (fix: hf:ORG/REPO/FILE@REV "
+                              f"with the names the model card gives)") from exc
+    for part, value in (("file", filename), ("revision", revision)):
+        if not _segments_safe(value) or any(ord(c) < 32 for c in value):
+            raise CheckpointError(f"{source}: the {part} {value!r} is not a plain relative name ('..', '.', an absolute "
+                                  f"path or a backslash would leave the cache) (fix: the {part} as the model card gives it)")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(root) + os.sep)
+
+
+def _confined(root: Path, *targets: Path, source: str) -> None:
+    """Every place a download writes, symlinks resolved, lies inside the cache ``root``."""
+    for target in targets:
+        if not _inside(target, root):
+            raise CheckpointError(f"{source}: refused: the download would write {os.path.realpath(target)}, outside the "
+                                  f"cache {os.path.realpath(root)} (fix: remove the symlink or name that leads there)")
+
+
 def _verified(path: Path, expected: str, source: str) -> Path:
     digest = file_hash(path, 64)
     if expected and digest != expected:
+        Path(os.path.realpath(path)).unlink(missing_ok=True)  # a hub cache entry is a symlink to its blob: both go
         path.unlink(missing_ok=True)
         raise CheckpointError(f"{source}: downloaded file has sha256 {digest}, expected {expected} (fix: the file at the source "
                               f"changed or the transfer was corrupted; nothing was kept, run the command again or check the "
@@ -69,28 +112,60 @@ def _verified(path: Path, expected: str, source: str) -> Path:
     return path
 
 
+def _digest_note(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _check_recorded(path: Path, note: Path, source: str) -> None:
+    """A cached file against the digest recorded when it was downloaded (offline too)."""
+    if note.is_file():
+        _verified(path, note.read_text().strip(), source + " (cached)")
+
+
 def fetch_hf(repo: str, filename: str, revision: str, cache: str | Path, sha256: str = "") -> Path:
-    """A Hub file in the cache (downloaded, resumed, or found offline), checked against ``sha256`` or the hub's LFS digest."""
+    """A Hub file in the cache (downloaded, resumed, or found offline), checked against ``sha256`` or the hub's LFS digest
+    and, on every later use, against the digest recorded beside it."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     source = f"hf:{repo}/{filename}@{revision}"
+    validate_hub_reference(repo, filename, revision)
+    root = hub_cache(cache)
+    repo_folder = root / f"models--{repo.replace('/', '--')}"
+    _confined(root, repo_folder / "refs" / revision, repo_folder / "snapshots" / revision / filename, source=source)
+    offline = _env_true("HF_HUB_OFFLINE")
     try:
-        path = Path(hf_hub_download(repo, filename, revision=revision, cache_dir=hub_cache(cache)))
+        path = Path(hf_hub_download(repo, filename, revision=revision, cache_dir=root))
     except LocalEntryNotFoundError as exc:
-        raise CheckpointError(f"{source}: not in the cache {hub_cache(cache)} and the hub is unreachable (fix: connect once, or "
-                              f"download the file by hand and pass its path with --ckpt)") from exc
+        if offline:
+            raise CheckpointError(f"{source}: not in the cache {root} and HF_HUB_OFFLINE is set (fix: connect once, or "
+                                  f"download the file by hand and pass its path with --ckpt)") from exc
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise CheckpointError(f"{source}: not in the cache {root}, and the hub did not answer or the transfer broke off "
+                              f"({type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:160]}) (fix: run the command "
+                              f"again, it resumes from the bytes already in the cache; or download the file by hand and "
+                              f"pass its path with --ckpt)") from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise CheckpointError(f"{source}: download failed ({exc}) (fix: check the repository, file name and revision on "
                               f"the model card, or download by hand and pass the path)") from exc
-    expected = sha256
-    if not expected and not os.environ.get("HF_HUB_OFFLINE"):
+    except Exception as exc:  # the transport's own errors (a connection closed mid-body)
+        raise CheckpointError(f"{source}: download interrupted ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}) "
+                              f"(fix: run the command again, it resumes from the bytes already in the cache)") from exc
+    _confined(root, path, source=source)
+    note = _digest_note(Path(os.path.realpath(path)))
+    _check_recorded(path, note, source)
+    blob = Path(os.path.realpath(path)).name  # the hub's cache names an LFS blob by its sha256
+    expected = sha256 or (blob if SHA256.match(blob) else "")
+    if not expected and not offline:
         try:
             etag = (get_hf_file_metadata(hf_hub_url(repo, filename, revision=revision)).etag or "").strip('"')
             expected = etag if SHA256.match(etag) else ""
-        except (HfHubHTTPError, OSError):
-            expected = ""  # offline: the file was verified when it was downloaded
-    return _verified(path, expected, source)
+        except Exception:
+            expected = ""  # unreachable now: the recorded digest above is the check
+    _verified(path, expected, source)
+    if not note.is_file():
+        note.write_text(file_hash(path, 64) + "\n")
+    return path
 
 
 def fetch_plain(url: str, cache: str | Path, sha256: str = "") -> Path:
@@ -99,8 +174,13 @@ def fetch_plain(url: str, cache: str | Path, sha256: str = "") -> Path:
         raise CheckpointError(f"{url}: Google Drive asks a browser to confirm large downloads (fix: download the file from "
                               f"this link by hand, then pass its path with --ckpt NAME=PATH)")
     name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
+    if not _segments_safe(name):
+        raise CheckpointError(f"{url}: the file name {name!r} would leave the cache (fix: a URL ending in a plain file name)")
     target = Path(cache) / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:10]}-{name}"
-    if not target.is_file():
+    _confined(Path(cache), target, source=url)
+    if target.is_file():
+        _check_recorded(target, _digest_note(target), url)
+    else:
         import requests
 
         try:
@@ -108,7 +188,10 @@ def fetch_plain(url: str, cache: str | Path, sha256: str = "") -> Path:
         except (requests.RequestException, OSError) as exc:
             raise CheckpointError(f"{url}: download failed ({exc}) (fix: run the command again, it resumes; or download "
                                   f"by hand and pass the path with --ckpt)") from exc
-    return _verified(target, sha256, url)
+    _verified(target, sha256, url)
+    if not _digest_note(target).is_file():
+        _digest_note(target).write_text(file_hash(target, 64) + "\n")
+    return target
 
 
 def resolve_checkpoint(spec: str | Path | None, cache: str | Path) -> Path | None:
