@@ -602,20 +602,30 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
     from bench.run.store import ResultStore
     from bench.suites.base import suite_names
 
+    from bench.files import swapped_folder
+    from bench.publish.bundle import PUBLISHED
+
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     results = Path(out or cfg.paths.results)
-    figures_dir = str(results / "figures")
     store = ResultStore.from_config(cfg)
+    if store.unit_counts(suite_names()).empty:
+        raise ConfigError(f"{store.uri}: the store holds no results, so there is nothing to publish (fix: name the store "
+                          f"of your runs with --tracking-uri or tracking.uri=...; `bench runs list` shows what a store holds)")
     settings = PublishSettings(dataset=dataset, paired_n_boot=paired_n_boot, bootstrap_seed=int(cfg.run.bootstrap_seed), readme=readme)
-    write_publication(store, results, settings, Path(cfg.paths.cache) / "bootstrap", echo=typer.echo)
-    export_bundle(store, results, suite_names(), settings, echo=typer.echo)
-    if not figures:
-        return
-    linear = store.aggregates(["linear"])
-    for protocol in sorted(set(linear["protocol"])) if not linear.empty else []:
-        plot_cmd(ctx, "efficiency", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
-        plot_cmd(ctx, "forest", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
-    plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods, out=figures_dir, tracking_uri=tracking_uri)
+    written = PUBLISHED + (("figures",) if figures else ())
+    keep = tuple(sorted(p.name for p in results.iterdir() if p.name not in written)) if results.is_dir() else ()
+    # the whole new publication is built beside the old one and swapped in at once: a kill leaves one or the other
+    with swapped_folder(results, keep=keep) as staged:
+        write_publication(store, staged, settings, Path(cfg.paths.cache) / "bootstrap", echo=typer.echo)
+        export_bundle(store, staged, suite_names(), settings, echo=typer.echo)
+        if figures:
+            figures_dir = str(staged / "figures")
+            linear = store.aggregates(["linear"])
+            for protocol in sorted(set(linear["protocol"])) if not linear.empty else []:
+                plot_cmd(ctx, "efficiency", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
+                plot_cmd(ctx, "forest", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
+            plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods, out=figures_dir, tracking_uri=tracking_uri)
+    typer.echo(f"published {results} (swapped in whole)")
 
 
 @app.command("verify", help="Recompute every unit metric, aggregate, leaderboard row, table and the page of a results folder from "

@@ -51,3 +51,77 @@ def fetch_url(url: str, target: str | Path, desc: str = "download", chunk: int =
             raise OSError(f"{url}: the transfer stopped at {part.stat().st_size} of {have + size} bytes (run again to resume)")
     os.replace(part, target)
     return target
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def staged_folder(folder: Path) -> Path:
+    """Where a new version of ``folder`` is built: a hidden sibling (same file system, so the swap is a rename)."""
+    return folder.with_name(f".{folder.name}.staged")
+
+
+def recover_folder(folder: Path) -> None:
+    """Finish or undo a swap a killed process left half done: ``folder`` missing with its previous version beside it
+    means the previous version comes back; a stale staging folder is removed."""
+    import shutil
+
+    previous = folder.with_name(f".{folder.name}.previous")
+    if not folder.exists() and previous.is_dir():
+        os.replace(previous, folder)
+    for leftover in (previous, staged_folder(folder)):
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def swapped_folder(folder: str | Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Build a new version of ``folder`` in a staging sibling and swap it in whole when the block ends, so a kill at any
+    point leaves the old version or the new one, never a mix. ``keep``: entries of the old folder the writer does not
+    produce (copied into the staging folder first). The staging folder is removed if the block raises."""
+    import shutil
+
+    folder = Path(folder)
+    recover_folder(folder)
+    staged = staged_folder(folder)
+    staged.mkdir(parents=True)
+    try:
+        for name in keep:  # hard links where the file system allows: nothing is copied, nothing of the old is changed
+            source = folder / name
+            if source.is_dir():
+                shutil.copytree(source, staged / name, copy_function=_link_or_copy)
+            elif source.is_file():
+                _link_or_copy(source, staged / name)
+        yield staged
+        if not folder.exists():
+            os.replace(staged, folder)
+        elif _exchange(staged, folder):
+            shutil.rmtree(staged)  # now the old version
+        else:  # two renames; recover_folder mends a kill between them
+            previous = folder.with_name(f".{folder.name}.previous")
+            os.replace(folder, previous)
+            os.replace(staged, folder)
+            shutil.rmtree(previous)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)

@@ -199,3 +199,60 @@ def test_demo_says_its_budget_prints_the_compact_table_and_where_to_look(tmp_pat
     import os
 
     assert (Path(os.environ["BENCH_HOME"]) / "demo" / "index.html").is_file()  # in the workspace, never in results/
+
+
+def _kill_when(cmd: list[str], ready, timeout: float = 240.0) -> bool:
+    """Run ``cmd``, SIGKILL it as soon as ``ready()`` holds; True when it was killed before it finished."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < timeout:
+        if ready():
+            proc.kill()
+            proc.wait()
+            return True
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    return False
+
+
+def test_a_killed_publish_leaves_the_old_publication_whole(published, tmp_path):
+    """SIGKILL while the new publication is being built (staging made, first table written, bundle being exported):
+    results/ stays the old publication and verifies; a stale staging folder goes at the next publish."""
+    import sys
+
+    from bench.files import recover_folder, staged_folder
+
+    root = published.parent
+    results = tmp_path / "results"
+    shutil.copytree(published, results)
+    before = {p.relative_to(results).as_posix(): p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    template = root / "readme_template.md"
+    cmd = [sys.executable, "-m", "bench.cli", "publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures",
+           "--readme", str(template), "--out", str(results), *_overrides(root)]
+    staged = staged_folder(results)
+    points = {"staging made": lambda: staged.is_dir(),
+              "a table written": lambda: any((staged / "tables").glob("*.md")) if staged.is_dir() else False,
+              "bundle export": lambda: any(staged.glob(".bundle-*")) if staged.is_dir() else False}
+    killed = [name for name, ready in points.items() if _kill_when(cmd, ready)]
+    assert len(killed) >= 2, f"publish finished before the kill points; killed at {killed}"
+    after = {p.relative_to(results).as_posix(): p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    assert after == before
+    verified = cli.invoke(app, ["verify", str(results)])
+    assert verified.exit_code == 0, verified.output
+    recover_folder(results)  # what the next publish does first
+    assert not staged.exists()
+    previous = results.with_name(f".{results.name}.previous")  # a kill between the two renames of the fallback swap
+    results.rename(previous)
+    recover_folder(results)
+    assert results.is_dir() and not previous.exists()
+    assert cli.invoke(app, ["verify", str(results)]).exit_code == 0
+
+
+def test_publishing_an_empty_store_is_one_line(tmp_path):
+    result = cli.invoke(app, ["publish", "--out", str(tmp_path / "out"), f"tracking.uri=sqlite:///{tmp_path}/empty.db",
+                              f"paths.cache={tmp_path}/cache"])
+    assert result.exit_code == 2 and "holds no results" in result.output and not (tmp_path / "out").exists()

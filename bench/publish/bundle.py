@@ -35,6 +35,8 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 DROPPED_TAGS = ("worker",)  # host:pid of the process that logged the run: machine facts, not provenance
 README_TEMPLATE = "readme_template.md"
+#: what `bench publish` writes into the publication folder (everything else there, e.g. perf.md, is kept as it is)
+PUBLISHED = ("README.md", "bundle", "index.html", "leaderboard.csv", "tables")
 
 
 class BundleError(RuntimeError):
