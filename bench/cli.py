@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sys
 from typing import List, Optional
 
@@ -47,7 +49,10 @@ TRUST_HELP = ("unpickle checkpoint files that hold objects outside their model c
 
 
 def _say_workspace(cfg) -> None:
-    """Where this command's runs and outputs go (never the publication in results/)."""
+    """Where this command's runs and outputs go (never the publication in results/); an unusable one stops here."""
+    from bench.config import check_workspace
+
+    check_workspace(cfg)
     typer.secho(f"workspace: {workspace(cfg)} (BENCH_HOME moves it)", fg=typer.colors.BRIGHT_BLACK, err=True)
 
 
@@ -64,8 +69,15 @@ def _guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, UnknownNameError, CheckpointError, LeakageError, MissingUnits) as exc:
+        except (DataError, ConfigError, UnknownNameError, CheckpointError, LeakageError, MissingUnits, FloatingPointError) as exc:
             _fail(exc)
+        except OSError as exc:  # a full disk, a read-only folder, a permission: one line naming the file
+            import errno
+
+            fix = {errno.ENOSPC: "free some disk space, or point BENCH_CACHE / BENCH_HOME at a larger disk",
+                   errno.EROFS: "point BENCH_CACHE / BENCH_HOME at a writable folder",
+                   errno.EACCES: "point BENCH_CACHE / BENCH_HOME at a folder you may write"}.get(exc.errno, "check the path")
+            _fail(DataError(exc.filename or "bench", exc.strerror or str(exc), fix))
 
     return wrapper
 
@@ -263,6 +275,9 @@ def _checked_arrays(signals: str, fs: float | None, skip_checks: bool):
 
     if fs is None:
         raise ConfigError("--signals needs --fs, the sampling rate of the arrays in Hz")
+    if not math.isfinite(fs) or fs <= 0:
+        raise ConfigError(f"--fs {fs:g}: a sampling rate is a positive number of Hz (fix: the rate the arrays were recorded "
+                          f"at, e.g. --fs 500)")
     x = read_signals(signals)
     if not skip_checks:
         check_signals(x, fs, signals)
@@ -295,6 +310,10 @@ def _embed_dataset(args: list[str], handle, dataset: str, extra: list[str], targ
     runner = Runner([*args, *extra])
     cfg = runner.dataset_cfg(dataset)
     emb, reader = runner.embeddings(cfg, handle)
+    for line in [n for n in reader.index.notes if n.lstrip().startswith("skipped")] + list(reader.index.problems):
+        typer.echo(f"note: {line}")  # every record left out, with its reason, and the findings of the folder
+    for skipped in runner.prepared(cfg, handle).manifest.get("skipped", []):
+        typer.echo(f"note: skipped {skipped['record_id']} at preparation: {skipped['problem']}")
     table = embedding_table(emb, reader.index, {"method": handle.method, "dataset": cfg.data.name,
                                                 **runner.provenance(cfg, handle, reader.index)})
     with atomic_path(target) as tmp:

@@ -111,6 +111,12 @@ def load_config(overrides: Sequence[str] = (), *, data: str | None = None) -> Di
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"{exc}\n(fix: check the spelling against configs/ or `bench <command> --help`)") from exc
+    from bench import schema
+
+    try:
+        schema.check(OmegaConf.to_container(cfg, resolve=False))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg
 
 
@@ -148,3 +154,31 @@ def cache_dir(cfg: DictConfig) -> Path:
 def workspace(cfg: DictConfig) -> Path:
     """The user's workspace: runs, store, generated tables and figures (never the publication in results/)."""
     return Path(cfg.paths.workspace).expanduser().resolve()
+
+
+def check_workspace(cfg: DictConfig, min_free: int = 64 << 20) -> Path:
+    """The workspace, usable before any work starts: a folder (made if missing), writable, with some free space."""
+    import errno
+    import os
+    import shutil
+    import tempfile
+
+    from bench.data.errors import DataError
+
+    path = workspace(cfg)
+    fix = "set BENCH_HOME (paths.workspace) to a writable folder"
+    if path.exists() and not path.is_dir():
+        raise DataError(path, "the workspace is a file, not a folder", fix)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise DataError(path, f"the workspace cannot be written ({exc.strerror or exc})",
+                        fix if exc.errno != errno.ENOSPC else "free some disk space or move BENCH_HOME") from None
+    if not os.access(path, os.W_OK):
+        raise DataError(path, "the workspace is read-only", fix)
+    free = shutil.disk_usage(path).free
+    if free < min_free:
+        raise DataError(path, f"the workspace's disk is full ({free / 1e6:.0f} MB free)", "free some disk space or move BENCH_HOME")
+    return path

@@ -205,6 +205,9 @@ def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: st
         shutil.rmtree(folder, ignore_errors=True)
         raise DataError(folder, f"preparing {reader.name} stopped ({type(exc).__name__}: {exc}); the partial cache entry was removed",
                         "check the free disk space of the cache (paths.cache / BENCH_CACHE), then run again") from exc
+    except Exception:  # anything a reader raises: the partial folder goes with it (only a killed process leaves one to resume)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     skipped = [s for c in chunks for s in json.loads((folder / "chunks" / f"{c[0]:06d}.json").read_text())["skipped"]]
     bad = {s["record_id"] for s in skipped}
     kept = [r for r in ids if r not in bad]

@@ -27,7 +27,7 @@ from bench.data.errors import DataError, DatasetNotFound
 from bench.data.folds import persisted_folds
 from bench.data.leads import STANDARD_LEADS
 from bench.data.ptbxl import DEFAULT_SPLITS
-from bench.data.wfdb_io import read_wfdb
+from bench.data.wfdb_io import header_text, read_wfdb
 
 LABELS_DIR = REPO_ROOT / "configs" / "labels"
 TASK = "all"  # the single task of a CinC dataset: its whole label space (the MERIT paper calls it "all")
@@ -61,9 +61,12 @@ def record_source(record_id: str) -> str:
 
 def parse_header_text(text: str, where: Path | str = "header") -> tuple[float, int, dict[str, str]]:
     """(fs, n_samples, comments) from a WFDB header, without reading the signal."""
+    from bench.data.wfdb_io import check_header_values
+
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines or lines[0].startswith("#"):
         raise DataError(where, "empty WFDB header (no record line)", "re-download the record, or remove it from the folder")
+    check_header_values(Path(where), text)
     first = lines[0].split()
     fs = float(first[2].split("/")[0]) if len(first) > 2 else 250.0
     n = int(first[3]) if len(first) > 3 else 0
@@ -74,6 +77,19 @@ def parse_header_text(text: str, where: Path | str = "header") -> tuple[float, i
             if sep:
                 comments[key.strip()] = value.strip()
     return fs, n, comments
+
+
+def _refuse_duplicate_ids(root: Path, headers: list[Path]) -> None:
+    """Record ids are header names: two records of one name in different folders would be one id for two records."""
+    by_id: dict[str, list[Path]] = {}
+    for hea in headers:
+        by_id.setdefault(hea.stem, []).append(hea)
+    twice = {rid: paths for rid, paths in by_id.items() if len(paths) > 1}
+    if twice:
+        rid, paths = sorted(twice.items())[0]
+        raise DataError(root, f"{len(twice)} record name(s) occur in more than one folder, e.g. {rid}: "
+                              f"{', '.join(str(p.relative_to(root)) for p in paths[:3])}; a record id must name one record",
+                        "embed or prepare each folder on its own (--wfdb FOLDER), or rename the duplicates")
 
 
 class _LabelSpace:
@@ -199,14 +215,16 @@ class CinCReader(_FoldsMixin, DatasetReader):
         keep = set(self.options.get("sources") or [])
         merl = self._merl_labels(space) if label_source == "merl" else {}
         rows, per_record, problems, other = [], {}, [], {}
-        for hea in self._headers():
+        headers = self._headers()
+        _refuse_duplicate_ids(self.root, headers)
+        for hea in headers:
             rid = hea.stem
             source = record_source(rid)
             if keep and source not in keep:
                 other[source] = other.get(source, 0) + 1
                 continue
             try:
-                fs, n, comments = parse_header_text(hea.read_text(errors="replace"), hea)
+                fs, n, comments = parse_header_text(header_text(hea), hea)
                 codes = [c.strip() for c in comments.get("Dx", "").split(",") if c.strip()]
                 unknown = [c for c in codes if c not in space.known]
                 if unknown:
@@ -243,7 +261,8 @@ class CinCReader(_FoldsMixin, DatasetReader):
             faults.append(f"records of other sources are left out: {', '.join(f'{k} {v}' for k, v in sorted(other.items()))} "
                           f"(this dataset keeps {sorted(keep)}; fix: point data.root at its own folder, or use dataset cinc2021 "
                           f"for a folder of mixed sources)")
-        notes = [f"skipped {len(problems)} record(s): " + "; ".join(problems[:5])] if problems else []
+        notes = [f"skipped {len(problems)} record(s) (data.on_error=skip), each with its reason:"] + [f"  skipped {p}" for p in problems] \
+            if problems else []
         notes.append("sources: " + ", ".join(f"{k} {v}" for k, v in records["source"].value_counts().sort_index().items()))
         notes.append("splits from: " + ", ".join(f"{k} {v}" for k, v in records["split_from"].value_counts().sort_index().items()))
         return DatasetIndex(self.name, records, {TASK: task}, notes=notes, native_fs=float(records["fs"].mode().iloc[0]),

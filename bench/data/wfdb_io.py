@@ -9,6 +9,7 @@ CinC MATLAB v4 ``.mat`` with a 24-byte preamble ("16+24" in the header).
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -63,6 +64,49 @@ def _check_files(record_path: Path, header: wfdb.io.record.Record) -> None:
             )
 
 
+def header_text(hea: Path) -> str:
+    """A header's text; bytes that are not UTF-8 (a damaged file, or a comment written in another encoding) are refused
+    naming the line, since its values (rate, gains, #Sex, #Dx) cannot be trusted to be read as written."""
+    raw = hea.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(hea, f"line {line} holds bytes that are not UTF-8 text ({raw[exc.start:exc.start + 4]!r})",
+                        "re-save the header as UTF-8 / ASCII, or re-download the record") from None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(re.split(r"[/(]", text, maxsplit=1)[0])
+    except ValueError:
+        return None
+
+
+def check_header_values(hea: Path, text: str) -> None:
+    """Values WFDB would silently replace by defaults, refused where they enter: a sampling rate that is not a positive
+    number (WFDB reads 0 as 250 Hz) and an ADC gain that is zero or negative (WFDB reads 0 as 200 per mV)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise DataError(hea, "empty header", "re-download the record")
+    fields = lines[0].split()
+    if len(fields) >= 3:
+        fs = _number(fields[2])
+        if fs is None or not np.isfinite(fs) or fs <= 0:
+            raise DataError(hea, f"sampling rate {fields[2]!r} is not a positive number of Hz",
+                            "repair the header's first line (record name, signals, rate, samples) or re-download the record")
+    for number, line in enumerate(lines[1:], start=2):
+        parts = line.split()
+        if len(parts) < 3 or not re.match(r"^[-+0-9.eE]", parts[2]):
+            continue
+        gain = _number(parts[2])
+        if gain is None or not np.isfinite(gain) or gain <= 0:
+            lead = parts[8] if len(parts) > 8 else f"signal {number - 1}"
+            raise DataError(hea, f"{lead}: ADC gain {parts[2]!r} is not a positive number of units per mV (WFDB would "
+                                 f"read 0 as its default of 200 and scale the signal by it)",
+                            "repair the gain in the header (e.g. 1000/mV) or re-download the record")
+
+
 @contextlib.contextmanager
 def _readable(record_path: Path) -> Iterator[Path]:
     """The record as wfdb can read it. Georgia's CinC headers name the record ``E00271.mat`` on their first line (as
@@ -101,6 +145,8 @@ def read_wfdb(
     record_path = Path(record_path)
     where = record_path.with_suffix(".hea")
     n_leads = len(leads) if leads else n_leads
+    if where.is_file():
+        check_header_values(where, header_text(where))
     try:
         with _readable(record_path) as readable:
             rec = wfdb.rdrecord(str(readable))
@@ -187,6 +233,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 def header_comments(record_path: str | Path) -> dict[str, str]:
     """The ``#Key: value`` comment lines of a header (CinC puts Age, Sex and Dx there)."""
+    header_text(Path(record_path).with_suffix(".hea"))
     header = wfdb.rdheader(str(record_path))
     out: dict[str, str] = {}
     for c in header.comments or []:

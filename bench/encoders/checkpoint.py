@@ -296,4 +296,10 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, Any], source: 
                or "use a checkpoint of this encoder and preset, or the matching preset")
         raise CheckpointError(f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(problems)
                               + f" (fix: {fix})")
+    not_finite = sorted(k for k, v in state.items() if k in own and isinstance(v, torch.Tensor) and v.is_floating_point()
+                        and not bool(torch.isfinite(v).all()))
+    if not_finite:
+        raise CheckpointError(f"{source}: {len(not_finite)} weight tensor(s) hold NaN or infinite values ({_short(not_finite, 4)}); "
+                              f"every embedding would be NaN (fix: a checkpoint saved before training diverged, or the "
+                              f"file again from its source)")
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

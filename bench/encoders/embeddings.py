@@ -86,6 +86,11 @@ def encode_arrays(handle: EncoderHandle, signals: np.ndarray | Rows, units: str,
         if aligned_ok and a is not None:
             aligned.append(a.float().cpu().numpy())
     emb = np.concatenate(embs) if embs else np.zeros((0, enc.spec.embed_dim), np.float32)
+    bad = int((~np.isfinite(emb)).any(axis=1).sum())
+    if bad:  # never cached, never scored
+        raise FloatingPointError(f"{handle.method}: {bad} of {len(emb)} embeddings hold NaN or infinite values (weights "
+                                 f"{handle.checkpoint_hash}) (fix: check the checkpoint, which may have diverged, and the "
+                                 f"records' values; nothing was cached)")
     return emb.astype(np.float32), (np.concatenate(aligned).astype(np.float32) if aligned_ok and aligned else None)
 
 

@@ -22,10 +22,11 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bench.encoders.checkpoint import file_hash
 from bench.publish.publication import LEADERBOARD, PublishSettings, readme_path, write_publication
@@ -159,6 +160,45 @@ def named_checkpoints(units: list[dict]) -> list[dict[str, str]]:
     return [{"checkpoint": where, "checkpoint_hash": digest} for where, digest in named if where.startswith("cache:")]
 
 
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    suite: str
+    tags: dict[str, str]
+    metrics: dict[str, Optional[float]]
+
+
+class _Unit(_Entry):
+    key: str
+    params: dict[str, str]
+    predictions: Optional[str]
+
+
+class _Aggregate(_Entry):
+    inputs: str
+
+
+class _Manifest(BaseModel):
+    """The declared shape of ``bundle/manifest.json``: what `bench verify` reads, checked before it reads it."""
+
+    model_config = ConfigDict(extra="allow")
+    format: int
+    settings: dict[str, Any]
+    aggregates: list[_Aggregate]
+    units: list[_Unit]
+    checkpoints: list[dict[str, str]]
+    files: dict[str, str]
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    try:
+        _Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise BundleError(f"{path}: malformed manifest at {where}: {error['msg'].lower()} (fix: restore the bundle, e.g. "
+                          f"`git checkout results/`, or publish again)") from None
+
+
 # ---- reading: a store over the bundle ----------------------------------------------------------------
 @dataclass
 class BundleRun:
@@ -193,9 +233,15 @@ class BundleStore:
         path = Path(results) / BUNDLE / MANIFEST
         if not path.is_file():
             raise BundleError(f"{path}: no results bundle (fix: `bench publish` writes it from the MLflow store)")
-        manifest = json.loads(path.read_text())
-        if manifest.get("format") != FORMAT:
-            raise BundleError(f"{path}: bundle format {manifest.get('format')!r}, this bench reads {FORMAT}")
+        try:
+            manifest = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{path}: not a JSON manifest ({exc}) (fix: restore the bundle, e.g. `git checkout results/`, "
+                              f"or publish again)") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+            raise BundleError(f"{path}: bundle format {found!r}, this bench reads {FORMAT}")
+        _check_manifest(path, manifest)
         return cls(Path(results) / BUNDLE, manifest)
 
     def aggregates(self, suites: Iterable[str]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import typer
 from omegaconf import DictConfig, OmegaConf
 
 from bench import code_version
-from bench.config import ConfigError, encoder_options, load_config
+from bench.config import check_workspace, ConfigError, encoder_options, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key
 from bench.data.preprocess import PreprocessConfig, check_lead_set
 from bench.data.registry import open_from_config
@@ -74,6 +74,8 @@ class Runner:
         self.after_unit = after_unit
         # a dataset's own options (data.*) apply to the datasets a run names (dataset_cfg), not to the default one
         self.base = load_config([o for o in self.overrides if not o.lstrip("+~").startswith("data.")])
+        if str(self.base.tracking.uri).startswith(f"sqlite:///{self.base.paths.workspace}"):
+            check_workspace(self.base)  # an unusable workspace is one line before any work
         self.store = ResultStore.from_config(self.base)
         self._embeddings: dict[str, Embeddings] = {}
         self._readers: dict[str, Any] = {}
