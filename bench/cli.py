@@ -14,6 +14,7 @@ from bench.config import ConfigError, available, cache_dir, encoder_options, loa
 from bench.data.errors import DataError
 from bench.encoders.checkpoint import CheckpointError, file_hash
 from bench.encoders.loading import LeakageError
+from bench.data.cache import report_lines
 from bench.files import atomic_path
 from bench.registry import UnknownNameError
 from bench.run.store import MissingUnits
@@ -111,10 +112,8 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="da
     m = prepared.manifest
     typer.echo(f"{dataset}: {m['n_records']} records prepared as {prepared.signals.shape} float32 "
                f"({m['units']}{', prefiltered' if m['prefiltered'] else ''}) at {prepared.path}")
-    if m["n_skipped"]:
-        typer.secho(f"skipped {m['n_skipped']} bad record(s):", fg=typer.colors.YELLOW)
-        for s in m["skipped"][:20]:
-            typer.echo(f"  {s['problem']}")
+    for line in report_lines(m):
+        typer.secho(f"note: {line}", fg=typer.colors.YELLOW)
 
 
 @data_app.command("verify", context_settings=OVERRIDES, help=f"Count records, labels per task, folds and splits of DATASET and report problems. {OVERRIDE_HELP}")
@@ -312,8 +311,8 @@ def _embed_dataset(args: list[str], handle, dataset: str, extra: list[str], targ
     emb, reader = runner.embeddings(cfg, handle)
     for line in [n for n in reader.index.notes if n.lstrip().startswith("skipped")] + list(reader.index.problems):
         typer.echo(f"note: {line}")  # every record left out, with its reason, and the findings of the folder
-    for skipped in runner.prepared(cfg, handle).manifest.get("skipped", []):
-        typer.echo(f"note: skipped {skipped['record_id']} at preparation: {skipped['problem']}")
+    for line in report_lines(runner.prepared(cfg, handle).manifest):
+        typer.echo(f"note: {line}")
     table = embedding_table(emb, reader.index, {"method": handle.method, "dataset": cfg.data.name,
                                                 **runner.provenance(cfg, handle, reader.index)})
     with atomic_path(target) as tmp:

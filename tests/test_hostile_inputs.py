@@ -157,3 +157,21 @@ def test_a_malformed_manifest_is_one_line(tmp_path, edit, expected):
     (bundle / "manifest.json").write_text("{not json")
     result = cli.invoke(app, ["verify", str(tmp_path / "results")])
     assert result.exit_code == 2 and "not a JSON manifest" in result.output
+
+
+def test_doubtful_signals_are_prepared_and_listed_as_findings(tmp_path):
+    """A NaN gap and a flat lead are prepared (interpolated / kept) but every command that prepares them lists them."""
+    from bench.data.wfdb_io import read_wfdb
+
+    folder = _folder(tmp_path / "records")
+    flat = read_wfdb(folder / "A0004").signal
+    flat[11] = 0.2
+    write_wfdb(folder / "A0004", flat, 500.0, STANDARD_LEADS, mat=True, comments=["Age: 50", "Sex: Male", "Dx: 426783006"])
+    mat = folder / "A0005.mat"  # lead II's first 2,000 samples as WFDB's invalid-sample value (read as NaN)
+    raw = np.frombuffer(mat.read_bytes()[24:], dtype="<i2").reshape(-1, 12).copy()
+    raw[:2000, 1] = -32768
+    mat.write_bytes(mat.read_bytes()[:24] + raw.tobytes())
+    result, out = _embed_wfdb(folder, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "finding A0004: flat lead(s) V6" in result.output, result.output
+    assert "finding A0005:" in result.output and "lead II" in result.output

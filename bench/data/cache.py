@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from bench import code_version
 from bench.data.base import DatasetReader
+from bench.data.checks import signal_problems
 from bench.data.errors import DataError
 from bench.data.preprocess import PreprocessConfig, preprocess
 from bench.files import atomic_path
@@ -92,10 +93,14 @@ def _prepare_chunk(folder: Path, number: int, start: int, ids: list[str]) -> int
     writing its marker atomically (rows of skipped records stay zero). Returns the number of records."""
     reader, cfg, on_error = _WORKER
     out = np.load(folder / "signals.npy", mmap_mode="r+")
-    skipped = []
+    skipped, findings = [], []
     for offset, rid in enumerate(ids):
         try:
-            out[start + offset] = preprocess(reader.read(rid), cfg)
+            raw = reader.read(rid)
+            doubtful = signal_problems(raw.signal, raw.fs, raw.leads, raw.units, cfg.nan_window)
+            if doubtful:
+                findings.append({"record_id": rid, "findings": doubtful})
+            out[start + offset] = preprocess(raw, cfg)
         except DataError as exc:
             if on_error == "raise":
                 raise
@@ -104,7 +109,7 @@ def _prepare_chunk(folder: Path, number: int, start: int, ids: list[str]) -> int
     out.flush()
     del out
     with atomic_path(folder / "chunks" / f"{number:06d}.json") as tmp:
-        tmp.write_text(json.dumps({"start": start, "n": len(ids), "skipped": skipped}))
+        tmp.write_text(json.dumps({"start": start, "n": len(ids), "skipped": skipped, "findings": findings}))
     return len(ids)
 
 
@@ -171,6 +176,14 @@ def prepare(reader: DatasetReader, cfg: PreprocessConfig, cache_dir: str | Path,
     return load_prepared(final)
 
 
+def report_lines(manifest: dict) -> list[str]:
+    """What a command says about its prepared records: every record left out with its reason, and every record
+    prepared with a doubtful signal (half-NaN, flat leads, ...) with its findings."""
+    lines = [f"skipped {s['record_id']}: {s['problem']}" for s in manifest.get("skipped", [])]
+    lines += [f"finding {f['record_id']}: {'; '.join(f['findings'])}" for f in manifest.get("findings", [])]
+    return lines
+
+
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     """Refuse to start writing ``needed`` bytes under ``folder`` when the disk cannot hold them (a memory-mapped write
     on a full disk kills the process with a bus error instead of raising)."""
@@ -208,7 +221,9 @@ def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: st
     except Exception:  # anything a reader raises: the partial folder goes with it (only a killed process leaves one to resume)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    skipped = [s for c in chunks for s in json.loads((folder / "chunks" / f"{c[0]:06d}.json").read_text())["skipped"]]
+    markers = [json.loads((folder / "chunks" / f"{c[0]:06d}.json").read_text()) for c in chunks]
+    skipped = [s for m in markers for s in m["skipped"]]
+    findings = [f for m in markers for f in m.get("findings", [])]
     bad = {s["record_id"] for s in skipped}
     kept = [r for r in ids if r not in bad]
     if skipped:
@@ -218,7 +233,7 @@ def _build(reader: DatasetReader, cfg: PreprocessConfig, ids: list[str], key: st
         "key": key, "dataset": reader.name, "reader": reader.kind, "fingerprint": reader.fingerprint(),
         "preprocess": {**asdict(cfg), "leads": list(cfg.leads)}, "units": index.units,
         "prefiltered": index.prefiltered, "n_records": len(kept), "n_skipped": len(skipped),
-        "skipped": skipped, "seconds": round(time.perf_counter() - start, 3), "workers": workers,
+        "skipped": skipped, "findings": findings, "seconds": round(time.perf_counter() - start, 3), "workers": workers,
         "chunks_resumed": resumed, "code_version": code_version(),
     }
     (folder / "record_ids.json").write_text(json.dumps(kept))

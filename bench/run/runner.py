@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import code_version
 from bench.config import check_workspace, ConfigError, encoder_options, load_config
-from bench.data.cache import PreparedArrays, prepare, prepared_key
+from bench.data.cache import PreparedArrays, prepare, prepared_key, report_lines
 from bench.data.preprocess import PreprocessConfig, check_lead_set
 from bench.data.registry import open_from_config
 from bench.encoders.embeddings import (EncodeSettings, Embeddings, TokenFeatures, cached_embeddings, cached_token_features,
@@ -80,6 +80,7 @@ class Runner:
         self._embeddings: dict[str, Embeddings] = {}
         self._readers: dict[str, Any] = {}
         self._units_logged = 0
+        self._reported: set[str] = set()
 
     # ---- the run context suites compute through ---------------------------------------------------
     def dataset_cfg(self, dataset: str) -> DictConfig:
@@ -150,8 +151,13 @@ class Runner:
         return pcfg
 
     def prepared(self, cfg: DictConfig, handle: EncoderHandle) -> PreparedArrays:
-        return prepare(self.reader(cfg), self.preprocess_config(cfg, handle), cfg.paths.cache,
-                       on_error=cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"), progress=self.progress)
+        out = prepare(self.reader(cfg), self.preprocess_config(cfg, handle), cfg.paths.cache,
+                      on_error=cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"), progress=self.progress)
+        if out.key not in self._reported:  # once per prepared set: records left out and doubtful signals
+            self._reported.add(out.key)
+            for line in report_lines(out.manifest):
+                self.echo(f"note: {cfg.data.name}: {line}")
+        return out
 
     def embedding_key(self, cfg: DictConfig, handle: EncoderHandle) -> str:
         """The embedding cache key (weights, data options, preprocessing, input contract, encoder options),
