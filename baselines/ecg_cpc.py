@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       steps_predicted=4, n_negatives=16),
     "tiny": dict(features=[16, 16], kss=[3, 1], strides=[4, 2], d_state=4, n_layers=1, steps_predicted=2, n_negatives=4),
 }
-DEFAULTS = dict(in_channels=12, fs=240.0, n_samples=2400, view_samples=600, n_views=4, dropout=0.2, dt_min=1e-3, dt_max=1e-1,
+DEFAULTS = dict(in_channels=12, fs=240.0, n_samples=2400, view_samples=600, dropout=0.2, dt_min=1e-3, dt_max=1e-1,
                 pretrain_samples=2400)
 
 
@@ -120,9 +120,11 @@ class ECGCPC(Encoder):
         self.encoder = ConvEncoder(c)
         self.predictor = Predictor(c, length)
         self.head_ssl = SSLHead(c["features"][-1])
-        self._contract = InputContract(c["fs"], c["n_samples"], view_layout="ncrop", view_samples=c["view_samples"],
-                                       n_views=c["n_views"], notes="reality check run.sh: --input-size 2.5 --fs-model 240; "
-                                                                   "no scaling; non-overlapping windows")
+        self._contract = InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["view_samples"],
+                                       resample="resampy", resample_per_window=True,
+                                       notes="reality check run.sh: --input-size 2.5 --fs-model 240; no scaling; main_lite "
+                                             "--stride-fraction-valtest 1.0: non-overlapping windows, each resampled by "
+                                             "clinical_ts' Resample (resampy)")
 
     pretraining_only = ("head_ssl.",)
 

@@ -203,7 +203,10 @@ class HeartLang(Encoder):
         self.register_buffer("word_mean", torch.zeros(c["time_window"]))
         self.register_buffer("word_std", torch.zeros(c["time_window"]))
         scale = c["input_scale"]
-        self._contract = InputContract(c["fs"], c["n_samples"], notes="HeartLang QRSTokenizer: 100 Hz, 10 s; upstream "
+        self._contract = InputContract(c["fs"], c["n_samples"], resample="fft",
+                                       notes="HeartLang QRSTokenizer: 100 Hz, 10 s; records of other rates resampled with "
+                                             "scipy.signal.resample over the record (datasets/dataset_preprocess "
+                                             "resample_signals); upstream "
                                        "standardises with its training set's StandardScaler" + (f" (here {list(scale)})" if scale else ""))
 
     @property

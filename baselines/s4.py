@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu_small": dict(d_model=64, d_state=8, n_layers=2, n_classes=71),
     "tiny": dict(d_model=16, d_state=4, n_layers=1, n_classes=4),
 }
-DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, n_views=7, dt_min=1e-3, dt_max=1e-1)
+DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, dt_min=1e-3, dt_max=1e-1)
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:
@@ -171,8 +171,11 @@ class S4(Encoder):
         self.preset, self.config = preset, resolve_preset("S4", PRESETS, preset, overrides, DEFAULTS)
         c = self.config
         self.net = S4Net(c)
-        self._contract = InputContract(c["fs"], c["n_samples"], view_layout="ncrop", view_samples=c["view_samples"],
-                                       n_views=c["n_views"], notes="reality check run.sh: --input-size 2.5 --fs-model 100")
+        self._contract = InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["view_samples"],
+                                       resample="resampy", resample_per_window=True,
+                                       notes="reality check run.sh: --input-size 2.5 --fs-model 100; main_lite "
+                                             "--stride-fraction-valtest 1.0: non-overlapping windows, each resampled by "
+                                             "clinical_ts' Resample (resampy)")
 
     @property
     def spec(self) -> EncoderSpec:

@@ -612,6 +612,9 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                                            help="the template of results/README.md, relative to the repository (its numbers are "
                                                 "references into the results); '' for none"),
                 out: Optional[str] = typer.Option(None, help="the publication folder (default: paths.results, the repository's results/)"),
+                from_bundle: Optional[str] = typer.Option(None, help="publish from a results folder's bundle instead of an MLflow "
+                                                                     "store: its units as run, every aggregate, table and test "
+                                                                     "recomputed by this code (figures kept as they are)"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI of the store to publish")) -> None:
     from pathlib import Path
 
@@ -625,7 +628,16 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     results = Path(out or cfg.paths.results)
-    store = ResultStore.from_config(cfg)
+    if from_bundle:
+        from bench.publish.bundle import BundleError, BundleStore
+
+        try:
+            store = BundleStore.recomputed(Path(from_bundle), progress=True)
+        except BundleError as exc:
+            raise ConfigError(str(exc)) from exc
+        figures = False  # drawing them needs the MLflow store and the encoders
+    else:
+        store = ResultStore.from_config(cfg)
     if store.unit_counts(suite_names()).empty:
         raise ConfigError(f"{store.uri}: the store holds no results, so there is nothing to publish (fix: name the store "
                           f"of your runs with --tracking-uri or tracking.uri=...; `bench runs list` shows what a store holds)")
@@ -649,13 +661,17 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 @app.command("verify", help="Recompute every unit metric, aggregate, leaderboard row, table and the page of a results folder from "
                             "its bundle (results/bundle) and fail, naming the row, on any difference. Needs no MLflow, models or data.")
 @_guarded
-def verify_cmd(results: str = typer.Argument("results", help="the results folder (with bundle/manifest.json)")) -> None:
+def verify_cmd(results: str = typer.Argument("results", help="the results folder (with bundle/manifest.json)"),
+               only: Optional[str] = typer.Option(None, help="check one part: a suite, a unit or aggregate key, or a published "
+                                                             "file (tables/linear_fixed_1.md)"),
+               workers: Optional[int] = typer.Option(None, help="processes (default: the cores available)"),
+               quiet: bool = typer.Option(False, help="no progress bars")) -> None:
     from pathlib import Path
 
     from bench.publish.bundle import BundleError, verify
 
     try:
-        problems = verify(Path(results), echo=typer.echo)
+        problems = verify(Path(results), echo=typer.echo, only=only, workers=workers, progress=not quiet)
     except BundleError as exc:
         raise ConfigError(str(exc)) from exc
     if problems:
@@ -664,7 +680,8 @@ def verify_cmd(results: str = typer.Argument("results", help="the results folder
         more = " (first 50 shown)" if len(problems) > 50 else ""
         typer.secho(f"verify: {len(problems)} difference(s){more}; these results are not what their bundle gives", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    typer.echo(f"verify: {results} holds: every number is recomputed from its bundle")
+    typer.echo(f"verify: {results} holds: " + (f"what --only {only} names is recomputed from its bundle" if only
+                                                else "every number is recomputed from its bundle"))
 
 
 @app.command("sweep", context_settings=OVERRIDES,

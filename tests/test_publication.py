@@ -117,6 +117,22 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
     result = cli.invoke(app, ["verify", str(results)])
     assert result.exit_code == 1, result.output
     assert expect in result.output, result.output
+    if tamper in ("unit_metric", "table"):  # the one number alone, found by --only, serially and over two processes
+        only = unit["key"] if tamper == "unit_metric" else "tables/linear_fixed_1.md"
+        for workers in ("1", "2"):
+            quick = cli.invoke(app, ["verify", str(results), "--only", only, "--workers", workers, "--quiet"])
+            assert quick.exit_code == 1 and expect in quick.output, quick.output
+
+
+def test_verify_only_checks_what_it_names_and_holds_on_an_untouched_bundle(published, tmp_path):
+    results = _copy(published, tmp_path)
+    manifest = json.loads((results / "bundle" / "manifest.json").read_text())
+    unit = manifest["units"][0]["key"]
+    for only, said in ((unit, "what --only"), ("zero_shot", "what --only"), ("leaderboard.csv", "what --only")):
+        result = cli.invoke(app, ["verify", str(results), "--only", only, "--quiet"])
+        assert result.exit_code == 0 and said in result.output, result.output
+    wrong = cli.invoke(app, ["verify", str(results), "--only", "nonsense"])
+    assert wrong.exit_code == 2 and "not a suite, a unit or aggregate key" in wrong.output
 
 
 def test_verify_without_a_bundle_says_how_to_make_one(tmp_path):

@@ -66,12 +66,12 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     "minmax_lead_pm1": (_minmax_lead_pm1, "per-lead 2 (x - min) / (max - min + 1e-8) - 1 (HuBERT-ECG utils.scaling)"),
 }
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
-RESAMPLERS = ("poly", "fft")
+RESAMPLERS = ("poly", "fft", "resampy")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
 _KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
-                      "dataset_windows": ()}
+                      "dataset_windows": (), "resample_per_window": False}
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ class InputContract:
     is cut (HuBERT-ECG scales each stored record, then reads its first 5 s); ``crop_fs``: the window is cut at this rate
     before resampling to ``fs`` (ECG-JEPA takes the first 10 s at 500 Hz, then resamples them); ``dataset_windows``:
     (dataset identity, seconds) pairs whose records keep only their first seconds, zero-padded to the window (MERL's and
-    MELP's CPSC2018 loaders keep 2,500 samples and pad 2,500 zeros).
+    MELP's CPSC2018 loaders keep 2,500 samples and pad 2,500 zeros); ``resample_per_window``: the record is cut into
+    non-overlapping windows of ``view_samples`` at its own rate and each window is resampled on its own (clinical_ts'
+    ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end.
     """
 
     fs: float
@@ -115,6 +117,7 @@ class InputContract:
     whole_record: bool = False
     crop_fs: float | None = None
     dataset_windows: tuple[tuple[str, float], ...] = ()
+    resample_per_window: bool = False
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -132,6 +135,8 @@ class InputContract:
             problems.append(f"filter_form {self.filter_form!r} not in {FILTER_FORMS}")
         if self.view_layout != "whole" and not self.view_samples:
             problems.append("view_samples is required for cropped views")
+        if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
+            problems.append("resample_per_window needs tile views (the windows it resamples)")
         if problems:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
@@ -178,7 +183,8 @@ class InputContract:
         if tuple(self.leads) != STANDARD_LEADS:
             parts.append("leads " + ",".join(self.leads))
         if self.resample != "poly":
-            parts.append(f"{self.resample} resampling")
+            parts.append({"fft": "scipy.signal.resample (FFT)", "resampy": "resampy kaiser_best"}[self.resample]
+                         + (" per window" if self.resample_per_window else " over the record"))
         if self.view_layout == "ncrop" and self.n_views == 1:
             parts.append(f"the first {self.view_samples} samples")
         elif self.view_layout != "whole":
@@ -214,6 +220,8 @@ class InputContract:
             out["leads"] = list(self.leads)
         if self.crop_fs:
             out["crop_fs"] = float(self.crop_fs)
+        if self.resample_per_window:
+            out["resample_window_s"] = self.view_samples / self.fs
         if self.whole_record:
             steps = {k: v for k, v in self.as_dict().items() if k in ("fs", "filters", "scale", "filter_form", "baseline_median_s")}
             out["record_steps"] = json.dumps(steps, sort_keys=True)

@@ -33,7 +33,8 @@ class PreprocessConfig:
     leads: tuple[str, ...] = STANDARD_LEADS
     nan_window: int = 6
     crop: str = "start"  # start | center
-    resample: str = "poly"  # poly (scipy resample_poly) | fft (scipy.signal.resample, as ST-MEM does)
+    resample: str = "poly"  # poly (scipy resample_poly) | fft (scipy.signal.resample) | resampy (kaiser_best, clinical_ts)
+    resample_window_s: float | None = None  # resample each non-overlapping window of this length on its own (clinical_ts)
     crop_fs: float | None = None  # cut the window at this rate, then resample to target_fs (ECG-JEPA)
     keep_seconds: float | None = None  # keep the first seconds, zero-pad the rest of the window (MERL/MELP on CPSC2018)
     record_steps: str | None = None  # an input contract's filters and scaling (JSON) run on the whole record (HuBERT-ECG)
@@ -46,8 +47,8 @@ class PreprocessConfig:
         out = dataclass_from_mapping(cls, cfg, "preprocess config", DataError, leads=tuple)
         if out.crop not in ("start", "center"):
             raise DataError("preprocess config", f"crop must be 'start' or 'center', got {out.crop!r}")
-        if out.resample not in ("poly", "fft"):
-            raise DataError("preprocess config", f"resample must be 'poly' or 'fft', got {out.resample!r}")
+        if out.resample not in RESAMPLERS:
+            raise DataError("preprocess config", f"resample must be one of {RESAMPLERS}, got {out.resample!r}")
         return out
 
     @property
@@ -60,7 +61,7 @@ class PreprocessConfig:
         fields = asdict(self)
         if fields["resample"] == "poly":
             fields.pop("resample")
-        for name in ("crop_fs", "keep_seconds", "record_steps"):
+        for name in ("crop_fs", "keep_seconds", "record_steps", "resample_window_s"):
             if fields[name] is None:
                 fields.pop(name)
         if not fields["zero_fill_leads"]:
@@ -114,11 +115,21 @@ def check_lead_set(cfg: PreprocessConfig, available: Sequence[str], dataset: str
                         "zeros (recorded in every key)")
 
 
+#: the resamplers an input contract may name, each as an upstream uses it
+RESAMPLERS = ("poly", "fft", "resampy")
+
+
 def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly") -> np.ndarray:
+    """``poly``: scipy's polyphase filter; ``fft``: ``scipy.signal.resample`` to int(n x target / fs) samples (HeartLang,
+    ST-MEM); ``resampy``: ``resampy.resample`` with its default kaiser_best filter (the reality check's clinical_ts)."""
     if abs(fs - target_fs) < 1e-9:
         return signal
     if method == "fft":
         return fft_resample(signal, int(signal.shape[-1] * target_fs / fs), axis=-1).astype(np.float32)
+    if method == "resampy":
+        import resampy
+
+        return resampy.resample(np.asarray(signal, dtype=np.float64), fs, target_fs, axis=-1, filter="kaiser_best").astype(np.float32)
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
     return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
@@ -141,6 +152,17 @@ def _record_contract(steps: str):
     return InputContract(values.pop("fs"), 1, **values)
 
 
+def _resample_windows(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.ndarray:
+    """The record cut at its own rate into non-overlapping windows of ``resample_window_s`` (the first ``seconds`` of
+    it; a last partial window is dropped, as clinical_ts' chunking drops it), each resampled on its own, end to end."""
+    width = int(round(cfg.resample_window_s * fs))
+    count = min(x.shape[-1] // width, int(round(cfg.seconds / cfg.resample_window_s)))
+    if count == 0:
+        return resample(x, fs, cfg.target_fs, cfg.resample)
+    return np.concatenate([resample(x[:, i * width:(i + 1) * width], fs, cfg.target_fs, cfg.resample)
+                           for i in range(count)], axis=-1)
+
+
 def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
     """Raw record -> float32 [len(cfg.leads), cfg.n_samples]."""
     x = reorder_leads(ecg, cfg.leads, cfg.zero_fill_leads)
@@ -148,6 +170,8 @@ def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
     if cfg.crop_fs:
         x = crop_or_pad(resample(x, ecg.fs, cfg.crop_fs, cfg.resample), int(round(cfg.crop_fs * cfg.seconds)), cfg.crop)
         x = resample(x, cfg.crop_fs, cfg.target_fs, cfg.resample)
+    elif cfg.resample_window_s:
+        x = _resample_windows(x, ecg.fs, cfg)
     else:
         x = resample(x, ecg.fs, cfg.target_fs, cfg.resample)
     if cfg.record_steps:

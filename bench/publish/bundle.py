@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bench.encoders.checkpoint import file_hash
+from bench.workers import available_cores, chunks, fork_map
 from bench.publish.publication import LEADERBOARD, PublishSettings, readme_path, write_publication
 
 BUNDLE = "bundle"
@@ -221,12 +222,14 @@ class BundleRun:
 class BundleStore:
     """The read side of ``ResultStore`` over a bundle (or over aggregates recomputed from it)."""
 
+    forkable = True  # plain files and memory: forked processes may read it (bench.workers)
+
     def __init__(self, root: Path, manifest: dict, aggregates: list[dict] | None = None):
         self.root, self.manifest = Path(root), manifest
         self.uri = f"bundle:{BUNDLE}"
         self._aggregates = manifest["aggregates"] if aggregates is None else aggregates
         self._units = {(u["suite"], u["key"]): u for u in manifest["units"]}
-        self._frames: dict[str, pd.DataFrame] = {}
+        self._frames: dict[str, tuple[pd.DataFrame, dict[str, np.ndarray]]] = {}
 
     @classmethod
     def open(cls, results: Path) -> "BundleStore":
@@ -266,40 +269,124 @@ class BundleStore:
     def units_by_key(self, suite: str, unit_keys: Iterable[str], **_tags: str) -> list[BundleRun]:
         return [self.unit(suite, k) for k in unit_keys]
 
+    def aggregate_runs(self, suite: str) -> list[BundleRun]:
+        """The aggregates of ``suite`` as runs (what ``export_bundle`` reads), by aggregate key."""
+        runs = [BundleRun(a["tags"].get("agg_key", ""), a["tags"], a["metrics"]) for a in self._aggregates if a["suite"] == suite]
+        return sorted(runs, key=lambda r: r.key)
+
+    def unit_counts(self, suites: Iterable[str]) -> pd.DataFrame:
+        wanted = set(suites)
+        return pd.DataFrame([{"suite": u["suite"], **{k: u["tags"].get(k) for k in ("method", "dataset", "task", "protocol")},
+                              "status": "FINISHED"} for u in self.manifest["units"] if u["suite"] in wanted])
+
+    @classmethod
+    def recomputed(cls, results: Path, workers: int | None = None, progress: bool = False) -> "BundleStore":
+        """The bundle of ``results`` with every aggregate recomputed from its units by today's code (what `bench publish
+        --from-bundle` publishes: the units as they were run, everything derived from them again)."""
+        bundle = cls.open(results)
+        problems = _check_files(bundle)
+        if problems:
+            raise BundleError(f"{results}: the bundle is damaged ({problems[0]}) (fix: restore it, e.g. `git checkout results/`)")
+        workers = available_cores() if workers is None else workers
+        aggregates, _ = _recompute_aggregates(bundle, None, workers, progress)
+        return cls(bundle.root, bundle.manifest, aggregates)
+
     def predictions(self, run: BundleRun) -> dict[str, np.ndarray]:
         entry = self.entry(run.tags["suite"], run.key)
         if entry["predictions"] is None:
             raise OSError(f"unit {run.key} has no predictions")
-        frame = self._frame(entry["suite"])
-        return _unit_arrays(frame[frame["unit_key"] == run.key], entry)
+        frame, rows = self._frame(entry["suite"])
+        return _unit_arrays(frame.iloc[rows.get(run.key, [])], entry)
 
-    def _frame(self, suite: str) -> pd.DataFrame:
+    def _frame(self, suite: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """A suite's prediction rows and, per unit key, the positions of its rows (found once, not per unit)."""
         if suite not in self._frames:
-            self._frames[suite] = pd.read_parquet(self.root / "predictions" / f"{suite}.parquet")
+            frame = pd.read_parquet(self.root / "predictions" / f"{suite}.parquet")
+            self._frames[suite] = (frame, frame.groupby("unit_key", sort=False).indices if len(frame) else {})
         return self._frames[suite]
 
 
 # ---- verification --------------------------------------------------------------------------------------
-def verify(results: Path, echo: Callable[[str], None] = lambda _: None) -> list[str]:
-    """Every difference between ``results/`` and what its bundle recomputes (empty: everything holds)."""
+def verify(results: Path, echo: Callable[[str], None] = lambda _: None, only: str | None = None,
+           workers: int | None = None, progress: bool = False) -> list[str]:
+    """Every difference between ``results/`` and what its bundle recomputes (empty: everything holds).
+
+    ``only``: check one part quickly: a suite (its units and aggregates), a unit key or an aggregate key (it and what it
+    pools or is pooled into), or a published file (``tables/linear_fixed_1.md``, regenerated from the bundle's
+    aggregates as stored and compared). ``workers``: processes the units and aggregates are spread over (default:
+    the cores available)."""
     results = Path(results)
     bundle = BundleStore.open(results)
     problems = _check_files(bundle) + _check_paths(bundle.manifest)
     if problems:
         return problems  # nothing recomputed from damaged inputs is worth reporting
-    problems += _check_units(bundle)
-    echo(f"units: {len(bundle.manifest['units'])} checked against their predictions")
-    recomputed, agg_problems = _recompute_aggregates(bundle)
+    units, aggregates, files = _selection(bundle, results, only)
+    workers = available_cores() if workers is None else max(1, int(workers))
+    problems += _spread(_check_unit_chunk, bundle, units, workers, progress, "verify units")
+    echo(f"units: {len(units)} checked against their predictions ({workers} process(es))")
+    recomputed, agg_problems = _recompute_aggregates(bundle, aggregates, workers, progress)
     problems += agg_problems
-    echo(f"aggregates: {len(recomputed)} recomputed from their units")
+    echo(f"aggregates: {len(aggregates)} recomputed from their units")
+    if files is None:
+        echo("published files: not regenerated (--only names units or aggregates)")
+        return problems
+    # a single file is regenerated from the bundle's aggregates as stored; the full check from the recomputed ones
+    pooled = recomputed if len(recomputed) == len(bundle.manifest["aggregates"]) else bundle.manifest["aggregates"]
     with tempfile.TemporaryDirectory() as tmp:
         settings = PublishSettings.from_mapping(bundle.manifest["settings"])
         if settings.readme:
             settings = replace(settings, readme=str(bundle.root / settings.readme))
-        written = write_publication(BundleStore(bundle.root, bundle.manifest, recomputed), Path(tmp), settings, Path(tmp) / "boot")
+        written = write_publication(BundleStore(bundle.root, bundle.manifest, pooled), Path(tmp), settings, Path(tmp) / "boot")
+        if files:
+            missing = [f for f in files if f not in {w.relative_to(tmp).as_posix() for w in written}]
+            problems += [f"{f}: the bundle gives no such file" for f in missing]
+            written = [w for w in written if w.relative_to(tmp).as_posix() in files]
         problems += _compare_outputs(results, Path(tmp), written)
         echo(f"published files: {len(written)} regenerated and compared")
     return problems
+
+
+def _selection(bundle: "BundleStore", results: Path, only: str | None) -> tuple[list[int], list[int], list[str] | None]:
+    """Indices of the units and aggregates to check, and the published files to compare ([] = all, None = none)."""
+    from bench.suites.base import SUITES
+
+    units, aggregates = bundle.manifest["units"], bundle.manifest["aggregates"]
+    if not only:
+        return list(range(len(units))), list(range(len(aggregates))), []
+    if only in SUITES.names():
+        return ([i for i, u in enumerate(units) if u["suite"] == only],
+                [i for i, a in enumerate(aggregates) if a["suite"] == only], None)
+    unit_hits = [i for i, u in enumerate(units) if u["key"] == only]
+    agg_hits = [i for i, a in enumerate(aggregates) if a["tags"].get("agg_key") == only]
+    if unit_hits or agg_hits:
+        named = {units[i]["key"] for i in unit_hits}
+        named |= {k for i in agg_hits for k in aggregates[i]["tags"].get("unit_keys", "").split(",") if k}
+        return ([i for i, u in enumerate(units) if u["key"] in named],
+                sorted(set(agg_hits) | {i for i, a in enumerate(aggregates)
+                                        if named & set(a["tags"].get("unit_keys", "").split(","))}), None)
+    name = Path(only).as_posix()
+    name = name[len(results.as_posix()) + 1:] if name.startswith(results.as_posix() + "/") else name
+    if (results / name).is_file():
+        return [], [], [name]
+    raise BundleError(f"--only {only!r}: not a suite, a unit or aggregate key of this bundle, or a published file under "
+                      f"{results} (fix: e.g. --only linear, --only tables/linear_fixed_1.md, or a key from bundle/manifest.json)")
+
+
+_VERIFYING: "BundleStore | None" = None  # the bundle forked workers read (set before the pool starts)
+
+
+def _spread(fn: Callable[[list[int]], list], bundle: "BundleStore", indices: list[int], workers: int, progress: bool,
+            desc: str) -> list:
+    """``fn`` over chunks of ``indices`` in ``workers`` forked processes that share the loaded bundle, results in order."""
+    from tqdm.auto import tqdm
+
+    global _VERIFYING
+    _VERIFYING = bundle
+    for parquet in sorted((bundle.root / "predictions").glob("*.parquet")):
+        bundle._frame(parquet.stem)  # read once here, shared by the forked workers
+    with tqdm(total=len(indices), desc=desc, unit="item", disable=not progress) as bar:
+        parts = fork_map(fn, chunks(indices, workers), workers, on_result=lambda chunk, _: bar.update(len(chunk)))
+    return [x for part in parts for x in part]
 
 
 def _check_files(bundle: BundleStore) -> list[str]:
@@ -337,43 +424,58 @@ def _close(a: float, b: float) -> bool:
     return (np.isnan(a) and np.isnan(b)) or bool(np.isclose(a, b, rtol=1e-9, atol=1e-12))
 
 
-def _check_units(bundle: BundleStore) -> list[str]:
+def _check_unit_chunk(indices: list[int]) -> list[str]:
     """Each unit's predictions hash as recorded, and classification metrics as its predictions give them."""
+    import sklearn
+
     from bench.suites.metrics import classification_scores
 
+    bundle = _VERIFYING
     problems = []
-    for entry in bundle.manifest["units"]:
-        if entry["predictions"] is None:
-            continue
-        name = f"{entry['suite']} unit {entry['key']} ({entry['tags'].get('method')}/{entry['tags'].get('task')})"
-        arrays = bundle.predictions(bundle.unit(entry["suite"], entry["key"]))
-        if arrays_hash(arrays) != entry["predictions"]:
-            problems.append(f"{name}: predictions differ from the hash recorded with them")
-            continue
-        if {"y_true", "y_score", "y_pred", "classes"} <= set(arrays):
-            scores = classification_scores(arrays["y_true"], arrays["y_score"], [str(c) for c in arrays["classes"]],
-                                           y_pred=arrays["y_pred"]).as_dict()
-            for metric, value in scores.items():
-                if metric in entry["metrics"] and not _close(float(entry["metrics"][metric]), float(value)):
-                    problems.append(f"{name}: {metric} is {entry['metrics'][metric]!r}, its predictions give {value!r}")
+    with sklearn.config_context(skip_parameter_validation=True):
+        for i in indices:
+            entry = bundle.manifest["units"][i]
+            if entry["predictions"] is None:
+                continue
+            name = f"{entry['suite']} unit {entry['key']} ({entry['tags'].get('method')}/{entry['tags'].get('task')})"
+            arrays = bundle.predictions(bundle.unit(entry["suite"], entry["key"]))
+            if arrays_hash(arrays) != entry["predictions"]:
+                problems.append(f"{name}: predictions differ from the hash recorded with them")
+                continue
+            if {"y_true", "y_score", "y_pred", "classes"} <= set(arrays):
+                scores = classification_scores(arrays["y_true"], arrays["y_score"], [str(c) for c in arrays["classes"]],
+                                               y_pred=arrays["y_pred"]).as_dict()
+                for metric, value in scores.items():
+                    if metric in entry["metrics"] and not _close(float(entry["metrics"][metric]), float(value)):
+                        problems.append(f"{name}: {metric} is {entry['metrics'][metric]!r}, its predictions give {value!r}")
     return problems
 
 
-def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
-    """Each aggregate again, by its suite's own aggregation over the units it names."""
+def _recompute_aggregates(bundle: BundleStore, indices: list[int] | None = None, workers: int = 1,
+                          progress: bool = False) -> tuple[list[dict], list[str]]:
+    """Each aggregate again (those at ``indices``, default all), by its suite's own aggregation over its units."""
+    indices = list(range(len(bundle.manifest["aggregates"]))) if indices is None else indices
+    pairs = _spread(_recompute_chunk, bundle, indices, workers, progress, "verify aggregates")
+    return [entry for entry, _ in pairs], [p for _, found in pairs for p in found]
+
+
+def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
     from omegaconf import OmegaConf
 
     from bench.run.runner import aggregate_record
     from bench.suites.base import Group, Unit, UnitResult, get_suite
 
-    out, problems = [], []
+    bundle = _VERIFYING
+    out = []
     with tempfile.TemporaryDirectory() as cache:
-        for entry in bundle.manifest["aggregates"]:
+        for i in indices:
+            entry = bundle.manifest["aggregates"][i]
             tags = entry["tags"]
             label = f"{entry['suite']} aggregate {tags.get('agg_key')}"
             if tags.get("applicable") == "no":
-                out.append(entry)
+                out.append((entry, []))
                 continue
+            problems = []
             suite = get_suite(entry["suite"])
             keys = [k for k in tags.get("unit_keys", "").split(",") if k]
             if inputs_hash([bundle.entry(entry["suite"], k) for k in keys]) != entry["inputs"]:
@@ -397,9 +499,9 @@ def _recompute_aggregates(bundle: BundleStore) -> tuple[list[dict], list[str]]:
                                                          "paths": {"cache": cache}}))
             record = aggregate_record(suite, group, results, suite.aggregate(ctx, group, results))
             problems += _compare_aggregate(label, entry, record)
-            out.append({"suite": entry["suite"], "tags": {**record["tags"], "agg_key": group.agg_key}, "metrics": record["metrics"],
-                        "inputs": entry["inputs"]})
-    return out, problems
+            out.append(({"suite": entry["suite"], "tags": {**record["tags"], "agg_key": group.agg_key},
+                         "metrics": record["metrics"], "inputs": entry["inputs"]}, problems))
+    return out
 
 
 def _typed(key: str, value: str) -> Any:

@@ -55,7 +55,7 @@ def write_leaderboard(board: pd.DataFrame, path: Path) -> None:
 def paired_tests(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> list[dict]:
     """``reference`` against every other method, per task (fixed protocol, all labels): paired bootstrap on the
     same resamples, Holm-adjusted across the comparisons (empty when there is nothing to compare)."""
-    from bench.publish.compare import compare_methods, with_holm
+    from bench.publish.compare import with_holm
     from bench.publish.tables import not_applicable
 
     dataset, reference, n_boot = settings.dataset, settings.reference, settings.paired_n_boot
@@ -63,10 +63,25 @@ def paired_tests(store, linear: pd.DataFrame, settings: PublishSettings, boot_ca
                  & ~not_applicable(linear)] if not linear.empty else linear
     if sel.empty or reference not in set(sel["method"]):
         return []
-    tests = [compare_methods(store, boot_cache, reference, other, dataset=dataset, task=task, n_boot=n_boot,
-                             boot_seed=settings.bootstrap_seed) | {"task": task}
-             for task in sorted(set(sel["task"])) for other in sorted(set(sel[sel["task"] == task]["method"]) - {reference})]
-    return with_holm(tests)
+    pairs = [(task, other) for task in sorted(set(sel["task"])) for other in sorted(set(sel[sel["task"] == task]["method"]) - {reference})]
+    tests = comparisons(store, [dict(a=reference, b=other, dataset=dataset, task=task, n_boot=n_boot,
+                                     boot_seed=settings.bootstrap_seed) for task, other in pairs], boot_cache)
+    for test in tests:
+        if isinstance(test, Exception):
+            raise test
+    return with_holm([test | {"task": task} for test, (task, _) in zip(tests, pairs)])
+
+
+def comparisons(store, jobs: list[dict], boot_cache: Path, expected: tuple[type[BaseException], ...] = ()) -> list:
+    """``compare_methods(store, boot_cache, **job)`` for each job, in order; over the cores where the store can be read
+    from forked processes (a bundle), else here. An ``expected`` exception is returned in the job's place."""
+    from bench.publish.compare import compare_methods
+    from bench.workers import captured, fork_map
+
+    def one(job: dict) -> dict:
+        return compare_methods(store, boot_cache, **job)
+
+    return fork_map(captured(one, expected), jobs, None if getattr(store, "forkable", False) else 1)
 
 
 def paired_table(tests: list[dict], settings: PublishSettings) -> str | None:
@@ -157,25 +172,23 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
     """Per page column (``page.column_key``): the best method when a paired bootstrap test (over the cells' seeds where
     there are several, else seed 0; the shared resamples) says it beats the runner-up at ``alpha``, else "" (the column is tied). Columns whose predictions cannot be
     paired (one method, or no per-record predictions) are left out."""
-    from bench.publish.compare import compare_methods
     from bench.publish.page import column_key
     from bench.publish.tables import auroc_estimate
 
-    out = {}
     keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction"]
+    columns, jobs = [], []
     for _, g in board.groupby(keys, sort=True):
         ranked = sorted(((auroc_estimate(r), r["method"]) for r in g.to_dict("records") if np.isfinite(auroc_estimate(r))), reverse=True)
         if len(ranked) < 2:
             continue
         r = g.iloc[0]
-        try:
-            test = compare_methods(store, boot_cache, ranked[0][1], ranked[1][1], suite=r["suite"], dataset=r["dataset"], task=r["task"],
-                                   protocol=r["protocol"], fraction=float(r["fraction"]), n_boot=settings.paired_n_boot,
-                                   boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear")))
-        except (LookupError, ValueError, OSError):
-            continue
-        out[column_key(r.to_dict())] = ranked[0][1] if test["p_value"] < alpha and test["diff"] > 0 else ""
-    return out
+        columns.append((column_key(r.to_dict()), ranked[0][1]))
+        jobs.append(dict(a=ranked[0][1], b=ranked[1][1], suite=r["suite"], dataset=r["dataset"], task=r["task"],
+                         protocol=r["protocol"], fraction=float(r["fraction"]), n_boot=settings.paired_n_boot,
+                         boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear"))))
+    tests = comparisons(store, jobs, boot_cache, expected=(LookupError, ValueError, OSError))
+    return {column: (best if test["p_value"] < alpha and test["diff"] > 0 else "")
+            for (column, best), test in zip(columns, tests) if not isinstance(test, Exception)}
 
 
 def modes_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str:

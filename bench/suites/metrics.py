@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,10 @@ def bootstrap_indices(n: int, n_boot: int, seed: int, store: str | Path | None =
     """
     path = None
     if store is not None:
-        tag = hashlib.sha256((key + ("|stratified" if y_true is not None else "")).encode()).hexdigest()[:12]
+        # a stratified draw depends on the labels too: two heads scoring one record set with other class sets (the
+        # robustness suite's and the linear suite's) must not share a file, or the first to draw decides the other's
+        strata = "|stratified:" + _digest(np.asarray(y_true).astype(np.int8)).hex() if y_true is not None else ""
+        tag = hashlib.sha256((key + strata).encode()).hexdigest()[:12]
         path = Path(store) / f"boot-{tag}-n{n}-b{n_boot}-seed{seed}.npy"
         if path.is_file():
             return np.load(path)
@@ -169,30 +173,59 @@ def bootstrap_indices(n: int, n_boot: int, seed: int, store: str | Path | None =
 
 
 def _weighted_auroc(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC of one class under each row of ``weights`` [R, n] (resample counts); ties count 1/2."""
-    order = np.argsort(s, kind="mergesort")
-    s_sorted, y_sorted, w = s[order], y[order], weights[:, order]
-    _, group = np.unique(s_sorted, return_inverse=True)
-    g = group.max() + 1
-    onehot = np.zeros((len(s), g))
-    onehot[np.arange(len(s)), group] = 1.0
-    neg_g = (w * (1 - y_sorted)) @ onehot  # [R, G] negatives per tie group
-    pos_g = (w * y_sorted) @ onehot
-    neg_below = np.cumsum(neg_g, axis=1) - neg_g
-    num = (pos_g * (neg_below + 0.5 * neg_g)).sum(1)
-    den = pos_g.sum(1) * neg_g.sum(1)
+    """AUROC of one class under each row of ``weights`` [R, n] (resample counts); ties count 1/2.
+
+    Each positive is credited with the weight of the negatives below its score plus half of those tied with it, read
+    from the cumulative weights of the negatives in score order (``searchsorted``): integer sums in float64, so every
+    resample's value is exact whatever the order of summation."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
+    neg_order = neg[np.argsort(s[neg], kind="mergesort")]
+    neg_scores = s[neg_order]
+    cneg = np.zeros((weights.shape[0], len(neg) + 1))
+    np.cumsum(weights[:, neg_order], axis=1, out=cneg[:, 1:])
+    lo = np.searchsorted(neg_scores, s[pos], side="left")
+    hi = np.searchsorted(neg_scores, s[pos], side="right")
+    wpos = weights[:, pos]
+    num = 0.5 * np.einsum("rp,rp->r", wpos, cneg[:, lo] + cneg[:, hi])
+    den = wpos.sum(1) * cneg[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.nan)
 
 
+_BOOT_MEMO: "collections.OrderedDict[bytes, np.ndarray]" = collections.OrderedDict()
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.view(np.uint8).reshape(-1).data)
+    return h.digest()
+
+
 def bootstrap_macro_auroc(y_true: np.ndarray, y_score: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Macro AUROC (over the classes scorable in the full set) for each resample: [n_boot]. With indices from
-    ``bootstrap_indices(..., y_true=...)`` every resample averages the same classes."""
+    ``bootstrap_indices(..., y_true=...)`` every resample averages the same classes. A pure function of its inputs,
+    remembered for the last few hundred (a publication bootstraps one cell in its table, its paired tests and its
+    column's leader)."""
+    key = _digest(np.asarray(y_true), np.asarray(y_score), np.asarray(indices))
+    if key in _BOOT_MEMO:
+        _BOOT_MEMO.move_to_end(key)
+        return _BOOT_MEMO[key].copy()
+    out = _bootstrap_macro_auroc(y_true, y_score, indices)
+    _BOOT_MEMO[key] = out.copy()
+    while len(_BOOT_MEMO) > 512:
+        _BOOT_MEMO.popitem(last=False)
+    return out
+
+
+def _bootstrap_macro_auroc(y_true: np.ndarray, y_score: np.ndarray, indices: np.ndarray) -> np.ndarray:
     y_true = np.asarray(y_true).astype(float)
     ok = np.flatnonzero(scorable(y_true.astype(int)))
     n = len(y_true)
-    counts = np.zeros((len(indices), n))
-    np.add.at(counts, (np.repeat(np.arange(len(indices)), indices.shape[1]), indices.ravel()), 1.0)
+    rows = np.repeat(np.arange(len(indices)), indices.shape[1]) * n
+    counts = np.bincount(rows + np.asarray(indices).ravel(), minlength=len(indices) * n).reshape(len(indices), n).astype(float)
     per_class = np.stack([_weighted_auroc(y_true[:, c], np.asarray(y_score)[:, c], counts) for c in ok], axis=1)
     return np.nanmean(per_class, axis=1)
 

@@ -31,6 +31,7 @@ import math
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -385,11 +386,29 @@ def ecgfm_ked(root: Path, out: Path) -> None:
     forget_modules("fastai")
 
 
+def clinical_ts_windows(x: np.ndarray, fs_data: float, fs_model: float, input_size: float = 2.5) -> list[np.ndarray]:
+    """The test-time windows of the reality check's main_lite: chunks of ``input_size`` seconds at the data's own rate
+    with stride = chunk (``--stride-fraction-valtest 1.0``; a last partial chunk dropped), each resampled to the
+    model's rate by clinical_ts' own ``Resample`` transform (resampy on the chunk, time axis first)."""
+    from clinical_ts.data.time_series_dataset_transforms import Resample
+
+    width = int(input_size * fs_data)
+    resample = Resample(fs_data, fs_model)
+    out = []
+    for start in range(0, x.shape[-1] - width + 1, width):
+        chunk = np.ascontiguousarray(x[..., start:start + width].transpose(0, 2, 1))  # [B, L, C], as the memmap holds it
+        out.append(np.stack([resample((c, None, None, None, None))[0].T for c in chunk]).astype(np.float32))
+    return out
+
+
 def s4(root: Path, out: Path) -> None:
     """The reality check's S4Model (code/clinical_ts/models/s4_model.py + s42.py) as main_lite_ecg.py builds it for
-    ``--architecture s4`` (d_input 12, bidirectional, l_max = 250 samples), on 100 Hz records cut as bench cuts them (7
-    crops of 2.5 s), the mean over time of the last layer per crop, averaged. s42 evaluates its Cauchy kernel with pykeops
-    on the GPU or a CUDA extension; neither runs here, so its ``cauchy_conj`` is replaced by the same sum in torch."""
+    ``--architecture s4`` (d_input 12, bidirectional, l_max = 250 samples), on raw 500 Hz mV records of 10 s cut and
+    resampled as main_lite does (``clinical_ts_windows``: four 2.5 s chunks, each resampled to 100 Hz by resampy), the
+    mean over time of the last layer per chunk, averaged. s42 evaluates its Cauchy kernel with pykeops on the GPU or a
+    CUDA extension; neither runs here, so its ``cauchy_conj`` is replaced by the same sum in torch. Files: a Lightning
+    ``Trainer.save_checkpoint`` of a module holding the model (hyper-parameters, optimizer and loop state), and the
+    bare state dict."""
     stub_module("pytorch_lightning.utilities", rank_zero_only=lambda f: f)
     sys.path.insert(0, str(root))
     from clinical_ts.models import s42
@@ -406,20 +425,52 @@ def s4(root: Path, out: Path) -> None:
     randomise(model, 9)
     folder = out / "s4"
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 1}, folder / "s4_lightning.ckpt")
+    hparams = {"architecture": "s4", "input_size": 2.5, "fs_model": 100.0, "s4_n": 4, "s4_h": 16, "s4_layers": 2,
+               "lr": 1e-3}  # main_lite's argparse values
+    lightning_checkpoint(model, "model", hparams, folder / "s4_lightning.ckpt")
     torch.save(model.state_dict(), folder / "s4_model.pt")
-    x = torch.from_numpy(signals(fs=100))
-    starts = np.linspace(0, 1000 - 250, 7).round().astype(int)
+    x = signals(fs=500)
     with torch.no_grad():
         model.pooling, model.decoder = True, None  # S4Model's own pooling, without the classifier
-        emb = torch.stack([model(x[..., s:s + 250]) for s in starts]).mean(0)
-    save_case(folder, {"method": "s4", "fs": 100, "signals_fs": 100,
+        emb = torch.stack([model(torch.from_numpy(w)) for w in clinical_ts_windows(x, 500, 100)]).mean(0)
+    save_case(folder, {"method": "s4", "fs": 500, "signals_fs": 500,
                        "options": {"preset": "official", "d_model": 16, "d_state": 4, "n_layers": 2, "n_classes": 4},
                        "files": ["s4_lightning.ckpt", "s4_model.pt"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
     sys.path.remove(str(root))
     forget_modules("clinical_ts", "pytorch_lightning")
+
+
+def lightning_checkpoint(net: torch.nn.Module, attribute: str, hparams: Any, path: Path) -> None:
+    """The file a Lightning ``Trainer`` writes for a module that holds ``net`` as ``attribute`` and saved ``hparams``
+    (a dict, or the Hydra config itself as clinical_ts' modules save it): one real training step through ``Trainer.fit``
+    at learning rate 0 (optimizer and loop states as a trainer leaves them, the weights unchanged), then
+    ``Trainer.save_checkpoint``."""
+    import lightning
+
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+
+    class Module(lightning.LightningModule):
+        def __init__(self, hp):
+            super().__init__()
+            self.save_hyperparameters(hp)
+            setattr(self, attribute, net)
+
+        def training_step(self, batch, _):
+            return sum(p.sum() for p in self.parameters()) * 0.0
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=0.0, weight_decay=1e-3)
+
+    module = Module(hparams)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(1, 1)), batch_size=1)
+    trainer = lightning.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(path.parent))
+    trainer.fit(module, data)
+    net.eval()
+    assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items()), "the step changed the weights"
+    trainer.save_checkpoint(path)
 
 
 def ecg_cpc(root: Path, out: Path) -> None:
@@ -460,16 +511,17 @@ def ecg_cpc(root: Path, out: Path) -> None:
     folder = out / "ecg_cpc"
     folder.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
-    torch.save({"state_dict": {f"ts_encoder.{k}": v for k, v in state.items()}, "epoch": 199, "global_step": 10000,
-                "pytorch-lightning_version": "2.4.0", "hyper_parameters": OmegaConf.create({"ts": OmegaConf.to_container(
-                    OmegaConf.structured(cfg)), "base": {"fs": 240.0, "input_size": 10.0}})}, folder / "cpc_last.ckpt")
+    # pretrain.py's module saves the Hydra config (structured configs of clinical_ts) as its hyper-parameters
+    hparams = OmegaConf.create({"ts": OmegaConf.structured(cfg), "base": {"fs": 240.0, "input_size": 10.0}})
+    lightning_checkpoint(model, "ts_encoder", hparams, folder / "cpc_last.ckpt")
     torch.save({"state_dict": {**{f"model.model.ts_encoder.{k}": v for k, v in state.items()},
                                "model.head.weight": torch.zeros(5, 16), "model.head.bias": torch.zeros(5)}},
                folder / "cpc_finetuned.ckpt")  # main_lite_ecg.py's module around CPCWrapper after fine-tuning
-    x = torch.from_numpy(signals(fs=240))
+    x = signals(fs=500)
     with torch.no_grad():
-        emb = torch.stack([model(seq=torch.nan_to_num(x[..., s:s + 600]))["seq"].mean(1) for s in range(0, 2400, 600)]).mean(0)
-    save_case(folder, {"method": "ecg_cpc", "fs": 240, "signals_fs": 240,
+        emb = torch.stack([model(seq=torch.nan_to_num(torch.from_numpy(w)))["seq"].mean(1)
+                           for w in clinical_ts_windows(x, 500, 240)]).mean(0)
+    save_case(folder, {"method": "ecg_cpc", "fs": 500, "signals_fs": 500,
                        "options": {"preset": "official", "features": [16, 16, 16, 16], "d_state": 4, "n_layers": 2},
                        "files": ["cpc_last.ckpt", "cpc_finetuned.ckpt"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
@@ -478,14 +530,50 @@ def ecg_cpc(root: Path, out: Path) -> None:
     forget_modules("clinical_ts", "pytorch_lightning")
 
 
-def heartlang(root: Path, out: Path) -> None:
-    """HeartLang from PKUDigitalHealth/HeartLang: QRSTokenizer.py's own detection, segmentation and sentence assembly
-    (called per record: its forward also saves and plots) on 100 Hz mV records, then modeling_finetune's
-    ST_ECGFormerClassifier (backbone = modeling_pretrain.ST_ECGFormer) as run_class_finetuning.py evaluates it (class
-    token of the backbone's tokens). Files: the pretraining checkpoint ({'model': ST_ECGFormer state, 'args': argparse
-    namespace, ...}; utils.save_model) and a fine-tuned classifier's ({'model': backbone.* + mlp_head.*, with the
-    classifier's default 1,024-code language-model head})."""
+def heartlang_engine_files(root: Path, folder: Path, pretrained: torch.nn.Module, classifier: torch.nn.Module) -> None:
+    """The files HeartLang's training scripts write, by their own calls: ``utils.save_model`` with the optimizer of
+    ``utils.optim_factory.create_optimizer`` whose learning rates and weight decays the engine's cosine schedules
+    (numpy arrays) have set, and the loss scaler; the pretraining checkpoint of epoch 200, the fine-tuning's best."""
     import argparse as argparse_module
+
+    for name in ("adafactor.Adafactor", "adahessian.Adahessian", "adamp.AdamP", "lookahead.Lookahead", "nadam.Nadam",
+                 "nvnovograd.NvNovoGrad", "radam.RAdam", "rmsprop_tf.RMSpropTF", "sgdp.SGDP"):
+        module, _, cls = name.partition(".")
+        stub_module(f"timm.optim.{module}", **{cls: None})
+    stub_module("timm.utils", get_state_dict=lambda m: m.state_dict())
+    stub_module("h5py")
+    stub_module("tensorboardX", SummaryWriter=None)
+    stub_module("pyhealth.metrics", binary_metrics_fn=None, multiclass_metrics_fn=None)
+    from utils import utils as heartlang_utils
+    from utils.optim_factory import create_optimizer
+
+    for model, epoch, base_lr in ((pretrained, 200, 5e-4), (classifier, "best", 1e-4)):
+        args = argparse_module.Namespace(model="HeartLang", codebook_size=16, batch_size=64, lr=base_lr, opt="adamw",
+                                         opt_eps=1e-8, opt_betas=None, momentum=0.9, weight_decay=0.05,
+                                         output_dir=str(folder), enable_deepspeed=False)
+        optimizer = create_optimizer(args, model)
+        lr_schedule = heartlang_utils.cosine_scheduler(base_lr, 1e-5, 200, 2, warmup_epochs=1)
+        wd_schedule = heartlang_utils.cosine_scheduler(0.05, 0.05, 200, 2)
+        for group in optimizer.param_groups:  # engine_for_pretraining.train_one_epoch, the last iteration
+            group["lr"] = lr_schedule[-1] * group.get("lr_scale", 1.0)
+            if group["weight_decay"] > 0:
+                group["weight_decay"] = wd_schedule[-1]
+        heartlang_utils.save_model(args, epoch, model, model, optimizer, heartlang_utils.NativeScalerWithGradNormCount(),
+                                   save_ckpt_freq=20)
+    (folder / "checkpoint.pth").unlink()  # save_model's rolling copy of the last epoch
+    (folder / "checkpoint-best.pth").rename(folder / "finetuned_checkpoint-best.pth")
+    forget_modules("utils", "timm", "h5py", "tensorboardX", "pyhealth")
+
+
+def heartlang(root: Path, out: Path) -> None:
+    """HeartLang from PKUDigitalHealth/HeartLang on raw 500 Hz mV records of 10 s: its dataset preprocessing's
+    ``resample_signals`` (scipy.signal.resample per lead, datasets/dataset_preprocess/CPSC2018/make_cpsc_dataset.py) to
+    100 Hz, then QRSTokenizer.py's own detection, segmentation and sentence assembly (called per record: its forward also
+    saves and plots), then modeling_finetune's ST_ECGFormerClassifier (backbone = modeling_pretrain.ST_ECGFormer) as
+    run_class_finetuning.py evaluates it (class token of the backbone's tokens). Files written by the training scripts'
+    own ``utils.save_model`` (``heartlang_engine_files``): the pretraining checkpoint and a fine-tuned classifier's
+    (backbone.* + mlp_head.*, with the classifier's default 1,024-code language-model head)."""
+    import importlib.util
 
     stub_module("timm.models", register_model=lambda f: f)
     stub_module("timm", create_model=None)
@@ -506,12 +594,13 @@ def heartlang(root: Path, out: Path) -> None:
                                          "lm_head.bias": classifier.backbone.lm_head.bias})
     folder = out / "heartlang"
     folder.mkdir(parents=True, exist_ok=True)
-    args = argparse_module.Namespace(model="HeartLang", codebook_size=16, batch_size=64, lr=5e-4)
-    torch.save({"model": pretrained.state_dict(), "optimizer": {"state": {}, "param_groups": [{"lr": 5e-4}]}, "epoch": 199,
-                "args": args}, folder / "checkpoint-200.pth")
-    torch.save({"model": classifier.state_dict(), "epoch": 99}, folder / "finetuned_checkpoint-best.pth")
+    heartlang_engine_files(root, folder, pretrained, classifier)
+    stub_module("pyemd")  # imported at the top of the preprocessing script, not used by resample_signals
+    spec = importlib.util.spec_from_file_location("make_cpsc_dataset", root / "datasets/dataset_preprocess/CPSC2018/make_cpsc_dataset.py")
+    preprocessing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(preprocessing)
     tokenizer = QRSTokenizer(fs=100, max_len=256, token_len=96, save_path=str(folder), stage="test", used_channels=list(range(12)))
-    x = signals(fs=100).astype(np.float64)
+    x = preprocessing.resample_signals(signals(fs=500).astype(np.float64), 500, 100)
     sentences = []
     for record in x:  # QRSTokenizer.forward, one record at a time
         beats = tokenizer.qrs_detection(record)
@@ -519,7 +608,7 @@ def heartlang(root: Path, out: Path) -> None:
     words, chans, times = (torch.as_tensor(np.stack(p)) for p in zip(*sentences))
     with torch.no_grad():
         emb = classifier.backbone(words.float(), in_chan_matrix=chans.long(), in_time_matrix=times.long(), return_all_tokens=True)[:, 0]
-    save_case(folder, {"method": "heartlang", "fs": 100, "signals_fs": 100,
+    save_case(folder, {"method": "heartlang", "fs": 500, "signals_fs": 500,
                        "options": {"preset": "official", "embed_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "dim_head": 16,
                                    "vocab_size": 16},
                        "files": ["checkpoint-200.pth", "finetuned_checkpoint-best.pth"],
