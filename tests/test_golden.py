@@ -160,3 +160,31 @@ def test_encoders_show_prints_the_card():
     for text in ("cheliu-computation/MERL-ICML2024@38799b7", "mimic_iv_ecg", "_final_total.pth", "leads I,II,III,aVR,aVF,aVL",
                  "parameters: 3848832"):
         assert text in result.output, text
+
+
+@pytest.mark.parametrize("name", ["melp_cpsc_15s", "merl_vit_cpsc_15s"])
+def test_cpsc_window_rule_holds_for_a_folder_of_cpsc_records_through_bench_embed(tmp_path, name):
+    """15 s CPSC2018 records in a plain folder (`bench embed --wfdb`): recognised as CPSC2018 by their names, so MELP's and
+    MERL's CPSC2018 rule (the first 2,500 samples, zero-padded) applies as in the dataset path and upstream's loader."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.data.leads import STANDARD_LEADS
+    from bench.data.wfdb_io import write_wfdb
+
+    case, expected = _case(name)
+    folder = tmp_path / "cpsc"
+    for i, record in enumerate(expected["signals"]):
+        write_wfdb(folder / f"A{i + 1:04d}", record, 500, STANDARD_LEADS, gain=case["gain"], mat=True,
+                   comments=["Age: 60", "Sex: Female", "Dx: 426783006"])
+    o = dict(case["options"])
+    text = o.pop("text")
+    args = ["embed", "--method", case["method"], "--ckpt", str((GOLDEN / name / case["files"][0]).resolve()), "--wfdb",
+            str(folder), "--out", str(tmp_path / "e.parquet"), f"paths.cache={tmp_path}/cache",
+            *[f"{'' if k == 'preset' else '+'}encoder.{k}={v}" for k, v in o.items()],
+            "+encoder.text={" + ",".join(f"{k}:{v}" for k, v in text.items()) + "}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "e.parquet").set_index("record_id").loc[[f"A{i + 1:04d}" for i in range(len(expected["signals"]))]]
+    assert _rel(np.stack(table["embedding"].to_numpy()), expected["embedding"]) <= TOLERANCE

@@ -103,7 +103,7 @@ class Runner:
             cfg = cfg.copy()
             cfg.pretrain.seed = int(cfg.pretrain.seed) + int(seed)
         options = encoder_options(cfg)
-        identity = {cfg.data.name: cfg.data.get("identity", cfg.data.name)}
+        identity = {cfg.data.name: self.identity(cfg)}
         if untrained:
             return [Scorer(load_encoder(method, options, None, seed=int(cfg.pretrain.seed)))]
         if method in self.ckpts:
@@ -141,12 +141,23 @@ class Runner:
             out.append(Scorer(handle, scored))
         return out
 
+    def identity(self, cfg: DictConfig) -> str:
+        """Which published dataset the records are: the dataset's declared identity; for a generic folder of records
+        (``identity: wfdb``) whose records all come from one recognised source (CPSC2018 by its record names, ...), that
+        source, so its upstream rules (MERL's and MELP's CPSC2018 window) and contamination checks apply to it too."""
+        declared = str(cfg.data.get("identity", cfg.data.name))
+        if declared != "wfdb":
+            return declared
+        records = self.reader(cfg).index.records
+        sources = set(records["source"]) if "source" in records else set()
+        return sources.pop() if len(sources) == 1 and "unknown" not in sources else declared
+
     def preprocess_config(self, cfg: DictConfig, handle: EncoderHandle) -> PreprocessConfig:
         """The shared preprocessing with the encoder's input contract applied (rate, samples, leads, resampler); an
         encoder that reads leads the dataset lacks is refused here, before anything is prepared."""
         contract = handle.encoder.spec.contract
         pcfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
-                                                                         cfg.data.get("identity", cfg.data.name)))
+                                                                         self.identity(cfg)))
         check_lead_set(pcfg, self.reader(cfg).index.leads, cfg.data.name, handle.method)
         return pcfg
 
@@ -196,7 +207,7 @@ class Runner:
                 "preset": encoder_options(cfg).get("preset", ""),
                 "input_contract": contract.key(), "input": contract.describe()[:500],
                 "corpora": ",".join(handle.corpora) or "none",
-                "contaminated": "yes" if handle.contaminated(cfg.data.get("identity", cfg.data.name)) else "no"}
+                "contaminated": "yes" if handle.contaminated(self.identity(cfg)) else "no"}
 
     def unit_results(self, suite: str, keys: Sequence[str], **tags: str) -> list[UnitResult]:
         """Finished units of ``suite`` by exact key (a suite that builds on another's units reads them here)."""
