@@ -499,7 +499,8 @@ def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
                                                          "paths": {"cache": cache}}))
             record = aggregate_record(suite, group, results, suite.aggregate(ctx, group, results))
             problems += _compare_aggregate(label, entry, record)
-            out.append(({"suite": entry["suite"], "tags": {**record["tags"], "agg_key": group.agg_key},
+            kind = {"kind": tags["kind"]} if "kind" in tags else {}  # the store's run kind, not a result
+            out.append(({"suite": entry["suite"], "tags": {**record["tags"], **kind, "agg_key": group.agg_key},
                          "metrics": record["metrics"], "inputs": entry["inputs"]}, problems))
     return out
 
