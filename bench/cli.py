@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import math
-
 import sys
 from typing import List, Optional
 
 import typer
-from tabulate import tabulate
 
+# light imports only: each command imports what it uses (torch, MLflow, Hydra's composition load on first use)
 from bench.config import ConfigError, available, cache_dir, encoder_options, load_config, normalise_overrides, workspace
 from bench.data.errors import DataError
-from bench.encoders.checkpoint import CheckpointError, file_hash
-from bench.encoders.loading import LeakageError
-from bench.data.cache import report_lines
+from bench.errors import BenchError
 from bench.files import atomic_path
-from bench.registry import UnknownNameError
-from bench.run.store import MissingUnits
+
+def tabulate(*args, **kwargs) -> str:
+    """tabulate's table, imported by the commands that print one."""
+    from tabulate import tabulate as table
+
+    return table(*args, **kwargs)
+
 
 app = typer.Typer(help="Reproducible benchmark harness for ECG representation learning.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -34,14 +36,6 @@ suites_app = typer.Typer(help="Suites: the registry of evaluations `bench run --
                          no_args_is_help=True)
 app.add_typer(suites_app, name="suites")
 
-
-@app.callback()
-def _quiet_libraries() -> None:
-    """Runs before every command: transformers' per-load "Loading weights" bars off (one per text tower built would
-    bury the command's own output)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 OVERRIDE_HELP = "Extra KEY=VALUE arguments override any config value (e.g. data.root=/path preprocess.target_fs=250)."
@@ -70,7 +64,7 @@ def _guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, UnknownNameError, CheckpointError, LeakageError, MissingUnits, FloatingPointError) as exc:
+        except (BenchError, FloatingPointError) as exc:
             _fail(exc)
         except OSError as exc:  # a full disk, a read-only folder, a permission: one line naming the file
             import errno
@@ -88,9 +82,10 @@ def _guarded(fn):
 def data_list() -> None:
     from pathlib import Path
 
+    from bench.config import dataset_configs
+
     rows = []
-    for name in available("data"):
-        cfg = load_config(data=name)
+    for name, cfg in dataset_configs().items():
         root = Path(cfg.data.root)
         state = "demo (generated on first use)" if cfg.data.get("demo") else ("present" if root.exists() else "missing")
         rows.append([name, cfg.data.reader, state, str(root)])
@@ -112,6 +107,8 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="da
     m = prepared.manifest
     typer.echo(f"{dataset}: {m['n_records']} records prepared as {prepared.signals.shape} float32 "
                f"({m['units']}{', prefiltered' if m['prefiltered'] else ''}) at {prepared.path}")
+    from bench.data.cache import report_lines
+
     for line in report_lines(m):
         typer.secho(f"note: {line}", fg=typer.colors.YELLOW)
 
@@ -214,6 +211,8 @@ def models_pull(ctx: typer.Context, name: str = typer.Argument(..., help="ENCODE
     cfg = load_config(ctx.args)
     released, path = pull(name, cache_dir(cfg))
     typer.echo(f"{released.encoder}:{released.form} ({released.where}) -> {path}")
+    from bench.encoders.checkpoint import file_hash
+
     typer.echo(f"sha256 {file_hash(path, 64)}")
     typer.echo(f"use it: --ckpt {released.encoder}={released.where} encoder.preset={released.preset}")
 
@@ -311,6 +310,8 @@ def _embed_dataset(args: list[str], handle, dataset: str, extra: list[str], targ
     emb, reader = runner.embeddings(cfg, handle)
     for line in [n for n in reader.index.notes if n.lstrip().startswith("skipped")] + list(reader.index.problems):
         typer.echo(f"note: {line}")  # every record left out, with its reason, and the findings of the folder
+    from bench.data.cache import report_lines
+
     for line in report_lines(runner.prepared(cfg, handle).manifest):
         typer.echo(f"note: {line}")
     table = embedding_table(emb, reader.index, {"method": handle.method, "dataset": cfg.data.name,

@@ -11,10 +11,12 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
+from bench.errors import BenchError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(BenchError, KeyError):
     """A name that is not registered; the message lists the registered names."""
 
     def __str__(self) -> str:  # KeyError would quote the message

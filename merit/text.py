@@ -68,6 +68,9 @@ class HFTextTower(TextTower):
                  lowercase: bool = False, encoder_only_t5: bool = False):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its per-load "Loading weights" bars would bury the command's own output
 
         path = Path(path)
         if not (path / "config.json").is_file():

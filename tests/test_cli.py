@@ -58,3 +58,26 @@ def test_download_refuses_local_only_datasets():
 def test_download_ptbxl_from_physionet(tmp_path):  # pragma: no cover
     result = runner.invoke(app, ["data", "download", "ptbxl", f"data.root={tmp_path}/ptbxl"])
     assert result.exit_code == 0
+
+
+def test_the_cheap_dataset_listing_equals_hydras_composition():
+    """`bench data list` and the publication read every dataset's config without one Hydra composition each."""
+    from omegaconf import OmegaConf
+
+    from bench.config import dataset_configs, load_config
+
+    for name, cfg in dataset_configs().items():
+        assert OmegaConf.to_container(cfg.data) == OmegaConf.to_container(load_config(data=name).data), name
+
+
+def test_the_command_line_imports_no_torch_and_answers_help_at_once():
+    import subprocess
+    import sys
+
+    imported = subprocess.run([sys.executable, "-X", "importtime", "-c", "import bench.cli"], capture_output=True, text=True)
+    modules = {line.split("|")[-1].strip() for line in imported.stderr.splitlines() if "|" in line}
+    assert not {m for m in modules if m.split(".")[0] in ("torch", "scipy", "mlflow", "transformers", "sklearn")}, modules
+    code = "import resource, sys; from bench.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit: pass\n" \
+           "u = resource.getrusage(resource.RUSAGE_SELF); print(u.ru_utime + u.ru_stime, file=sys.stderr)"
+    timed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "Usage" in timed.stdout and float(timed.stderr.strip().splitlines()[-1]) < 1.0  # ~0.25 CPU-s; a loaded CI machine

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bench.errors import BenchError
 
-class DataError(Exception):
+
+class DataError(BenchError):
     """A record or dataset file that cannot be used as it is."""
 
     def __init__(self, where: str, problem: str, fix: str = ""):

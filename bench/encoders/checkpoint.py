@@ -27,13 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or does not fit the model."""
-
-
-class UnsafeCheckpoint(CheckpointError):
-    """A checkpoint whose pickle would call or build an object outside its encoder's allow-list."""
+from bench.errors import CheckpointError, UnsafeCheckpoint
 
 
 class ForeignObject:

@@ -14,11 +14,7 @@ from bench.encoders.base import Encoder
 from bench.encoders.cards import corpora_containing, declared_corpora
 from bench.encoders.checkpoint import file_hash, unwrap, weights_hash
 from bench.encoders.registry import create_encoder
-
-
-class LeakageError(ValueError):
-    """A test record is in the pretraining pool of the encoder that would score it, or the dataset is in
-    the declared training corpora of the released checkpoint (contamination)."""
+from bench.errors import LeakageError  # noqa: F401  (raised here; defined where the CLI can catch it cheaply)
 
 
 @dataclass

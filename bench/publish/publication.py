@@ -109,12 +109,12 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
                       echo: Callable[[str], None] = lambda _: None) -> list[Path]:
     """Every table (tables/*.md), the leaderboard, the paired tests and the page, from ``store`` (an MLflow
     ResultStore or a results bundle); returns the files written."""
-    from bench.config import available, load_config
+    from bench.config import dataset_configs
     from bench.publish.page import write_page
     from bench.suites.base import suite_names
     from bench.publish.tables import KINDS, EmptyStore, build_table, suite_table
 
-    names = {n: load_config(data=n).data.get("paper_name") for n in available("data")}
+    names = {n: cfg.data.get("paper_name") for n, cfg in dataset_configs().items()}
     tables = results / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

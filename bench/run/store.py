@@ -26,11 +26,8 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from bench.errors import MissingUnits  # noqa: F401  (raised here)
 from bench.locks import hold
-
-
-class MissingUnits(RuntimeError):
-    """Collecting a launcher's results found units that no job logged."""
 
 
 UNIT_TAGS = ("suite", "method", "dataset", "task", "protocol", "fold", "fraction", "seed")

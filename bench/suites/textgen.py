@@ -104,6 +104,9 @@ _LLM_CACHE: dict[tuple, tuple[Any, nn.Module]] = {}
 def load_llm(kind: str = "smollm2", path: str | None = None) -> tuple[Any, nn.Module]:
     """(tokenizer, causal LM) from a local source; cached per process and copied for each run."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     key = (kind, path)
     if key not in _LLM_CACHE:
