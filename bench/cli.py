@@ -144,6 +144,7 @@ def data_download(ctx: typer.Context, dataset: str = typer.Argument(..., help="p
 @_guarded
 def encoders_list(ctx: typer.Context) -> None:
     from bench.encoders import create_encoder, encoder_names
+    from bench.encoders.base import has_objective
     from bench.encoders.cards import card_kind
 
     cfg = load_config(ctx.args)
@@ -151,15 +152,17 @@ def encoders_list(ctx: typer.Context) -> None:
     for name in encoder_names():
         try:
             options = encoder_options(cfg)
-            spec = create_encoder(name, **options).spec
+            encoder = create_encoder(name, **options)
+            spec = encoder.spec
         except Exception as exc:  # a plugin or tower that cannot be built is listed, not hidden
             rows.append([card_kind(name), name, "-", "-", "-", "-", "-", f"unavailable: {exc}"])
             continue
         kind = card_kind(name)
-        kind = kind if kind != "method" else "ECG-text" if spec.has_text_tower else "self-supervised"
+        if kind == "method":
+            kind = "ECG-text" if spec.has_text_tower else "self-supervised" if has_objective(encoder) else "as built (no objective)"
         rows.append([kind, name, spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s", len(spec.leads),
                      f"{spec.n_params / 1e6:.2f}M", "yes" if spec.has_text_tower else "no", spec.normalisation])
-    order = {"self-supervised": 0, "ECG-text": 1, "supervised": 2, "control": 3}
+    order = {"self-supervised": 0, "ECG-text": 1, "supervised": 2, "as built (no objective)": 3, "control": 4}
     rows.sort(key=lambda r: (order.get(r[0], 4), r[1]))
     typer.echo(tabulate(rows, headers=["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
 
@@ -253,7 +256,9 @@ def embed_cmd(ctx: typer.Context,
     cfg = load_config(ctx.args)
     x = _checked_arrays(signals, fs, skip_signal_checks) if signals is not None else None  # bad input first, then weights
     handle = load_encoder(method, encoder_options(cfg), resolve_checkpoint(ckpt, cache_dir(cfg)), trust_code=trust_checkpoint_code)
-    if ckpt is None and handle.encoder.requires_pretraining and not untrained:
+    from bench.encoders.base import needs_pretraining
+
+    if ckpt is None and needs_pretraining(handle.encoder) and not untrained:
         raise ConfigError(f"{method} needs weights: pass --ckpt (a file, hf:ORG/REPO/FILE@REV or url:...), or --untrained to embed "
                           f"with its seeded random initial weights (a control, not the method)")
     target = Path(out)

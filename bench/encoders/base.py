@@ -61,8 +61,10 @@ class Encoder(nn.Module, ABC):
 
     #: registry name; filled by the factory
     name: str = ""
-    #: False for controls that are evaluated untrained (random init, hand-made features)
-    requires_pretraining: bool = True
+    #: whether the harness pretrains it when no checkpoint is given: True (it has a self-supervised objective, e.g.
+    #: MERIT), False (evaluated as built: controls, supervised architectures, random-weight plugins), or None, the
+    #: default: True exactly when the class defines ``pretraining_losses`` (see ``needs_pretraining``)
+    requires_pretraining: bool | None = None
 
     @property
     @abstractmethod
@@ -226,3 +228,15 @@ def merge_text(method: str, preset: str, preset_text: Mapping[str, Any] | None, 
                          f"a different text path (fix: give the {own} tower's folder with encoder.text.path=..., or pass "
                          f"encoder.text.force_kind=true to use a {kind} tower anyway)")
     return {**preset_text, **override} if kind in (None, own) else override
+
+
+def has_objective(encoder: "Encoder") -> bool:
+    """The encoder defines a self-supervised objective (``pretraining_losses(x, texts, rng) -> dict of losses``)."""
+    return callable(getattr(encoder, "pretraining_losses", None))
+
+
+def needs_pretraining(encoder: "Encoder") -> bool:
+    """Whether a run without a checkpoint pretrains ``encoder`` first: its own ``requires_pretraining`` where it says,
+    else whether it has an objective (a plugin without one is evaluated as built, never sent to pretraining)."""
+    flag = getattr(encoder, "requires_pretraining", None)
+    return has_objective(encoder) if flag is None else bool(flag) and has_objective(encoder)

@@ -311,6 +311,13 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     enc_cfg = encoder_options(cfg)
     torch.manual_seed(int(cfg.pretrain.seed))  # the initial weights are part of what the seed fixes
     model = create_encoder(method, **enc_cfg)
+    from bench.encoders.base import has_objective
+    from bench.errors import ConfigError
+
+    if not has_objective(model):
+        raise ConfigError(f"{method} defines no pretraining objective (pretraining_losses), so there is nothing to pretrain "
+                          f"(fix: evaluate it as built: bench run / bench embed --untrained; or give it a "
+                          f"pretraining_losses(x, texts, rng) method, see docs/plugins.md)")
     rank, world = _dist()
     if rank != 0:
         torch.distributed.barrier()  # rank 0 generates / prepares the data first

@@ -92,7 +92,11 @@ def row_name(row) -> str:
     name (its file is in the provenance)."""
     from bench.encoders.cards import card_kind
 
+    from bench.encoders.cards import load_card
+
     method, preset = str(row["method"]), str(row.get("preset", "") or "").split(",")[0]
+    if not load_card(method).get("presets"):  # a plugin without presets: the configured preset name means nothing to it
+        preset = ""
     checkpoints = str(row.get("checkpoint", "") or "").split(",")
     if card_kind(method) == "control":
         return f"{method} (control)"

@@ -25,6 +25,7 @@ from bench.data.registry import open_from_config
 from bench.encoders.embeddings import (EncodeSettings, Embeddings, TokenFeatures, cached_embeddings, cached_token_features,
                                        embedding_key)
 from bench.encoders import create_encoder
+from bench.encoders.base import needs_pretraining
 from bench.encoders.loading import EncoderHandle, load_encoder
 from bench.run.store import MissingUnits, ResultStore
 from bench.suites.base import UNIT_PROVENANCE, Group, Request, Suite, Unit, UnitResult, content_hash, get_suite, unit_key
@@ -115,7 +116,7 @@ class Runner:
                                   trust_code=bool(cfg.run.get("trust_checkpoint_code", False)))
             handle.source = spec if spec.startswith(("hf:", "url:")) else ""
             return [Scorer(handle)]
-        if not create_encoder(method, **options).requires_pretraining:
+        if not needs_pretraining(create_encoder(method, **options)):
             return [Scorer(load_encoder(method, options, None, seed=int(cfg.pretrain.seed)))]
         if not cfg.data.get("auto_pretrain"):
             raise ConfigError(f"no checkpoint for {method} on {cfg.data.name} (fix: pass --ckpt {method}=/path/to/encoder.pt; "

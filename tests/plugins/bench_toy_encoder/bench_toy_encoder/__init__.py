@@ -8,6 +8,8 @@ from bench.suites.base import Aggregate, Group, Suite, Unit, UnitResult, frame_h
 
 
 class ToyMean(Encoder):
+    """Per-lead means and standard deviations through one linear layer of random weights."""
+
     def __init__(self, dim: int = 16, **_: object):
         super().__init__()
         self.proj = nn.Linear(24, dim)
@@ -15,10 +17,11 @@ class ToyMean(Encoder):
 
     @property
     def spec(self) -> EncoderSpec:
-        return EncoderSpec("toy_mean", self.dim, 100.0, 1000, normalisation="none", n_params=self.n_params())
+        return EncoderSpec(name="toy_mean", embed_dim=self.dim, fs=100.0, n_samples=1000, normalisation="none",
+                           n_params=self.n_params())
 
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
-        return self.proj(torch.cat([x.mean(-1), x.std(-1)], dim=-1))
+        return self.proj(torch.cat([x.mean(-1), x.std(-1)], dim=-1))  # x: [B, 12 leads, 1000 samples] in mV
 
 
 def build_toy_mean(**config):
