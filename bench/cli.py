@@ -159,10 +159,10 @@ def encoders_list(ctx: typer.Context) -> None:
             continue
         kind = card_kind(name)
         if kind == "method":
-            kind = "ECG-text" if spec.has_text_tower else "self-supervised" if has_objective(encoder) else "as built (no objective)"
+            kind = "ECG-text" if spec.has_text_tower else "self-supervised" if has_objective(encoder) else "as-built"
         rows.append([kind, name, spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s", len(spec.leads),
                      f"{spec.n_params / 1e6:.2f}M", "yes" if spec.has_text_tower else "no", spec.normalisation])
-    order = {"self-supervised": 0, "ECG-text": 1, "supervised": 2, "as built (no objective)": 3, "control": 4}
+    order = {"self-supervised": 0, "ECG-text": 1, "supervised": 2, "as-built": 3, "control": 4}
     rows.sort(key=lambda r: (order.get(r[0], 4), r[1]))
     typer.echo(tabulate(rows, headers=["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
 
@@ -232,10 +232,15 @@ def embed_cmd(ctx: typer.Context,
               signals: Optional[str] = typer.Option(None, help="X.npy, float [N, 12, samples] in millivolts, leads I, II, III, aVR, "
                                                                "aVL, aVF, V1-V6"),
               fs: Optional[float] = typer.Option(None, help="--signals: their sampling rate in Hz"),
+              ids: Optional[str] = typer.Option(None, help="--signals: the records' ids, one per line in the arrays' order (a "
+                                                           "text file, or a CSV whose record_id column, else first column, holds "
+                                                           "them); default X.npy[i]"),
               dataset: Optional[str] = typer.Option(None, help="a dataset of `bench data list` (its options as KEY=VALUE, e.g. "
                                                                "data.root=/path)"),
               wfdb: Optional[str] = typer.Option(None, help="a folder of WFDB records (.hea + .mat/.dat; CinC sources recognised, "
                                                             "SNOMED-CT #Dx labels read)"),
+              mat: Optional[str] = typer.Option(None, help="a folder of CPSC2018 records as first released (A0001.mat with "
+                                                           "struct ECG; REFERENCE.csv read when present, else unlabelled)"),
               ckpt: Optional[str] = typer.Option(None, help="checkpoint: a file (released or from bench pretrain), hf:ORG/REPO/FILE@REV "
                                                             "or url:https://..."),
               untrained: bool = typer.Option(False, "--untrained", help="embed with the encoder's seeded random weights (no --ckpt)"),
@@ -249,11 +254,12 @@ def embed_cmd(ctx: typer.Context,
     from bench.encoders.loading import load_encoder
     from bench.encoders.weights import resolve_checkpoint
 
-    if sum(v is not None for v in (signals, dataset, wfdb)) != 1:
-        raise ConfigError("bench embed: give one input, --signals X.npy --fs HZ, --dataset NAME or --wfdb DIR")
+    if sum(v is not None for v in (signals, dataset, wfdb, mat)) != 1:
+        raise ConfigError("bench embed: give one input, --signals X.npy --fs HZ, --dataset NAME, --wfdb DIR or --mat DIR")
     if ckpt is not None and untrained:
         raise ConfigError("bench embed: --ckpt and --untrained exclude each other")
     cfg = load_config(ctx.args)
+    _say_workspace(cfg)  # where bench's runs go; embedding writes only OUT (and the caches)
     x = _checked_arrays(signals, fs, skip_signal_checks) if signals is not None else None  # bad input first, then weights
     handle = load_encoder(method, encoder_options(cfg), resolve_checkpoint(ckpt, cache_dir(cfg)), trust_code=trust_checkpoint_code)
     from bench.encoders.base import needs_pretraining
@@ -264,11 +270,18 @@ def embed_cmd(ctx: typer.Context,
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     if x is not None:
-        written = _embed_arrays(cfg, handle, x, signals, fs, texts, target)
+        written = _embed_arrays(cfg, handle, x, _record_ids(ids, signals, len(x)), fs, texts, target)
     else:
         if texts:
             raise ConfigError("--texts goes with --signals (embed your prompts beside your arrays)")
-        written = _embed_dataset(ctx.args, handle, dataset or "wfdb", [f"data.root={Path(wfdb).resolve()}"] if wfdb else [], target)
+        folder = wfdb or mat
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(f"{folder}: not a folder (fix: --{'wfdb' if wfdb else 'mat'} takes the folder holding the records)")
+        if wfdb is not None and not any(Path(wfdb).rglob("*.hea")) and any(Path(wfdb).glob("*.mat")):
+            raise ConfigError(f"{wfdb}: .mat files without .hea headers (fix: --mat {wfdb} reads CPSC2018 records as first "
+                              f"released)")
+        name = dataset or ("wfdb" if wfdb else "cpsc2018_original")
+        written = _embed_dataset(ctx.args, handle, name, [f"data.root={Path(folder).resolve()}"] if folder else [], target)
     typer.echo(f"{target}: {written} ({method}, {handle.checkpoint_hash}; input: {handle.encoder.contract.describe()})")
 
 
@@ -287,8 +300,37 @@ def _checked_arrays(signals: str, fs: float | None, skip_checks: bool):
     return x
 
 
-def _embed_arrays(cfg, handle, x, signals: str, fs: float, texts: str | None, target) -> str:
-    """`bench embed --signals`: the arrays through the encoder's contract into OUT.npz (rows named by their index)."""
+def _record_ids(ids: str | None, signals: str, n: int) -> list[str]:
+    """`--ids FILE` read and checked (one unique, non-empty id per array row), or ``X.npy[i]``."""
+    from pathlib import Path
+
+    if ids is None:
+        return [f"{Path(signals).name}[{i}]" for i in range(n)]
+    path = Path(ids)
+    if not path.is_file():
+        raise ConfigError(f"{ids}: ids file not found (fix: one id per line, in the order of the arrays' rows)")
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        values = list(frame["record_id"] if "record_id" in frame.columns else frame.iloc[:, 0])
+    else:
+        values = path.read_text(encoding="utf-8").splitlines()
+        while values and not values[-1].strip():
+            values.pop()
+    values = [v.strip() for v in values]
+    if len(values) != n:
+        raise ConfigError(f"{ids}: {len(values)} ids for {n} records in {signals} (fix: one id per array row)")
+    blank = [i for i, v in enumerate(values) if not v]
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if blank or twice:
+        raise ConfigError(f"{ids}: " + (f"empty id on line(s) {[i + 1 for i in blank][:5]}" if blank else
+                                         f"ids occur more than once: {twice[:5]}") + " (fix: one unique id per record)")
+    return values
+
+
+def _embed_arrays(cfg, handle, x, record_ids: list[str], fs: float, texts: str | None, target) -> str:
+    """`bench embed --signals`: the arrays through the encoder's contract into OUT.npz (rows named by ``record_ids``)."""
     from pathlib import Path
 
     import numpy as np
@@ -298,7 +340,7 @@ def _embed_arrays(cfg, handle, x, signals: str, fs: float, texts: str | None, ta
 
     lines = [t.strip() for t in Path(texts).read_text().splitlines() if t.strip()] if texts else None
     arrays = embed_signals(handle, x, fs, lines, base=OmegaConf.to_container(cfg.preprocess, resolve=True))
-    arrays = {"record_ids": np.array([f"{Path(signals).name}[{i}]" for i in range(len(x))]), **arrays}
+    arrays = {"record_ids": np.array(record_ids), **arrays}
     with atomic_path(target) as tmp, open(tmp, "wb") as f:  # never a half-written OUT
         np.savez(f, **arrays)
     return ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
@@ -412,8 +454,10 @@ def run_cmd(ctx: typer.Context,
             fractions: Optional[str] = typer.Option(None, help="label fractions, e.g. 0.01,0.1,1 (default: run.fractions)"),
             seeds: Optional[str] = typer.Option(None, help="seeds, e.g. 0,1,2 (default: run.seeds)"),
             directions: Optional[str] = typer.Option(None, help="transfer only: SOURCE:TARGET,... (default: all six)"),
-            modes: Optional[str] = typer.Option(None, help="linear, subgroup: evaluation modes linear,attentive,finetune,scratch "
-                                                             "(configs/protocols/modes.yaml; default: run.modes)"),
+            modes: Optional[str] = typer.Option(None, help="evaluation modes of the linear and subgroup suites, comma-separated: "
+                                                             "linear, attentive, finetune, scratch (their settings: the modes "
+                                                             "protocol in configs/protocols; "
+                                                             "default: run.modes)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH, METHOD=hf:ORG/REPO/FILE@REV or METHOD=url:https://... (repeatable)"),
             allow_contamination: bool = typer.Option(False, "--allow-contamination",
                                                      help="score released checkpoints on datasets inside their declared "
@@ -421,8 +465,10 @@ def run_cmd(ctx: typer.Context,
             trust_checkpoint_code: bool = typer.Option(False, "--trust-checkpoint-code", help=TRUST_HELP),
             allow_label_text: bool = typer.Option(False, "--allow-label-text",
                                                   help="zero-shot with encoders pretrained on label descriptions "
-                                                       "(pretrain_pool.text=label_text); their rows say pretrain_text=labels"),
-            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: sqlite under results/)"),
+                                                       "(pretrain_pool.text = label_text); their rows say pretrain_text = labels"),
+            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: tracking.uri, a SQLite file in "
+                                                                  "the workspace)"),
+            quiet: bool = typer.Option(False, "--quiet", help="no progress bars and no line per unit (for scripts)"),
             launcher: Optional[str] = typer.Option(None, help="inprocess, or a Hydra launcher that runs each unit as a job: joblib "
                                                                 "(local pool), submitit_local, submitit_slurm, ray; hydra.launcher.* "
                                                                 "overrides configure it (default: run.launcher)")) -> None:
@@ -444,7 +490,7 @@ def run_cmd(ctx: typer.Context,
                  + (["run.trust_checkpoint_code=true"] if trust_checkpoint_code else []))
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     config_args = [o for o in overrides if o not in hydra_args]
-    planner = Runner(config_args, ckpts=ckpts)
+    planner = Runner(config_args, ckpts=ckpts, progress=not quiet)
     _say_workspace(planner.base)
     launcher = launcher or planner.base.run.launcher
     if hydra_args and launcher == IN_PROCESS:
@@ -455,7 +501,7 @@ def run_cmd(ctx: typer.Context,
         for sweep in unit_sweeps(suite, planner, request):
             run_multirun(launcher, sweep, normalise_overrides(config_args) + hydra_args, ckpts, typer.echo)
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
-    runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False)
+    runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False, progress=not quiet)
     summary = runner.execute(get_suite(suite), request)
     typer.echo(f"{suite}: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
                f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable: {', '.join(sorted(set(summary.not_applicable)))}"
@@ -610,13 +656,16 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
 @_guarded
 def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", help="dataset of the paired table and the figures"),
                 umap_methods: str = typer.Option("merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,random",
-                                                 help="methods in the UMAP figure"),
+                                                 show_default=False,
+                                                 help="methods in the UMAP figure (default: MERIT, its three ablations, "
+                                                      "ST-MEM, MERL, D-BETA, ECG-FM and random)"),
                 paired_n_boot: int = typer.Option(10000, help="resamples B of the paired table: with m comparisons the smallest "
                                                               "Holm p is m x 2/(B+1), so B must be large for any gap to survive"),
                 figures: bool = typer.Option(True, help="also draw the figures (the UMAP one re-encodes records)"),
-                readme: str = typer.Option("configs/publication/results_readme.md",
+                readme: str = typer.Option("configs/publication/results_readme.md", show_default=False,
                                            help="the template of results/README.md, relative to the repository (its numbers are "
-                                                "references into the results); '' for none"),
+                                                "references into the results; default: results_readme.md in "
+                                                "configs/publication); '' for none"),
                 out: Optional[str] = typer.Option(None, help="the publication folder (default: paths.results, the repository's results/)"),
                 from_bundle: Optional[str] = typer.Option(None, help="publish from a results folder's bundle instead of an MLflow "
                                                                      "store: its units as run, every aggregate, table and test "

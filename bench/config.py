@@ -156,30 +156,33 @@ def workspace(cfg: DictConfig) -> Path:
 
 
 def check_workspace(cfg: DictConfig, min_free: int = 64 << 20) -> Path:
-    """The workspace, usable before any work starts: a folder (made if missing), writable, with some free space."""
+    """The workspace, usable before any work starts: a folder (or a place one can be made: nothing is created here),
+    writable, with some free space."""
     import errno
     import os
     import shutil
     import tempfile
 
-    from bench.data.errors import DataError
-
     path = workspace(cfg)
-    fix = "set BENCH_HOME (paths.workspace) to a writable folder"
+    fix = "(fix: set BENCH_HOME (paths.workspace) to a writable folder)"
     if path.exists() and not path.is_dir():
-        raise DataError(path, "the workspace is a file, not a folder", fix)
+        raise ConfigError(f"{path}: the workspace is a file, not a folder {fix}")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{path}: the workspace cannot be made, {existing} is a file {fix}")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".bench-probe-"):
             pass
     except OSError as exc:
-        raise DataError(path, f"the workspace cannot be written ({exc.strerror or exc})",
-                        fix if exc.errno != errno.ENOSPC else "free some disk space or move BENCH_HOME") from None
-    if not os.access(path, os.W_OK):
-        raise DataError(path, "the workspace is read-only", fix)
-    free = shutil.disk_usage(path).free
+        full = exc.errno == errno.ENOSPC
+        raise ConfigError(f"{path}: the workspace cannot be written ({exc.strerror or exc}) "
+                          + ("(fix: free some disk space or move BENCH_HOME)" if full else fix)) from None
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"{path}: the workspace is read-only {fix}")
+    free = shutil.disk_usage(existing).free
     if free < min_free:
-        raise DataError(path, f"the workspace's disk is full ({free / 1e6:.0f} MB free)", "free some disk space or move BENCH_HOME")
+        raise ConfigError(f"{path}: the workspace's disk is full ({free / 1e6:.0f} MB free) (fix: free some disk space or "
+                          f"move BENCH_HOME)")
     return path
 
 

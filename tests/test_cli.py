@@ -81,3 +81,22 @@ def test_the_command_line_imports_no_torch_and_answers_help_at_once():
            "u = resource.getrusage(resource.RUSAGE_SELF); print(u.ru_utime + u.ru_stime, file=sys.stderr)"
     timed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "Usage" in timed.stdout and float(timed.stderr.strip().splitlines()[-1]) < 1.0  # ~0.25 CPU-s; a loaded CI machine
+
+
+def test_help_texts_fit_a_terminal_and_name_the_defaults_the_config_has():
+    """No option's help is cut at 80 columns, and the defaults the help names are the config's."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.config import load_config
+
+    for command in (["run"], ["embed"], ["verify"], ["publish"]):
+        shown = subprocess.run([sys.executable, "-m", "bench.cli", *command, "--help"], capture_output=True, text=True,
+                               env={**os.environ, "COLUMNS": "80"}).stdout
+        assert "…" not in shown, (command, shown)
+    run_help = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--help"], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "200"}).stdout
+    cfg = load_config()
+    assert "a SQLite file in the workspace" in run_help and str(cfg.tracking.uri).startswith(f"sqlite:///{cfg.paths.workspace}")
+    assert "under results/" not in run_help

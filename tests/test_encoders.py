@@ -165,8 +165,9 @@ def test_registry_lists_merit_variants_and_the_installed_plugin():
     assert rows["merit_mse"] == "self-supervised" and rows["merit"] == "ECG-text" and rows["random"] == "control"
     assert rows["xresnet1d101"] == "supervised" and rows["ecgfounder"] == "supervised" and rows["ecgfm_ked"] == "ECG-text" and rows["s4"] == "supervised"
     assert rows["ecg_cpc"] == "self-supervised" and rows["heartlang"] == "self-supervised"
+    assert rows["toy_mean"] == "as-built"  # a plugin without an objective: evaluated as built, never pretrained
     kinds = [k for k in rows.values()]
-    assert kinds == sorted(kinds, key=["self-supervised", "ECG-text", "supervised", "control"].index)
+    assert kinds == sorted(kinds, key=["self-supervised", "ECG-text", "supervised", "as-built", "control"].index)
     mse_row = next(line for line in result.output.splitlines() if " merit_mse " in line)
     assert " no " in mse_row  # no text tower -> not zero-shot capable
 

@@ -175,3 +175,19 @@ def test_doubtful_signals_are_prepared_and_listed_as_findings(tmp_path):
     assert result.exit_code == 0, result.output
     assert "finding A0004: flat lead(s) V6" in result.output, result.output
     assert "finding A0005:" in result.output and "lead II" in result.output
+
+
+def test_an_unreachable_hub_is_said_at_once(tmp_path, monkeypatch):
+    import time
+
+    import huggingface_hub.constants as hub_constants
+
+    from bench.encoders.checkpoint import CheckpointError
+    from bench.encoders.weights import fetch_hf
+
+    monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match="not in the cache .* the hub cannot be reached"):
+        fetch_hf("PKUDigitalHealth/ECGFounder", "12_lead_ECGFounder.pth", "main", tmp_path)
+    assert time.perf_counter() - start < 10  # no retries against a machine that refuses the connection

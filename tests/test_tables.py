@@ -131,3 +131,23 @@ def test_textgen_title_says_what_its_interval_resamples(n_seeds, words):
            "llm": "smollm2", "n_seeds": n_seeds, "n_test": 32,
            "seed": "all", **{f"bleu_{p}": v for p, v in (("mean", 1.0), ("ci_low", 0.5), ("ci_high", 1.5))}}
     assert words in build_table(pd.DataFrame([row]), "textgen")
+
+
+def test_synthetic_rows_are_marked_wherever_they_appear():
+    """Rows of generated records carry synthetic=yes (their dataset, a transfer direction's source or target, or their
+    pretraining pool is a demo dataset), and a table part of them says so in its title."""
+    import pandas as pd
+
+    from bench.publish.tables import SYNTHETIC_WORDS, comparable_parts, is_synthetic
+
+    real = {"dataset": "ptbxl_1819", "pool": "ptbxl_1819:[1, 2]", "split_hash": "a"}
+    assert not is_synthetic(real)
+    assert is_synthetic({"dataset": "demo_ptbxl", "pool": "none"})
+    assert is_synthetic({"dataset": "cpsc2018", "source_dataset": "demo_cpsc2018", "target_dataset": "demo_ptbxl", "pool": "none"})
+    assert is_synthetic({"dataset": "cpsc2018", "pool": "demo_cpsc2018:[1]"})
+    assert not is_synthetic({"dataset": "ptbxl_super", "source_dataset": "ptbxl_1819", "target_dataset": "cpsc2018_150"})
+    frame = pd.DataFrame([{**real, "method": "merit", "pretrain_budget": ""},
+                          {"dataset": "cpsc2018", "source_dataset": "demo_cpsc2018", "pool": "none", "split_hash": "b",
+                           "method": "signal_stats", "pretrain_budget": ""}])
+    words = dict((w.split("records: split ")[1][:1], w) for w, _ in comparable_parts(frame))
+    assert SYNTHETIC_WORDS in words["b"] and SYNTHETIC_WORDS not in words["a"]

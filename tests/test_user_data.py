@@ -252,3 +252,43 @@ def test_two_first_runs_on_a_fresh_sqlite_store_both_succeed(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], stderr=subprocess.PIPE, text=True) for i in range(3)]
     errors = [p.communicate()[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
+
+
+def test_embed_signals_with_ids_names_the_records(tmp_path):
+    x = _npy(tmp_path, _mv(n=3))
+    (tmp_path / "ids.txt").write_text("p1/ecg-a\np1/ecg-b\np2/ecg-a\n")
+    out = tmp_path / "e.npz"
+    result = cli.invoke(app, ["embed", "--method", "signal_stats", "--signals", x, "--fs", "500", "--ids", str(tmp_path / "ids.txt"),
+                              "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out) as z:
+        assert list(z["record_ids"]) == ["p1/ecg-a", "p1/ecg-b", "p2/ecg-a"]
+    pd.DataFrame({"record_id": ["a", "b", "c"], "age": [1, 2, 3]}).to_csv(tmp_path / "manifest.csv", index=False)
+    result = cli.invoke(app, ["embed", "--method", "signal_stats", "--signals", x, "--fs", "500", "--ids",
+                              str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "m.npz")])
+    assert result.exit_code == 0 and list(np.load(tmp_path / "m.npz")["record_ids"]) == ["a", "b", "c"]
+    for text, expected in (("a\nb\n", "2 ids for 3 records"), ("a\na\nb\n", "more than once"), ("a\n\nb\n", "empty id")):
+        (tmp_path / "bad.txt").write_text(text)
+        bad = cli.invoke(app, ["embed", "--method", "signal_stats", "--signals", x, "--fs", "500", "--ids", str(tmp_path / "bad.txt"),
+                               "--out", str(tmp_path / "bad.npz")])
+        assert bad.exit_code == 2 and expected in bad.output and not (tmp_path / "bad.npz").exists(), bad.output
+
+
+def test_embed_an_original_cpsc_folder_with_or_without_its_reference_table(tmp_path):
+    from scipy.io import savemat
+
+    folder = tmp_path / "TrainingSet"
+    folder.mkdir()
+    for i, record in enumerate(_mv(n=4, seconds=15.0)):
+        savemat(folder / f"A{i + 1:04d}.mat", {"ECG": {"sex": "Male", "age": 60, "data": record}})
+    base = ["embed", "--method", "signal_stats", "--out", str(tmp_path / "e.parquet"), f"paths.cache={tmp_path}/cache"]
+    hint = cli.invoke(app, [*base, "--wfdb", str(folder)])
+    assert hint.exit_code == 2 and f"--mat {folder}" in hint.output, hint.output
+    bare = cli.invoke(app, [*base, "--mat", str(folder)])
+    assert bare.exit_code == 0 and "no REFERENCE.csv" in bare.output, bare.output
+    table = pd.read_parquet(tmp_path / "e.parquet")
+    assert list(table["record_id"]) == ["A0001", "A0002", "A0003", "A0004"] and len(table["embedding"].iloc[0]) > 0
+    (folder / "REFERENCE.csv").write_text("Recording,First_label,Second_label,Third_label\nA0001,1,,\nA0002,2,,\nA0003,1,3,\nA0004,4,,\n")
+    labelled = cli.invoke(app, [*base[:4], str(tmp_path / "l.parquet"), *base[5:], "--mat", str(folder)])
+    assert labelled.exit_code == 0, labelled.output
+    assert pd.read_parquet(tmp_path / "l.parquet")["labels:all"].notna().all()

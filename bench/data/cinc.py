@@ -294,7 +294,19 @@ class CPSC2018OriginalReader(_FoldsMixin, DatasetReader):
 
     def load_index(self) -> DatasetIndex:
         space = _LabelSpace(self.options.get("vocabulary", "cpsc2018"))
-        ref = pd.read_csv(self._reference(), dtype={"Recording": str})
+        if not self.root.is_dir():
+            raise DatasetNotFound(self.root, "dataset folder not found", "set data.root (or --mat DIR) to the folder of A*.mat files")
+        if not (self.root / "REFERENCE.csv").is_file():  # a folder of records without labels: embedded, never scored
+            mats = sorted(p.stem for p in self.root.glob("*.mat"))
+            if not mats:
+                raise DatasetNotFound(self.root, "no .mat records and no REFERENCE.csv here",
+                                      "point at the folder holding the CPSC2018 A*.mat files")
+            ref = pd.DataFrame({"Recording": mats})
+            unlabelled = [f"no REFERENCE.csv in {self.root}: the {len(mats)} records have no labels (embedding only; no "
+                          f"task can score them)"]
+        else:
+            ref = pd.read_csv(self._reference(), dtype={"Recording": str})
+            unlabelled = []
         label_cols = [c for c in ref.columns if c != "Recording"]
         per_record = {}
         for _, row in ref.iterrows():
@@ -309,7 +321,7 @@ class CPSC2018OriginalReader(_FoldsMixin, DatasetReader):
         task = LabelTask.from_lists(TASK, space.classes, per_record, space.names)
         records["report"] = [", ".join(space.names[c] for c in per_record[r]) for r in records.index]
         records["label_text"] = records["report"]
-        problems = self._attach_folds_and_splits(records, task)
+        problems = self._attach_folds_and_splits(records, task) + unlabelled
         return DatasetIndex(self.name, records, {TASK: task}, native_fs=self.FS, problems=problems)
 
     def read(self, record_id: str) -> RawECG:
@@ -330,4 +342,5 @@ class CPSC2018OriginalReader(_FoldsMixin, DatasetReader):
         return RawECG(record_id, data, self.FS, STANDARD_LEADS, "mV", str(path))
 
     def source_files(self) -> list[Path]:
-        return [self._reference(), *sorted(self.root.glob("*.mat"))]
+        reference = self.root / "REFERENCE.csv"
+        return [*([reference] if reference.is_file() else []), *sorted(self.root.glob("*.mat"))]

@@ -65,6 +65,9 @@ def embedding_table(emb, index, provenance: Mapping[str, Any]) -> "pd.DataFrame"
         labels = task.labels.reindex(emb.record_ids)
         table[f"labels:{name}"] = [[c for c, v in row.items() if v == 1] if row.notna().all() else None
                                    for _, row in labels.iterrows()]
+    for raw in ("dx_snomed", "dx"):  # the record's own diagnosis codes beside the mapped labels (unscored codes included)
+        if raw in records:
+            table[raw] = records[raw].astype(object).where(records[raw].notna(), None).tolist()
     table["embedding"] = list(emb.emb.astype(np.float32))
     if emb.aligned is not None:
         table["aligned"] = list(emb.aligned.astype(np.float32))

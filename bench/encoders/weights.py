@@ -89,6 +89,21 @@ def validate_hub_reference(repo: str, filename: str, revision: str) -> None:
                                   f"path or a backslash would leave the cache) (fix: the {part} as the model card gives it)")
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the hub's endpoint: an offline machine is told at once instead of after the client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _inside(path: Path, root: Path) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(root) + os.sep)
 
@@ -133,13 +148,14 @@ def fetch_hf(repo: str, filename: str, revision: str, cache: str | Path, sha256:
     root = hub_cache(cache)
     repo_folder = root / f"models--{repo.replace('/', '--')}"
     _confined(root, repo_folder / "refs" / revision, repo_folder / "snapshots" / revision / filename, source=source)
-    offline = _env_true("HF_HUB_OFFLINE")
+    offline = _env_true("HF_HUB_OFFLINE") or not _hub_reachable()
     try:
-        path = Path(hf_hub_download(repo, filename, revision=revision, cache_dir=root))
+        path = Path(hf_hub_download(repo, filename, revision=revision, cache_dir=root, local_files_only=offline))
     except LocalEntryNotFoundError as exc:
         if offline:
-            raise CheckpointError(f"{source}: not in the cache {root} and HF_HUB_OFFLINE is set (fix: connect once, or "
-                                  f"download the file by hand and pass its path with --ckpt)") from exc
+            why = "HF_HUB_OFFLINE is set" if _env_true("HF_HUB_OFFLINE") else "the hub cannot be reached"
+            raise CheckpointError(f"{source}: not in the cache {root} and {why} (fix: connect once, or download the file "
+                                  f"by hand and pass its path with --ckpt)") from exc
         cause = exc.__cause__ or exc.__context__ or exc
         raise CheckpointError(f"{source}: not in the cache {root}, and the hub did not answer or the transfer broke off "
                               f"({type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:160]}) (fix: run the command "

@@ -79,7 +79,7 @@ svg text{font-size:11px} .forest{display:inline-block;margin:0 1em 1em 0;vertica
 </style></head><body>
 <h1>bench leaderboard</h1>
 <p class="legend">Cells: macro AUROC (%) [95% bootstrap interval over test records]. Marks: † a scored class had fewer than
-5 training positives; ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
+5 training positives; ◇ synthetic demo records (hidden unless shown: they show the pipeline, not a result); ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
 ‡ pretrained on the records' label descriptions instead of their reports. Hover a cell for its provenance.
 Every number comes from <code>leaderboard.csv</code>; <code>bench verify results/</code> recomputes it.</p>
 <p class="legend">__HEADER__</p>
@@ -88,6 +88,7 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 <label>protocol <select id="f-protocol"></select></label>
 <label>mode <select id="f-mode"></select></label>
 <label>label fraction <select id="f-fraction"></select></label>
+<label><input type="checkbox" id="f-synthetic"> show synthetic demo rows <span class="mark">(marked ◇)</span></label>
 </div>
 <p id="empty" class="note"></p>
 <h2>Methods × tasks</h2>
@@ -98,7 +99,12 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 <table id="rows"></table>
 <script id="data" type="application/json">__DATA__</script>
 <script>
-const ROWS = JSON.parse(document.getElementById("data").textContent);
+// synthetic demo rows (generated records: they show the pipeline, not a result) are hidden unless asked for, where the page
+// has real rows (a page of demo runs only shows them, marked)
+const ALL_ROWS = JSON.parse(document.getElementById("data").textContent);
+const HAS_REAL = ALL_ROWS.some(r => r.synthetic !== "yes");
+let ROWS = HAS_REAL ? ALL_ROWS.filter(r => r.synthetic !== "yes") : ALL_ROWS;
+document.getElementById("f-synthetic").checked = !HAS_REAL;
 const HOVER = __HOVER__;
 const LEADERS = __LEADERS__;
 const FILTERS = ["suite", "protocol", "mode", "fraction"];
@@ -107,7 +113,7 @@ const nameOf = r => r.name || r.method;
 ROWS.forEach(r => { if (r.mode === undefined || r.mode === null) r.mode = "linear"; });
 const auc = r => (r.auroc_pooled !== null && r.auroc_pooled !== undefined) ? r.auroc_pooled : r.auroc_mean;
 const pct = v => (v === null || v === undefined) ? "–" : (100 * v).toFixed(1);
-const marks = r => (r.low_support === "yes" ? "†" : "") + (String(r.contaminated).includes("yes") ? "⚠" : "")
+const marks = r => (r.synthetic === "yes" ? "◇" : "") + (r.low_support === "yes" ? "†" : "") + (String(r.contaminated).includes("yes") ? "⚠" : "")
                    + (String(r.pretrain_text).includes("labels") ? "‡" : "");
 const task = r => r.dataset + "/" + r.task;
 const esc = s => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
@@ -220,6 +226,10 @@ function render() {
   renderRows(rows);
 }
 FILTERS.forEach(f => document.getElementById("f-" + f).addEventListener("change", render));
+document.getElementById("f-synthetic").addEventListener("change", e => {
+  ROWS = e.target.checked ? ALL_ROWS : ALL_ROWS.filter(r => r.synthetic !== "yes");
+  render();
+});
 render();
 </script>
 </body></html>

@@ -11,6 +11,8 @@ ours, and the difference only where the paper's protocol and label fraction are 
 
 from __future__ import annotations
 
+import functools
+
 from typing import Sequence
 
 import numpy as np
@@ -179,6 +181,27 @@ RANK_WORDS = "bold = highest estimate, underlined = second (a ranking of estimat
 BUDGET_FREE = {"", "none", "untrained", "released", "unrecorded"}  # rows that sit beside any pretraining budget
 
 
+@functools.lru_cache(maxsize=1)
+def synthetic_datasets() -> frozenset[str]:
+    """The dataset configs whose records bench generates (a ``demo`` block): never real data."""
+    from bench.config import dataset_configs
+
+    return frozenset(name for name, cfg in dataset_configs().items() if cfg.data.get("demo"))
+
+
+def is_synthetic(row) -> bool:
+    """A row touches synthetic records: its dataset, a transfer direction's source or target, or its pretraining pool is a
+    generated dataset (or the row says so itself)."""
+    if str(row.get("synthetic", "") or "") == "yes":
+        return True
+    names = {str(row.get(k, "") or "") for k in ("dataset", "source_dataset", "target_dataset")}
+    names |= {part.split(":")[0] for part in str(row.get("pool", "") or "").split(",")}
+    return bool(names & synthetic_datasets())
+
+
+SYNTHETIC_WORDS = "SYNTHETIC demo records (they show the pipeline, not a result)"
+
+
 def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """A suite's aggregates split so that no table column mixes records or budgets: one part per record partition
     (``split_hash``) and, within it, per pretraining budget of the rows bench pretrained; untrained, released and
@@ -192,7 +215,8 @@ def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         free = here[budget[split == sh].isin(BUDGET_FREE)]
         for b in trained or [None]:
             part = pd.concat([here[budget[split == sh] == b], free]) if b else here
-            words = (f"; records: split {sh[:8] or '?'}; pretraining budget: "
+            words = ((f"; {SYNTHETIC_WORDS}" if any(is_synthetic(r) for r in part.to_dict("records")) else "")
+                     + f"; records: split {sh[:8] or '?'}; pretraining budget: "
                      f"{budget_words(b) if b else 'none (untrained, released or control rows)'}")
             parts.append((words, part))
     return parts
@@ -375,6 +399,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         for c in PROVENANCE:
             row[c] = ";".join(sorted({str(v) for v in g[c]}))
         row["name"] = row_name(g.iloc[0])
+        row["synthetic"] = "yes" if any(is_synthetic(r) for r in g.to_dict("records")) else "no"
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values(keys).reset_index(drop=True)

@@ -11,6 +11,7 @@ writes each aggregate with exactly the unit keys it pooled.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -49,7 +50,22 @@ class RunSummary:
     units_total: int = 0
     units_skipped: int = 0
     units_run: int = 0
+    seconds_computing: float = 0.0
     not_applicable: list[str] = field(default_factory=list)
+
+
+def unit_line(unit: Unit, result: UnitResult, summary: RunSummary, seconds: float) -> str:
+    """One line as a unit lands: where the run is (units done of those planned so far, time left at this pace), what the
+    unit is and its headline number."""
+    t = unit.tags
+    done = summary.units_run + summary.units_skipped
+    left = max(0, summary.units_total - done) * (summary.seconds_computing / max(1, summary.units_run))
+    where = "/".join(str(t[k]) for k in ("dataset", "task") if t.get(k) is not None)
+    detail = " ".join(f"{k} {t[k]}" for k in ("protocol", "mode", "fraction", "fold", "seed", "condition", "direction")
+                      if t.get(k) not in (None, "", "linear"))
+    metric = next((f"{name} {result.metrics[name]:.3f}" for name in ("auroc", "r2", "mae", "bleu") if name in result.metrics), "")
+    pace = f"{seconds:.1f} s" + (f", ~{left / 60:.1f} min for the {summary.units_total - done} planned after it" if left else "")
+    return f"[unit {done} of {summary.units_total} planned so far, {pace}] {t.get('method')} {where} {detail}: {metric}".rstrip(": ")
 
 
 @dataclass
@@ -77,11 +93,18 @@ class Runner:
         self.base = load_config([o for o in self.overrides if not o.lstrip("+~").startswith("data.")])
         if str(self.base.tracking.uri).startswith(f"sqlite:///{self.base.paths.workspace}"):
             check_workspace(self.base)  # an unusable workspace is one line before any work
-        self.store = ResultStore.from_config(self.base)
+        self._store: ResultStore | None = None
         self._embeddings: dict[str, Embeddings] = {}
         self._readers: dict[str, Any] = {}
         self._units_logged = 0
         self._reported: set[str] = set()
+
+    @property
+    def store(self) -> ResultStore:
+        """The MLflow store, opened when a unit is first looked up or logged (embedding alone writes no store)."""
+        if self._store is None:
+            self._store = ResultStore.from_config(self.base)
+        return self._store
 
     # ---- the run context suites compute through ---------------------------------------------------
     def dataset_cfg(self, dataset: str) -> DictConfig:
@@ -192,7 +215,8 @@ class Runner:
 
     def provenance(self, cfg: DictConfig, handle: EncoderHandle | None, index) -> dict[str, Any]:
         """The tags every unit row carries: weights, split, code, pool, preset, input contract, corpora."""
-        base = {"split_hash": index.split_hash(), "code_version": code_version()}
+        base = {"split_hash": index.split_hash(), "code_version": code_version(),
+                "synthetic": "yes" if cfg.data.get("demo") else "no"}  # generated records: every row they touch says so
         if handle is None:  # a suite's control without an encoder (e.g. a text-only control)
             return {**base, "checkpoint_hash": "none", "checkpoint": "none", "checkpoint_sha256": "none", "pool": "none", "preset": "",
                     "pretrain_budget": "none",
@@ -263,10 +287,15 @@ class Runner:
                 raise MissingUnits(f"{len(todo)} unit(s) are not in {self.store.uri} after the launcher finished, e.g.\n  {keys}\n"
                                    f"(fix: read the job logs under the sweep folder, then re-run the same command: "
                                    f"finished units are skipped)")
+            began = time.perf_counter()
             computed = dict(zip((u.key for u in todo), suite.compute(self, group, todo))) if todo else {}
+            took = (time.perf_counter() - began) / max(1, len(todo))
             for u in todo:
                 self._log_unit(suite, u, computed[u.key])
                 summary.units_run += 1
+                summary.seconds_computing += took
+                if self.progress:
+                    self.echo(unit_line(u, computed[u.key], summary, took))
             return [(u, computed[u.key] if u.key in computed else self._stored_result(done[u.key], suite.stores_predictions))
                     for u in units]
 

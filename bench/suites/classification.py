@@ -85,7 +85,7 @@ def classification_aggregate(ctx: "RunContext", group: Group, results: list[tupl
     tags = {"absent_classes": ",".join(totals[0].absent) or "-", "boot_key": boot_key, "n_boot": n_boot, "bootstrap_seed": seed,
             "bootstrap": "stratified by rarest positive class; fixed class set"}
     if len(per_seed) > 1:
-        m["auroc_seed_std"] = float(np.std([t.auroc for t in totals]))
+        m["auroc_seed_std"] = float(np.std([t.auroc for t in totals], ddof=1))  # the sample SD over the S seeds
         tags.update({"seeds": ",".join(sides), "auroc_by_seed": ",".join(f"{t.auroc:.6f}" for t in totals),
                      "bootstrap": tags["bootstrap"] + "; two-level: seeds drawn with replacement, then one record resample "
                                                       "shared by every seed"})
