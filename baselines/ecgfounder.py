@@ -25,18 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data.contract import InputContract
+from bench.data.leads import STANDARD_LEADS
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 
 PRESETS: dict[str, dict[str, Any]] = {
     "official": dict(base_filters=64, filters=[64, 160, 160, 400, 400, 1024, 1024], blocks=[2, 2, 2, 3, 3, 4, 4], kernel=16,
                      stride=2, groups_width=16, use_bn=False, n_classes=150),
+    # the released single-lead model (1_lead_ECGFounder.pth; finetune_model.ft_1lead_ECGFounder): the same Net1D on lead I
+    # (dataset.py's LVEF_1lead_*_Dataset keep lead I, then the same filters and z-score)
+    "official_1lead": dict(base_filters=64, filters=[64, 160, 160, 400, 400, 1024, 1024], blocks=[2, 2, 2, 3, 3, 4, 4],
+                           kernel=16, stride=2, groups_width=16, use_bn=False, n_classes=150, in_channels=1, leads=["I"]),
     # the same design at about a fiftieth of the width (untrained: no objective of the method runs here)
     "cpu_small": dict(base_filters=16, filters=[16, 32, 32, 64, 64, 128, 128], blocks=[1, 1, 1, 1, 1, 1, 1], kernel=16,
                       stride=2, groups_width=16, use_bn=False, n_classes=150),
     "tiny": dict(base_filters=8, filters=[8, 16, 32], blocks=[1, 2, 1], kernel=8, stride=2, groups_width=8, use_bn=False,
                  n_classes=4),
 }
-DEFAULTS = dict(in_channels=12, ratio=1.0, fs=500.0, n_samples=5000, notch_hz=50.0, notch_q=30.0, band=[0.67, 40.0], band_order=4,
+DEFAULTS = dict(in_channels=12, leads=list(STANDARD_LEADS), ratio=1.0, fs=500.0, n_samples=5000, notch_hz=50.0, notch_q=30.0, band=[0.67, 40.0], band_order=4,
                 baseline_s=0.4, text=None)
 
 
@@ -106,6 +111,9 @@ class ECGFounder(Encoder):
         overrides.pop("text", None)  # no text tower
         self.preset, self.config = preset, resolve_preset("ECGFounder", PRESETS, preset, overrides, DEFAULTS)
         c = self.config
+        if len(c["leads"]) != c["in_channels"]:
+            raise ValueError(f"ECGFounder: {c['in_channels']} input channels for leads {c['leads']} (fix: encoder.leads with "
+                             f"as many leads as encoder.in_channels)")
         self.use_bn = c["use_bn"]
         self.first_conv = SameConv(c["in_channels"], c["base_filters"], c["kernel"], stride=2)
         self.first_bn = nn.BatchNorm1d(c["base_filters"])
@@ -116,15 +124,15 @@ class ECGFounder(Encoder):
             for i in range(len(c["filters"])))
         self.dense = nn.Linear(widths[-1], c["n_classes"])  # the released 150-label head (not used for embeddings)
         self._contract = InputContract(
-            c["fs"], c["n_samples"], filters=(("notch", c["notch_hz"], c["notch_q"]), ("bandpass", list(c["band"]), c["band_order"])),
+            c["fs"], c["n_samples"], leads=tuple(c["leads"]), filters=(("notch", c["notch_hz"], c["notch_q"]), ("bandpass", list(c["band"]), c["band_order"])),
             filter_form="ba", baseline_median_s=c["baseline_s"], scale="zscore_record_eps",
             notes="ECGFounder dataset.py: filter_bandpass then z_score_normalization")
 
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
-        return EncoderSpec("ecgfounder", c["filters"][-1], c["fs"], c["n_samples"], n_params=self.n_params(),
-                           extra={"preset": self.preset}, contract=self._contract)
+        return EncoderSpec("ecgfounder", c["filters"][-1], c["fs"], c["n_samples"], leads=tuple(c["leads"]),
+                           n_params=self.n_params(), extra={"preset": self.preset}, contract=self._contract)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 12, samples] -> the last stage's output [B, C, T]."""
@@ -143,7 +151,8 @@ class ECGFounder(Encoder):
         return self.features(x).transpose(1, 2)
 
     def missing_hint(self, missing: list[str]) -> str:
-        return "pass ECGFounder's 12_lead_ECGFounder.pth ({'state_dict': Net1D state}) with encoder.preset=official"
+        return ("pass ECGFounder's 12_lead_ECGFounder.pth ({'state_dict': Net1D state}) with encoder.preset=official, or "
+                "1_lead_ECGFounder.pth with encoder.preset=official_1lead")
 
 
 def build_ecgfounder(**config: Any) -> ECGFounder:

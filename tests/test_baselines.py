@@ -320,3 +320,27 @@ def test_heartlang_input_scale_scales_the_words_and_changes_the_embedding_key():
     signal = words != 0  # the samples taken from the record (words are zero-padded around them)
     assert signal.sum() > 1000 and torch.equal(signal, words_scaled != 0)
     assert torch.allclose(words_scaled[signal], (words[signal] - 0.1) / 0.2, atol=1e-5)
+
+
+def test_ecgfounders_single_lead_model_reads_lead_i_with_upstreams_parameter_count(tmp_path):
+    """The released 1_lead_ECGFounder.pth as a preset: Net1D with one input channel (30,807,750 parameters, as upstream's
+    finetune_model.ft_1lead_ECGFounder builds it), lead I of any 12-lead record; its file form loads strictly."""
+    import numpy as np
+
+    from bench.encoders import create_encoder
+    from bench.encoders.embed import embed_signals
+    from bench.encoders.loading import load_encoder
+
+    enc = create_encoder("ecgfounder", preset="official_1lead")
+    assert enc.n_params() == 30_807_750 and enc.spec.leads == ("I",) and enc.contract.leads == ("I",)
+    small = create_encoder("ecgfounder", preset="tiny", in_channels=1, leads=["I"])
+    torch.save({"state_dict": small.state_dict()}, tmp_path / "1_lead_ECGFounder.pth")
+    handle = load_encoder("ecgfounder", {"preset": "tiny", "in_channels": 1, "leads": ["I"]}, tmp_path / "1_lead_ECGFounder.pth")
+    t = np.arange(5000) / 500
+    x = np.stack([np.stack([np.sin(2 * np.pi * (1 + j) * t) for j in range(12)])] * 2).astype(np.float32)
+    y = x.copy()
+    y[:, 1:] = 0  # only lead I matters
+    a, b = (embed_signals(handle, r, 500)["embedding"] for r in (x, y))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="as many leads as encoder.in_channels"):
+        create_encoder("ecgfounder", preset="tiny", in_channels=1)
