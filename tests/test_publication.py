@@ -196,8 +196,13 @@ def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_pat
         cell = matrix[0].find_elements(By.TAG_NAME, "td")[1]
         assert "checkpoint_hash:" in cell.get_attribute("title") and "code_version:" in cell.get_attribute("title")
         assert len(browser.find_elements(By.CSS_SELECTOR, "#forest svg")) == 2  # one forest plot per task
+        assert all("% labels" in h for h in heads)  # headers in words: task (dataset), labels %, mode, split
         browser.save_screenshot(str(tmp_path / "leaderboard.png"))
         assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
+        toggle = browser.find_element(By.ID, "f-synthetic")  # every row here is demo data: shown, marked, and hideable
+        assert board["synthetic"].eq("yes").all() and toggle.is_selected() and "◇" in matrix[0].text
+        toggle.click()
+        assert not browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")
     finally:
         browser.quit()
 

@@ -80,7 +80,9 @@ svg text{font-size:11px} .forest{display:inline-block;margin:0 1em 1em 0;vertica
 <h1>bench leaderboard</h1>
 <p class="legend">Cells: macro AUROC (%) [95% bootstrap interval over test records]. Marks: † a scored class had fewer than
 5 training positives; ◇ synthetic demo records (hidden unless shown: they show the pipeline, not a result); ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
-‡ pretrained on the records' label descriptions instead of their reports. Hover a cell for its provenance.
+‡ pretrained on the records' label descriptions instead of their reports. <b>Bold</b>: the column's best method, where a
+paired bootstrap test against the runner-up holds at 0.05; "(tied)": the best and the runner-up are not told apart, so
+nothing is bold. Hover a cell for its provenance.
 Every number comes from <code>leaderboard.csv</code>; <code>bench verify results/</code> recomputes it.</p>
 <p class="legend">__HEADER__</p>
 <div class="controls">
@@ -162,8 +164,16 @@ function renderMatrix(rows) {
   const methods = [...new Set(rows.map(nameOf))].sort();
   const cell = {};
   rows.forEach(r => cell[nameOf(r) + "|" + groupOf(r)] = r);
+  // headers in words: the dataset and task, then the label fraction, the mode and the protocol (the filters' choices);
   // bold only the leader a paired test names (best vs runner-up, bench publish); otherwise the column is "tied"
-  const head = c => `<th>${c}${c in LEADERS && !LEADERS[c] ? " (tied)" : ""}</th>`;
+  const modeWords = {linear: "linear probe", attentive: "attentive probe", finetune: "fine-tuned", scratch: "from scratch"};
+  const words = c => {
+    const [suite, protocol, mode, fraction, where] = c.split(" · ");
+    const [dataset, task] = where.split("/");
+    return `${task} <small>(${dataset})</small><br><small>${Math.round(100 * Number(fraction))} % labels, `
+      + `${modeWords[mode] || mode}, ${protocol === "cv10" ? "10-fold" : protocol} split${suite === "linear" ? "" : ", " + suite}</small>`;
+  };
+  const head = c => `<th title="${c}">${words(c)}${c in LEADERS && !LEADERS[c] ? " <small>(tied)</small>" : ""}</th>`;
   const lines = methods.map(m => ({method: m, cells: cols.map(c => cell[m + "|" + c])}));
   table.innerHTML = "<thead><tr><th>method</th>" + cols.map(head).join("") + "</tr></thead><tbody></tbody>";
   const draw = () => {
@@ -202,7 +212,9 @@ function renderForest(rows) {
   for (let v = lo; v <= hi + 1e-9; v += 0.1) ticks.push(Math.round(v * 10) / 10);
   box.innerHTML = Object.keys(groups).sort().map(name => {
     const g = groups[name].filter(r => auc(r) !== null).sort((a, b) => auc(b) - auc(a));
-    const W = 260, L = 90, H = 16 * g.length + 38, x = v => L + (v - lo) / Math.max(hi - lo, 1e-9) * W;
+    // the label column as wide as the longest name (about 6.5 px a character at 11 px), so no name is cut
+    const L = 12 + 6.5 * Math.max(8, ...g.map(r => (nameOf(r) + marks(r)).length));
+    const W = 260, H = 16 * g.length + 38, x = v => L + (v - lo) / Math.max(hi - lo, 1e-9) * W;
     const items = g.map((r, i) => {
       const y = 20 + 16 * i, colour = marks(r) ? "#b30000" : "#1f4e9c";
       return `<text x="${L - 4}" y="${y + 4}" text-anchor="end">${nameOf(r)}${marks(r)}</text>` +
