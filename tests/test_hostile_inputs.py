@@ -191,3 +191,27 @@ def test_an_unreachable_hub_is_said_at_once(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="not in the cache .* the hub cannot be reached"):
         fetch_hf("PKUDigitalHealth/ECGFounder", "12_lead_ECGFounder.pth", "main", tmp_path)
     assert time.perf_counter() - start < 10  # no retries against a machine that refuses the connection
+
+
+@pytest.mark.parametrize("line, field, value, expected", [
+    (0, 3, "0", "sample count '0' is not a positive whole number"),
+    (0, 3, "-5000", "sample count '-5000' is not a positive whole number"),
+    (1, 2, "1000/degC", "units 'degC' are not a voltage"),
+])
+def test_header_lengths_and_units_are_checked_where_they_enter(tmp_path, line, field, value, expected):
+    folder = _folder(tmp_path / "records")
+    _edit_header(folder / "A0001.hea", line, field, value)
+    result, out = _embed_wfdb(folder, tmp_path)
+    assert result.exit_code == 2 and "A0001.hea" in result.output and expected in result.output, result.output
+    assert not out.exists() and not _leftovers(tmp_path / "cache")
+
+
+def test_a_header_in_volts_is_read_in_millivolts(tmp_path):
+    from bench.data.wfdb_io import read_wfdb
+
+    folder = _folder(tmp_path / "records", n=1)
+    before = read_wfdb(folder / "A0001").signal
+    hea = folder / "A0001.hea"
+    hea.write_text(hea.read_text().replace(" 1000/mV ", " 1000000/V "))  # the same gain, per volt
+    assert "/V" in hea.read_text()
+    np.testing.assert_allclose(read_wfdb(folder / "A0001").signal, before, rtol=1e-5, atol=1e-6)

@@ -64,6 +64,10 @@ def _check_files(record_path: Path, header: wfdb.io.record.Record) -> None:
             )
 
 
+#: the voltage units a header may give, as millivolts per unit
+MV_PER_UNIT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
+
+
 def header_text(hea: Path) -> str:
     """A header's text; bytes that are not UTF-8 (a damaged file, or a comment written in another encoding) are refused
     naming the line, since its values (rate, gains, #Sex, #Dx) cannot be trusted to be read as written."""
@@ -90,6 +94,9 @@ def check_header_values(hea: Path, text: str) -> None:
     if not lines:
         raise DataError(hea, "empty header", "re-download the record")
     fields = lines[0].split()
+    if len(fields) >= 4 and (not fields[3].isdigit() or int(fields[3]) <= 0):
+        raise DataError(hea, f"sample count {fields[3]!r} is not a positive whole number",
+                        "repair the header's first line (record name, signals, rate, samples) or re-download the record")
     if len(fields) >= 3:
         fs = _number(fields[2])
         if fs is None or not np.isfinite(fs) or fs <= 0:
@@ -100,8 +107,12 @@ def check_header_values(hea: Path, text: str) -> None:
         if len(parts) < 3 or not re.match(r"^[-+0-9.eE]", parts[2]):
             continue
         gain = _number(parts[2])
+        lead = parts[8] if len(parts) > 8 else f"signal {number - 1}"
+        units = parts[2].split("/", 1)[1] if "/" in parts[2] else "mV"
+        if units.lower() not in MV_PER_UNIT:
+            raise DataError(hea, f"{lead}: units {units!r} are not a voltage (bench reads {', '.join(sorted(MV_PER_UNIT))})",
+                            "a record of ECG voltages, or repair the units in the header")
         if gain is None or not np.isfinite(gain) or gain <= 0:
-            lead = parts[8] if len(parts) > 8 else f"signal {number - 1}"
             raise DataError(hea, f"{lead}: ADC gain {parts[2]!r} is not a positive number of units per mV (WFDB would "
                                  f"read 0 as its default of 200 and scale the signal by it)",
                             "repair the gain in the header (e.g. 1000/mV) or re-download the record")
@@ -169,7 +180,7 @@ def read_wfdb(
                             f"point data.root at the right records folder or set {fs_option}={rec.fs:g}")
     signal = np.asarray(rec.p_signal, dtype=np.float32).T
     units = [u or "mV" for u in (rec.units or ["mV"] * rec.n_sig)]
-    scale = np.array([1e-3 if u.lower() in ("uv", "µv") else 1.0 for u in units], dtype=np.float32)
+    scale = np.array([MV_PER_UNIT.get(u.lower(), 1.0) for u in units], dtype=np.float32)
     signal = signal * scale[:, None]
     leads = names
     nan_only = [leads[i] for i in range(signal.shape[0]) if not np.isfinite(signal[i]).any()]
