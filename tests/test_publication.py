@@ -28,7 +28,11 @@ def published(tmp_path_factory):
     template = root / "readme_template.md"  # the README's prose; every number a reference into the results
     template.write_text("MERIT reaches {{ cell('linear/demo_ptbxl/super/fixed/1/merit') }} on super "
                         "({{ value('linear/demo_ptbxl/super/fixed/1/merit', 'n_test') }} test records); against MSE-only: "
-                        "{{ paired('super', 'merit', 'merit_mse') }}.\n\n{{ table('linear_fixed_1') }}")
+                        "{{ paired('super', 'merit', 'merit_mse') }}.\n\nClaim: {{ claim('linear/demo_ptbxl/super/fixed/1/merit', "
+                        "'linear/demo_ptbxl/super/fixed/1/random') }}; {{ claim('linear/demo_ptbxl/super/fixed/1/merit:attentive', "
+                        "'linear/demo_ptbxl/super/fixed/1/merit') }} ({{ claim_count() }} claims). Rhythm, "
+                        "{{ order('linear/demo_ptbxl/rhythm/fixed/1/merit', 'linear/demo_ptbxl/rhythm/fixed/1/random', "
+                        "'linear/demo_ptbxl/rhythm/fixed/1/merit_mse') }}.\n\n{{ table('linear_fixed_1') }}")
     for args in (["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm", "--fractions", "0.5,1"],
                  ["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super", "--modes", "attentive",
                   "modes.common.epochs=2"],
@@ -53,6 +57,8 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert "every number is recomputed from its bundle" in result.output
     readme = (results / "README.md").read_text()
     assert "MERIT reaches" in readme and "Holm p" in readme and "| merit" in readme  # rendered from the results
+    assert "(2 claims)" in readme and readme.count("told apart") + readme.count(" leads `") == 2
+    assert "by estimate, not tested: `" in readme
     manifest = json.loads((results / "bundle" / "manifest.json").read_text())
     assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
     modes = (results / "tables" / "modes.md").read_text()  # recomputed from the bundle too, rank correlations included
@@ -69,7 +75,7 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert str(published.parent) not in (results / "bundle" / "manifest.json").read_text()
 
 
-@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric", "readme"])
+@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric", "readme", "claim"])
 def test_tampering_is_caught_and_named(published, tmp_path, tamper):
     results = _copy(published, tmp_path)
     manifest_path = results / "bundle" / "manifest.json"
@@ -91,6 +97,17 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         text = path.read_text()
         number = re.search(r"MERIT reaches (\d+\.\d)", text).group(1)
         path.write_text(text.replace(f"MERIT reaches {number}", f"MERIT reaches {float(number) + 5:.1f}", 1))
+        expect = "README.md line"
+    elif tamper == "claim":  # a claim's wording turned: "not told apart" -> "leads", or the other way
+        import re
+
+        path = results / "README.md"
+        text = path.read_text()
+        untold = re.search(r"(`[^`]+`) and (`[^`]+`) are not told apart", text)
+        turned = (text.replace(untold.group(0), f"{untold.group(1)} leads {untold.group(2)}", 1) if untold else
+                  re.sub(r"(`[^`]+`) leads (`[^`]+`)", r"\1 and \2 are not told apart", text, count=1))
+        assert turned != text
+        path.write_text(turned)
         expect = "README.md line"
     elif tamper == "metric_with_hash":  # a stored aggregate edited, and the manifest's hashes left consistent
         agg = next(a for a in manifest["aggregates"] if a["suite"] == "linear" and a["tags"]["method"] == "random")

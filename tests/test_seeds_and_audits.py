@@ -92,19 +92,44 @@ def test_subgroup_gaps_need_enough_positives_in_both_and_say_why_not():
     s[200:350] = y[200:350] + 0.1 * rng.uniform(size=(150, 2))  # the "good" subgroup is ranked perfectly
     y[350:] = 0
     y[350:354, 0] = 1  # "tiny": 4 positives of class 0, none of class 1
-    metrics, rows = audit(y, s, levels, "ref", min_records=20, min_positives=10, n_boot=300, seed=0)
+    metrics, rows = audit(y, s, levels, "ref", min_records=20, min_positives=10)
     by = {r["level"]: r for r in rows}
     assert by["good"]["gap"] > 0.3 and by["good"]["ci_low"] > 0 and by["good"]["p"] < 0.05
     assert by["good"]["classes"] == 2 and by["good"]["positives"] >= 10
     assert "gap" not in by["tiny"] and "positives" in by["tiny"]["why"]
     assert metrics["tiny.n"] == 50 and "tiny.gap" not in metrics
     # too few records: the reason names the count
-    _, rows = audit(y, s, levels, "ref", min_records=60, min_positives=10, n_boot=100, seed=0)
+    _, rows = audit(y, s, levels, "ref", min_records=60, min_positives=10)
     assert {r["level"]: r for r in rows}["tiny"]["why"] == "50 records < 60"
 
 
+def test_delong_variance_is_the_textbook_one_and_its_gap_test_holds_its_level():
+    """One class: DeLong's s10/m + s01/n from the pairwise kernel. Two independent sets from one distribution: about 5 %
+    of p below 0.05 (the bootstrap p of 1,000 resamples could never go below 0.002; this one has no floor)."""
+    from sklearn.metrics import roc_auc_score
+
+    from bench.suites.metrics import delong_gap_test, delong_macro_auroc, detectable_gap
+
+    rng = np.random.default_rng(0)
+    y = (rng.uniform(size=(200, 1)) < 0.3).astype(int)
+    s = np.round(rng.normal(size=(200, 1)) + y, 1)  # ties, counted half
+    auc, var = delong_macro_auroc(y, s)
+    pos = y[:, 0] == 1
+    psi = (s[pos, 0][:, None] > s[~pos, 0][None]) + 0.5 * (s[pos, 0][:, None] == s[~pos, 0][None])
+    assert auc == pytest.approx(roc_auc_score(y[:, 0], s[:, 0]), abs=1e-12)
+    assert var == pytest.approx(psi.mean(1).var(ddof=1) / pos.sum() + psi.mean(0).var(ddof=1) / (~pos).sum(), rel=1e-9)
+    p = []
+    for _ in range(300):
+        ya, yb = ((rng.uniform(size=(n, 3)) < 0.3).astype(int) for n in (150, 120))
+        p.append(delong_gap_test(ya, rng.normal(size=ya.shape) + ya, yb, rng.normal(size=yb.shape) + yb)["p_value"])
+    assert 0.02 <= np.mean(np.array(p) < 0.05) <= 0.09
+    gap = delong_gap_test(ya, rng.normal(size=ya.shape) + 2 * ya, yb, rng.normal(size=yb.shape) + yb)
+    assert gap["diff"] > 0.1 and gap["p_value"] < 1e-4  # far beyond what a 1,000-resample bootstrap p could say
+    assert detectable_gap(0.02, 28) > detectable_gap(0.02, 1) > 2 * 0.02
+
+
 def test_robustness_marks_a_constant_output_instead_of_scoring_it():
-    from bench.suites.robustness import degenerate_classes
+    from bench.suites.metrics import degenerate_classes
 
     rng = np.random.default_rng(0)
     y = (rng.uniform(size=(100, 3)) < 0.3).astype(int)

@@ -60,15 +60,18 @@ def side_auroc(side: list[dict[str, np.ndarray]], idx: np.ndarray, draws: np.nda
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,
                     task: str, protocol: str = "fixed", fraction: float = 1.0, seed: int | str = "auto", n_boot: int = 1000,
-                    boot_seed: int = 0, mode_a: str = "linear", mode_b: str | None = None) -> dict:
-    """Paired bootstrap of macro AUROC between ``a`` (in ``mode_a``) and ``b`` (in ``mode_b``, default the same): two
-    methods, or one method in two modes. ``seed="auto"`` compares the cells over all their seeds where they exist (the
-    two-level bootstrap: the same seed draws and record resamples for both sides), else seed 0."""
+                    boot_seed: int = 0, mode_a: str = "linear", mode_b: str | None = None, suite_b: str | None = None) -> dict:
+    """Paired bootstrap of macro AUROC between ``a`` (in ``mode_a``) and ``b`` (in ``mode_b``, default the same; of
+    ``suite_b``, default ``suite``): two methods, one method in two modes, or two suites' cells on one evaluation set. ``seed="auto"`` compares the cells over all their seeds where both sides
+    have them (the two-level bootstrap: the same seed draws and record resamples for both sides), else seed 0 of each
+    (like with like: a one-seed cell is never set against a mean over seeds)."""
     if seed == "auto":
-        seed = cell_seed(store, suite, {"method": a, "dataset": dataset, "task": task, "protocol": protocol,
-                                        "fraction": float(fraction), "mode": mode_a})
+        where = {"dataset": dataset, "task": task, "protocol": protocol, "fraction": float(fraction)}
+        seeds = {cell_seed(store, suite, {"method": a, **where, "mode": mode_a}),
+                 cell_seed(store, suite_b or suite, {"method": b, **where, "mode": mode_b or mode_a})}
+        seed = "all" if seeds == {"all"} else 0
     side_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a)
-    side_b, _ = pooled_predictions(store, suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a)
+    side_b, _ = pooled_predictions(store, suite_b or suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a)
     if len(side_a) != len(side_b):
         raise ValueError(f"{a} has {len(side_a)} seed(s) and {b} {len(side_b)}; a paired test over seeds needs the same seeds")
     ref = side_a[0]

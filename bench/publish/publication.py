@@ -164,8 +164,24 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
     if settings.readme:
         from bench.publish.readme import render_readme
 
-        put(results / "README.md", render_readme(board, tests, tables, readme_path(settings.readme)))
+        put(results / "README.md", render_readme(board, tests, tables, readme_path(settings.readme),
+                                                 lambda pairs: claim_tests(store, pairs, settings, boot_cache)))
     return written
+
+
+def claim_tests(store, pairs: list, settings: PublishSettings, boot_cache: Path) -> list[dict]:
+    """The paired test of each claim (``claims.Cell`` pairs) of a page, Holm-adjusted over the page's claims."""
+    from bench.publish.claims import claim_job
+    from bench.publish.compare import with_holm
+
+    tests = comparisons(store, [claim_job(a, b, settings.paired_n_boot, settings.bootstrap_seed) for a, b in pairs], boot_cache,
+                        expected=(LookupError, ValueError))
+    for (a, b), test in zip(pairs, tests):
+        if isinstance(test, Exception):
+            from bench.publish.claims import ClaimError
+
+            raise ClaimError(f"the claim {a.label} vs {b.label} on {a.dataset}/{a.task} cannot be tested: {test}")
+    return with_holm(tests)
 
 
 def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_cache: Path, alpha: float = 0.05) -> dict[str, str]:

@@ -6,7 +6,13 @@ The template (``configs/publication/results_readme.md``, Jinja2) is prose with r
 - ``{{ auroc("linear/ptbxl_1819/super/fixed/1/merit") }}`` -> ``73.0`` (the cell's AUROC in %, as the tables show it);
   ``ci(...)`` -> ``[68.1, 77.6]``; ``cell(...)`` -> both; ``value(row, "n_test")`` -> a leaderboard column as written;
 - ``{{ paired("super", "merit", "merit_mse") }}`` -> ``+5.60 points [95% CI +1.20, +9.90], Holm p 0.010`` (the paired table);
-- ``{{ table("linear_fixed_1") }}`` -> the generated table file ``tables/linear_fixed_1.md`` itself.
+- ``{{ table("linear_fixed_1") }}`` -> the generated table file ``tables/linear_fixed_1.md`` itself;
+- ``{{ claim(ROW_A, ROW_B) }}`` -> "`a` leads `b` (Δ …, Holm p …)" or "`a` and `b` are not told apart (Δ …)", as the
+  paired test of the two cells says, Holm-adjusted over the page's claims (``{{ claim_count() }}`` of them);
+  ``{{ order(ROW, ROW, ...) }}`` -> the cells by estimate, "not tested" (bench/publish/claims.py).
+
+Comparative words typed in the template's prose ("leads", "above", "best", "told apart", ...) are refused: only a claim
+or an ordering may rank cells.
 
 A row is ``suite/dataset/task/protocol/fraction/method`` of the leaderboard; a reference to a row, comparison or table
 that does not exist stops the publication, naming it.
@@ -15,7 +21,7 @@ that does not exist stops the publication, naming it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -34,10 +40,13 @@ def _pct(value: float) -> str:
     return f"{100 * float(value):.1f}" if np.isfinite(float(value)) else "–"
 
 
-def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Path, template: Path = TEMPLATE) -> str:
-    """The README for the leaderboard ``board``, the paired comparisons ``paired`` and the table files in ``tables``."""
+def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Path, template: Path = TEMPLATE,
+                  test_claims: Callable[[list[tuple[Any, Any]]], list[dict]] | None = None) -> str:
+    """The README for the leaderboard ``board``, the paired comparisons ``paired`` and the table files in ``tables``;
+    ``test_claims`` turns the claims' pairs of cells (``claims.Cell``) into their Holm-adjusted tests, in order."""
     import jinja2
 
+    from bench.publish.claims import Cell, ClaimError, claim_words, order_words, typed_comparatives
     from bench.publish.tables import auroc_estimate
 
     def name(r: dict) -> str:  # suite/dataset/task/protocol/fraction/method, with :mode for modes beside the linear probe
@@ -87,12 +96,50 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
         text = path.read_text()
         return text.split("\n\n", 1)[1] if text.startswith("<!--") else text
 
+    def scored(name: str) -> Cell:
+        r = row(name)
+        if not np.isfinite(auroc_estimate(r)):
+            raise ReadmeError(f"{template.name}: {name} has no AUROC ({r.get('degenerate') or 'not scored'}); a claim or "
+                              f"an ordering needs scored cells")
+        return Cell.parse(name)
+
+    declared: list[tuple[Cell, Cell]] = []
+    outcomes: list[dict] = []  # filled between the two passes; the second pass takes them in the order declared
+
+    def claim(name_a: str, name_b: str) -> str:
+        a, b = scored(name_a), scored(name_b)
+        if not second_pass:
+            declared.append((a, b))
+            return ""
+        return claim_words(a, b, outcomes.pop(0))
+
+    def claim_count() -> str:
+        return str(len(declared))
+
+    def order(*names: str) -> str:
+        cells = [(scored(n), auroc_estimate(row(n)), float(row(n)["auroc_ci_low"]), float(row(n)["auroc_ci_high"]))
+                 for n in names]
+        return order_words(cells)
+
     if not template.is_file():
         raise ReadmeError(f"{template}: no README template (fix: bench publish --readme PATH, or --readme '' for none)")
+    text = template.read_text()
+    typed = typed_comparatives(text)
+    if typed:
+        raise ReadmeError(f"{template.name}: comparative words typed in the prose ({'; '.join(typed[:5])}); only claim(...) "
+                          f"or order(...) may rank cells (fix: declare the comparison as a claim)")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    functions = dict(auroc=auroc, ci=ci, cell=cell, value=value, paired=paired_test, table=table, claim=claim,
+                     claim_count=claim_count, order=order)
+    second_pass = False
     try:
-        rendered = env.from_string(template.read_text()).render(auroc=auroc, ci=ci, cell=cell, value=value, paired=paired_test,
-                                                               table=table)
-    except jinja2.TemplateError as exc:
+        rendered = env.from_string(text).render(**functions)
+        if declared:
+            if test_claims is None:
+                raise ReadmeError(f"{template.name}: the template declares claims but nothing was given to test them")
+            outcomes.extend(test_claims(declared))
+            second_pass = True
+            rendered = env.from_string(text).render(**functions)
+    except (jinja2.TemplateError, ClaimError) as exc:
         raise ReadmeError(f"{template}: {exc}") from exc
     return HEADER + rendered

@@ -48,6 +48,12 @@ def auroc_estimate(row) -> float:
     return pooled if np.isfinite(pooled) else float(row.get("auroc_mean", np.nan))
 
 
+def degenerate(row) -> str:
+    """Why a cell is not scored ("" when it is): its outputs were degenerate (bench/suites/metrics.py)."""
+    value = row.get("degenerate", "")
+    return "" if value is None or (isinstance(value, float) and not np.isfinite(value)) else str(value)
+
+
 def row_marks(row) -> str:
     """The warnings a cell carries after its number: contamination and label-text pretraining."""
     return ((CONTAMINATED_MARK if "yes" in str(row.get("contaminated", "")) else "")
@@ -243,6 +249,9 @@ def _suite_cells(sub: pd.DataFrame, suite: str, methods: Sequence[str] | None, f
                     cells.loc[meth, col] = "–"
                     continue
                 row = g.loc[meth]
+                if degenerate(row):
+                    cells.loc[meth, col] = "degenerate"
+                    continue
                 v = auroc_estimate(row) if m == "auroc" else float(row.get(f"{m}_mean", np.nan))
                 lo, hi = (row.get("auroc_ci_low"), row.get("auroc_ci_high")) if m == "auroc" else (None, None)
                 text = _fmt(v, lo, hi)
@@ -400,6 +409,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
             row[c] = ";".join(sorted({str(v) for v in g[c]}))
         row["name"] = row_name(g.iloc[0])
         row["synthetic"] = "yes" if any(is_synthetic(r) for r in g.to_dict("records")) else "no"
+        row["degenerate"] = " | ".join(sorted({degenerate(r) for r in g.to_dict("records")} - {""}))
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values(keys).reset_index(drop=True)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from bench.suites.metrics import (MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc, classification_scores,
-                                  percentile_interval, scorable, seed_draws, two_level_bootstrap)
+from bench.suites.metrics import (MIN_DISTINCT_SCORES, MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc,
+                                  classification_scores, degenerate_reason, percentile_interval, scorable, seed_draws,
+                                  two_level_bootstrap)
 from bench.suites.base import Aggregate, Group, Unit, UnitResult, content_hash
 
 if TYPE_CHECKING:
@@ -92,6 +93,14 @@ def classification_aggregate(ctx: "RunContext", group: Group, results: list[tupl
     if support:
         m["min_train_positives"] = float(min(support))
         tags["low_support"] = "yes" if min(support) < MIN_TRAIN_POSITIVES else "no"
+    flat = {seed: degenerate_reason(q["y_true"], q["y_score"], classes) for seed, q in zip(sides, per_seed)}
+    flat = {seed: why for seed, why in flat.items() if why}
+    if flat:  # never scored: the cell says why instead (bench/suites/metrics.py)
+        m.update({k: float("nan") for k in m if k.split("_")[0] in ("auroc", "auprc", "f1", "bacc", "hamming")})
+        tags["degenerate"] = " | ".join(f"seed {seed}: {why}" for seed, why in flat.items())
+        tags["min_distinct_scores"] = MIN_DISTINCT_SCORES
+        tags.pop("auroc_by_seed", None)
+        boot = np.full_like(boot, np.nan)
     bootdir = boot_dir(ctx) / "auroc"
     bootdir.mkdir(parents=True, exist_ok=True)
     np.save(bootdir / f"{content_hash(group.agg_key, 12)}.npy", boot)

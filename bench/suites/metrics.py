@@ -20,6 +20,14 @@
   and a resample in which a class scored on the full set lost all its positives or negatives is
   redrawn, so every resample averages the same classes. The indices are persisted per evaluation set,
   so every method is scored on the same resamples and a paired test compares two methods on them.
+- Degenerate outputs are never scored: a cell in which, for some scored class, the positives or the negatives got fewer
+  than ``MIN_DISTINCT_SCORES`` distinct scores (or fewer than there are records, when there are fewer) carries no metric,
+  only "degenerate" and the reason (``degenerate_reason``). A head fed broken input gives (nearly) every record one
+  score; its AUROC near 0.5, or far from it through a handful of ties, measures nothing. One rule for every suite.
+- Gap between two independent sets of records (subgroup audits): DeLong's variance of each set's macro AUROC, from
+  the per-record structural components of every class averaged over the classes (so classes scored on the same
+  records covary as they should), and z = gap / sqrt(var_a + var_b) with a two-sided normal p (``delong_gap_test``).
+  Unlike a bootstrap p it has no floor of 2 / (B + 1), so a Holm family of many gaps can still reach significance.
 - Paired test: the observed difference of macro AUROC, the percentile interval of the resampled
   differences, and a two-sided p = 2 (1 + #resamples on the other side of 0) / (B + 1), capped at 1:
   it never goes below 2 / (B + 1), the resolution B resamples allow. Holm's step-down adjustment
@@ -41,6 +49,7 @@ from bench.files import atomic_path
 
 
 MIN_TRAIN_POSITIVES = 5  # a scored class with fewer training positives marks the cell (tables: "†")
+MIN_DISTINCT_SCORES = 5  # a scored class whose positives or negatives got fewer distinct scores is degenerate
 
 
 @dataclass
@@ -89,6 +98,31 @@ def classification_scores(y_true: np.ndarray, y_score: np.ndarray, classes: Sequ
         classes_scored=[c for c, k in zip(classes, ok) if k],
         absent=absent,
     )
+
+
+def _flat_classes(y_true: np.ndarray, y_score: np.ndarray, min_distinct: int) -> list[tuple[int, str, int, int]]:
+    """(class index, "positives"/"negatives", distinct scores, records) of each scorable class that is flat."""
+    y_true, y_score = np.asarray(y_true).astype(bool), np.asarray(y_score)
+    flat = []
+    for k in np.flatnonzero(scorable(y_true.astype(int))):
+        for part, word in ((y_true[:, k], "positives"), (~y_true[:, k], "negatives")):
+            distinct = len(np.unique(y_score[part, k]))
+            if distinct < min(min_distinct, int(part.sum())):
+                flat.append((int(k), word, distinct, int(part.sum())))
+                break
+    return flat
+
+
+def degenerate_classes(y_true: np.ndarray, y_score: np.ndarray, min_distinct: int = MIN_DISTINCT_SCORES) -> int:
+    """How many scored classes are flat (module docstring: degenerate outputs)."""
+    return len(_flat_classes(y_true, y_score, min_distinct))
+
+
+def degenerate_reason(y_true: np.ndarray, y_score: np.ndarray, classes: Sequence[str],
+                      min_distinct: int = MIN_DISTINCT_SCORES) -> str:
+    """Why these predictions are no measurement ("" when they are): each flat class with its count of distinct scores."""
+    flat = _flat_classes(y_true, y_score, min_distinct)
+    return "; ".join(f"{classes[k]}: {d} distinct score(s) for {n} {word}" for k, word, d, n in flat)
 
 
 def macro_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -262,6 +296,50 @@ def paired_bootstrap_test(auroc_a: np.ndarray, auroc_b: np.ndarray, observed_a: 
     p = 2 * (1 + min(int((diff <= 0).sum()), int((diff >= 0).sum()))) / (b + 1)
     return {"diff": float(observed_a - observed_b), "ci_low": lo, "ci_high": hi, "p_value": float(min(1.0, p)),
             "p_floor": 2 / (b + 1), "n_boot": float(b)}
+
+
+def delong_macro_auroc(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float]:
+    """Macro AUROC over the scorable classes and its DeLong variance (module docstring)."""
+    from scipy.stats import rankdata
+
+    y_true, y_score = np.asarray(y_true).astype(bool), np.asarray(y_score, dtype=float)
+    ok = np.flatnonzero(scorable(y_true.astype(int)))
+    influence = np.zeros(len(y_true))
+    aucs = []
+    for k in ok:
+        pos, s = y_true[:, k], y_score[:, k]
+        m, n = int(pos.sum()), int((~pos).sum())
+        rank_all, rank_pos, rank_neg = rankdata(s), rankdata(s[pos]), rankdata(s[~pos])
+        v10 = (rank_all[pos] - rank_pos) / n   # per positive: share of negatives it outranks (ties half)
+        v01 = 1 - (rank_all[~pos] - rank_neg) / m  # per negative: share of positives that outrank it
+        auc = float(v10.mean())
+        aucs.append(auc)
+        influence[pos] += (v10 - auc) / np.sqrt(m * max(m - 1, 1))
+        influence[~pos] += (v01 - auc) / np.sqrt(n * max(n - 1, 1))
+    if not aucs:
+        return float("nan"), float("nan")
+    influence /= len(aucs)
+    return float(np.mean(aucs)), float(np.sum(influence ** 2))
+
+
+def delong_gap_test(y_a: np.ndarray, s_a: np.ndarray, y_b: np.ndarray, s_b: np.ndarray) -> dict[str, float]:
+    """Macro AUROC gap a − b between two independent sets of records, its 95% normal interval and two-sided p."""
+    from scipy.stats import norm
+
+    auc_a, var_a = delong_macro_auroc(y_a, s_a)
+    auc_b, var_b = delong_macro_auroc(y_b, s_b)
+    se = float(np.sqrt(var_a + var_b))
+    gap = auc_a - auc_b
+    p = float(2 * norm.sf(abs(gap) / se)) if se > 0 else (1.0 if gap == 0 else 0.0)
+    return {"diff": gap, "se": se, "ci_low": gap - 1.959964 * se, "ci_high": gap + 1.959964 * se, "p_value": p}
+
+
+def detectable_gap(se: float, family: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest gap a two-sided test with standard error ``se`` finds with ``power`` at Holm's first step over
+    ``family`` comparisons (level alpha / family)."""
+    from scipy.stats import norm
+
+    return float((norm.isf(alpha / (2 * max(family, 1))) + norm.ppf(power)) * se)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bench.suites.metrics import degenerate_classes
 from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, frame_hash
 
 if TYPE_CHECKING:
@@ -35,22 +36,6 @@ class RobustnessState:
     seed: int
     noise_seed: int
     min_distinct: int = 5
-
-
-def degenerate_classes(y_true: np.ndarray, y_score: np.ndarray, min_distinct: int) -> int:
-    """Classes (scorable ones) whose positives or negatives got fewer than ``min_distinct`` distinct scores (capped by
-    how many there are): a head fed a broken input gives every record the same score, and its AUROC of exactly 0.5 is
-    no measurement."""
-    from bench.suites.metrics import scorable
-
-    y_true, y_score = np.asarray(y_true).astype(bool), np.asarray(y_score)
-    flat = 0
-    for k in np.flatnonzero(scorable(y_true.astype(int))):
-        for part in (y_true[:, k], ~y_true[:, k]):
-            if len(np.unique(y_score[part, k])) < min(min_distinct, int(part.sum())):
-                flat += 1
-                break
-    return flat
 
 
 class RobustnessSuite(Suite):

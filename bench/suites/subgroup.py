@@ -6,9 +6,10 @@ keys are part of its own key), so it changes whenever they do. Per attribute, ev
 with one reference subgroup (configs/protocols/subgroup.yaml: e.g. female − male, each age band − 60-79):
 a class enters a comparison only with ``min_positives`` positives and as many negatives in both subgroups,
 the gap is the difference of their macro AUROCs on those classes, and its interval and two-sided p come from
-resampling each subgroup within itself (stratified, fixed class set). The table adjusts the p-values with
-Holm over every gap it shows. A subgroup with too few records, or no class with enough positives here and
-in the reference, is listed with the reason instead of a number.
+DeLong's variance of each (independent records; no resampling floor, so a gap can survive Holm over many). The table
+adjusts the p-values with Holm over every gap it shows and prints the smallest gap it could detect. A subgroup with
+too few records, or no class with enough positives here and in the reference, is listed with the reason instead of a
+number; a cell whose predictions are degenerate (bench/suites/metrics.py) is not audited at all.
 
 Written only against the suite plugin interface (bench/suites/base.py).
 """
@@ -61,14 +62,6 @@ def _eligible(y: np.ndarray, min_positives: int) -> np.ndarray:
     return (pos >= min_positives) & (len(y) - pos >= min_positives)
 
 
-def _boot(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> tuple[float, np.ndarray]:
-    """Macro AUROC on all records and on stratified resamples within them (fixed class set)."""
-    from bench.suites.metrics import bootstrap_indices, bootstrap_macro_auroc
-
-    idx = bootstrap_indices(len(y), n_boot, seed, y_true=y)
-    return float(bootstrap_macro_auroc(y, s, np.arange(len(y))[None])[0]), bootstrap_macro_auroc(y, s, idx)
-
-
 def reference_level(levels: pd.Series, attribute: str, settings: dict) -> str | None:
     """The subgroup every other one is compared with: configured per attribute (``references``), or the largest."""
     named = (settings.get("references") or {}).get(attribute, "largest")
@@ -78,13 +71,14 @@ def reference_level(levels: pd.Series, attribute: str, settings: dict) -> str | 
     return str(counts.index[0]) if len(counts) else None
 
 
-def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, reference: str | None, min_records: int, min_positives: int,
-          n_boot: int, seed: int) -> tuple[dict, list[dict]]:
+def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, reference: str | None, min_records: int,
+          min_positives: int) -> tuple[dict, list[dict]]:
     """One attribute's gaps against its reference subgroup. A class enters a comparison only with ``min_positives``
     positives and negatives in both subgroups; the gap (subgroup − reference) is the difference of their macro AUROCs
-    on those classes, its interval from the same resample index in both (each resampled within itself), with a
-    two-sided bootstrap p. Every subgroup that cannot be compared is listed with the reason."""
-    from bench.suites.metrics import paired_bootstrap_test
+    on those classes, with DeLong's interval and two-sided p for independent records (bench/suites/metrics.py: no
+    resampling floor, so a gap can survive Holm over many). Every subgroup that cannot be compared is listed with the
+    reason."""
+    from bench.suites.metrics import delong_gap_test, delong_macro_auroc
 
     groups = {str(lv): np.flatnonzero((levels == lv).to_numpy()) for lv in levels.dropna().unique()}
     rows = []
@@ -106,7 +100,7 @@ def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, reference: str | None
             if not ref_ok.any():
                 rows.append(row(lv, why=f"reference: no class with >= {min_positives} positives and negatives in {len(r)} records"))
                 continue
-            auc, boot = _boot(y[r][:, ref_ok], s[r][:, ref_ok], n_boot, seed)
+            auc = delong_macro_auroc(y[r][:, ref_ok], s[r][:, ref_ok])[0]
             rows.append(row(lv, auroc=auc, classes=int(ref_ok.sum()), positives=int(y[r][:, ref_ok].sum(0).min()),
                             why="reference"))
             metrics.update({f"{_name(lv)}.auroc": auc, f"{_name(lv)}.classes": float(ref_ok.sum())})
@@ -118,22 +112,27 @@ def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, reference: str | None
         if not both.any():
             rows.append(row(lv, why=f"no class with >= {min_positives} positives and negatives here and in {reference}"))
             continue
-        auc, boot = _boot(y[r][:, both], s[r][:, both], n_boot, seed)
-        ref_auc, ref_boot = _boot(y[ref_rows][:, both], s[ref_rows][:, both], n_boot, seed)
-        test = paired_bootstrap_test(boot, ref_boot, auc, ref_auc)
+        test = delong_gap_test(y[r][:, both], s[r][:, both], y[ref_rows][:, both], s[ref_rows][:, both])
+        ref_auc = delong_macro_auroc(y[ref_rows][:, both], s[ref_rows][:, both])[0]
+        auc = ref_auc + test["diff"]
         positives = int(min(y[r][:, both].sum(0).min(), y[ref_rows][:, both].sum(0).min()))
         rows.append(row(lv, auroc=auc, reference_auroc=ref_auc, gap=test["diff"], ci_low=test["ci_low"], ci_high=test["ci_high"],
                         p=test["p_value"], classes=int(both.sum()), positives=positives))
         metrics.update({f"{_name(lv)}.auroc": auc, f"{_name(lv)}.classes": float(both.sum()),
                         f"{_name(lv)}.positives": float(positives), f"{_name(lv)}.gap": test["diff"],
                         f"{_name(lv)}.gap_ci_low": test["ci_low"], f"{_name(lv)}.gap_ci_high": test["ci_high"],
-                        f"{_name(lv)}.gap_p": test["p_value"], f"{_name(lv)}.p_floor": test["p_floor"]})
+                        f"{_name(lv)}.gap_p": test["p_value"], f"{_name(lv)}.gap_se": test["se"], f"{_name(lv)}.p_floor": 0.0})
     return metrics, rows
+
+
+INTERVAL_DELONG = "DeLong: each subgroup's macro AUROC variance from its own records (independent); gap = subgroup - reference"
+INTERVAL_BOOTSTRAP = ("each subgroup and its reference resampled within themselves (stratified, fixed class set); "
+                      "gap = subgroup - reference")
 
 
 class SubgroupSuite(Suite):
     name = "subgroup"
-    version = "2"  # 2: gaps to a named reference subgroup on classes with enough positives, Holm-adjusted
+    version = "3"  # 2: gaps to a named reference subgroup on classes with enough positives, Holm-adjusted; 3: DeLong p and CI
     description = ("audit of the linear suite's test predictions by age band, sex, site and device: each subgroup's AUROC gap "
                    "to a reference subgroup, only where both have enough positives and negatives")
     stores_predictions = False
@@ -176,26 +175,31 @@ class SubgroupSuite(Suite):
         if agg is None or "unit_keys" not in agg:
             raise LookupError(f"no linear aggregate for {method} on {cfg.data.name}/{task} ({protocol}, {fraction}, seed {seed}, {mode})")
         keys = agg["unit_keys"].split(",")
-        material = {"linear_units": keys, "metadata": frame_hash(meta), "settings": settings,
-                    "n_boot": int(settings["n_boot"]), "bootstrap_seed": int(ctx.base.run.bootstrap_seed)}
+        material = {"linear_units": keys, "metadata": frame_hash(meta), "settings": settings}
         tags = {"fold": "test" if protocol == "fixed" else "pooled", "linear_unit_set": agg.get("unit_set", ""),
                 "attributes": ",".join(meta.columns), **{k: agg.get(k, "") for k in UNIT_PROVENANCE}}
         return Group(ident, [Unit(tags, material)], state=(settings, meta, keys))
 
     def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         from bench.suites.classification import pooled
+        from bench.suites.metrics import degenerate_reason
 
         settings, meta, keys = group.state
         results = ctx.unit_results("linear", keys, method=str(group.identity["method"]), dataset=str(group.identity["dataset"]))
         p = pooled([r.arrays for r in results])
         records = meta.loc[[str(r) for r in p["record_ids"]]]
         metrics: dict[str, float] = {"n_test": float(len(records))}
+        stored = results[0].arrays.get("classes")
+        classes = [str(c) for c in stored] if stored is not None else [str(k) for k in range(p["y_true"].shape[1])]
+        flat = degenerate_reason(p["y_true"], p["y_score"], classes)
+        if flat:
+            return [UnitResult(metrics, {}, tags={"unscored": f"all: degenerate predictions ({flat})", "references": ""})]
         rows, references = [], {}
         for attribute in meta.columns:
             levels = subgroup_levels(records, attribute, settings).reset_index(drop=True)
             references[attribute] = reference_level(levels, attribute, settings)
             m, r = audit(p["y_true"], p["y_score"], levels, references[attribute], int(settings["min_records"]),
-                         int(settings["min_positives"]), int(settings["n_boot"]), int(ctx.base.run.bootstrap_seed))
+                         int(settings["min_positives"]))
             metrics.update({f"{attribute}.{k}": v for k, v in m.items()})
             rows += [{"attribute": attribute, **row} for row in r]
         why = "; ".join(f"{r['attribute']}.{_name(r['level'])}: {r['why']}" for r in rows if r.get("why") not in (None, "reference"))
@@ -210,8 +214,8 @@ class SubgroupSuite(Suite):
         return Aggregate(dict(result.metrics), {"attributes": tags["attributes"], "linear_unit_set": tags["linear_unit_set"],
                                                 "unscored": tags.get("unscored", "-"), "references": tags.get("references", ""),
                                                 "min_positives": result.params.get("min_positives", ""),
-                                                "interval": "each subgroup and its reference resampled within themselves "
-                                                            "(stratified, fixed class set); gap = subgroup - reference"})
+                                                "interval": INTERVAL_DELONG if any(k.endswith(".gap_se") for k in result.metrics)
+                                                            else INTERVAL_BOOTSTRAP})
 
     def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
         return [{"method": request.methods, "dataset": [d], "task": request.tasks or list(ctx.dataset_cfg(d).data.default_tasks),
@@ -258,13 +262,35 @@ class SubgroupSuite(Suite):
                             f"{100 * row[f'{attribute}.{lv}.gap']:+.1f} [{100 * row[f'{attribute}.{lv}.gap_ci_low']:+.1f}, "
                             f"{100 * row[f'{attribute}.{lv}.gap_ci_high']:+.1f}] Holm p {format_p(adjusted[key], row[f'{attribute}.{lv}.p_floor'])}"
                             f" ({row[f'{attribute}.{lv}.classes']:.0f} classes, ≥ {row[f'{attribute}.{lv}.positives']:.0f} positives)")
+                interval = ("DeLong" if str(g["interval"].iloc[0] if "interval" in g else "").startswith("DeLong")
+                            else "each resampled within itself")
                 title = (f"subgroup audit on {dataset}/{task} by {attribute} ({mode}, {protocol}, {100 * float(fraction):g}% labels): "
-                         f"gap = macro AUROC of the subgroup − the reference subgroup ({ref}), in points [95% CI: each resampled "
-                         f"within itself], on the classes with ≥ {int(g['min_positives'].astype(float).max()) if 'min_positives' in g else 10} "
-                         f"positives and negatives in both; Holm over the {len(adjusted)} gaps of this task's tables; the reference "
-                         f"column is its own AUROC; a subgroup that cannot be compared says why")
+                         f"gap = macro AUROC of the subgroup − the reference subgroup ({ref}), in points [95% CI: {interval}], "
+                         f"on the classes with ≥ {int(g['min_positives'].astype(float).max()) if 'min_positives' in g else 10} "
+                         f"positives and negatives in both; Holm over the {len(adjusted)} gaps of this task's tables"
+                         f"{_detectable(g, gaps)}; the reference column is its own AUROC; a subgroup that cannot be compared says why")
                 blocks.append(render_block(cells, title, fmt))
         return "\n\n".join(blocks)
+
+
+def _detectable(g: pd.DataFrame, gaps: list[tuple[Any, str]]) -> str:
+    """Words on what the table's gaps can show: the smallest detectable gap (80% power, Holm's first step over the
+    family) over its cells, and for bootstrap units the smallest Holm p their resolution allows."""
+    from bench.suites.metrics import detectable_gap
+
+    m = len(gaps)
+    if not m:
+        return ""
+    se = [float(g.at[i, f"{c}.gap_se"]) if f"{c}.gap_se" in g and np.isfinite(g.at[i, f"{c}.gap_se"])
+          else (float(g.at[i, f"{c}.gap_ci_high"]) - float(g.at[i, f"{c}.gap_ci_low"])) / 3.92 for i, c in gaps]
+    sizes = [100 * detectable_gap(x, m) for x in se if np.isfinite(x)]
+    words = (f"; smallest gap detectable with 80% power after Holm over the {m} gaps: {min(sizes):.1f}–{max(sizes):.1f} "
+             f"points, by the cells' n") if sizes else ""
+    floors = [float(g.at[i, f"{c}.p_floor"]) for i, c in gaps if float(g.at[i, f"{c}.p_floor"]) > 0]
+    if floors and m * min(floors) >= 0.05:
+        words += (f"; these units used a bootstrap p (smallest {min(floors):.2g}): × {m} gaps no gap can reach Holm p < 0.05 "
+                  f"(rerun the audit for DeLong's p)")
+    return words
 
 
 def _reasons(row) -> dict[str, str]:
