@@ -720,11 +720,19 @@ def verify_cmd(results: str = typer.Argument("results", help="the results folder
                only: Optional[str] = typer.Option(None, help="check one part: a suite, a unit or aggregate key, or a published "
                                                              "file (tables/linear_fixed_1.md)"),
                workers: Optional[int] = typer.Option(None, help="processes (default: the cores available)"),
-               quiet: bool = typer.Option(False, help="no progress bars")) -> None:
+               quiet: bool = typer.Option(False, help="no progress bars"),
+               replay: int = typer.Option(0, help="instead: run N units drawn at random again from scratch (data, "
+                                                  "pretraining, heads) at this commit and compare their metrics"),
+               replay_seed: int = typer.Option(0, help="the draw of --replay"),
+               replay_settings: Optional[str] = typer.Option(None, help="the run settings --replay tries (default: "
+                                                                          "configs/publication/replay.yaml)")) -> None:
     from pathlib import Path
 
     from bench.publish.bundle import BundleError, verify
 
+    if replay:
+        _replay(Path(results), replay, replay_seed, Path(replay_settings) if replay_settings else None)
+        return
     try:
         problems = verify(Path(results), echo=typer.echo, only=only, workers=workers, progress=not quiet)
     except BundleError as exc:
@@ -737,6 +745,28 @@ def verify_cmd(results: str = typer.Argument("results", help="the results folder
         raise typer.Exit(1)
     typer.echo(f"verify: {results} holds: " + (f"what --only {only} names is recomputed from its bundle" if only
                                                 else "every number is recomputed from its bundle"))
+
+
+def _replay(results, n: int, seed: int, settings) -> None:
+    from bench.publish.bundle import BundleError
+    from bench.publish.replay import replay
+
+    if n < 0:
+        raise ConfigError(f"--replay {n}: a number of units to replay is 0 or more")
+    try:
+        done = replay(results, n, seed, echo=typer.echo, settings_file=settings)
+    except BundleError as exc:
+        raise ConfigError(str(exc)) from exc
+    bad = [r for r in done if r.problem]
+    for r in bad:
+        typer.secho(f"MISMATCH {r.label} (unit {r.key}): {r.problem}", fg=typer.colors.RED, err=True)
+    minutes = sum(r.seconds for r in done) / 60
+    if bad:
+        typer.secho(f"verify --replay: {len(bad)} of {len(done)} unit(s) differ at this commit ({minutes:.1f} min)",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"verify --replay: {len(done)} unit(s) of {results} run again from scratch at this commit give the published "
+               f"metrics ({minutes:.1f} min; largest relative difference {max((r.max_rel_diff for r in done), default=0):.1e})")
 
 
 @app.command("sweep", context_settings=OVERRIDES,

@@ -294,3 +294,49 @@ def test_publishing_an_empty_store_is_one_line(tmp_path):
     result = cli.invoke(app, ["publish", "--out", str(tmp_path / "out"), f"tracking.uri=sqlite:///{tmp_path}/empty.db",
                               f"paths.cache={tmp_path}/cache"])
     assert result.exit_code == 2 and "holds no results" in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_replay_runs_units_again_from_scratch_and_finds_a_changed_number(published, tmp_path):
+    """`bench verify --replay`: drawn units recomputed in a fresh cache and workspace give the published metrics; a
+    published metric that the code does not give again is named."""
+    import yaml
+
+    from bench.publish.replay import candidates
+
+    settings = tmp_path / "replay.yaml"  # the settings the fixture's runs used
+    fixture = [o for o in _overrides(tmp_path / "nowhere") if not o.startswith(("paths.", "tracking."))]
+    settings.write_text(yaml.safe_dump({"candidates": [{"name": "attentive", "when": {"mode": ["attentive"]},
+                                                        "overrides": [*fixture, "modes.common.epochs=2"]},
+                                                       {"name": "fixture", "overrides": fixture}],
+                                        "suites": ["linear", "zero_shot"]}))
+    results = _copy(published, tmp_path)
+    ok = cli.invoke(app, ["verify", str(results), "--replay", "2", "--replay-seed", "3", "--replay-settings", str(settings)])
+    assert ok.exit_code == 0, ok.output
+    assert "2 unit(s)" in ok.output and "give the published metrics" in ok.output and ok.output.count("equal (") == 2
+    manifest_path = results / "bundle" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    import numpy as np
+
+    pool = [u for u in manifest["units"] if u["suite"] in ("linear", "zero_shot")]
+    drawn = [pool[i] for i in np.random.default_rng(3).choice(len(pool), size=2, replace=False)]
+    drawn[0]["metrics"]["auroc"] += 0.01  # a number its predictions would also betray; the replay finds it from scratch
+    manifest_path.write_text(json.dumps(manifest))
+    bad = cli.invoke(app, ["verify", str(results), "--replay", "2", "--replay-seed", "3", "--replay-settings", str(settings)])
+    assert bad.exit_code == 1 and "auroc is" in bad.output and "replayed" in bad.output, bad.output
+    tags = {"suite": "transfer", "method": "merit", "dataset": "ptbxl_super", "task": "to_cpsc2018",
+            "source_dataset": "ptbxl_1819", "target_dataset": "cpsc2018_150", "mode": "linear"}
+    assert candidates(tags, {"candidates": [{"overrides": ["pretrain.epochs=3"]}]}) == [[
+        "pretrain.epochs=3", "transfer.families.ptbxl_super.dataset=ptbxl_1819", "transfer.families.cpsc2018.dataset=cpsc2018_150"]]
+
+
+def test_the_replay_settings_are_the_ones_the_publication_script_runs_with():
+    """configs/publication/replay.yaml restates scripts/republish.sh's settings; a change to one must reach the other."""
+    from bench import REPO_ROOT
+    from bench.publish.replay import load_settings
+
+    script = (REPO_ROOT / "scripts" / "republish.sh").read_text()
+    settings = load_settings()
+    for candidate in settings["candidates"]:
+        for override in candidate["overrides"]:
+            key, value = override.split("=", 1)
+            assert key in script and (value in script or f"{key}=$" in script), override
