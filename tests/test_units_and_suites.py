@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 import pytest
 from typer.testing import CliRunner
 
@@ -186,3 +188,31 @@ def test_a_re_aggregation_keeps_the_units_provenance_and_repool_mends_an_old_sto
     assert repool_provenance(store, ["linear"]) == [agg_key]
     assert store.aggregate_tags("linear", agg_key)["code_version"] == "0.1.0+gfirst"
     assert store.aggregates(["linear"]).iloc[0]["auroc_mean"] == metrics and repool_provenance(store, ["linear"]) == []
+
+
+def test_the_transfer_label_map_is_a_named_keyed_option_stated_in_the_table(tmp_path):
+    """STE -> STTC (the paper's Table 5) or STE -> MI: other aligned classes, other unit keys, the table says which."""
+    from bench.publish.tables import transfer_words
+    from bench.suites.transfer import aligned_classes, load_label_maps
+
+    runner = Runner([*_store(tmp_path), *BASE], progress=False)
+    maps = load_label_maps(runner.base.transfer.label_maps)
+    moved = load_label_maps(runner.base.transfer.label_maps, "ste_as_mi")
+    assert {c.name: c.target_codes for c in aligned_classes(maps, "ptbxl_super", "cpsc2018")}["STTC"] == ["STE", "STD"]
+    ste = {c.name: c.target_codes for c in aligned_classes(moved, "ptbxl_super", "cpsc2018")}
+    assert ste["MI"] == ["STE"] and ste["STTC"] == ["STD"]
+    assert maps["cpsc2018_to_csn"] == moved["cpsc2018_to_csn"]  # the rest as printed
+
+    def keys(*overrides: str) -> set[str]:
+        r = Runner([*_store(tmp_path), *BASE, *overrides], progress=False)
+        s = get_suite("transfer")
+        return {unit_key(s, u.material) for g in s.groups(r, Request(["random"], directions=["ptbxl_super:cpsc2018"]))
+                for u in g.units}
+
+    paper = keys()
+    assert paper and not paper & keys("transfer.label_map=ste_as_mi")
+    with pytest.raises(Exception, match="transfer.label_map='ste_as_me' is not a label map"):
+        keys("transfer.label_map=ste_as_me")
+    part = pd.DataFrame({"source_dataset": ["demo_ptbxl"], "target_dataset": ["demo_cpsc2018"], "label_map": ["ste_as_mi"]})
+    assert "label map: ste_as_mi (STE → MI)" in transfer_words(part)
+    assert "the paper's Table 5 (STE → STTC)" in transfer_words(part.drop(columns="label_map"))

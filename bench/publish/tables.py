@@ -133,13 +133,19 @@ def budget_words(budget: str) -> str:
             f"{paper['epochs']} x {paper['records']:,} = {theirs:,}")
 
 
+LABEL_MAP_WORDS = {"paper": "the paper's Table 5 (STE → STTC)", "ste_as_mi": "ste_as_mi (STE → MI)"}
+
+
 def transfer_words(part: pd.DataFrame) -> str:
     """Which datasets a transfer table's part went between, synthetic demo data named as such."""
     if "target_dataset" not in part or part["target_dataset"].isna().all():
         return ""
     pairs = sorted({f"{s} → {t}" for s, t in zip(part["source_dataset"], part["target_dataset"])})
     demo = any("demo_" in p for p in pairs)
-    return f"; datasets: {', '.join(pairs)}" + (" (demo_* = synthetic demo records, not a result)" if demo else " (real records)")
+    maps = sorted(set(part["label_map"].fillna("paper"))) if "label_map" in part else ["paper"]
+    words = [LABEL_MAP_WORDS.get(m, m) for m in maps]
+    return (f"; datasets: {', '.join(pairs)}" + (" (demo_* = synthetic demo records, not a result)" if demo else " (real records)")
+            + f"; label map: {', '.join(words)}")
 
 
 def seed_words(cells: pd.DataFrame) -> str:

@@ -39,11 +39,20 @@ class AlignedClass:
     target_codes: list[str]
 
 
-def load_label_maps(path: str | Path) -> dict[str, dict[str, list[str]]]:
+def load_label_maps(path: str | Path, variant: str = "paper") -> dict[str, dict[str, list[str]]]:
+    """The Table 5 alignments, or a named variant of them (the file's ``variants``: blocks whose listed classes are
+    aligned otherwise)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "label-map file not found", "set transfer.label_maps to the Table 5 yaml")
-    return yaml.safe_load(path.read_text())
+    maps = yaml.safe_load(path.read_text())
+    variants = maps.pop("variants", None) or {}
+    if variant == "paper":
+        return maps
+    if variant not in variants:
+        raise ConfigError(f"transfer.label_map={variant!r} is not a label map of {path.name} (choose from "
+                          f"{['paper', *sorted(variants)]})")
+    return {block: {**classes, **variants[variant].get(block, {})} for block, classes in maps.items()}
 
 
 def aligned_classes(maps: dict, source: str, target: str) -> list[AlignedClass]:
@@ -101,7 +110,7 @@ class TransferSuite(Suite):
         from bench.suites.linear import HeadConfig
 
         tcfg = ctx.base.transfer
-        maps = load_label_maps(tcfg.label_maps)
+        maps = load_label_maps(tcfg.label_maps, str(tcfg.get("label_map", "paper")))
         pairs = [tuple(d.split(":")) for d in request.directions] if request.directions else list(DIRECTIONS)
         head = HeadConfig.from_mapping(OmegaConf.to_container(ctx.base.linear))
         for pair in pairs:
@@ -131,6 +140,7 @@ class TransferSuite(Suite):
                             "aligned_classes": content_hash([vars(c) for c in classes]), "source_labels": frame_hash(s_lab),
                             "target_labels": frame_hash(t_lab.loc[t_ids]), "train": ids_hash(train), "val": ids_hash(val), "head": head.as_params(), "seed": seed}
                 tags = {"fold": "target", **ctx.provenance(scfg, handle, s_idx), "source_dataset": sfam.dataset,
+                        "label_map": str(tcfg.get("label_map", "paper")),
                         "target_dataset": tfam.dataset, "n_target_unlabelled_dropped": int(len(t_all) - len(t_lab))}
                 group.units.append(Unit(tags, material))
                 yield group
@@ -155,6 +165,7 @@ class TransferSuite(Suite):
 
         agg = classification_aggregate(ctx, group, results, [c.name for c in group.state.classes] if group.state else [])
         agg.tags.update({k: results[0][0].tags[k] for k in ("source_dataset", "target_dataset", "n_target_unlabelled_dropped")})
+        agg.tags["label_map"] = results[0][0].tags.get("label_map", "paper")  # units before the option: the paper's
         return agg
 
     def job_values(self, ctx: "RunContext", request: Request) -> list[dict[str, list]]:
