@@ -413,12 +413,14 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
             row[c] = round(float(g[c].astype(float).mean()), 6)
         for c in PROVENANCE:
             row[c] = ";".join(sorted({str(v) for v in g[c]}))
+        row["auroc"] = round(auroc_estimate(row), 6)  # the estimate auroc_ci_low/high belong to (cv10: pooled out of fold)
         row["name"] = row_name(g.iloc[0])
         row["synthetic"] = "yes" if any(is_synthetic(r) for r in g.to_dict("records")) else "no"
         row["degenerate"] = " | ".join(sorted({degenerate(r) for r in g.to_dict("records")} - {""}))
         rows.append(row)
     out = pd.DataFrame(rows)
-    return out.sort_values(keys).reset_index(drop=True)
+    first = [*keys, "auroc", "auroc_ci_low", "auroc_ci_high"]
+    return out[first + [c for c in out.columns if c not in first]].sort_values(keys).reset_index(drop=True)
 
 
 def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
