@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -75,7 +76,8 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert str(published.parent) not in (results / "bundle" / "manifest.json").read_text()
 
 
-@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric", "readme", "claim"])
+@pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric", "readme", "claim",
+                                    "threshold", "epoch"])
 def test_tampering_is_caught_and_named(published, tmp_path, tamper):
     results = _copy(published, tmp_path)
     manifest_path = results / "bundle" / "manifest.json"
@@ -109,6 +111,23 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         assert turned != text
         path.write_text(turned)
         expect = "README.md line"
+    elif tamper in ("threshold", "epoch"):  # what was chosen on validation edited, the hashes left consistent
+        from bench.publish.bundle import BundleStore, arrays_hash
+
+        unit = next(u for u in manifest["units"] if u["suite"] == "linear" and u["tags"]["method"] == "merit"
+                    and u["tags"].get("mode", "linear") == "linear")
+        assert unit["validation"] == ["y_true", "y_score"] and "selection_loss" in unit["vectors"]
+        arrays = BundleStore.open(results).predictions(BundleStore.open(results).unit("linear", unit["key"]))
+        assert len(arrays["val_record_ids"]) == unit["metrics"]["n_val"]
+        if tamper == "threshold":
+            arrays["thresholds"][0] += 0.1
+            unit["vectors"]["thresholds"] = arrays["thresholds"].tolist()
+            expect = f"linear unit {unit['key']} (merit/{unit['tags']['task']}): threshold of class 0 is"
+        else:
+            unit["metrics"]["best_epoch"] = float(np.argmax(arrays["selection_loss"]) + 1)
+            expect = f"linear unit {unit['key']} (merit/{unit['tags']['task']}): best_epoch is"
+        unit["predictions"] = arrays_hash(arrays)
+        manifest_path.write_text(json.dumps(manifest))
     elif tamper == "metric_with_hash":  # a stored aggregate edited, and the manifest's hashes left consistent
         agg = next(a for a in manifest["aggregates"] if a["suite"] == "linear" and a["tags"]["method"] == "random")
         agg["metrics"]["auroc_pooled"] += 0.02
@@ -315,7 +334,6 @@ def test_a_replay_runs_units_again_from_scratch_and_finds_a_changed_number(publi
     assert "2 unit(s)" in ok.output and "give the published metrics" in ok.output and ok.output.count("equal (") == 2
     manifest_path = results / "bundle" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    import numpy as np
 
     pool = [u for u in manifest["units"] if u["suite"] in ("linear", "zero_shot")]
     drawn = [pool[i] for i in np.random.default_rng(3).choice(len(pool), size=2, replace=False)]

@@ -76,6 +76,12 @@ def _predictions_frame(units: list[tuple[str, dict[str, np.ndarray]]]) -> pd.Dat
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _split_validation(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A unit's test arrays, and its validation predictions (``val_*``) named as a set of their own."""
+    val = {k.removeprefix("val_"): a for k, a in arrays.items() if k.startswith("val_")}
+    return {k: a for k, a in arrays.items() if not k.startswith("val_")}, (val if "record_ids" in val else {})
+
+
 def _unit_arrays(rows: pd.DataFrame, entry: dict) -> dict[str, np.ndarray]:
     """A unit's arrays back from its parquet rows and its manifest entry (dtypes, per-unit vectors)."""
     dtypes = entry["dtypes"]
@@ -126,18 +132,22 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
     aggregates = store.aggregate_runs(suite)
     keys = sorted({k for run in aggregates for k in run.data.tags.get("unit_keys", "").split(",") if k})
     runs = dict(zip(keys, store.units_by_key(suite, keys))) if keys else {}
-    predictions = []
+    predictions, validation = [], []
     for key in keys:
         run = runs[key]
         entry = {"suite": suite, "key": key, "tags": _clean_tags(run.data.tags), "metrics": dict(sorted(run.data.metrics.items())),
                  "params": dict(sorted(run.data.params.items())), "predictions": None}
         arrays = store.predictions(run) if stores_predictions else None
         if arrays is not None:
-            per_record = _per_record(arrays)
+            test, val = _split_validation(arrays)
+            per_record = _per_record(test)
             entry.update({"predictions": arrays_hash(arrays), "per_record": per_record,
                           "dtypes": {k: a.dtype.str for k, a in arrays.items()},
-                          "vectors": {k: a.tolist() for k, a in arrays.items() if k != "record_ids" and k not in per_record}})
-            predictions.append((key, arrays))
+                          "vectors": {k: a.tolist() for k, a in test.items() if k != "record_ids" and k not in per_record}})
+            if val:
+                entry["validation"] = _per_record(val)
+                validation.append((key, val))
+            predictions.append((key, test))
         manifest["units"].append(entry)
     by_key = {u["key"]: u for u in manifest["units"] if u["suite"] == suite}
     for run in aggregates:
@@ -148,6 +158,8 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
     if predictions:
         (tmp / "predictions").mkdir(exist_ok=True)
         _predictions_frame(predictions).to_parquet(tmp / "predictions" / f"{suite}.parquet", index=False, compression="zstd")
+    if validation:
+        _predictions_frame(validation).to_parquet(tmp / "predictions" / f"{suite}.val.parquet", index=False, compression="zstd")
 
 
 def inputs_hash(units: list[dict]) -> str:
@@ -296,14 +308,21 @@ class BundleStore:
         if entry["predictions"] is None:
             raise OSError(f"unit {run.key} has no predictions")
         frame, rows = self._frame(entry["suite"])
-        return _unit_arrays(frame.iloc[rows.get(run.key, [])], entry)
+        arrays = _unit_arrays(frame.iloc[rows.get(run.key, [])], entry)
+        if entry.get("validation"):  # the validation predictions its thresholds were chosen on
+            frame, rows = self._frame(entry["suite"], ".val")
+            dtypes = {k.removeprefix("val_"): v for k, v in entry["dtypes"].items() if k.startswith("val_")}
+            val = _unit_arrays(frame.iloc[rows.get(run.key, [])], {"dtypes": dtypes, "per_record": entry["validation"], "vectors": {}})
+            arrays.update({f"val_{k}": a for k, a in val.items()})
+        return arrays
 
-    def _frame(self, suite: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """A suite's prediction rows and, per unit key, the positions of its rows (found once, not per unit)."""
-        if suite not in self._frames:
-            frame = pd.read_parquet(self.root / "predictions" / f"{suite}.parquet")
-            self._frames[suite] = (frame, frame.groupby("unit_key", sort=False).indices if len(frame) else {})
-        return self._frames[suite]
+    def _frame(self, suite: str, part: str = "") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """A suite's prediction rows (``part`` ".val": its validation rows) and, per unit key, the positions of its rows
+        (found once, not per unit)."""
+        if suite + part not in self._frames:
+            frame = pd.read_parquet(self.root / "predictions" / f"{suite}{part}.parquet")
+            self._frames[suite + part] = (frame, frame.groupby("unit_key", sort=False).indices if len(frame) else {})
+        return self._frames[suite + part]
 
 
 # ---- verification --------------------------------------------------------------------------------------
@@ -448,6 +467,28 @@ def _check_unit_chunk(indices: list[int]) -> list[str]:
                 for metric, value in scores.items():
                     if metric in entry["metrics"] and not _close(float(entry["metrics"][metric]), float(value)):
                         problems.append(f"{name}: {metric} is {entry['metrics'][metric]!r}, its predictions give {value!r}")
+            problems += _check_selection(name, arrays, entry["metrics"])
+    return problems
+
+
+def _check_selection(name: str, arrays: dict[str, np.ndarray], metrics: dict) -> list[str]:
+    """What was chosen on validation, chosen again: each class's threshold from the validation predictions, the test
+    decisions from those thresholds, and the epoch from the validation loss of each epoch (where the unit kept them)."""
+    from bench.suites.metrics import val_thresholds
+
+    problems = []
+    if {"val_y_true", "val_y_score", "thresholds"} <= set(arrays):
+        again = val_thresholds(arrays["val_y_true"], arrays["val_y_score"]).astype(np.float32)
+        if not np.array_equal(again, arrays["thresholds"].astype(np.float32)):
+            k = int(np.flatnonzero(again != arrays["thresholds"].astype(np.float32))[0])
+            problems.append(f"{name}: threshold of class {k} is {float(arrays['thresholds'][k])!r}, its validation predictions "
+                            f"choose {float(again[k])!r}")
+        elif "y_pred" in arrays and not np.array_equal(arrays["y_pred"], (arrays["y_score"] >= again).astype(arrays["y_pred"].dtype)):
+            problems.append(f"{name}: test decisions differ from the scores at the validation thresholds")
+    if "selection_loss" in arrays and "best_epoch" in metrics and len(arrays["selection_loss"]):
+        chosen = int(np.argmin(arrays["selection_loss"])) + 1
+        if chosen != int(metrics["best_epoch"]):
+            problems.append(f"{name}: best_epoch is {int(metrics['best_epoch'])}, its validation losses choose epoch {chosen}")
     return problems
 
 

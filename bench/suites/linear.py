@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +55,7 @@ class TrainedHeads:
     mean: torch.Tensor  # [H, D]
     std: torch.Tensor  # [H, D]
     best_epoch: list[int]
+    val_loss: list[list[float]] = field(default_factory=list)  # per head, per epoch: what chose best_epoch
 
     def predict(self, x: np.ndarray, head: int) -> np.ndarray:
         xt = torch.as_tensor(x, dtype=torch.float32)
@@ -91,6 +92,7 @@ def train_heads(x: np.ndarray, y: np.ndarray, heads: list[tuple[np.ndarray, np.n
     b1, b2 = cfg.betas
     best_loss = torch.full((H,), float("inf"))
     best_W, best_b, best_epoch = W.clone(), b.clone(), [0] * H
+    curves: list[list[float]] = [[] for _ in range(H)]
     n_train = np.array([len(tr) for tr, _ in heads])
     bs = cfg.batch_size
     steps = int(math.ceil(n_train.max() / bs))
@@ -123,9 +125,10 @@ def train_heads(x: np.ndarray, y: np.ndarray, heads: list[tuple[np.ndarray, np.n
         for h in range(H):
             z = (X[val_rows[h]] - mean[h]) / std[h]
             loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ W[h] + b[h], Y[val_rows[h]]).item()
+            curves[h].append(loss)
             if loss < best_loss[h]:
                 best_loss[h], best_W[h], best_b[h], best_epoch[h] = loss, W[h], b[h], epoch + 1
-    return TrainedHeads(best_W, best_b, mean, std, best_epoch)
+    return TrainedHeads(best_W, best_b, mean, std, best_epoch, curves)
 
 
 def head_seed(fold: str, fraction: float) -> int:
@@ -157,13 +160,17 @@ class FittedHead:
     index: int
     thresholds: np.ndarray
     train_positives: np.ndarray
+    validation: dict[str, np.ndarray] = field(default_factory=dict)  # val_record_ids, val_y_true, val_y_score
 
     def arrays(self, x: np.ndarray, y: np.ndarray, record_ids) -> dict[str, np.ndarray]:
-        """Test arrays: scores, decisions at the validation thresholds, and what they came from."""
+        """Test arrays: scores, decisions at the validation thresholds, and what they came from (the validation
+        predictions the thresholds were chosen on, and the validation loss of each epoch that chose the epoch)."""
         score = self.trained.predict(x, self.index).astype(np.float32)
+        curve = self.trained.val_loss[self.index] if self.trained.val_loss else []
         return {"record_ids": np.array(record_ids), "y_true": np.asarray(y).astype(np.int8), "y_score": score,
                 "y_pred": (score >= self.thresholds).astype(np.int8), "thresholds": self.thresholds.astype(np.float32),
-                "train_positives": self.train_positives.astype(np.int32)}
+                "train_positives": self.train_positives.astype(np.int32), **self.validation,
+                **({"selection_loss": np.asarray(curve, np.float32)} if curve else {})}
 
     @property
     def best_epoch(self) -> int:
@@ -176,12 +183,23 @@ def fit_heads(emb, y_all: np.ndarray, splits: list, head: HeadConfig, seed: int,
 
     rows = [(emb.rows(sp.train), emb.rows(sp.val)) for sp in splits]
     trained = train_heads(emb.emb, y_all, rows, head, seed=seed, head_seeds=[head_seed(sp.fold, fraction) for sp in splits])
-    return [FittedHead(trained, h, val_thresholds(y_all[va], trained.predict(emb.emb[va], h)), y_all[tr].sum(0))
-            for h, (tr, va) in enumerate(rows)]
+    fitted = []
+    for h, ((tr, va), sp) in enumerate(zip(rows, splits)):
+        val_score = trained.predict(emb.emb[va], h)
+        fitted.append(FittedHead(trained, h, val_thresholds(y_all[va], val_score), y_all[tr].sum(0),
+                                 validation_arrays(sp.val, y_all[va], val_score)))
+    return fitted
+
+
+def validation_arrays(record_ids, y: np.ndarray, score: np.ndarray) -> dict[str, np.ndarray]:
+    """The validation predictions a unit's thresholds were chosen on, kept with it (the bundle stores them, so
+    anyone can choose the thresholds again)."""
+    return {"val_record_ids": np.array(list(record_ids)), "val_y_true": np.asarray(y).astype(np.int8),
+            "val_y_score": np.asarray(score)}
 
 
 def _unit_arrays(score_test: np.ndarray, score_val: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
-                 test_ids) -> dict[str, np.ndarray]:
+                 test_ids, val_ids) -> dict[str, np.ndarray]:
     """A unit's test arrays as the linear probe writes them: scores, decisions at per-class thresholds chosen on the
     validation records, and the training positives per class."""
     from bench.suites.metrics import val_thresholds
@@ -189,7 +207,8 @@ def _unit_arrays(score_test: np.ndarray, score_val: np.ndarray, y: np.ndarray, r
     thresholds = val_thresholds(y[rows["val"]], score_val)
     return {"record_ids": np.array(test_ids), "y_true": y[rows["test"]].astype(np.int8), "y_score": score_test.astype(np.float32),
             "y_pred": (score_test >= thresholds).astype(np.int8), "thresholds": np.asarray(thresholds, np.float32),
-            "train_positives": y[rows["train"]].sum(0).astype(np.int32)}
+            "train_positives": y[rows["train"]].sum(0).astype(np.int32),
+            **validation_arrays(val_ids, y[rows["val"]], score_val)}
 
 
 def compute_mode_units(ctx, st: LinearState, units: list) -> list:
@@ -226,7 +245,7 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
                 state_dir = Path(st.cfg.paths.cache) / "modes" / u.key
                 model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir)
                 val_score, test_score = (predict_tuned(model, data, rows[p]) for p in ("val", "test"))
-            arrays = _unit_arrays(test_score, val_score, y, rows, split.test)
+            arrays = _unit_arrays(test_score, val_score, y, rows, split.test, split.val)
             done[u.key] = unit_result(arrays, classes, {**info, "n_train": len(split.train), "n_val": len(split.val)},
                                       {**cfg.as_params(), "fraction_requested": st.fraction, "n_train_actual": len(split.train),
                                        "decision": "per-class threshold maximising validation F1"})

@@ -80,7 +80,7 @@ class ReportTextSuite(Suite):
         rows = {"train": np.arange(len(split.train)), "val": len(split.train) + np.arange(len(split.val)),
                 "test": len(split.train) + len(split.val) + np.arange(len(split.test))}
         scores = report_scores([reports[r] for r in split.train], y[rows["train"]], [reports[r] for r in ids], settings)
-        arrays = _unit_arrays(scores[rows["test"]], scores[rows["val"]], y, rows, split.test)
+        arrays = _unit_arrays(scores[rows["test"]], scores[rows["val"]], y, rows, split.test, split.val)
         return [unit_result(arrays, list(labels.columns), {"n_train": len(split.train), "n_val": len(split.val)},
                             {"decision": "per-class threshold maximising validation F1", "features": "TF-IDF of the report"})]
 
