@@ -165,3 +165,22 @@ def test_discriminative_learning_rates_follow_the_layer_groups():
     lower, upper = model.encoder.layer_groups()
     assert groups[1]["params"] == upper and groups[2]["params"] == lower
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.head.parameters()}
+
+
+def test_a_dataset_name_with_two_record_sets_gives_two_parts_never_one_header(mode_root, tmp_path):
+    """The demo regenerated with other parameters is other records under the same name: the modes table keeps them apart
+    (each part with its own n and its own tests) instead of printing one set's rows under the other's header."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(mode_root, root)
+    other = [o if not o.startswith("data.demo.n_records") else "data.demo.n_records=150" for o in _store(root)]
+    result = cli.invoke(app, ["run", "--suite", "linear", "--methods", "signal_stats", "--tasks", "super", "--modes",
+                              "linear,attentive", *other])
+    assert result.exit_code == 0, result.output
+    table = cli.invoke(app, ["table", "modes", "--with-reference", *_store(root)])
+    assert table.exit_code == 0, table.output
+    heads = [line for line in table.output.splitlines() if "by evaluation mode" in line]
+    assert len(heads) == 2 and all("(records: split " in h for h in heads), heads
+    assert len({h.split("n=")[-1].split(";")[0] for h in heads}) == 2  # each part says its own n
+    assert "--with-reference: the reality check publishes no number for" in table.output or "(theirs)" in table.output

@@ -118,8 +118,11 @@ def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str,
         raise LookupError(f"no results of a mode beside the linear probe for {dataset} ({protocol}, {100 * fraction:g}% labels, "
                           f"seed {seed}): run bench run --suite linear --modes linear,attentive,finetune,scratch first")
     blocks = []
-    for task in sorted(set(df["task"])):
-        g = df[df["task"] == task]
+    split = df["split_hash"].fillna("").astype(str) if "split_hash" in df else pd.Series("", index=df.index)
+    parts = [(task, sh) for task in sorted(set(df["task"])) for sh in sorted(set(split[df["task"] == task]))]
+    for task, sh in parts:
+        g = df[(df["task"] == task) & (split == sh)]
+        where = f"{dataset}/{task}" + (f" (records: split {sh[:8]})" if sum(t == task for t, _ in parts) > 1 else "")
         if set(g["mode"]) == {"linear"}:  # the linear tables show it; this table compares modes
             continue
         modes = [m for m in MODES if m in set(g["mode"])]
@@ -134,8 +137,10 @@ def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str,
                 cells.loc[method, f"{mode} (theirs)"] = _fmt(p, lo, hi)
         n = int(pd.to_numeric(g["n_test"], errors="coerce").max())
         note = ("; (theirs) = the reality check's published number for the same dataset, task and mode (full dataset, "
-                "released weights)" if theirs else "")
-        blocks.append(render_block(cells.fillna("–"), f"{dataset}/{task}: macro AUROC (%) [95% CI] by evaluation mode, "
+                "released weights)" if theirs else
+                f"; --with-reference: the reality check publishes no number for {identity or dataset}/{task}"
+                if reference is not None else "")
+        blocks.append(render_block(cells.fillna("–"), f"{where}: macro AUROC (%) [95% CI] by evaluation mode, "
                                                       f"{protocol}, {100 * fraction:g}% labels, {seed_words(g)}, n={n}{note}", fmt))
         tests = []
         for method in methods:
@@ -152,7 +157,7 @@ def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str,
                      format_p(t["p_holm"], t["p_floor"])] for t in with_holm(tests)]
             blocks.append(render_block(pd.DataFrame(rows, columns=["difference", "Δ macro AUROC (points)", "95% CI",
                                                                    "p ± Monte Carlo error", "Holm p"])
-                                       .set_index("difference"), f"{dataset}/{task}: paired difference between modes ({n_boot} "
+                                       .set_index("difference"), f"{where}: paired difference between modes ({n_boot} "
                                        f"shared resamples ({resampled(seed)}); Holm over the {len(rows)} comparisons; Monte "
                                        f"Carlo error of a p: ± √(p(1−p)/B))", fmt))
         corr = []
@@ -166,7 +171,7 @@ def modes_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str,
                 corr.append([f"{a} vs {b}", r["n_methods"], f"{r['rho']:+.2f}", ci])
         if corr:
             blocks.append(render_block(pd.DataFrame(corr, columns=["modes", "methods", "Spearman ρ", "95% CI"]).set_index("modes"),
-                                       f"{dataset}/{task}: agreement of the methods' rankings between modes (Spearman ρ of macro "
+                                       f"{where}: agreement of the methods' rankings between modes (Spearman ρ of macro "
                                        f"AUROC over the {sorted({c[1] for c in corr})[0]}–{sorted({c[1] for c in corr})[-1]} "
                                        f"methods each pair of modes shares; 95% bias-corrected percentile interval over "
                                        f"{n_boot} resamples ({resampled(seed)}); no test here sets two ρ against each other)",
