@@ -143,11 +143,52 @@ def data_download(ctx: typer.Context, dataset: str = typer.Argument(..., help="p
                       help=f"Every registered encoder (built-in and plugins) with its metadata at the configured preset. {OVERRIDE_HELP}")
 @_guarded
 def encoders_list(ctx: typer.Context) -> None:
+    import json
+
+    cfg = load_config(ctx.args)
+    listing = cache_dir(cfg) / "encoders_list" / f"{_listing_key(encoder_options(cfg))}.json"
+    if listing.is_file():  # the same code, cards, plugins and options: the same rows, without building twenty encoders
+        rows = json.loads(listing.read_text())
+    else:
+        rows = _encoder_rows(cfg)
+        if not any(str(r[-1]).startswith("unavailable") for r in rows):  # what a missing file hides is looked at again
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(listing) as tmp:
+                tmp.write_text(json.dumps(rows))
+    typer.echo(tabulate(rows, headers=["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
+
+
+def _listing_key(options: dict) -> str:
+    """What `bench encoders list` shows depends on: bench's code and configs, the plugins' entry points and files, the
+    encoder options and the torch / transformers versions. Their names, sizes and modification times (no import, no
+    hashing of contents) key the listing."""
+    import hashlib
+    import json
+    from importlib.metadata import entry_points, version
+    from pathlib import Path
+
+    from bench import REPO_ROOT
+
+    h = hashlib.sha256(json.dumps([options, version("torch"), version("transformers")], sort_keys=True, default=str).encode())
+    files = [p for top in ("bench", "merit", "baselines", "configs") for p in sorted((REPO_ROOT / top).rglob("*"))
+             if p.suffix in (".py", ".yaml")]
+    for ep in sorted(entry_points(group="bench.encoders"), key=lambda e: e.name):
+        h.update(f"{ep.name}={ep.value}\n".encode())
+        module = ep.value.split(":")[0].replace(".", "/")
+        files += [Path(root) / f for root in sys.path if root for f in (f"{module}.py", f"{module}/__init__.py")
+                  if (Path(root) / f).is_file()][:1]
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _encoder_rows(cfg) -> list[list]:
+    """Each registered encoder built at the configured preset, as a row of `bench encoders list`."""
     from bench.encoders import create_encoder, encoder_names
     from bench.encoders.base import has_objective
     from bench.encoders.cards import card_kind
 
-    cfg = load_config(ctx.args)
     rows = []
     for name in encoder_names():
         try:
@@ -164,7 +205,7 @@ def encoders_list(ctx: typer.Context) -> None:
                      f"{spec.n_params / 1e6:.2f}M", "yes" if spec.has_text_tower else "no", spec.normalisation])
     order = {"self-supervised": 0, "ECG-text": 1, "supervised": 2, "as-built": 3, "control": 4}
     rows.sort(key=lambda r: (order.get(r[0], 4), r[1]))
-    typer.echo(tabulate(rows, headers=["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
+    return rows
 
 
 @encoders_app.command("show", context_settings=OVERRIDES,

@@ -83,6 +83,29 @@ def test_the_command_line_imports_no_torch_and_answers_help_at_once():
     assert "Usage" in timed.stdout and float(timed.stderr.strip().splitlines()[-1]) < 1.0  # ~0.25 CPU-s; a loaded CI machine
 
 
+def test_encoders_list_builds_the_encoders_once_then_reads_its_listing_until_something_changes(tmp_path):
+    """The second `bench encoders list` imports no torch; a changed card (or code, plugin, option) builds them again."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache"), "BENCH_HOME": str(tmp_path / "home")}
+    code = "import sys; from bench.cli import app\ntry:\n    app(['encoders', 'list', *sys.argv[1:]])\nexcept SystemExit: pass\n" \
+           "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)"
+
+    def listing(*args: str) -> tuple[str, str]:
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+        return done.stdout, done.stderr.strip().splitlines()[-1]
+
+    first, how = listing()
+    assert how == "torch imported" and "merit" in first and "signal_stats" in first
+    again, how = listing()
+    assert (again, how) == (first, "no torch")
+    other, how = listing("encoder.preset=tiny")  # another option: other rows, built
+    assert how == "torch imported" and other != first
+    assert len(list((tmp_path / "cache" / "encoders_list").glob("*.json"))) == 2
+
+
 def test_help_texts_fit_a_terminal_and_name_the_defaults_the_config_has():
     """No option's help is cut at 80 columns, and the defaults the help names are the config's."""
     import os
