@@ -184,3 +184,16 @@ def test_a_dataset_name_with_two_record_sets_gives_two_parts_never_one_header(mo
     assert len(heads) == 2 and all("(records: split " in h for h in heads), heads
     assert len({h.split("n=")[-1].split(";")[0] for h in heads}) == 2  # each part says its own n
     assert "--with-reference: the reality check publishes no number for" in table.output or "(theirs)" in table.output
+
+
+def test_the_epochs_of_a_mode_show_in_a_nested_bar_with_the_validation_auroc(capsys):
+    from bench.suites.modes import ModeConfig, _epochs
+
+    cfg = ModeConfig(mode="scratch", epochs=3, batch_size=4)
+    scores = iter([0.6, 0.7, 0.65])
+    state = _epochs(cfg, 8, 0, lambda rows: None, lambda: next(scores), progress=True)
+    assert (state["epoch"], state["best_epoch"], state["best_score"]) == (3, 2, 0.7)
+    err = capsys.readouterr().err
+    assert "scratch epochs" in err and "val_auroc=0.650" in err and "best=0.700@2" in err
+    _epochs(cfg, 8, 0, lambda rows: None, lambda: 0.5)  # no bar unless asked (--quiet, scripts)
+    assert capsys.readouterr().err == ""

@@ -239,11 +239,12 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
             rows = {part: np.array([where[r] for r in getattr(split, part)], dtype=np.int64) for part in ("train", "val", "test")}
             seed = st.seed * 1_000_003 + head_seed(split.fold, st.fraction) % 1_000_003
             if cfg.mode == "attentive":
-                head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed)
+                head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed, progress=bool(ctx.progress))
                 val_score, test_score = (predict_attentive(head, data, rows[p]) for p in ("val", "test"))
             else:
                 state_dir = Path(st.cfg.paths.cache) / "modes" / u.key
-                model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir)
+                model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir,
+                                        progress=bool(ctx.progress))
                 val_score, test_score = (predict_tuned(model, data, rows[p]) for p in ("val", "test"))
             arrays = _unit_arrays(test_score, val_score, y, rows, split.test, split.val)
             done[u.key] = unit_result(arrays, classes, {**info, "n_train": len(split.train), "n_val": len(split.val)},

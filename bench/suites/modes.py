@@ -111,11 +111,26 @@ class AttentiveHead(nn.Module):
         return self.out(h.mean(1))
 
 
-def _epochs(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch=None, state: dict | None = None) -> dict:
+def _epochs(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch=None, state: dict | None = None,
+            progress: bool = False) -> dict:
     """The shared epoch loop: shuffled batches of ``n`` samples drawn from (seed, epoch), ``step(batch rows)`` per batch,
     ``evaluate()`` -> validation macro AUROC after each epoch, ``on_epoch(state, improved)`` (keep the best weights,
-    checkpoint); ``state`` resumes a loop. Stops after ``epochs``, or ``patience`` epochs without improvement."""
+    checkpoint); ``state`` resumes a loop. Stops after ``epochs``, or ``patience`` epochs without improvement.
+    ``progress``: a bar of the epochs (nested under the run's own bars, gone when the unit is done) with the validation
+    AUROC of the last epoch and the best one."""
+    from tqdm.auto import tqdm
+
     state = state or {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "stale": 0}
+    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.mode} epochs", unit="epoch", leave=False, position=1,
+               disable=not progress)
+    try:
+        _loop(cfg, n, seed, step, evaluate, on_epoch, state, bar)
+    finally:
+        bar.close()
+    return state
+
+
+def _loop(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch, state: dict, bar) -> None:
     while state["epoch"] < cfg.epochs and (cfg.patience is None or state["stale"] < cfg.patience):
         epoch = state["epoch"]
         torch.manual_seed(seed * 1_000_003 + epoch)  # dropout and the like: the same draws when a unit resumes
@@ -131,11 +146,12 @@ def _epochs(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch=None, s
             state["stale"] += 1
         if on_epoch is not None:
             on_epoch(state, improved)
-    return state
+        bar.update(1)
+        bar.set_postfix(val_auroc=f"{score:.3f}", best=f"{state['best_score']:.3f}@{state['best_epoch']}")
 
 
 def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, cfg: ModeConfig,
-                  seed: int) -> tuple[AttentiveHead, dict[str, float]]:
+                  seed: int, progress: bool = False) -> tuple[AttentiveHead, dict[str, float]]:
     """An attentive head trained on the frozen tokens of rows ``train``, the epoch with the best validation AUROC kept."""
     device = _device()
     torch.manual_seed(seed)
@@ -156,7 +172,8 @@ def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.
         if improved:
             best.update(copy.deepcopy(head.state_dict()))
 
-    state = _epochs(cfg, len(train), seed, step, lambda: macro_auroc(y[val], predict_attentive(head, tokens, val)), keep)
+    state = _epochs(cfg, len(train), seed, step, lambda: macro_auroc(y[val], predict_attentive(head, tokens, val)), keep,
+                    progress=progress)
     head.load_state_dict(best)
     return head, {"best_epoch": state["best_epoch"], "val_auroc": state["best_score"], "epochs_run": state["epoch"],
                   "attn_heads": head.heads}
@@ -199,7 +216,7 @@ def param_groups(model: Tuned, cfg: ModeConfig) -> list[dict]:
 
 
 def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, cfg: ModeConfig,
-              seed: int, state_dir: Path | None = None, amp: bool = True) -> tuple[Tuned, dict[str, float]]:
+              seed: int, state_dir: Path | None = None, amp: bool = True, progress: bool = False) -> tuple[Tuned, dict[str, float]]:
     """Fine-tune ``encoder`` (a copy: the caller's stays as it was) with a head on records ``train`` of ``views``
     [N, V, leads, C] (each view a training sample, its record's labels), select the epoch on ``val`` (predictions
     averaged over views), checkpointing every epoch under ``state_dir`` so a killed unit resumes."""
@@ -243,7 +260,7 @@ def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.nd
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best, "loop": dict(loop)}, tmp)
 
     loop = _epochs(cfg, len(samples[0]), seed, step, lambda: macro_auroc(y[val], predict_tuned(model, views, val, use_amp)),
-                   keep_and_save, state)
+                   keep_and_save, state, progress)
     model.load_state_dict(best)
     return model, {"best_epoch": loop["best_epoch"], "val_auroc": loop["best_score"], "epochs_run": loop["epoch"]}
 
