@@ -499,6 +499,9 @@ def run_cmd(ctx: typer.Context,
                                                              "linear, attentive, finetune, scratch (their settings: the modes "
                                                              "protocol in configs/protocols; "
                                                              "default: run.modes)"),
+            leads: Optional[str] = typer.Option(None, help="linear suite: evaluation lead sets, comma-separated: 12, 6, 4, 3, 2 "
+                                                             "(CinC 2021) or one lead (I, II, ...); the other leads are "
+                                                             "zeroed for the heads (default: 12)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH, METHOD=hf:ORG/REPO/FILE@REV or METHOD=url:https://... (repeatable)"),
             allow_contamination: bool = typer.Option(False, "--allow-contamination",
                                                      help="score released checkpoints on datasets inside their declared "
@@ -515,9 +518,7 @@ def run_cmd(ctx: typer.Context,
                                                                 "overrides configure it (default: run.launcher)")) -> None:
     import time
 
-    from bench.run.launch import IN_PROCESS, run_multirun, unit_sweeps
-    from bench.run.runner import Runner
-    from bench.suites.base import Request, get_suite
+    from bench.suites.base import Request
 
     ckpts = {}
     for item in ckpt:
@@ -530,38 +531,58 @@ def run_cmd(ctx: typer.Context,
                  + (["run.allow_label_text=true"] if allow_label_text else [])
                  + (["run.trust_checkpoint_code=true"] if trust_checkpoint_code else []))
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
-    config_args = [o for o in overrides if o not in hydra_args]
+    request = Request(_csv(methods), _csv(datasets), _csv(tasks), _protocols(protocols), _fractions(fractions), _seeds(seeds),
+                      _csv(directions), _modes(modes, suite))
+    for lead_set in _lead_sets(leads):  # one run per evaluation lead set, the full record's under the plain keys
+        config_args = [o for o in overrides if o not in hydra_args] + ([f"preprocess.lead_set={lead_set}"] if lead_set != "12" else [])
+        _run_once(suite, request, config_args, hydra_args, ckpts, launcher, quiet, start)
+
+
+def _lead_sets(value: str | None) -> list[str]:
+    from bench.data.leads import lead_set_name
+
+    return [lead_set_name(v) for v in _csv(value)] if value else ["12"]
+
+
+def _run_once(suite: str, request, config_args: list[str], hydra_args: list[str], ckpts: dict, launcher, quiet: bool,
+              start: float) -> None:
+    """`bench run` for one configuration: plan, launch (in process or as jobs), collect and aggregate."""
+    import time
+
+    from bench.run.launch import IN_PROCESS, run_multirun, unit_sweeps
+    from bench.run.runner import Runner
+    from bench.suites.base import get_suite
+
     planner = Runner(config_args, ckpts=ckpts, progress=not quiet)
     _say_workspace(planner.base)
     launcher = launcher or planner.base.run.launcher
     if hydra_args and launcher == IN_PROCESS:
         raise ConfigError(f"{' '.join(hydra_args)}: hydra.* overrides configure a launcher (fix: add --launcher joblib or another)")
-    request = Request(_csv(methods), _csv(datasets), _csv(tasks), _protocols(protocols), _fractions(fractions), _seeds(seeds),
-                      _csv(directions), _modes(modes, suite))
     if launcher != IN_PROCESS:
         for sweep in unit_sweeps(suite, planner, request):
             run_multirun(launcher, sweep, normalise_overrides(config_args) + hydra_args, ckpts, typer.echo)
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
     runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False, progress=not quiet)
     summary = runner.execute(get_suite(suite), request)
-    typer.echo(f"{suite}: {summary.units_total} units ({summary.units_run} run, {summary.units_skipped} already in MLflow) "
-               f"in {time.perf_counter() - start:.1f} s" + (f"; not applicable: {', '.join(sorted(set(summary.not_applicable)))}"
-                                                            if summary.not_applicable else ""))
-    typer.echo(f"next: bench table {suite}")
+    lead_set = next((o.split("=", 1)[1] for o in config_args if o.startswith("preprocess.lead_set=")), "")
+    typer.echo(f"{suite}{f' (lead set {lead_set})' if lead_set else ''}: {summary.units_total} units ({summary.units_run} run, "
+               f"{summary.units_skipped} already in MLflow) in {time.perf_counter() - start:.1f} s"
+               + (f"; not applicable: {', '.join(sorted(set(summary.not_applicable)))}" if summary.not_applicable else ""))
+    typer.echo(f"next: bench table {'leads' if lead_set else suite}")
 
 
 @app.command("table", context_settings=OVERRIDES,
              help=f"Regenerate a table from MLflow: linear | zero_shot | transfer | ablation | textgen, or any suite's own "
                   f"(subgroup, robustness, plugins). {OVERRIDE_HELP}")
 @_guarded
-def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | modes | "
+def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | modes | leads | "
                                                                        "subgroup | robustness | a plugin suite"),
               format: str = typer.Option("md", "--format", help="md | latex | csv"),
               with_paper: bool = typer.Option(False, "--with-paper", help="put the MERIT paper's numbers beside ours"),
               protocol: Optional[str] = typer.Option(None, help="linear: fixed or cv10 (default: fixed when present)"),
               fraction: Optional[float] = typer.Option(None, help="linear: label fraction (default: the largest)"),
               methods: Optional[str] = typer.Option(None, help="comma-separated methods (and their order)"),
-              dataset: Optional[str] = typer.Option(None, help="modes: the dataset (default: data=... of the config)"),
+              dataset: Optional[str] = typer.Option(None, help="modes, leads: the dataset (default: data=... of the config)"),
               with_reference: bool = typer.Option(False, "--with-reference",
                                                   help="modes: the reality check's published numbers beside ours, labelled"),
               out: Optional[str] = typer.Option(None, help="also write the table to this file"),
@@ -572,8 +593,9 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     from bench.suites.base import suite_names
     from bench.publish.tables import KINDS, EmptyStore, build_table, suite_table
 
-    if kind == "modes":
-        text = _modes_table(ctx, dataset, protocol, fraction, with_reference, format, tracking_uri)
+    if kind in ("modes", "leads"):
+        text = (_modes_table if kind == "modes" else _leads_table)(ctx, dataset, protocol, fraction, with_reference, format,
+                                                                  tracking_uri)
         typer.echo(text)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -601,6 +623,22 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
+
+
+def _leads_table(ctx, dataset, protocol, fraction, _with_reference: bool, fmt: str, tracking_uri) -> str:
+    """`bench table leads`: methods x evaluation lead sets, and each method's paired difference to its 12-lead cell."""
+    from bench.publish.leads import leads_table
+    from bench.run.store import ResultStore
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    _say_workspace(cfg)
+    store = ResultStore.from_config(cfg)
+    try:
+        return leads_table(store, store.aggregates(["linear"]), cache_dir(cfg), dataset or str(cfg.data.name),
+                           protocol=protocol or "fixed", fraction=1.0 if fraction is None else fraction,
+                           n_boot=int(cfg.run.n_boot), boot_seed=int(cfg.run.bootstrap_seed), fmt=fmt)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _modes_table(ctx, dataset, protocol, fraction, with_reference: bool, fmt: str, tracking_uri) -> str:

@@ -8,7 +8,7 @@ Rules are pydantic models, one per group; keys they do not name pass through (th
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +28,7 @@ class Preprocess(_Group):
     seconds: PositiveFloat
     nan_window: NonNegativeInt
     zero_fill_leads: bool
+    lead_set: Union[str, int] = "12"
 
 
 class Pretrain(_Group):

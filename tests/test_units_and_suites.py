@@ -33,7 +33,8 @@ def _keys(root, suite: str, method: str, overrides: list[str], tasks=("super",))
 PERTURBATIONS = {
     "linear": [["preprocess.leads=[I,II,III,aVR,aVL,aVF]"], ["preprocess.nan_window=3"], ["preprocess.crop=center"], ["data.demo.n_records=150"], ["data.demo.seed=1"],
                ["linear.epochs=4"], ["linear.lr=0.01"], ["linear.batch_size=32"], ["linear.weight_decay=0.1"],
-               ["linear.standardize=false"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"], ["linear.val_fraction=match"]],
+               ["linear.standardize=false"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"], ["linear.val_fraction=match"],
+               ["preprocess.lead_set=2"], ["preprocess.lead_set=II"]],
     "zero_shot": [["zero_shot.lowercase=false"], ["preprocess.nan_window=3"], ["encoder.preset=cpu_small"], ["pretrain.seed=1"],
                   ["pretrain_pool.text=label_text", "run.allow_label_text=true"]],
 }
@@ -216,3 +217,42 @@ def test_the_transfer_label_map_is_a_named_keyed_option_stated_in_the_table(tmp_
     part = pd.DataFrame({"source_dataset": ["demo_ptbxl"], "target_dataset": ["demo_cpsc2018"], "label_map": ["ste_as_mi"]})
     assert "label map: ste_as_mi (STE → MI)" in transfer_words(part)
     assert "the paper's Table 5 (STE → STTC)" in transfer_words(part.drop(columns="label_map"))
+
+
+def test_evaluation_lead_sets_zero_the_other_leads_key_every_unit_and_table_apart(tmp_path):
+    """--leads 12,I: the heads see lead I only (the others zeros), pretraining still reads the full record (same
+    checkpoint), the cells are named by their set, `bench table leads` pairs each with 12 leads; other suites refuse it."""
+    import numpy as np
+
+    from bench.data.base import RawECG
+    from bench.data.leads import STANDARD_LEADS, lead_set
+    from bench.data.preprocess import PreprocessConfig, preprocess
+
+    assert lead_set("4") == ("I", "II", "III", "V2") and lead_set("avl") == ("aVL",)
+    with pytest.raises(Exception, match="neither a named set"):
+        lead_set("7")
+    raw = RawECG("r", np.ones((12, 5000), np.float32), 500.0, STANDARD_LEADS)
+    x = preprocess(raw, PreprocessConfig(keep_leads=("I", "II")))
+    assert np.all(np.abs(x[:2]).mean(1) > 0.9) and np.all(x[2:] == 0)
+    assert PreprocessConfig(keep_leads=("I", "II")).key() != PreprocessConfig().key()
+    assert _keys(tmp_path, "linear", "random", ["preprocess.lead_set=12"]) == _keys(tmp_path, "linear", "random", [])
+
+    store = [*_store(tmp_path), *BASE]
+    ran = cli.invoke(app, ["run", "--suite", "linear", "--methods", "merit_mse,signal_stats", "--tasks", "super", "--leads", "12,I",
+                           "--quiet", *store])
+    assert ran.exit_code == 0, ran.output
+    assert "linear (lead set I): 2 units (2 run" in ran.output
+    from bench.config import load_config
+    from bench.run.store import ResultStore
+
+    aggs = ResultStore.from_config(load_config(store)).aggregates(["linear"])
+    merit = aggs[aggs["method"] == "merit_mse"].set_index(aggs[aggs["method"] == "merit_mse"]["leads"].fillna("12"))
+    assert set(merit.index) == {"12", "I"} and merit.at["I", "checkpoint_hash"] == merit.at["12", "checkpoint_hash"]
+    assert merit.at["I", "agg_key"].endswith("|leads=I")
+    table = cli.invoke(app, ["table", "leads", *store])
+    assert table.exit_code == 0, table.output
+    assert "by evaluation lead set" in table.output and "merit_mse: I − 12" in table.output and "signal_stats: I − 12" in table.output
+    refused = cli.invoke(app, ["run", "--suite", "zero_shot", "--methods", "merit", "--tasks", "super", "--leads", "2", *store])
+    assert refused.exit_code != 0 and "does not name a lead set in its cells" in refused.output
+    bad = cli.invoke(app, ["run", "--suite", "linear", "--methods", "random", "--leads", "12,V7", *store])
+    assert bad.exit_code != 0 and "lead set 'V7' is neither" in bad.output

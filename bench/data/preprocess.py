@@ -39,12 +39,17 @@ class PreprocessConfig:
     keep_seconds: float | None = None  # keep the first seconds, zero-pad the rest of the window (MERL/MELP on CPSC2018)
     record_steps: str | None = None  # an input contract's filters and scaling (JSON) run on the whole record (HuBERT-ECG)
     zero_fill_leads: bool = False  # leads the record lacks become zeros (a dataset with fewer leads than an encoder reads)
+    keep_leads: tuple[str, ...] | None = None  # an evaluation lead set: the other leads become zeros (bench/data/leads.py)
 
     @classmethod
     def from_mapping(cls, cfg) -> "PreprocessConfig":
         from bench.config import dataclass_from_mapping
 
+        # preprocess.lead_set is an evaluation axis the runner applies (keep_leads), never pretraining's or a plain prepare's
+        cfg = {k: cfg[k] for k in cfg if k != "lead_set"}
         out = dataclass_from_mapping(cls, cfg, "preprocess config", DataError, leads=tuple)
+        if out.keep_leads is not None:
+            object.__setattr__(out, "keep_leads", tuple(out.keep_leads))
         if out.crop not in ("start", "center"):
             raise DataError("preprocess config", f"crop must be 'start' or 'center', got {out.crop!r}")
         if out.resample not in RESAMPLERS:
@@ -66,6 +71,8 @@ class PreprocessConfig:
                 fields.pop(name)
         if not fields["zero_fill_leads"]:
             fields.pop("zero_fill_leads")
+        if fields["keep_leads"] is None:
+            fields.pop("keep_leads")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -178,4 +185,7 @@ def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
         x = _record_contract(cfg.record_steps).filter_and_scale(x)
     if cfg.keep_seconds:
         x = x[:, :int(round(cfg.keep_seconds * cfg.target_fs))]
+    if cfg.keep_leads is not None:  # an evaluation lead set: the leads outside it were not recorded
+        x = x.copy()
+        x[[i for i, lead in enumerate(cfg.leads) if lead not in set(cfg.keep_leads)]] = 0.0
     return np.ascontiguousarray(crop_or_pad(x, cfg.n_samples, cfg.crop), dtype=np.float32)

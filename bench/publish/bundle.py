@@ -531,7 +531,7 @@ def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
                 order = tags.get(agg_tag, "").split(",")
                 results.sort(key=lambda r: order.index(r[0].tags[unit_tag]) if r[0].tags.get(unit_tag) in order else len(order))
             identity = {k: _typed(k, tags[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed")}
-            for optional in ("mode", "val_fraction"):  # the linear suite's evaluation mode and validation part
+            for optional in ("mode", "val_fraction", "leads"):  # the linear suite's mode, validation part and lead set
                 if optional in tags:
                     identity[optional] = tags[optional]
             group = Group(identity)
@@ -580,7 +580,7 @@ def _compare_outputs(results: Path, regenerated: Path, written: list[Path]) -> l
 
 def _compare_leaderboard(published: Path, again: Path) -> list[str]:
     a, b = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (published, again))
-    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction", "method"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction", "method"]
     problems = []
     if list(a.columns) != list(b.columns):
         return [f"{LEADERBOARD}: columns differ from the recomputed leaderboard's"]

@@ -27,11 +27,11 @@ def cell_seed(store: ResultStore, suite: str, identity: dict) -> int | str:
 
 
 def pooled_predictions(store: ResultStore, suite: str, method: str, dataset: str, task: str, protocol: str, fraction: float,
-                       seed: int | str, mode: str = "linear") -> tuple[list[dict[str, np.ndarray]], str]:
+                       seed: int | str, mode: str = "linear", leads: str = "12") -> tuple[list[dict[str, np.ndarray]], str]:
     """Test predictions of exactly the units behind the current aggregate, pooled per run seed (one entry unless the
     aggregate is the cell over its seeds) and sorted by record id; and the aggregate's bootstrap key."""
     agg_key = Group({"suite": suite, "method": method, "dataset": dataset, "task": task, "protocol": protocol,
-                     "fraction": float(fraction), "seed": seed, "mode": mode}).agg_key
+                     "fraction": float(fraction), "seed": seed, "mode": mode, "leads": leads}).agg_key
     tags = store.aggregate_tags(suite, agg_key)
     if tags is None or tags.get("applicable") == "no":
         raise LookupError(f"no {suite} aggregate for {method} on {dataset}/{task} ({protocol}, {mode}, fraction {fraction}, "
@@ -60,18 +60,21 @@ def side_auroc(side: list[dict[str, np.ndarray]], idx: np.ndarray, draws: np.nda
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,
                     task: str, protocol: str = "fixed", fraction: float = 1.0, seed: int | str = "auto", n_boot: int = 1000,
-                    boot_seed: int = 0, mode_a: str = "linear", mode_b: str | None = None, suite_b: str | None = None) -> dict:
+                    boot_seed: int = 0, mode_a: str = "linear", mode_b: str | None = None, suite_b: str | None = None,
+                    leads_a: str = "12", leads_b: str | None = None) -> dict:
     """Paired bootstrap of macro AUROC between ``a`` (in ``mode_a``) and ``b`` (in ``mode_b``, default the same; of
-    ``suite_b``, default ``suite``): two methods, one method in two modes, or two suites' cells on one evaluation set. ``seed="auto"`` compares the cells over all their seeds where both sides
-    have them (the two-level bootstrap: the same seed draws and record resamples for both sides), else seed 0 of each
-    (like with like: a one-seed cell is never set against a mean over seeds)."""
+    ``suite_b``, default ``suite``; on lead sets ``leads_a`` and ``leads_b``): two methods, one method in two modes or on
+    two lead sets, or two suites' cells on one evaluation set. ``seed="auto"`` compares the cells over all their seeds
+    where both sides have them (the two-level bootstrap: the same seed draws and record resamples for both sides), else
+    seed 0 of each (like with like: a one-seed cell is never set against a mean over seeds)."""
     if seed == "auto":
         where = {"dataset": dataset, "task": task, "protocol": protocol, "fraction": float(fraction)}
-        seeds = {cell_seed(store, suite, {"method": a, **where, "mode": mode_a}),
-                 cell_seed(store, suite_b or suite, {"method": b, **where, "mode": mode_b or mode_a})}
+        seeds = {cell_seed(store, suite, {"method": a, **where, "mode": mode_a, "leads": leads_a}),
+                 cell_seed(store, suite_b or suite, {"method": b, **where, "mode": mode_b or mode_a, "leads": leads_b or leads_a})}
         seed = "all" if seeds == {"all"} else 0
-    side_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a)
-    side_b, _ = pooled_predictions(store, suite_b or suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a)
+    side_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a, leads_a)
+    side_b, _ = pooled_predictions(store, suite_b or suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a,
+                                   leads_b or leads_a)
     if len(side_a) != len(side_b):
         raise ValueError(f"{a} has {len(side_a)} seed(s) and {b} {len(side_b)}; a paired test over seeds needs the same seeds")
     ref = side_a[0]

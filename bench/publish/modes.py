@@ -27,6 +27,8 @@ def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: floa
                     & (aggregates["fraction"].astype(float) == float(fraction)) & (aggregates["seed"].astype(str) == str(seed))
                     & ~not_applicable(aggregates)].copy()
     df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
+    if "leads" in df:  # modes are compared on the full record; reduced lead sets have their own table (bench table leads)
+        df = df[df["leads"].fillna("12").astype(str) == "12"]
     return df
 
 

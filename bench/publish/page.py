@@ -33,9 +33,12 @@ def page_rows(board: pd.DataFrame) -> list[dict]:
 
 
 def column_key(row: dict) -> str:
-    """The page's name of a table column (one comparable cell set): suite · protocol · mode · fraction · dataset/task."""
-    return " · ".join([str(row["suite"]), str(row["protocol"]), str(row.get("mode", "linear")), f"{float(row['fraction']):g}",
-                       f"{row['dataset']}/{row['task']}"])  # the fraction as JavaScript writes it (1, 0.1)
+    """The page's name of a table column (one comparable cell set): suite · protocol · mode · leads · fraction ·
+    dataset/task."""
+    leads = row.get("leads", "12")
+    leads = "12" if leads is None or (isinstance(leads, float) and not np.isfinite(leads)) else str(leads)
+    return " · ".join([str(row["suite"]), str(row["protocol"]), str(row.get("mode", "linear")), leads,
+                       f"{float(row['fraction']):g}", f"{row['dataset']}/{row['task']}"])  # the fraction as JavaScript writes it
 
 
 def page_header(board: pd.DataFrame) -> str:
@@ -89,6 +92,7 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 <label>suite <select id="f-suite"></select></label>
 <label>protocol <select id="f-protocol"></select></label>
 <label>mode <select id="f-mode"></select></label>
+<label>leads <select id="f-leads"></select></label>
 <label>label fraction <select id="f-fraction"></select></label>
 <label><input type="checkbox" id="f-synthetic"> show synthetic demo rows <span class="mark">(marked ◇)</span></label>
 </div>
@@ -109,10 +113,11 @@ let ROWS = HAS_REAL ? ALL_ROWS.filter(r => r.synthetic !== "yes") : ALL_ROWS;
 document.getElementById("f-synthetic").checked = !HAS_REAL;
 const HOVER = __HOVER__;
 const LEADERS = __LEADERS__;
-const FILTERS = ["suite", "protocol", "mode", "fraction"];
+const FILTERS = ["suite", "protocol", "mode", "leads", "fraction"];
 // a row's name says what it is: method@preset (pretrained here), (untrained), (control); released checkpoints keep the method's
 const nameOf = r => r.name || r.method;
-ROWS.forEach(r => { if (r.mode === undefined || r.mode === null) r.mode = "linear"; });
+ALL_ROWS.forEach(r => { if (r.mode === undefined || r.mode === null) r.mode = "linear";
+                       r.leads = (r.leads === undefined || r.leads === null) ? "12" : String(r.leads); });
 const auc = r => (r.auroc_pooled !== null && r.auroc_pooled !== undefined) ? r.auroc_pooled : r.auroc_mean;
 const pct = v => (v === null || v === undefined) ? "–" : (100 * v).toFixed(1);
 const marks = r => (r.synthetic === "yes" ? "◇" : "") + (r.low_support === "yes" ? "†" : "") + (String(r.contaminated).includes("yes") ? "⚠" : "")
@@ -121,7 +126,7 @@ const task = r => r.dataset + "/" + r.task;
 const esc = s => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 const hover = r => esc(HOVER.map(k => k + ": " + r[k]).join("\n"));
 
-const columnKey = r => [r.suite, r.protocol, r.mode, r.fraction, task(r)].join(" · ");
+const columnKey = r => [r.suite, r.protocol, r.mode, r.leads, r.fraction, task(r)].join(" · ");
 function matches(r, upto) {
   return FILTERS.slice(0, upto).every(f => {
     const v = document.getElementById("f-" + f).value;
@@ -133,7 +138,7 @@ function refill(i) {
   const name = FILTERS[i], sel = document.getElementById("f-" + name), before = sel.value;
   const values = [...new Set(ROWS.filter(r => matches(r, i)).map(r => String(r[name])))].sort();
   sel.innerHTML = ["all", ...values].map(v => `<option value="${v}">${v}</option>`).join("");
-  const preferred = {suite: "linear", protocol: "fixed", mode: "linear", fraction: values[values.length - 1]}[name];
+  const preferred = {suite: "linear", protocol: "fixed", mode: "linear", leads: "12", fraction: values[values.length - 1]}[name];
   sel.value = before === "all" || values.includes(before) ? before : values.includes(preferred) ? preferred : "all";
 }
 function selected() {
@@ -168,10 +173,11 @@ function renderMatrix(rows) {
   // bold only the leader a paired test names (best vs runner-up, bench publish); otherwise the column is "tied"
   const modeWords = {linear: "linear probe", attentive: "attentive probe", finetune: "fine-tuned", scratch: "from scratch"};
   const words = c => {
-    const [suite, protocol, mode, fraction, where] = c.split(" · ");
+    const [suite, protocol, mode, leads, fraction, where] = c.split(" · ");
     const [dataset, task] = where.split("/");
     return `${task} <small>(${dataset})</small><br><small>${Math.round(100 * Number(fraction))} % labels, `
-      + `${modeWords[mode] || mode}, ${protocol === "cv10" ? "10-fold" : protocol} split${suite === "linear" ? "" : ", " + suite}</small>`;
+      + `${modeWords[mode] || mode}${leads === "12" ? "" : ", " + leads + (/^[0-9]+$/.test(leads) ? " leads" : " only")}, `
+      + `${protocol === "cv10" ? "10-fold" : protocol} split${suite === "linear" ? "" : ", " + suite}</small>`;
   };
   const head = c => `<th title="${c}">${words(c)}${c in LEADERS && !LEADERS[c] ? " <small>(tied)</small>" : ""}</th>`;
   const lines = methods.map(m => ({method: m, cells: cols.map(c => cell[m + "|" + c])}));

@@ -60,7 +60,7 @@ def linear_cells(aggregates: pd.DataFrame, dataset: str, protocol: str) -> tuple
     df = aggregates[(aggregates["suite"] == "linear") & (aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)]
     df = seed_view(df) if len(df) else df
     if len(df):
-        df = df[(df["mode"] == "linear") & (df["val_fraction"] == "full")]
+        df = df[(df["mode"] == "linear") & (df["val_fraction"] == "full") & (df["leads"] == "12")]
     if df.empty:
         raise LookupError(f"no linear results for {dataset} / {protocol}")
     setting, part = max(comparable_parts(df), key=lambda p: p[1]["method"].nunique())

@@ -158,6 +158,9 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
     modes = modes_tables(store, linear, settings, boot_cache)
     if modes:
         put(tables / "modes.md", HEADER + modes)
+    leads = leads_tables(store, linear, settings, boot_cache)
+    if leads:
+        put(tables / "leads.md", HEADER + leads)
     if not board.empty:
         written.append(write_page(board, results / "index.html", column_leaders(store, board, settings, boot_cache)))
         echo(f"wrote {results / 'index.html'}")
@@ -191,7 +194,7 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
     from bench.publish.page import column_key
     from bench.publish.tables import auroc_estimate
 
-    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction"]
     columns, jobs = [], []
     for _, g in board.groupby(keys, sort=True):
         ranked = sorted(((auroc_estimate(r), r["method"]) for r in g.to_dict("records") if np.isfinite(auroc_estimate(r))), reverse=True)
@@ -201,7 +204,8 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
         columns.append((column_key(r.to_dict()), ranked[0][1]))
         jobs.append(dict(a=ranked[0][1], b=ranked[1][1], suite=r["suite"], dataset=r["dataset"], task=r["task"],
                          protocol=r["protocol"], fraction=float(r["fraction"]), n_boot=settings.paired_n_boot,
-                         boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear"))))
+                         boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear")),
+                         leads_a=str(r.get("leads", "12"))))
     tests = comparisons(store, jobs, boot_cache, expected=(LookupError, ValueError, OSError))
     return {column: (best if test["p_value"] < alpha and test["diff"] > 0 else "")
             for (column, best), test in zip(columns, tests) if not isinstance(test, Exception)}
@@ -216,6 +220,17 @@ def modes_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_ca
         return ""
     datasets = sorted(set(linear[linear["mode"].fillna("linear") != "linear"]["dataset"]))
     return "\n\n".join(modes_table(store, linear, boot_cache, d, n_boot=settings.paired_n_boot, boot_seed=settings.bootstrap_seed)
+                        for d in datasets)
+
+
+def leads_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str:
+    """`bench table leads` for each dataset with a reduced evaluation lead set (fixed protocol, all labels)."""
+    from bench.publish.leads import leads_table
+
+    if linear.empty or "leads" not in linear or set(linear["leads"].fillna("12").astype(str)) == {"12"}:
+        return ""
+    datasets = sorted(set(linear[linear["leads"].fillna("12").astype(str) != "12"]["dataset"]))
+    return "\n\n".join(leads_table(store, linear, boot_cache, d, n_boot=settings.paired_n_boot, boot_seed=settings.bootstrap_seed)
                         for d in datasets)
 
 

@@ -157,7 +157,7 @@ def seed_words(cells: pd.DataFrame) -> str:
     return f"S = 1 (seed {', '.join(seeds)})"
 
 
-CELL = ["suite", "method", "dataset", "task", "protocol", "mode", "val_fraction", "fraction"]
+CELL = ["suite", "method", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction"]
 
 
 def seed_view(aggregates: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +168,7 @@ def seed_view(aggregates: pd.DataFrame) -> pd.DataFrame:
     df = aggregates.copy()
     df["mode"] = df["mode"].fillna("linear") if "mode" in df else "linear"
     df["val_fraction"] = df["val_fraction"].fillna("full") if "val_fraction" in df else "full"
+    df["leads"] = df["leads"].fillna("12").astype(str) if "leads" in df else "12"
     seed = df["seed"].astype(str)
     rank = np.where(seed == "all", -1, pd.to_numeric(seed, errors="coerce").fillna(0))
     df = df.assign(_rank=rank, _frac=df["fraction"].astype(float)).sort_values("_rank", kind="stable")
@@ -218,6 +219,10 @@ def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """A suite's aggregates split so that no table column mixes records or budgets: one part per record partition
     (``split_hash``) and, within it, per pretraining budget of the rows bench pretrained; untrained, released and
     text-free rows (controls) join every part of their partition. Each part comes with the words that say what it is."""
+    leads = sub.get("leads", pd.Series("12", index=sub.index)).fillna("12").astype(str)
+    if set(leads) != {"12"}:  # one part per evaluation lead set, the full record first
+        return [(words + (f"; lead set {ls} (the other leads zeroed)" if ls != "12" else ""), part)
+                for ls in sorted(set(leads), key=lambda v: (v != "12", v)) for words, part in comparable_parts(sub[leads == ls].drop(columns="leads"))]
     split = sub.get("split_hash", pd.Series("", index=sub.index)).fillna("").astype(str)
     budget = sub.get("pretrain_budget", pd.Series("", index=sub.index)).fillna("").astype(str)
     parts = []
@@ -395,7 +400,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
     if aggregates.empty:
         return aggregates
     df = seed_view(aggregates[~not_applicable(aggregates)])
-    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "fraction", "method"]
+    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction", "method"]
     df["fraction"] = df["fraction"].astype(float)
     num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
            "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units", "n_seeds",

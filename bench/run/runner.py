@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import typer
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import code_version
 from bench.config import check_workspace, ConfigError, encoder_options, load_config
 from bench.data.cache import PreparedArrays, prepare, prepared_key, report_lines
+from bench.data.leads import FULL_SET, lead_set
 from bench.data.preprocess import PreprocessConfig, check_lead_set
 from bench.data.registry import open_from_config
 from bench.encoders.embeddings import (EncodeSettings, Embeddings, TokenFeatures, cached_embeddings, cached_token_features,
@@ -182,7 +183,14 @@ class Runner:
         contract = handle.encoder.spec.contract
         pcfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
                                                                          self.identity(cfg)))
+        chosen = str(cfg.preprocess.get("lead_set", FULL_SET))
         check_lead_set(pcfg, self.reader(cfg).index.leads, cfg.data.name, handle.method)
+        if chosen != FULL_SET:  # an evaluation lead set: the encoder's other leads are zeros
+            keep = lead_set(chosen)
+            if not set(keep) & set(pcfg.leads):
+                raise ConfigError(f"lead set {chosen} ({', '.join(keep)}) shares no lead with {handle.method}'s input "
+                                  f"({', '.join(pcfg.leads)}): there would be nothing to read")
+            pcfg = replace(pcfg, keep_leads=tuple(lead for lead in pcfg.leads if lead in keep))
         return pcfg
 
     def prepared(self, cfg: DictConfig, handle: EncoderHandle) -> PreparedArrays:
@@ -250,6 +258,10 @@ class Runner:
         return self.execute(get_suite(suite), request)
 
     def execute(self, suite: Suite, request: Request) -> RunSummary:
+        leads = str(self.base.preprocess.get("lead_set", FULL_SET))
+        if leads != FULL_SET and not suite.takes_lead_sets:
+            raise ConfigError(f"the {suite.name} suite does not name a lead set in its cells, so preprocess.lead_set={leads} "
+                              f"would be tabled as 12 leads (fix: --leads with --suite linear, any mode)")
         summary = RunSummary()
         cells: dict[str, list[tuple[Group, list]]] = {}  # a cell's groups over the run's seeds
         for group in suite.groups(self, request):

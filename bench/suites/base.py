@@ -122,7 +122,9 @@ class Group:
         mode = self.identity.get("mode", "linear")
         key = key if mode == "linear" else f"{key}|{mode}"
         val = self.identity.get("val_fraction", "full")
-        return key if val == "full" else f"{key}|val={val}"
+        key = key if val == "full" else f"{key}|val={val}"
+        leads = str(self.identity.get("leads", "12"))
+        return key if leads == "12" else f"{key}|leads={leads}"
 
 
 @dataclass
@@ -149,6 +151,8 @@ class Suite:
     pools_seeds: ClassVar[bool] = False
     #: the suite reads ``--modes`` (evaluation modes beside the linear probe); others are refused one
     takes_modes: ClassVar[bool] = False
+    #: the suite names an evaluation lead set in its cells (``leads``); others are refused one (``preprocess.lead_set``)
+    takes_lead_sets: ClassVar[bool] = False
 
     def groups(self, ctx: "RunContext", request: Request) -> Iterable[Group]:
         """The groups (with their units) of ``request``; a generator, so pretraining happens group by group."""

@@ -258,6 +258,7 @@ class LinearSuite(Suite):
     version = "2"  # 2: decisions at validation-chosen thresholds; fixed-class-set bootstrap
     pools_seeds = True
     takes_modes = True
+    takes_lead_sets = True
     description = ("frozen linear probe (fixed split or 10-fold cv, label fractions; MERIT Table 1), and the attentive, "
                    "finetune and scratch modes (--modes)")
 
@@ -286,6 +287,7 @@ class LinearSuite(Suite):
                fraction: float, seed: int, mode=None) -> Group:
         """One cell's units, one per split; ``inputs`` holds each scorer's embedding key and provenance. The linear
         probe's material is as it always was; another mode replaces the head's settings with its own."""
+        from bench.data.leads import FULL_SET, lead_set_name
         from bench.suites.modes import mode_material, trainable
         from bench.suites.protocols import protocol_splits
 
@@ -294,6 +296,9 @@ class LinearSuite(Suite):
                     "seed": seed, "mode": mode.mode if mode else "linear"}
         matched = {"val_fraction": head.val_fraction} if head.val_fraction != "full" else {}
         identity.update(matched)
+        leads = lead_set_name(cfg.preprocess.get("lead_set", FULL_SET))
+        if leads != FULL_SET:  # the lead set is in the embedding key already; the cell names it
+            identity["leads"] = leads
         group = Group(identity, state=LinearState(cfg, labels, scorers, head, seed, fraction, mode))
         if mode is not None and mode.mode in ("finetune", "scratch") and not trainable(scorers[0].handle.encoder):
             group.applicable, group.why_not = False, f"nothing to train in {mode.mode}"
