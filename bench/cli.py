@@ -35,6 +35,9 @@ app.add_typer(models_app, name="models")
 suites_app = typer.Typer(help="Suites: the registry of evaluations `bench run --suite` runs (plugins: entry-point group bench.suites).",
                          no_args_is_help=True)
 app.add_typer(suites_app, name="suites")
+splits_app = typer.Typer(help="Splits: each task's record ids per split, fold and label draw, as files with their hashes.",
+                         no_args_is_help=True)
+app.add_typer(splits_app, name="splits")
 
 
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -111,6 +114,35 @@ def data_prepare(ctx: typer.Context, dataset: str = typer.Argument(..., help="da
 
     for line in report_lines(m):
         typer.secho(f"note: {line}", fg=typer.colors.YELLOW)
+
+
+@splits_app.command("export", context_settings=OVERRIDES,
+                    help=f"Write DATASET's splits per task (fixed train/val/test, the cv10 folds, each label-fraction draw of "
+                         f"run.fractions x run.seeds) as CSV under OUT/DATASET/ with splits.json: sha256 of each file and "
+                         f"the task versions. {OVERRIDE_HELP}")
+@_guarded
+def splits_export(ctx: typer.Context, dataset: str = typer.Argument(..., help="a dataset of `bench data list`"),
+                  out: str = typer.Option(..., help="the folder to write OUT/DATASET/ into (replaced whole)"),
+                  tasks: Optional[str] = typer.Option(None, help="comma-separated tasks (default: every task of the dataset)"),
+                  fractions: Optional[str] = typer.Option(None, help="label fractions whose training draws to write, e.g. "
+                                                                     "0.01,0.1 (default: run.fractions)"),
+                  seeds: Optional[str] = typer.Option(None, help="the seeds of those draws (default: run.seeds)")) -> None:
+    from pathlib import Path
+
+    from bench.data.registry import open_from_config
+    from bench.data.splits import export_splits
+
+    cfg = load_config(ctx.args, data=dataset)
+    index = open_from_config(cfg).index
+    names = _csv(tasks) or list(index.tasks)
+    unknown = [t for t in names if t not in index.tasks]
+    if unknown:
+        raise ConfigError(f"{dataset} has no task {', '.join(unknown)} (its tasks: {', '.join(index.tasks)})")
+    manifest = export_splits(index, dataset, Path(out), names, _fractions(fractions) or [float(f) for f in cfg.run.fractions],
+                             _seeds(seeds) or [int(s) for s in cfg.run.seeds])
+    for name, task in manifest["tasks"].items():
+        typer.echo(f"{task['version']}: {task['n_records']} records, {len(task['files'])} file(s)")
+    typer.echo(f"-> {Path(out) / dataset} (splits.json: each file's sha256 and the task versions)")
 
 
 @data_app.command("verify", context_settings=OVERRIDES, help=f"Count records, labels per task, folds and splits of DATASET and report problems. {OVERRIDE_HELP}")

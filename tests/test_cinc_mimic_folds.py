@@ -123,3 +123,38 @@ def test_stratified_folds_are_balanced_grouped_and_persisted(tmp_path):
     b = persisted_folds(tmp_path, "d", y, groups, 10, seed=3)
     pd.testing.assert_series_equal(a, b, check_names=False)
     assert not persisted_folds(tmp_path, "d", y, groups, 10, seed=4).equals(a)
+
+
+def test_tasks_have_versions_and_their_splits_export_as_files_with_hashes(tmp_path):
+    """`bench splits export`: per task the fixed split, the cv10 folds and each label draw as CSV, their sha256 and the
+    task's version in splits.json; the draw is the one the linear suite trains on; another label map is another version."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.config import load_config
+    from bench.data.registry import open_from_config
+    from bench.data.splits import task_fingerprint, task_version
+    from bench.suites.protocols import protocol_splits
+
+    out = tmp_path / "splits"
+    args = ["splits", "export", "ptbxl_1819", "--out", str(out), "--tasks", "super,form", "--fractions", "0.1,1", "--seeds", "0,1"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "ptbxl_1819/super@1: 1819 records, 4 file(s)" in done.output and "ptbxl_1819/form@1: 634 records" in done.output
+    manifest = json.loads((out / "ptbxl_1819" / "splits.json").read_text())
+    import hashlib
+
+    for name, digest in manifest["tasks"]["super"]["files"].items():
+        assert hashlib.sha256((out / "ptbxl_1819" / name).read_bytes()).hexdigest() == digest
+    fixed = pd.read_csv(out / "ptbxl_1819" / "super" / "fixed.csv", dtype=str)
+    assert fixed["split"].value_counts().to_dict().keys() == {"train", "val", "test"} and len(fixed) == 1819
+    index = open_from_config(load_config(data="ptbxl_1819")).index
+    (split,) = protocol_splits(index.records, index.task("super").labels, "fixed", 0.1, 1)
+    drawn = pd.read_csv(out / "ptbxl_1819" / "super" / "fixed_train_0.1_seed1.csv", dtype=str)["record_id"]
+    assert sorted(drawn) == sorted(map(str, split.train))
+    task = index.task("super")
+    other = type(task)(task.name, task.classes, task.labels.drop(columns="MI").assign(MI=0)[task.classes])
+    assert task_version("ptbxl_1819", "super", task_fingerprint(index.records, other)).startswith("ptbxl_1819/super@unversioned-")

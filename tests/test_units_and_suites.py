@@ -249,6 +249,7 @@ def test_evaluation_lead_sets_zero_the_other_leads_key_every_unit_and_table_apar
     merit = aggs[aggs["method"] == "merit_mse"].set_index(aggs[aggs["method"] == "merit_mse"]["leads"].fillna("12"))
     assert set(merit.index) == {"12", "I"} and merit.at["I", "checkpoint_hash"] == merit.at["12", "checkpoint_hash"]
     assert merit.at["I", "agg_key"].endswith("|leads=I")
+    assert merit.at["I", "task_version"].startswith("demo_ptbxl/super@unversioned-")  # the demo is generated: no version
     table = cli.invoke(app, ["table", "leads", *store])
     assert table.exit_code == 0, table.output
     assert "by evaluation lead set" in table.output and "merit_mse: I − 12" in table.output and "signal_stats: I − 12" in table.output

@@ -31,7 +31,7 @@ METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1"}  # the paper's "accuracy" is undefined there, so not set against BAcc
 PROVENANCE = ["checkpoint_hash", "checkpoint", "checkpoint_sha256", "pool", "preset", "pretrain_budget", "split_hash", "seed",
               "code_version", "n_boot", "boot_key", "input_contract", "input", "corpora", "contaminated", "pretrain_text",
-              "trust_checkpoint_code", "unit_set", "low_support"]
+              "trust_checkpoint_code", "unit_set", "low_support", "task_version"]
 LOW_SUPPORT_MARK = "†"
 
 
@@ -223,6 +223,10 @@ def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if set(leads) != {"12"}:  # one part per evaluation lead set, the full record first
         return [(words + (f"; lead set {ls} (the other leads zeroed)" if ls != "12" else ""), part)
                 for ls in sorted(set(leads), key=lambda v: (v != "12", v)) for words, part in comparable_parts(sub[leads == ls].drop(columns="leads"))]
+    versions = sub.get("task_version", pd.Series("", index=sub.index)).fillna("").astype(str)
+    if len(set(versions) - {""}) > 1:  # two versions of a task (other labels or splits) never share a column
+        return [(words + f"; task {v or 'version not recorded'}", part) for v in sorted(set(versions))
+                for words, part in comparable_parts(sub[versions == v].drop(columns="task_version"))]
     split = sub.get("split_hash", pd.Series("", index=sub.index)).fillna("").astype(str)
     budget = sub.get("pretrain_budget", pd.Series("", index=sub.index)).fillna("").astype(str)
     parts = []

@@ -30,7 +30,7 @@ from bench.encoders import create_encoder
 from bench.encoders.base import needs_pretraining
 from bench.encoders.loading import EncoderHandle, load_encoder
 from bench.run.store import MissingUnits, ResultStore
-from bench.suites.base import UNIT_PROVENANCE, Group, Request, Suite, Unit, UnitResult, content_hash, get_suite, unit_key
+from bench.suites.base import LATER_PROVENANCE, UNIT_PROVENANCE, Group, Request, Suite, Unit, UnitResult, content_hash, get_suite, unit_key
 
 
 
@@ -330,8 +330,10 @@ class Runner:
 
 def pooled_provenance(unit_tags: list[dict]) -> dict[str, str]:
     """Each provenance tag over the units, as logged with them (a unit reloaded from the store keeps the code version,
-    checkpoint, ... that computed it, not the re-aggregating process's): the sorted distinct values, comma-joined."""
-    return {k: ",".join(sorted({str(t.get(k, "")) for t in unit_tags})) for k in UNIT_PROVENANCE}
+    checkpoint, ... that computed it, not the re-aggregating process's): the sorted distinct values, comma-joined. A tag
+    none of the units carries (one added after they were computed) is left out rather than written empty."""
+    return {k: ",".join(sorted({str(t.get(k, "")) for t in unit_tags})) for k in UNIT_PROVENANCE
+            if k not in LATER_PROVENANCE or any(k in t for t in unit_tags)}
 
 
 def repool_provenance(store, suites: list[str]) -> list[str]:

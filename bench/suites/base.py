@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 # the provenance tags every unit row carries (RunContext.provenance) and every aggregate carries over from its units
 UNIT_PROVENANCE = ("checkpoint_hash", "checkpoint", "checkpoint_sha256", "split_hash", "code_version", "pool", "preset",
-                   "pretrain_budget", "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code")
+                   "pretrain_budget", "input_contract", "input", "corpora", "contaminated", "pretrain_text", "trust_checkpoint_code",
+                   "task_version")
+# provenance tags added after units were published: left out of an aggregate whose units predate them
+LATER_PROVENANCE = ("task_version",)
 
 
 class RunContext(Protocol):

@@ -288,10 +288,12 @@ class LinearSuite(Suite):
         """One cell's units, one per split; ``inputs`` holds each scorer's embedding key and provenance. The linear
         probe's material is as it always was; another mode replaces the head's settings with its own."""
         from bench.data.leads import FULL_SET, lead_set_name
+        from bench.data.splits import versioned_task
         from bench.suites.modes import mode_material, trainable
         from bench.suites.protocols import protocol_splits
 
         labels = index.task(task).labels
+        version = versioned_task(index, cfg.data.name, task)
         identity = {"method": method, "dataset": cfg.data.name, "task": task, "protocol": protocol, "fraction": fraction,
                     "seed": seed, "mode": mode.mode if mode else "linear"}
         matched = {"val_fraction": head.val_fraction} if head.val_fraction != "full" else {}
@@ -312,7 +314,7 @@ class LinearSuite(Suite):
             embedding, provenance = inputs[k]
             material = {**shared, "embedding": embedding, **split_material(split), "fold": split.fold,
                         "head_seed": head_seed(split.fold, fraction)}
-            tags = {"fold": split.fold, **provenance, "head_hash": head_hash}
+            tags = {"fold": split.fold, **provenance, "head_hash": head_hash, "task_version": version}
             group.units.append(Unit(tags, material, (k, split)))
         return group
 
