@@ -183,7 +183,8 @@ for _name, _where in {"linear": "bench.suites.linear:LinearSuite", "zero_shot": 
                       "transfer": "bench.suites.transfer:TransferSuite", "textgen": "bench.suites.textgen:TextgenSuite",
                       "subgroup": "bench.suites.subgroup:SubgroupSuite",
                       "robustness": "bench.suites.robustness:RobustnessSuite",
-                      "report_text": "bench.suites.report_text:ReportTextSuite"}.items():
+                      "report_text": "bench.suites.report_text:ReportTextSuite",
+                      "regression": "bench.suites.regression:RegressionSuite"}.items():
     SUITES.register(_name, _where)
 
 

@@ -1,0 +1,217 @@
+"""Patient characteristics as regression targets: which encoder's embedding holds age, height, weight, BMI.
+
+A unit is one method x dataset x target x seed: a ridge head on the frozen embedding of the fixed split's training
+records (features and target standardised on them), its regularisation chosen on the validation records, scored on the
+test records in the target's own units. Metrics (defined here once, README "Metrics" says the same):
+
+- MAE: mean absolute error, in the target's unit; RMSE likewise;
+- R²: 1 − residual sum of squares / total sum of squares around the test mean (sklearn ``r2_score``);
+- Pearson r between predictions and targets.
+
+A cell over S seeds is the mean over seeds; its 95 % interval is a two-level bootstrap (seeds drawn with replacement,
+then one resample of the test records shared by every seed), percentile. Records without the value are left out of
+that target. Targets are data (configs/protocols/regression.yaml). Written only against the suite plugin interface.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.suites.base import Aggregate, Group, Request, Suite, Unit, UnitResult, content_hash, ids_hash
+
+if TYPE_CHECKING:
+    from bench.suites.base import RunContext
+
+METRICS = ("mae", "rmse", "r2", "pearson_r")
+
+
+def target_values(records: pd.DataFrame, spec: dict) -> pd.Series:
+    """A target's value per record in its unit (censored codes replaced as the config states), records without one
+    left out; None when the dataset has no such column."""
+    if "ratio" in spec:
+        num, den = spec["ratio"]
+        if num not in records or den not in records:
+            return None
+        w, h = pd.to_numeric(records[num], errors="coerce"), pd.to_numeric(records[den], errors="coerce")
+        values = w / (h / 100.0) ** 2
+    else:
+        if spec["column"] not in records:
+            return None
+        values = pd.to_numeric(records[spec["column"]], errors="coerce")
+        for code, meant in (spec.get("censored") or {}).items():
+            values = values.mask(values == float(code), float(meant))
+    values = values[np.isfinite(values) & (values > 0)]
+    return values.astype(float)
+
+
+def regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    r = float(np.corrcoef(y, p)[0, 1]) if len(y) > 1 and np.std(p) > 0 and np.std(y) > 0 else float("nan")
+    return {"mae": float(mean_absolute_error(y, p)), "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+            "r2": float(r2_score(y, p)), "pearson_r": r}
+
+
+def fit_ridge(x_train, y_train, x_val, y_val, alphas: Sequence[float]) -> tuple[Any, float, dict]:
+    """Ridge on standardised features and target, the alpha with the lowest validation MSE; returns a predictor in the
+    target's unit, the alpha and the validation MSE of each alpha."""
+    from sklearn.linear_model import Ridge
+
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    ym, ys = float(y_train.mean()), float(y_train.std() + 1e-12)
+    zt, zv = (x_train - mu) / sd, (x_val - mu) / sd
+    fits = {float(a): Ridge(alpha=float(a)).fit(zt, (y_train - ym) / ys) for a in alphas}
+    val_mse = {a: float(np.mean((m.predict(zv) * ys + ym - y_val) ** 2)) for a, m in fits.items()}
+    best = min(val_mse, key=lambda a: (val_mse[a], a))
+
+    def predict(x):
+        return fits[best].predict((x - mu) / sd) * ys + ym
+
+    return predict, best, val_mse
+
+
+@dataclass
+class RegressionState:
+    cfg: Any
+    handle: Any
+    values: pd.Series
+    split: dict[str, list[str]]
+    alphas: list[float]
+
+
+class RegressionSuite(Suite):
+    name = "regression"
+    version = "1"
+    description = "patient characteristics (age, height, weight, BMI) from the frozen embedding: ridge head, MAE / R² / r"
+    on_leaderboard = False
+    pools_seeds = True
+
+    def groups(self, ctx: "RunContext", request: Request):
+        from omegaconf import OmegaConf
+
+        settings = OmegaConf.to_container(ctx.base.regression, resolve=True)
+        alphas = [float(a) for a in settings["alphas"]]
+        for dataset in request.datasets or [ctx.base.data.name]:
+            cfg = ctx.dataset_cfg(dataset)
+            records = ctx.reader(cfg).index.records
+            targets = request.tasks or list(settings["default_targets"])
+            unknown = [t for t in targets if t not in settings["targets"]]
+            if unknown:
+                from bench.config import ConfigError
+
+                raise ConfigError(f"regression target(s) {', '.join(unknown)} are not in configs/protocols/regression.yaml "
+                                  f"(targets: {', '.join(settings['targets'])})")
+            for method, seed in itertools.product(request.methods, request.seeds or [int(s) for s in cfg.run.seeds]):
+                handle = ctx.scorers(cfg, method, "fixed", seed=seed)[0].handle
+                for target in targets:
+                    yield self._group(ctx, cfg, records, handle, method, target, seed, settings, alphas)
+
+    def _group(self, ctx, cfg, records, handle, method: str, target: str, seed: int, settings: dict, alphas: list[float]) -> Group:
+        ident = {"method": method, "dataset": cfg.data.name, "task": target, "protocol": "fixed", "fraction": 1.0, "seed": seed}
+        spec = settings["targets"][target]
+        values = target_values(records, spec)
+        if values is None or values.empty:
+            group = Group(ident)
+            group.applicable, group.why_not = False, f"{cfg.data.name} records no {target}"
+            return group
+        where = records.loc[values.index, "split"]
+        split = {part: sorted(map(str, values.index[where == part])) for part in ("train", "val", "test")}
+        if min(len(v) for v in split.values()) < 2:
+            group = Group(ident)
+            group.applicable, group.why_not = False, f"too few records with {target} in a split ({ {k: len(v) for k, v in split.items()} })"
+            return group
+        handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), split["test"])
+        material = {"embedding": ctx.embedding_key(cfg, handle), "target": content_hash({"spec": spec,
+                    "values": values.round(6).astype(str).to_dict()}), **{part: ids_hash(ids) for part, ids in split.items()},
+                    "alphas": alphas, "seed": seed}
+        tags = {"fold": "test", **ctx.provenance(cfg, handle, ctx.reader(cfg).index), "unit_of_target": spec["unit"],
+                "n_with_value": int(len(values))}
+        group = Group(ident, [Unit(tags, material)], state=RegressionState(cfg, handle, values, split, alphas))
+        return group
+
+    def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
+        st: RegressionState = group.state
+        emb, _ = ctx.embeddings(st.cfg, st.handle)
+        x = {part: emb.emb[emb.rows(ids)].astype(np.float64) for part, ids in st.split.items()}
+        by_id = {str(k): float(v) for k, v in st.values.items()}
+        y = {part: np.array([by_id[i] for i in ids]) for part, ids in st.split.items()}
+        predict, alpha, val_mse = fit_ridge(x["train"], y["train"], x["val"], y["val"], st.alphas)
+        pred_test, pred_val = predict(x["test"]), predict(x["val"])
+        metrics = {**regression_scores(y["test"], pred_test), "alpha": alpha, "n": float(len(y["test"])),
+                   "n_train": float(len(y["train"])), "n_val": float(len(y["val"]))}
+        arrays = {"record_ids": np.array(st.split["test"]), "y_true": y["test"].astype(np.float32),
+                  "y_pred": pred_test.astype(np.float32), "val_record_ids": np.array(st.split["val"]),
+                  "val_y_true": y["val"].astype(np.float32), "val_y_pred": pred_val.astype(np.float32),
+                  "selection_mse": np.array([val_mse[a] for a in st.alphas], np.float32)}
+        return [UnitResult(metrics, {"head": "ridge, standardised features and target", "alphas": str(st.alphas)}, arrays)
+                for _ in units]
+
+    def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
+        from bench.suites.classification import seed_sides
+        from bench.suites.metrics import percentile_interval, seed_draws
+
+        sides = seed_sides(results, group.identity.get("seed"))
+        per_seed = [side[0][1].arrays for side in sides.values()]
+        ids = per_seed[0]["record_ids"]
+        if any(not np.array_equal(p["record_ids"], ids) for p in per_seed):
+            raise ValueError(f"the seeds of {group.agg_key} were tested on different records")
+        n_boot, seed = int(ctx.base.run.n_boot), int(ctx.base.run.bootstrap_seed)
+        idx = np.random.default_rng([seed, len(ids)]).integers(0, len(ids), size=(n_boot, len(ids)))
+        draws = seed_draws(len(per_seed), n_boot, seed)
+        m: dict[str, float] = {"n_test": float(len(ids)), "n_seeds": float(len(per_seed))}
+        for name in METRICS:
+            whole = np.array([regression_scores(p["y_true"], p["y_pred"])[name] for p in per_seed])
+            boot = np.array([[_metric(name, p["y_true"][b], p["y_pred"][b]) for b in idx] for p in per_seed])  # [S, B]
+            pooled = boot[draws, np.arange(n_boot)[:, None]].mean(1) if len(per_seed) > 1 else boot[0]
+            lo, hi = percentile_interval(pooled)
+            m.update({name: float(whole.mean()), f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+            if len(per_seed) > 1:
+                m[f"{name}_seed_std"] = float(np.std(whole, ddof=1))
+        unit = results[0][0].tags
+        return Aggregate(m, {"unit_of_target": unit.get("unit_of_target", ""), "n_boot": n_boot, "bootstrap_seed": seed,
+                             "bootstrap": "test records resampled with replacement" + (
+                                 "; two-level: seeds drawn with replacement, then one record resample shared by every seed"
+                                 if len(per_seed) > 1 else "")})
+
+    def table(self, aggregates: pd.DataFrame, fmt: str = "md", methods: Sequence[str] | None = None) -> str:
+        """Per dataset: methods x targets, MAE in the target's unit [95% CI], R² and r."""
+        from bench.publish.tables import row_name, seed_view, seed_words
+        from bench.suites.base import render_block
+
+        df = seed_view(aggregates[aggregates.get("applicable", "yes") != "no"]) if len(aggregates) else aggregates
+        if df.empty:
+            raise NotImplementedError("no regression results")
+        blocks = []
+        for dataset, g in df.groupby("dataset", sort=True):
+            g = g[g["method"].isin(methods)] if methods else g
+            names = {m: row_name(g[g["method"] == m].iloc[0]) for m in sorted(set(g["method"]))}
+            cells = pd.DataFrame(index=sorted(set(g["method"])), dtype=object)
+            for r in g.to_dict("records"):
+                col = f"{r['task']} ({r.get('unit_of_target', '')}, n={float(r['n_test']):.0f})"
+                cells.loc[r["method"], f"{col} MAE"] = (f"{r['mae']:.2f} [{r['mae_ci_low']:.2f}, {r['mae_ci_high']:.2f}]")
+                cells.loc[r["method"], f"{col} R²"] = f"{r['r2']:.2f} [{r['r2_ci_low']:.2f}, {r['r2_ci_high']:.2f}]"
+                cells.loc[r["method"], f"{col} r"] = f"{r['pearson_r']:.2f}"
+            blocks.append(render_block(cells.rename(index=names).fillna("–"),
+                                       f"patient characteristics on {dataset}: ridge head on the frozen embedding (alpha chosen on "
+                                       f"validation), test MAE in the target's unit [95% CI], R² [95% CI], Pearson r; "
+                                       f"{seed_words(g)}", fmt))
+        return "\n\n".join(blocks)
+
+
+def _metric(name: str, y: np.ndarray, p: np.ndarray) -> float:
+    """One metric of ``regression_scores`` on a resample (R² and r of a constant resample are NaN)."""
+    with np.errstate(all="ignore"):
+        if name == "mae":
+            return float(np.mean(np.abs(y - p)))
+        if name == "rmse":
+            return float(np.sqrt(np.mean((y - p) ** 2)))
+        if name == "r2":
+            total = np.sum((y - y.mean()) ** 2)
+            return float(1 - np.sum((y - p) ** 2) / total) if total > 0 else float("nan")
+        return float(np.corrcoef(y, p)[0, 1]) if np.std(y) > 0 and np.std(p) > 0 else float("nan")
