@@ -607,7 +607,7 @@ def _run_once(suite: str, request, config_args: list[str], hydra_args: list[str]
              help=f"Regenerate a table from MLflow: linear | zero_shot | transfer | ablation | textgen, or any suite's own "
                   f"(subgroup, robustness, plugins). {OVERRIDE_HELP}")
 @_guarded
-def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | modes | leads | "
+def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear | zero_shot | transfer | ablation | textgen | modes | leads | summary | "
                                                                        "subgroup | robustness | a plugin suite"),
               format: str = typer.Option("md", "--format", help="md | latex | csv"),
               with_paper: bool = typer.Option(False, "--with-paper", help="put the MERIT paper's numbers beside ours"),
@@ -625,9 +625,9 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
     from bench.suites.base import suite_names
     from bench.publish.tables import KINDS, EmptyStore, build_table, suite_table
 
-    if kind in ("modes", "leads"):
-        text = (_modes_table if kind == "modes" else _leads_table)(ctx, dataset, protocol, fraction, with_reference, format,
-                                                                  tracking_uri)
+    if kind in ("modes", "leads", "summary"):
+        make = {"modes": _modes_table, "leads": _leads_table, "summary": _summary_table}[kind]
+        text = make(ctx, dataset, protocol, fraction, with_reference, format, tracking_uri)
         typer.echo(text)
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -660,16 +660,29 @@ def table_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="linear |
 def _leads_table(ctx, dataset, protocol, fraction, _with_reference: bool, fmt: str, tracking_uri) -> str:
     """`bench table leads`: methods x evaluation lead sets, and each method's paired difference to its 12-lead cell."""
     from bench.publish.leads import leads_table
+
+    return _linear_store_table(leads_table, ctx, dataset, protocol, fraction, fmt, tracking_uri)
+
+
+def _summary_table(ctx, dataset, protocol, fraction, _with_reference: bool, fmt: str, tracking_uri) -> str:
+    """`bench table summary`: per task category, the methods' mean rank over its tasks with a bootstrap interval."""
+    from bench.publish.summary import summary_table
+
+    return _linear_store_table(summary_table, ctx, dataset, protocol, fraction, fmt, tracking_uri)
+
+
+def _linear_store_table(make, ctx, dataset, protocol, fraction, fmt: str, tracking_uri) -> str:
+    """A table computed from the store's linear aggregates and predictions (leads, summary)."""
     from bench.run.store import ResultStore
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     _say_workspace(cfg)
     store = ResultStore.from_config(cfg)
     try:
-        return leads_table(store, store.aggregates(["linear"]), cache_dir(cfg), dataset or str(cfg.data.name),
-                           protocol=protocol or "fixed", fraction=1.0 if fraction is None else fraction,
-                           n_boot=int(cfg.run.n_boot), boot_seed=int(cfg.run.bootstrap_seed), fmt=fmt)
-    except LookupError as exc:
+        return make(store, store.aggregates(["linear"]), cache_dir(cfg), dataset or str(cfg.data.name),
+                    protocol=protocol or "fixed", fraction=1.0 if fraction is None else fraction,
+                    n_boot=int(cfg.run.n_boot), boot_seed=int(cfg.run.bootstrap_seed), fmt=fmt)
+    except (LookupError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
 
 

@@ -253,6 +253,10 @@ def test_evaluation_lead_sets_zero_the_other_leads_key_every_unit_and_table_apar
     table = cli.invoke(app, ["table", "leads", *store])
     assert table.exit_code == 0, table.output
     assert "by evaluation lead set" in table.output and "merit_mse: I − 12" in table.output and "signal_stats: I − 12" in table.output
+    summary = cli.invoke(app, ["table", "summary", *store])  # the 12-lead cells only, ranked per category
+    assert summary.exit_code == 0, summary.output
+    assert "summary on demo_ptbxl, diagnosis: mean rank over the 1 task(s) super" in summary.output
+    assert summary.output.count("| merit_mse") == 1 and "mean rank [95% CI]" in summary.output
     refused = cli.invoke(app, ["run", "--suite", "zero_shot", "--methods", "merit", "--tasks", "super", "--leads", "2", *store])
     assert refused.exit_code != 0 and "does not name a lead set in its cells" in refused.output
     bad = cli.invoke(app, ["run", "--suite", "linear", "--methods", "random", "--leads", "12,V7", *store])

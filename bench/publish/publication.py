@@ -161,6 +161,9 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
     leads = leads_tables(store, linear, settings, boot_cache)
     if leads:
         put(tables / "leads.md", HEADER + leads)
+    summary = summary_tables(store, linear, settings, boot_cache)
+    if summary:
+        put(tables / "summary.md", HEADER + summary)
     if not board.empty:
         written.append(write_page(board, results / "index.html", column_leaders(store, board, settings, boot_cache)))
         echo(f"wrote {results / 'index.html'}")
@@ -232,6 +235,17 @@ def leads_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_ca
     datasets = sorted(set(linear[linear["leads"].fillna("12").astype(str) != "12"]["dataset"]))
     return "\n\n".join(leads_table(store, linear, boot_cache, d, n_boot=settings.paired_n_boot, boot_seed=settings.bootstrap_seed)
                         for d in datasets)
+
+
+def summary_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str:
+    """`bench table summary` on the publication's dataset (fixed protocol, all labels, linear probe), or "" without one."""
+    from bench.publish.summary import summary_table
+
+    try:
+        return summary_table(store, linear, boot_cache, settings.dataset, n_boot=settings.paired_n_boot,
+                             boot_seed=settings.bootstrap_seed)
+    except LookupError:
+        return ""
 
 
 def readme_path(readme: str) -> Path:
