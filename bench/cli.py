@@ -300,7 +300,8 @@ def models_pull(ctx: typer.Context, name: str = typer.Argument(..., help="ENCODE
 @_guarded
 def embed_cmd(ctx: typer.Context,
               method: str = typer.Option(..., help="encoder name (bench encoders list)"),
-              out: str = typer.Option(..., help="--signals: OUT.npz (record_ids, embedding [N, D], aligned [N, D'], text [M, D']); "
+              out: str = typer.Option(..., help="--signals: OUT.npz (record_ids, embedding [N, D], aligned [N, D'], text [M, D']) "
+                                                "or OUT.parquet (a row per record); "
                                                 "--dataset / --wfdb: OUT.parquet (record_id, split, labels, embedding, provenance)"),
               signals: Optional[str] = typer.Option(None, help="X.npy, float [N, 12, samples] in millivolts, leads I, II, III, aVR, "
                                                                "aVL, aVF, V1-V6"),
@@ -403,7 +404,8 @@ def _record_ids(ids: str | None, signals: str, n: int) -> list[str]:
 
 
 def _embed_arrays(cfg, handle, x, record_ids: list[str], fs: float, texts: str | None, target) -> str:
-    """`bench embed --signals`: the arrays through the encoder's contract into OUT.npz (rows named by ``record_ids``)."""
+    """`bench embed --signals`: the arrays through the encoder's contract into OUT.npz, or OUT.parquet (one row per
+    record: record_id, embedding, aligned), rows named by ``record_ids``."""
     from pathlib import Path
 
     import numpy as np
@@ -411,11 +413,21 @@ def _embed_arrays(cfg, handle, x, record_ids: list[str], fs: float, texts: str |
 
     from bench.encoders.embed import embed_signals
 
+    parquet = Path(target).suffix == ".parquet"
+    if parquet and texts:
+        raise ConfigError("--texts embeds reports beside the records: they do not fit a table of records (fix: --out OUT.npz)")
     lines = [t.strip() for t in Path(texts).read_text().splitlines() if t.strip()] if texts else None
     arrays = embed_signals(handle, x, fs, lines, base=OmegaConf.to_container(cfg.preprocess, resolve=True))
     arrays = {"record_ids": np.array(record_ids), **arrays}
-    with atomic_path(target) as tmp, open(tmp, "wb") as f:  # never a half-written OUT
-        np.savez(f, **arrays)
+    with atomic_path(target) as tmp:  # never a half-written OUT
+        if parquet:
+            import pandas as pd
+
+            pd.DataFrame({"record_id": arrays["record_ids"].astype(str),
+                          **{k: list(v) for k, v in arrays.items() if k != "record_ids"}}).to_parquet(tmp, index=False)
+        else:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
     return ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
 
 

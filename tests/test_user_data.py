@@ -267,6 +267,11 @@ def test_embed_signals_with_ids_names_the_records(tmp_path):
     result = cli.invoke(app, ["embed", "--method", "signal_stats", "--signals", x, "--fs", "500", "--ids",
                               str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "m.npz")])
     assert result.exit_code == 0 and list(np.load(tmp_path / "m.npz")["record_ids"]) == ["a", "b", "c"]
+    result = cli.invoke(app, ["embed", "--method", "signal_stats", "--signals", x, "--fs", "500", "--ids",
+                              str(tmp_path / "ids.txt"), "--out", str(tmp_path / "e.parquet")])
+    table = pd.read_parquet(tmp_path / "e.parquet")
+    assert result.exit_code == 0 and list(table["record_id"]) == ["p1/ecg-a", "p1/ecg-b", "p2/ecg-a"]
+    assert np.allclose(np.stack(table["embedding"]), np.load(out)["embedding"])
     for text, expected in (("a\nb\n", "2 ids for 3 records"), ("a\na\nb\n", "more than once"), ("a\n\nb\n", "empty id")):
         (tmp_path / "bad.txt").write_text(text)
         bad = cli.invoke(app, ["embed", "--method", "signal_stats", "--signals", x, "--fs", "500", "--ids", str(tmp_path / "bad.txt"),
