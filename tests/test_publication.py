@@ -87,7 +87,7 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         i = board.index[(board["method"] == "merit") & (board["task"] == "super") & (board["suite"] == "linear") & (board["mode"] == "linear")][0]
         board.loc[i, "auroc_mean"] = f"{float(board.loc[i, 'auroc_mean']) + 0.01:.6f}"
         board.to_csv(results / "leaderboard.csv", index=False, lineterminator="\n")
-        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/linear/full/{board.loc[i, 'fraction']}/merit: auroc_mean"
+        expect = f"leaderboard.csv row linear/demo_ptbxl/super/fixed/linear/full/12/{board.loc[i, 'fraction']}/merit: auroc_mean"
     elif tamper == "table":
         path = results / "tables" / "linear_fixed_1.md"
         path.write_text(path.read_text().replace("| merit@", "| merit_x@", 1))
