@@ -130,7 +130,7 @@ def splits_export(ctx: typer.Context, dataset: str = typer.Argument(..., help="a
     from pathlib import Path
 
     from bench.data.registry import open_from_config
-    from bench.data.splits import export_splits
+    from bench.suites.split_files import export_splits
 
     cfg = load_config(ctx.args, data=dataset)
     index = open_from_config(cfg).index

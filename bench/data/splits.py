@@ -1,20 +1,17 @@
-"""Tasks with versions, and their splits as files anyone can use without bench.
+"""Tasks with versions: what determines a task, hashed, and the number it is published under.
 
 A task's **fingerprint** hashes what determines it: its class list, which record carries which class (the label map
 and the record filter show there), and each record's fold and split. Its **version** is the number
 ``configs/tasks/versions.yaml`` gives that fingerprint (``ptbxl_1819/super@1``): a change to any of them is a new
 fingerprint, and so a new version once it is entered there; until then the task is ``@unversioned-<fingerprint>``.
 
-``export_splits`` writes, per task, the record ids of the fixed split (train / val / test), of the ten cv10 folds and of
-each label-fraction draw the runs use (fraction x seed), each file with its sha256 in ``splits.json``.
+bench/suites/split_files.py writes a task's splits as files (the label draws are the protocol's, a suite-stage fact).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 import yaml
@@ -40,53 +37,6 @@ def task_version(dataset: str, task: str, fingerprint: str) -> str:
         if digest == fingerprint:
             return f"{dataset}/{task}@{version}"
     return f"{dataset}/{task}@unversioned-{fingerprint[:8]}"
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def export_splits(index, dataset: str, out: Path, tasks: Sequence[str], fractions: Sequence[float], seeds: Sequence[int]) -> dict:
-    """The splits of ``tasks`` as CSV files under ``out/dataset/task/`` and ``out/dataset/splits.json`` (files, sha256,
-    task versions); returns that manifest. Written to a staging folder and moved in whole."""
-    import shutil
-    import tempfile
-
-    from bench.suites.protocols import protocol_splits
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"dataset": dataset, "tasks": {}}
-    with tempfile.TemporaryDirectory(dir=out, prefix=".splits-") as tmp:
-        root = Path(tmp) / dataset
-        for name in tasks:
-            task = index.task(name)
-            fingerprint = task_fingerprint(index.records, task)
-            files: dict[str, str] = {}
-            folder = root / name
-            folder.mkdir(parents=True)
-
-            def write(file: str, frame: pd.DataFrame) -> None:
-                frame.to_csv(folder / file, index=False, lineterminator="\n")
-                files[f"{name}/{file}"] = _sha256(folder / file)
-
-            rec = index.records.loc[task.labels.index]
-            write("fixed.csv", pd.DataFrame({"record_id": rec.index.astype(str), "split": rec["split"].astype(str)}))
-            if "fold" in rec and rec["fold"].notna().all():
-                write("cv10_folds.csv", pd.DataFrame({"record_id": rec.index.astype(str), "fold": rec["fold"].astype(int)}))
-            for fraction in [f for f in fractions if float(f) < 1.0]:
-                for seed in seeds:
-                    (split,) = protocol_splits(index.records, task.labels, "fixed", float(fraction), int(seed))
-                    write(f"fixed_train_{float(fraction):g}_seed{int(seed)}.csv", pd.DataFrame({"record_id": sorted(split.train)}))
-            manifest["tasks"][name] = {"version": task_version(dataset, name, fingerprint), "fingerprint": fingerprint,
-                                       "classes": list(task.classes), "n_records": int(len(task.labels)), "files": files}
-        (root / "splits.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        target = out / dataset
-        if target.exists():
-            shutil.rmtree(target)
-        (root).rename(target)
-    return manifest
 
 
 def versioned_task(index, dataset: str, task: str) -> str:

@@ -224,7 +224,7 @@ def comparable_parts(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         return [(words + (f"; lead set {ls} (the other leads zeroed)" if ls != "12" else ""), part)
                 for ls in sorted(set(leads), key=lambda v: (v != "12", v)) for words, part in comparable_parts(sub[leads == ls].drop(columns="leads"))]
     versions = sub.get("task_version", pd.Series("", index=sub.index)).fillna("").astype(str)
-    if len(set(versions) - {""}) > 1:  # two versions of a task (other labels or splits) never share a column
+    if "task" in sub and (versions.groupby(sub["task"]).nunique() > 1).any():  # two versions of one task never share a column
         return [(words + f"; task {v or 'version not recorded'}", part) for v in sorted(set(versions))
                 for words, part in comparable_parts(sub[versions == v].drop(columns="task_version"))]
     split = sub.get("split_hash", pd.Series("", index=sub.index)).fillna("").astype(str)
