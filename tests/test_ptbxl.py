@@ -27,7 +27,10 @@ def test_subset_counts_folds_and_units(subset):
     assert len(ix.records) == 1819
     assert sorted(ix.records["fold"].unique()) == list(range(1, 11))
     counts = {name: len(t.labels) for name, t in ix.tasks.items()}
-    assert counts == {"super": 1819, "sub": 1819, "form": 634, "rhythm": 1769, "all": 1819}
+    assert counts == {"super": 1819, "sub": 1819, "form": 634, "rhythm": 1769, "all": 1819, "sex": 1819}
+    sex = ix.tasks["sex"].labels  # the binary patient task: female 922, male 897 (every record has its sex)
+    assert list(sex.columns) == ["female"] and int(sex["female"].sum()) == 922
+    assert (sex["female"] == (ix.records.loc[sex.index, "sex"].astype(int) == 1)).all()
     assert [len(ix.tasks[t].classes) for t in ("super", "sub", "form", "rhythm", "all")] == [5, 23, 19, 12, 71]
     assert ix.units == "zscore" and ix.prefiltered
     assert set(ix.records["split"]) == {"train", "val", "test"}
@@ -85,7 +88,7 @@ def test_demo_tree_reads_through_official_reader(demo_root, rate, length):
     reader = PTBXLReader("demo", demo_root / "ptbxl", {"sampling_rate": rate})
     ix = reader.index
     assert len(ix.records) == 120
-    assert set(ix.tasks) == {"super", "sub", "form", "rhythm", "all"}
+    assert set(ix.tasks) == {"super", "sub", "form", "rhythm", "all", "sex"}
     assert ix.tasks["rhythm"].labels.shape[0] == 120  # every demo record has one rhythm
     ecg = reader.read(ix.records.index[0])
     assert ecg.signal.shape == (12, length) and ecg.fs == rate and ecg.units == "mV"

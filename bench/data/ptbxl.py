@@ -113,7 +113,22 @@ def index_from_database(name: str, db: pd.DataFrame, statements: pd.DataFrame, o
         if col in db:
             records[col] = db[col].to_numpy()
     tasks = build_tasks(codes, statements, options.get("tasks", DEFAULT_TASKS), options.get("on_unknown_code", "raise"))
+    tasks.update(patient_tasks(records))
     return DatasetIndex(name, records, tasks, **kwargs)
+
+
+def patient_tasks(records: pd.DataFrame) -> dict[str, LabelTask]:
+    """Binary tasks from the patient metadata (PTB-XL 1.0.3 documentation: sex 0 = male, 1 = female): ``sex`` has the one
+    class ``female``; records without the value are left out of it. Scored like any label task (its macro metrics are
+    the binary AUROC, AUPRC, F1 and balanced accuracy)."""
+    if "sex" not in records:
+        return {}
+    sex = pd.to_numeric(records["sex"], errors="coerce").dropna()
+    sex = sex[sex.isin([0, 1])]
+    per_record = {rid: ["female"] if int(v) == 1 else [] for rid, v in sex.items()}
+    task = LabelTask.from_lists("sex", ["female"], per_record, {"female": "sex recorded as female (1) rather than male (0)"})
+    task.labels = task.labels.reindex(sex.index.astype(str), fill_value=0).astype("int8")  # male: a negative, not absent
+    return {"sex": task}
 
 
 class PTBXLReader(DatasetReader):
