@@ -8,7 +8,7 @@ tag filter that could also match stale units from other settings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -56,6 +56,27 @@ def side_auroc(side: list[dict[str, np.ndarray]], idx: np.ndarray, draws: np.nda
     whole = np.arange(idx.shape[1])[None]
     resampled = two_level_bootstrap(np.stack([bootstrap_macro_auroc(p["y_true"], p["y_score"], idx) for p in side]), draws)
     return resampled, float(np.mean([bootstrap_macro_auroc(p["y_true"], p["y_score"], whole)[0] for p in side]))
+
+
+def shared_resample_aurocs(store: ResultStore, cache_dir: str | Path, cells: dict, *, dataset: str, task: str,
+                           protocol: str, fraction: float, seed: int | str, n_boot: int,
+                           boot_seed: int) -> tuple[dict[Any, tuple[np.ndarray, float]], int]:
+    """Several linear cells of one evaluation set, ``cells``: key -> (method, mode), each on the same B record resamples
+    and seed draws: key -> (AUROC on each resample [B], AUROC on the full test set), as ``side_auroc`` gives them; and
+    the number of test records."""
+    sides, key = {}, ""
+    for k, (method, mode) in cells.items():
+        sides[k], key = pooled_predictions(store, "linear", method, dataset, task, protocol, fraction, seed, mode)
+    ref = next(iter(sides.values()))[0]
+    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) for side in sides.values() for p in side):
+        raise ValueError(f"the cells on {dataset}/{task} were scored on different records; comparing them needs one "
+                         f"evaluation set")
+    if len({len(side) for side in sides.values()}) > 1:
+        raise ValueError(f"the cells on {dataset}/{task} have different numbers of seeds; comparing them over seeds needs "
+                         f"the same seeds")
+    idx = bootstrap_indices(len(ref["record_ids"]), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key, y_true=ref["y_true"])
+    draws = seed_draws(len(next(iter(sides.values()))), n_boot, boot_seed)
+    return {k: side_auroc(side, idx, draws) for k, side in sides.items()}, len(ref["record_ids"])
 
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,

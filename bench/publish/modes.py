@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.publish.compare import compare_methods, pooled_predictions, side_auroc, with_holm
+from bench.publish.compare import compare_methods, shared_resample_aurocs, with_holm
 from bench.publish.tables import _fmt, auroc_estimate, not_applicable, seed_words
 from bench.suites.base import render_block
-from bench.suites.metrics import bootstrap_indices, format_p, seed_draws
+from bench.suites.metrics import format_p
 from bench.suites.modes import MODES
 
 
@@ -38,25 +38,16 @@ def spearman_between_modes(store, boot_cache: Path, methods: list[str], mode_a: 
     resample of its records (shared by every method and mode), with the percentile interval."""
     from scipy.stats import spearmanr
 
-    sides, key = {}, ""
-    for method, mode in itertools.product(methods, (mode_a, mode_b)):
-        sides[method, mode], key = pooled_predictions(store, "linear", method, dataset, task, protocol, fraction, seed, mode)
-    ref = sides[methods[0], mode_a][0]
-    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) for side in sides.values() for p in side):
-        raise ValueError(f"the methods on {dataset}/{task} were scored on different records; rankings need one evaluation set")
-    if len({len(side) for side in sides.values()}) > 1:
-        raise ValueError(f"the methods on {dataset}/{task} have different numbers of seeds; rankings over seeds need the same seeds")
-    idx = bootstrap_indices(len(ref["record_ids"]), n_boot, boot_seed, boot_cache / "bootstrap", key, y_true=ref["y_true"])
-    draws = seed_draws(len(sides[methods[0], mode_a]), n_boot, boot_seed)
-    stats = {k: side_auroc(side, idx, draws) for k, side in sides.items()}
+    cells = {(m, mode): (m, mode) for m, mode in itertools.product(methods, (mode_a, mode_b))}
+    stats, n = shared_resample_aurocs(store, boot_cache, cells, dataset=dataset, task=task, protocol=protocol,
+                                      fraction=fraction, seed=seed, n_boot=n_boot, boot_seed=boot_seed)
     boot = {k: v[0] for k, v in stats.items()}
     whole = {k: v[1] for k, v in stats.items()}
-    ids = ref["record_ids"]
     rho = float(spearmanr([whole[m, mode_a] for m in methods], [whole[m, mode_b] for m in methods]).statistic)
     per = np.array([spearmanr([boot[m, mode_a][b] for m in methods], [boot[m, mode_b][b] for m in methods]).statistic
-                    for b in range(len(idx))], dtype=float)
+                    for b in range(len(boot[methods[0], mode_a]))], dtype=float)
     lo, hi = bias_corrected_interval(per[np.isfinite(per)], rho)
-    return {"rho": rho, "ci_low": lo, "ci_high": hi, "n_methods": len(methods), "n": len(ids)}
+    return {"rho": rho, "ci_low": lo, "ci_high": hi, "n_methods": len(methods), "n": n}
 
 
 def bias_corrected_interval(samples: np.ndarray, estimate: float, level: float = 0.95) -> tuple[float, float]:

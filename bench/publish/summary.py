@@ -18,10 +18,10 @@ import yaml
 from scipy.stats import rankdata
 
 from bench import REPO_ROOT
-from bench.publish.compare import pooled_predictions, side_auroc
+from bench.publish.compare import shared_resample_aurocs
 from bench.publish.tables import auroc_estimate, degenerate, not_applicable, row_name, seed_view
 from bench.suites.base import render_block
-from bench.suites.metrics import bootstrap_indices, percentile_interval, seed_draws
+from bench.suites.metrics import percentile_interval
 
 CATEGORIES = REPO_ROOT / "configs" / "tasks" / "categories.yaml"
 
@@ -29,16 +29,9 @@ CATEGORIES = REPO_ROOT / "configs" / "tasks" / "categories.yaml"
 def _task_boot(store, boot_cache: Path, methods: list[str], dataset: str, task: str, protocol: str, fraction: float,
                seed, mode: str, n_boot: int, boot_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every method's AUROC on the full test set [M] and on B shared resamples [B, M]."""
-    sides, key = {}, ""
-    for m in methods:
-        sides[m], key = pooled_predictions(store, "linear", m, dataset, task, protocol, fraction, seed, mode)
-    ref = sides[methods[0]][0]
-    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) for s in sides.values() for p in s):
-        raise ValueError(f"the methods on {dataset}/{task} were scored on different records")
-    idx = bootstrap_indices(len(ref["record_ids"]), n_boot, boot_seed, boot_cache / "bootstrap", key, y_true=ref["y_true"])
-    draws = seed_draws(len(sides[methods[0]]), n_boot, boot_seed)
-    stats = [side_auroc(sides[m], idx, draws) for m in methods]
-    return np.array([s[1] for s in stats]), np.stack([s[0] for s in stats], axis=1)
+    stats, _ = shared_resample_aurocs(store, boot_cache, {m: (m, mode) for m in methods}, dataset=dataset, task=task,
+                                      protocol=protocol, fraction=fraction, seed=seed, n_boot=n_boot, boot_seed=boot_seed)
+    return np.array([stats[m][1] for m in methods]), np.stack([stats[m][0] for m in methods], axis=1)
 
 
 def summary_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str, *, protocol: str = "fixed",
