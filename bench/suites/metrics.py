@@ -323,7 +323,8 @@ def delong_macro_auroc(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, 
 
 
 def delong_gap_test(y_a: np.ndarray, s_a: np.ndarray, y_b: np.ndarray, s_b: np.ndarray) -> dict[str, float]:
-    """Macro AUROC gap a − b between two independent sets of records, its 95% normal interval and two-sided p."""
+    """Macro AUROC gap a − b between two independent sets of records (with each side's AUROC), its 95% normal interval
+    and two-sided p."""
     from scipy.stats import norm
 
     auc_a, var_a = delong_macro_auroc(y_a, s_a)
@@ -331,7 +332,8 @@ def delong_gap_test(y_a: np.ndarray, s_a: np.ndarray, y_b: np.ndarray, s_b: np.n
     se = float(np.sqrt(var_a + var_b))
     gap = auc_a - auc_b
     p = float(2 * norm.sf(abs(gap) / se)) if se > 0 else (1.0 if gap == 0 else 0.0)
-    return {"diff": gap, "se": se, "ci_low": gap - 1.959964 * se, "ci_high": gap + 1.959964 * se, "p_value": p}
+    return {"diff": gap, "auroc_a": auc_a, "auroc_b": auc_b, "se": se, "ci_low": gap - 1.959964 * se,
+            "ci_high": gap + 1.959964 * se, "p_value": p}
 
 
 def detectable_gap(se: float, family: int, alpha: float = 0.05, power: float = 0.8) -> float:

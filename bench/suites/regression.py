@@ -5,7 +5,7 @@ records (features and target standardised on them), its regularisation chosen on
 test records in the target's own units. Metrics (defined here once, README "Metrics" says the same):
 
 - MAE: mean absolute error, in the target's unit; RMSE likewise;
-- R²: 1 − residual sum of squares / total sum of squares around the test mean (sklearn ``r2_score``);
+- R²: 1 − residual sum of squares / total sum of squares around the test mean (NaN when the targets are constant);
 - Pearson r between predictions and targets.
 
 A cell over S seeds is the mean over seeds; its 95 % interval is a two-level bootstrap (seeds drawn with replacement,
@@ -50,12 +50,8 @@ def target_values(records: pd.DataFrame, spec: dict) -> pd.Series:
 
 
 def regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, r2_score
-
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    r = float(np.corrcoef(y, p)[0, 1]) if len(y) > 1 and np.std(p) > 0 and np.std(y) > 0 else float("nan")
-    return {"mae": float(mean_absolute_error(y, p)), "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
-            "r2": float(r2_score(y, p)), "pearson_r": r}
+    """Every metric of the module docstring on targets ``y`` and predictions ``p`` (R² and r of constant values: NaN)."""
+    return {name: _metric(name, y, p) for name in METRICS}
 
 
 def fit_ridge(x_train, y_train, x_val, y_val, alphas: Sequence[float]) -> tuple[Any, float, dict]:
@@ -154,7 +150,7 @@ class RegressionSuite(Suite):
 
     def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         from bench.suites.classification import seed_sides
-        from bench.suites.metrics import percentile_interval, seed_draws
+        from bench.suites.metrics import percentile_interval, seed_draws, two_level_bootstrap
 
         sides = seed_sides(results, group.identity.get("seed"))
         per_seed = [side[0][1].arrays for side in sides.values()]
@@ -166,10 +162,9 @@ class RegressionSuite(Suite):
         draws = seed_draws(len(per_seed), n_boot, seed)
         m: dict[str, float] = {"n_test": float(len(ids)), "n_seeds": float(len(per_seed))}
         for name in METRICS:
-            whole = np.array([regression_scores(p["y_true"], p["y_pred"])[name] for p in per_seed])
+            whole = np.array([_metric(name, p["y_true"], p["y_pred"]) for p in per_seed])
             boot = np.array([[_metric(name, p["y_true"][b], p["y_pred"][b]) for b in idx] for p in per_seed])  # [S, B]
-            pooled = boot[draws, np.arange(n_boot)[:, None]].mean(1) if len(per_seed) > 1 else boot[0]
-            lo, hi = percentile_interval(pooled)
+            lo, hi = percentile_interval(two_level_bootstrap(boot, draws))
             m.update({name: float(whole.mean()), f"{name}_ci_low": lo, f"{name}_ci_high": hi})
             if len(per_seed) > 1:
                 m[f"{name}_seed_std"] = float(np.std(whole, ddof=1))
@@ -208,7 +203,8 @@ class RegressionSuite(Suite):
 
 
 def _metric(name: str, y: np.ndarray, p: np.ndarray) -> float:
-    """One metric of ``regression_scores`` on a resample (R² and r of a constant resample are NaN)."""
+    """One metric (module docstring): defined once here, on the test set and on each of its resamples."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
     with np.errstate(all="ignore"):
         if name == "mae":
             return float(np.mean(np.abs(y - p)))

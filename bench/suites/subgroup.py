@@ -113,8 +113,7 @@ def audit(y: np.ndarray, s: np.ndarray, levels: pd.Series, reference: str | None
             rows.append(row(lv, why=f"no class with >= {min_positives} positives and negatives here and in {reference}"))
             continue
         test = delong_gap_test(y[r][:, both], s[r][:, both], y[ref_rows][:, both], s[ref_rows][:, both])
-        ref_auc = delong_macro_auroc(y[ref_rows][:, both], s[ref_rows][:, both])[0]
-        auc = ref_auc + test["diff"]
+        auc, ref_auc = test["auroc_a"], test["auroc_b"]
         positives = int(min(y[r][:, both].sum(0).min(), y[ref_rows][:, both].sum(0).min()))
         rows.append(row(lv, auroc=auc, reference_auroc=ref_auc, gap=test["diff"], ci_low=test["ci_low"], ci_high=test["ci_high"],
                         p=test["p_value"], classes=int(both.sum()), positives=positives))
