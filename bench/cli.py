@@ -577,25 +577,29 @@ def run_cmd(ctx: typer.Context,
     hydra_args = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     request = Request(_csv(methods), _csv(datasets), _csv(tasks), _protocols(protocols), _fractions(fractions), _seeds(seeds),
                       _csv(directions), _modes(modes, suite))
+    config_args = [o for o in overrides if o not in hydra_args]
     for lead_set in _lead_sets(leads):  # one run per evaluation lead set, the full record's under the plain keys
-        config_args = [o for o in overrides if o not in hydra_args] + ([f"preprocess.lead_set={lead_set}"] if lead_set != "12" else [])
-        _run_once(suite, request, config_args, hydra_args, ckpts, launcher, quiet, start)
+        _run_once(suite, request, config_args, hydra_args, ckpts, launcher, quiet, start, lead_set)
 
 
 def _lead_sets(value: str | None) -> list[str]:
-    from bench.data.leads import lead_set_name
+    from bench.data.leads import FULL_SET, lead_set_name
 
-    return [lead_set_name(v) for v in _csv(value)] if value else ["12"]
+    return [lead_set_name(v) for v in _csv(value)] if value else [FULL_SET]
 
 
 def _run_once(suite: str, request, config_args: list[str], hydra_args: list[str], ckpts: dict, launcher, quiet: bool,
-              start: float) -> None:
-    """`bench run` for one configuration: plan, launch (in process or as jobs), collect and aggregate."""
+              start: float, lead_set: str) -> None:
+    """`bench run` on one evaluation lead set: plan, launch (in process or as jobs), collect and aggregate."""
     import time
 
+    from bench.data.leads import FULL_SET
     from bench.run.launch import IN_PROCESS, run_multirun, unit_sweeps
     from bench.run.runner import Runner
     from bench.suites.base import get_suite
+
+    if lead_set != FULL_SET:
+        config_args = [*config_args, f"preprocess.lead_set={lead_set}"]
 
     planner = Runner(config_args, ckpts=ckpts, progress=not quiet)
     _say_workspace(planner.base)
@@ -608,11 +612,11 @@ def _run_once(suite: str, request, config_args: list[str], hydra_args: list[str]
         typer.echo(f"{launcher}: jobs done in {time.perf_counter() - start:.1f} s; collecting and aggregating")
     runner = planner if launcher == IN_PROCESS else Runner(config_args, ckpts=ckpts, compute=False, progress=not quiet)
     summary = runner.execute(get_suite(suite), request)
-    lead_set = next((o.split("=", 1)[1] for o in config_args if o.startswith("preprocess.lead_set=")), "")
-    typer.echo(f"{suite}{f' (lead set {lead_set})' if lead_set else ''}: {summary.units_total} units ({summary.units_run} run, "
+    reduced = lead_set != FULL_SET
+    typer.echo(f"{suite}{f' (lead set {lead_set})' if reduced else ''}: {summary.units_total} units ({summary.units_run} run, "
                f"{summary.units_skipped} already in MLflow) in {time.perf_counter() - start:.1f} s"
                + (f"; not applicable: {', '.join(sorted(set(summary.not_applicable)))}" if summary.not_applicable else ""))
-    typer.echo(f"next: bench table {'leads' if lead_set else suite}")
+    typer.echo(f"next: bench table {'leads' if reduced else suite}")
 
 
 @app.command("table", context_settings=OVERRIDES,

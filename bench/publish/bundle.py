@@ -579,12 +579,13 @@ def _compare_outputs(results: Path, regenerated: Path, written: list[Path]) -> l
 
 
 def _compare_leaderboard(published: Path, again: Path) -> list[str]:
+    from bench.publish.tables import BOARD_KEYS
+
     a, b = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (published, again))
-    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction", "method"]
     problems = []
     if list(a.columns) != list(b.columns):
         return [f"{LEADERBOARD}: columns differ from the recomputed leaderboard's"]
-    left, right = a.set_index(keys), b.set_index(keys)
+    left, right = a.set_index(BOARD_KEYS), b.set_index(BOARD_KEYS)
     for row in left.index.union(right.index):
         name = f"{LEADERBOARD} row {'/'.join(row)}"
         if row not in right.index:

@@ -177,15 +177,13 @@ def write_publication(store, results: Path, settings: PublishSettings, boot_cach
 
 def claim_tests(store, pairs: list, settings: PublishSettings, boot_cache: Path) -> list[dict]:
     """The paired test of each claim (``claims.Cell`` pairs) of a page, Holm-adjusted over the page's claims."""
-    from bench.publish.claims import claim_job
+    from bench.publish.claims import ClaimError, claim_job
     from bench.publish.compare import with_holm
 
     tests = comparisons(store, [claim_job(a, b, settings.paired_n_boot, settings.bootstrap_seed) for a, b in pairs], boot_cache,
                         expected=(LookupError, ValueError))
     for (a, b), test in zip(pairs, tests):
         if isinstance(test, Exception):
-            from bench.publish.claims import ClaimError
-
             raise ClaimError(f"the claim {a.label} vs {b.label} on {a.dataset}/{a.task} cannot be tested: {test}")
     return with_holm(tests)
 
@@ -195,11 +193,10 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
     there are several, else seed 0; the shared resamples) says it beats the runner-up at ``alpha``, else "" (the column is tied). Columns whose predictions cannot be
     paired (one method, or no per-record predictions) are left out."""
     from bench.publish.page import column_key
-    from bench.publish.tables import auroc_estimate
+    from bench.publish.tables import BOARD_KEYS, auroc_estimate
 
-    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction"]
     columns, jobs = [], []
-    for _, g in board.groupby(keys, sort=True):
+    for _, g in board.groupby(BOARD_KEYS[:-1], sort=True):  # a page column: every key but the method
         ranked = sorted(((auroc_estimate(r), r["method"]) for r in g.to_dict("records") if np.isfinite(auroc_estimate(r))), reverse=True)
         if len(ranked) < 2:
             continue

@@ -133,13 +133,14 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
                      claim_count=claim_count, order=order)
     second_pass = False
     try:
-        rendered = env.from_string(text).render(**functions)
+        compiled = env.from_string(text)
+        rendered = compiled.render(**functions)  # the first pass collects the claims; the second words them
         if declared:
             if test_claims is None:
                 raise ReadmeError(f"{template.name}: the template declares claims but nothing was given to test them")
             outcomes.extend(test_claims(declared))
             second_pass = True
-            rendered = env.from_string(text).render(**functions)
+            rendered = compiled.render(**functions)
     except (jinja2.TemplateError, ClaimError) as exc:
         raise ReadmeError(f"{template}: {exc}") from exc
     return HEADER + rendered

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, Field, ValidationError
 
 from bench import REPO_ROOT
 
@@ -41,19 +42,29 @@ class Replayed:
     key_equal: bool = False
 
 
+class _Candidate(BaseModel):
+    name: str = ""
+    when: dict[str, list] = {}
+    overrides: list[str]
+
+
+class _Settings(BaseModel):
+    """The shape of a replay settings file (``configs/publication/replay.yaml``)."""
+
+    candidates: list[_Candidate]
+    suites: list[str] = Field(min_length=1)
+
+
 def load_settings(path: Path | None = None) -> dict:
     """The publication's run settings (``configs/publication/replay.yaml`` unless another file is named)."""
     from bench.config import ConfigError
 
     path = Path(path or SETTINGS)
     try:
-        settings = yaml.safe_load(path.read_text())
-        assert isinstance(settings, dict) and isinstance(settings["candidates"], list) and settings["suites"]
-        assert all(isinstance(c.get("overrides"), list) for c in settings["candidates"])
-    except (OSError, yaml.YAMLError, AssertionError, KeyError, TypeError, AttributeError) as exc:
+        return _Settings.model_validate(yaml.safe_load(path.read_text())).model_dump()
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"{path}: not a replay settings file (candidates: a list of {{name, when, overrides}}, suites: "
                           f"a list) ({exc.__class__.__name__}: {exc})") from exc
-    return settings
 
 
 def candidates(tags: dict, settings: dict) -> list[list[str]]:

@@ -158,6 +158,8 @@ def seed_words(cells: pd.DataFrame) -> str:
 
 
 CELL = ["suite", "method", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction"]
+# a leaderboard row's name: its column (every key but the method) and the method, in the file's column and sort order
+BOARD_KEYS = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction", "method"]
 
 
 def seed_view(aggregates: pd.DataFrame) -> pd.DataFrame:
@@ -404,7 +406,6 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
     if aggregates.empty:
         return aggregates
     df = seed_view(aggregates[~not_applicable(aggregates)])
-    keys = ["suite", "dataset", "task", "protocol", "mode", "val_fraction", "leads", "fraction", "method"]
     df["fraction"] = df["fraction"].astype(float)
     num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
            "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units", "n_seeds",
@@ -416,8 +417,8 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         if c not in df:
             df[c] = ""
     rows = []
-    for key, g in df.groupby(keys, sort=True):
-        row = dict(zip(keys, key))
+    for key, g in df.groupby(BOARD_KEYS, sort=True):
+        row = dict(zip(BOARD_KEYS, key))
         for c in num:
             row[c] = round(float(g[c].astype(float).mean()), 6)
         for c in PROVENANCE:
@@ -428,8 +429,8 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         row["degenerate"] = " | ".join(sorted({degenerate(r) for r in g.to_dict("records")} - {""}))
         rows.append(row)
     out = pd.DataFrame(rows)
-    first = [*keys, "auroc", "auroc_ci_low", "auroc_ci_high"]
-    return out[first + [c for c in out.columns if c not in first]].sort_values(keys).reset_index(drop=True)
+    first = [*BOARD_KEYS, "auroc", "auroc_ci_low", "auroc_ci_high"]
+    return out[first + [c for c in out.columns if c not in first]].sort_values(BOARD_KEYS).reset_index(drop=True)
 
 
 def compact_table(aggregates: pd.DataFrame, methods: Sequence[str]) -> str:
