@@ -28,7 +28,8 @@ UNITS_ZSCORE = "zscore"
 
 @dataclass
 class RawECG:
-    """One recording as stored: ``signal`` is [leads, samples] float32."""
+    """One recording as stored: ``signal`` is [leads, samples], float32, or float64 as a WFDB reader returns it (the
+    shared preprocessing keeps the dtype until the prepared array is stored as float32)."""
 
     record_id: str
     signal: np.ndarray

@@ -41,6 +41,10 @@ def _zscore_record_eps(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=(-1, -2), keepdims=True)) / (x.std(axis=(-1, -2), keepdims=True) + 1e-8)
 
 
+def _zscore_lead_pop_eps8(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-8)
+
+
 def _minmax_lead_pm1(x: np.ndarray) -> np.ndarray:
     lo, hi = x.min(-1, keepdims=True), x.max(-1, keepdims=True)
     return 2 * (x - lo) / (hi - lo + 1e-8) - 1
@@ -63,6 +67,8 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
                                       "(MERL finetune/finetune_dataset.py)"),
     "zscore_record_eps": (_zscore_record_eps, "(x - mean) / (std + 1e-8) over leads x time, population std "
                                               "(ECGFounder dataset.py z_score_normalization)"),
+    "zscore_lead_pop_eps8": (_zscore_lead_pop_eps8, "per-lead (x - mean) / (std + 1e-8), population std "
+                                                    "(CLEF data/contrastive_dataloader.py Normalize)"),
     "minmax_lead_pm1": (_minmax_lead_pm1, "per-lead 2 (x - min) / (max - min + 1e-8) - 1 (HuBERT-ECG utils.scaling)"),
 }
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
@@ -71,7 +77,7 @@ FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
 _KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
-                      "dataset_windows": (), "resample_per_window": False}
+                      "dataset_windows": (), "resample_per_window": False, "window_steps": False}
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,10 @@ class InputContract:
     (dataset identity, seconds) pairs whose records keep only their first seconds, zero-padded to the window (MERL's and
     MELP's CPSC2018 loaders keep 2,500 samples and pad 2,500 zeros); ``resample_per_window``: the record is cut into
     non-overlapping windows of ``view_samples`` at its own rate and each window is resampled on its own (clinical_ts'
-    ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end.
+    ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end; ``window_steps``: the
+    filters and scaling run in the shared preprocessing on the cut window in float64, before the prepared array is
+    stored as float32 (ECGFounder and CLEF filter the float64 record they read with ``filtfilt(b, a)`` at 0.67 Hz, whose
+    rounding turns a float32 copy of the record into outputs up to 5e-4 apart).
     """
 
     fs: float
@@ -118,6 +127,7 @@ class InputContract:
     crop_fs: float | None = None
     dataset_windows: tuple[tuple[str, float], ...] = ()
     resample_per_window: bool = False
+    window_steps: bool = False
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -203,6 +213,8 @@ class InputContract:
             parts.append(f"leads concatenated into one channel, then scipy.signal.decimate by {self.decimate}")
         if self.whole_record:
             parts.append("filters and scaling over the whole record before the window is cut")
+        if self.window_steps:
+            parts.append("filters and scaling on the cut window in float64 before it is stored")
         if self.crop_fs:
             parts.append(f"window cut at {self.crop_fs:g} Hz before resampling")
         for dataset, seconds in self.dataset_windows:
@@ -222,9 +234,9 @@ class InputContract:
             out["crop_fs"] = float(self.crop_fs)
         if self.resample_per_window:
             out["resample_window_s"] = self.view_samples / self.fs
-        if self.whole_record:
+        if self.whole_record or self.window_steps:
             steps = {k: v for k, v in self.as_dict().items() if k in ("fs", "filters", "scale", "filter_form", "baseline_median_s")}
-            out["record_steps"] = json.dumps(steps, sort_keys=True)
+            out["record_steps" if self.whole_record else "window_steps"] = json.dumps(steps, sort_keys=True)
         keep = dict(self.dataset_windows).get(dataset) if dataset else None
         if keep:
             out["keep_seconds"] = keep
@@ -264,10 +276,15 @@ class InputContract:
         flat = y.reshape(-1, y.shape[-1])
         return np.stack([medfilt(lead, kernel_size=kernel) for lead in flat]).reshape(y.shape)
 
+    @property
+    def steps_prepared(self) -> bool:
+        """The filters and scaling ran in the shared preprocessing (``whole_record`` or ``window_steps``)."""
+        return self.whole_record or self.window_steps
+
     def views(self, x: np.ndarray) -> np.ndarray:
-        """Prepared [B, leads, S] -> model inputs [B, V, leads, C] (``whole_record``: filtered and scaled already)."""
+        """Prepared [B, leads, S] -> model inputs [B, V, leads, C] (``steps_prepared``: filtered and scaled already)."""
         x = np.asarray(x)
-        steps = not self.whole_record
+        steps = not self.steps_prepared
         if steps and not self.per_view:
             x = self.filter_and_scale(x)
         c = self.view_length

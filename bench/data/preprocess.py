@@ -38,6 +38,7 @@ class PreprocessConfig:
     crop_fs: float | None = None  # cut the window at this rate, then resample to target_fs (ECG-JEPA)
     keep_seconds: float | None = None  # keep the first seconds, zero-pad the rest of the window (MERL/MELP on CPSC2018)
     record_steps: str | None = None  # an input contract's filters and scaling (JSON) run on the whole record (HuBERT-ECG)
+    window_steps: str | None = None  # the same run on the cut window in float64 (ECGFounder, CLEF)
     zero_fill_leads: bool = False  # leads the record lacks become zeros (a dataset with fewer leads than an encoder reads)
     keep_leads: tuple[str, ...] | None = None  # an evaluation lead set: the other leads become zeros (bench/data/leads.py)
 
@@ -66,7 +67,7 @@ class PreprocessConfig:
         fields = asdict(self)
         if fields["resample"] == "poly":
             fields.pop("resample")
-        for name in ("crop_fs", "keep_seconds", "record_steps", "resample_window_s"):
+        for name in ("crop_fs", "keep_seconds", "record_steps", "resample_window_s", "window_steps"):
             if fields[name] is None:
                 fields.pop(name)
         if not fields["zero_fill_leads"]:
@@ -79,9 +80,10 @@ class PreprocessConfig:
 def fill_nonfinite(signal: np.ndarray, window: int = 6) -> np.ndarray:
     """Replace NaN/Inf by the mean of the finite samples within +-window; longer gaps are interpolated."""
     x = np.array(signal, dtype=np.float64, copy=True)
+    dtype = np.float64 if np.asarray(signal).dtype == np.float64 else np.float32
     bad = ~np.isfinite(x)
     if not bad.any():
-        return x.astype(np.float32)
+        return x.astype(dtype)
     x[bad] = 0.0
     kernel = np.ones(2 * window + 1)
     for i in np.flatnonzero(bad.any(axis=1)):
@@ -94,7 +96,7 @@ def fill_nonfinite(signal: np.ndarray, window: int = 6) -> np.ndarray:
         if rest.any():
             good = np.flatnonzero(~bad[i])
             x[i, rest] = np.interp(np.flatnonzero(rest), good, x[i, good])
-    return x.astype(np.float32)
+    return x.astype(dtype)
 
 
 def reorder_leads(ecg: RawECG, leads: tuple[str, ...], zero_fill: bool = False) -> np.ndarray:
@@ -185,6 +187,8 @@ def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
         x = _record_contract(cfg.record_steps).filter_and_scale(x)
     if cfg.keep_seconds:
         x = x[:, :int(round(cfg.keep_seconds * cfg.target_fs))]
+    if cfg.window_steps:
+        x = _record_contract(cfg.window_steps).filter_and_scale(crop_or_pad(x, cfg.n_samples, cfg.crop))
     if cfg.keep_leads is not None:  # an evaluation lead set: the leads outside it were not recorded
         x = x.copy()
         x[[i for i, lead in enumerate(cfg.leads) if lead not in set(cfg.keep_leads)]] = 0.0

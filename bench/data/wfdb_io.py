@@ -178,9 +178,9 @@ def read_wfdb(
         if not any(abs(rec.fs - f) < 1e-6 for f in allowed):
             raise DataError(where, f"unexpected sampling rate {rec.fs:g} Hz, expected {' or '.join(f'{f:g}' for f in allowed)} Hz",
                             f"point data.root at the right records folder or set {fs_option}={rec.fs:g}")
-    signal = np.asarray(rec.p_signal, dtype=np.float32).T
+    signal = np.asarray(rec.p_signal, dtype=np.float64).T  # as WFDB computes it: a filter upstream runs sees the same bits
     units = [u or "mV" for u in (rec.units or ["mV"] * rec.n_sig)]
-    scale = np.array([MV_PER_UNIT.get(u.lower(), 1.0) for u in units], dtype=np.float32)
+    scale = np.array([MV_PER_UNIT.get(u.lower(), 1.0) for u in units])
     signal = signal * scale[:, None]
     leads = names
     nan_only = [leads[i] for i in range(signal.shape[0]) if not np.isfinite(signal[i]).any()]

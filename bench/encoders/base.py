@@ -79,7 +79,7 @@ class Encoder(nn.Module, ABC):
         """The contract's filters and scaling on whole records [B, leads, samples] (pretraining input); a contract whose
         steps run on the whole record has them done already in the prepared arrays."""
         c = self.contract
-        if (not c.filters and c.scale == "none") or c.whole_record:
+        if (not c.filters and c.scale == "none") or c.steps_prepared:
             return x
         return torch.as_tensor(c.filter_and_scale(x.detach().cpu().numpy()), device=x.device)
 

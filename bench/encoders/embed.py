@@ -81,7 +81,7 @@ def prepare_signals(signals: np.ndarray, fs: float, contract, base: Mapping[str,
     """Raw mV [N, 12, S] at ``fs`` -> prepared [N, leads, n] by the shared preprocessing of ``contract`` (with the rules
     it declares for ``dataset``, a dataset identity such as cpsc2018)."""
     cfg = PreprocessConfig.from_mapping(contract.preprocess_mapping(dict(base or {}), dataset))
-    rows = [preprocess(RawECG(f"{source}[{i}]", np.asarray(x, dtype=np.float32), float(fs), STANDARD_LEADS,
+    rows = [preprocess(RawECG(f"{source}[{i}]", np.asarray(x, dtype=np.float64 if x.dtype == np.float64 else np.float32), float(fs), STANDARD_LEADS,
                               source=f"{source}[{i}]"), cfg) for i, x in enumerate(signals)]
     return np.stack(rows) if rows else np.zeros((0, len(cfg.leads), cfg.n_samples), np.float32)
 
