@@ -105,14 +105,16 @@ class Stage(nn.Module):
 
 class ECGFounder(Encoder):
     requires_pretraining = False  # supervised on HEEDB labels: the released weights, or an untrained architecture
+    #: what a subclass of the same Net1D (CLEF) replaces: its presets, defaults and name in messages and specs
+    presets, defaults, title, spec_name = PRESETS, DEFAULTS, "ECGFounder", "ecgfounder"
 
     def __init__(self, preset: str = "cpu_small", **overrides: Any):
         super().__init__()
         overrides.pop("text", None)  # no text tower
-        self.preset, self.config = preset, resolve_preset("ECGFounder", PRESETS, preset, overrides, DEFAULTS)
+        self.preset, self.config = preset, resolve_preset(self.title, self.presets, preset, overrides, self.defaults)
         c = self.config
         if len(c["leads"]) != c["in_channels"]:
-            raise ValueError(f"ECGFounder: {c['in_channels']} input channels for leads {c['leads']} (fix: encoder.leads with "
+            raise ValueError(f"{self.title}: {c['in_channels']} input channels for leads {c['leads']} (fix: encoder.leads with "
                              f"as many leads as encoder.in_channels)")
         self.use_bn = c["use_bn"]
         self.first_conv = SameConv(c["in_channels"], c["base_filters"], c["kernel"], stride=2)
@@ -122,16 +124,20 @@ class ECGFounder(Encoder):
             Stage(widths[i], widths[i + 1], c["blocks"][i], i == 0, ratio=c["ratio"], kernel=c["kernel"], stride=c["stride"],
                   groups=widths[i + 1] // c["groups_width"], use_bn=c["use_bn"])
             for i in range(len(c["filters"])))
-        self.dense = nn.Linear(widths[-1], c["n_classes"])  # the released 150-label head (not used for embeddings)
-        self._contract = InputContract(
+        if c["n_classes"]:  # the released 150-label head (not used for embeddings); CLEF's backbone has none
+            self.dense = nn.Linear(widths[-1], c["n_classes"])
+        self._contract = self.input_contract(c)
+
+    def input_contract(self, c: dict[str, Any]) -> InputContract:
+        return InputContract(
             c["fs"], c["n_samples"], leads=tuple(c["leads"]), filters=(("notch", c["notch_hz"], c["notch_q"]), ("bandpass", list(c["band"]), c["band_order"])),
-            filter_form="ba", baseline_median_s=c["baseline_s"], scale="zscore_record_eps",
+            filter_form="ba", baseline_median_s=c["baseline_s"], scale="zscore_record_eps", window_steps=True,
             notes="ECGFounder dataset.py: filter_bandpass then z_score_normalization")
 
     @property
     def spec(self) -> EncoderSpec:
         c = self.config
-        return EncoderSpec("ecgfounder", c["filters"][-1], c["fs"], c["n_samples"], leads=tuple(c["leads"]),
+        return EncoderSpec(self.spec_name, c["filters"][-1], c["fs"], c["n_samples"], leads=tuple(c["leads"]),
                            n_params=self.n_params(), extra={"preset": self.preset}, contract=self._contract)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -174,20 +174,50 @@ def data_download(ctx: typer.Context, dataset: str = typer.Argument(..., help="p
 @encoders_app.command("list", context_settings=OVERRIDES,
                       help=f"Every registered encoder (built-in and plugins) with its metadata at the configured preset. {OVERRIDE_HELP}")
 @_guarded
-def encoders_list(ctx: typer.Context) -> None:
+def encoders_list(ctx: typer.Context, released: bool = typer.Option(
+        False, "--released", help="one row per preset of a released file (bench models list) with its exact parameter count")) -> None:
     import json
 
     cfg = load_config(ctx.args)
-    listing = cache_dir(cfg) / "encoders_list" / f"{_listing_key(encoder_options(cfg))}.json"
+    listing = cache_dir(cfg) / "encoders_list" / f"{_listing_key(encoder_options(cfg))}{'-released' if released else ''}.json"
     if listing.is_file():  # the same code, cards, plugins and options: the same rows, without building twenty encoders
         rows = json.loads(listing.read_text())
     else:
-        rows = _encoder_rows(cfg)
+        rows = _released_rows() if released else _encoder_rows(cfg)
         if not any(str(r[-1]).startswith("unavailable") for r in rows):  # what a missing file hides is looked at again
             listing.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(listing) as tmp:
                 tmp.write_text(json.dumps(rows))
-    typer.echo(tabulate(rows, headers=["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"]))
+    headers = (["encoder", "preset", "files", "params", "dim", "input", "leads", "corpora"] if released else
+               ["kind", "encoder", "dim", "input", "leads", "params", "zero-shot", "input contract"])
+    typer.echo(tabulate(rows, headers=headers))
+
+
+def _released_rows() -> list[list]:
+    """Each preset a model card's released files load into, built on torch's meta device (no memory for the weights; a
+    296M-parameter model counts in a second), its ECG side only (``encoder.text.kind=none``)."""
+    import torch
+
+    from bench.encoders import create_encoder, encoder_names
+    from bench.encoders.cards import load_card
+    from bench.encoders.weights import released_files
+
+    rows = []
+    for name in encoder_names():
+        forms: dict[str, list[str]] = {}
+        for f in released_files(name):
+            forms.setdefault(f.preset, []).append(f.form)
+        for preset, names in forms.items():
+            corpora = ",".join(((load_card(name).get("presets") or {}).get(preset) or {}).get("corpora") or []) or "-"
+            try:
+                with torch.device("meta"):
+                    spec = create_encoder(name, preset=preset, text={"kind": "none"}).spec
+            except Exception as exc:  # listed, not hidden
+                rows.append([name, preset, ",".join(names), "-", "-", "-", "-", f"unavailable: {exc}"])
+                continue
+            rows.append([name, preset, ",".join(names), f"{spec.n_params:,}", spec.embed_dim, f"{spec.fs:g} Hz x {spec.seconds:g} s",
+                         ",".join(spec.leads) if len(spec.leads) < 12 else len(spec.leads), corpora])
+    return rows
 
 
 def _listing_key(options: dict) -> str:

@@ -344,3 +344,31 @@ def test_ecgfounders_single_lead_model_reads_lead_i_with_upstreams_parameter_cou
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="as many leads as encoder.in_channels"):
         create_encoder("ecgfounder", preset="tiny", in_channels=1)
+
+
+def test_clef_contrastive_pretraining_lowers_its_loss():
+    torch.manual_seed(0)
+    t = torch.arange(5000) / 500.0
+    beats = torch.stack([torch.exp(-(((t * hr) % 1.0 - 0.3) / 0.02) ** 2) for hr in (0.9, 1.2, 1.6, 2.1)])
+    x = (beats + 0.05 * torch.randn(4, 5000))[:, None]
+    x = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True)
+    losses = _pretraining_losses(create_encoder("clef", preset="tiny"), x, 30)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_clef_reads_its_lightning_file_keeping_only_the_backbone(tmp_path):
+    """A released CLEF file names the Net1D ``backbone.*`` beside optimizer and callback states; MoCo/BYOL variants add
+    momentum encoders, which are not the embedding path; any other key is refused naming it."""
+    from bench.encoders.checkpoint import CheckpointError
+
+    enc = create_encoder("clef", preset="tiny")
+    state = {f"backbone.{k}": v for k, v in enc.state_dict().items()}
+    momentum = {f"backbone_k.{k}": v + 1 for k, v in enc.state_dict().items()}
+    torch.save({"state_dict": {**state, **momentum, "queue": torch.zeros(16, 8)}, "optimizer_states": [], "epoch": 3,
+                "callbacks": {"EarlyStopping{'monitor': 'train_loss', 'mode': 'min'}": {"wait_count": 0}}}, tmp_path / "clef.ckpt")
+    other = create_encoder("clef", preset="tiny")
+    other.load_checkpoint(tmp_path / "clef.ckpt")
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in enc.state_dict().items())
+    torch.save({"state_dict": {**state, "head.weight": torch.zeros(2, 16)}}, tmp_path / "extra.ckpt")
+    with pytest.raises(CheckpointError, match="head.weight"):
+        other.load_checkpoint(tmp_path / "extra.ckpt")

@@ -189,3 +189,20 @@ def test_contract_fields_that_change_inputs_change_its_key_and_defaults_keep_old
     x = np.random.default_rng(0).normal(size=(2, 12, 1000))
     views = InputContract(100.0, 1000, view_layout="ncrop", view_samples=500, decimate=5, per_view=False).views(x)
     assert views.shape == (2, 1, 1, 1200)  # first 5 s, 12 leads concatenated, decimated by 5
+
+
+def test_released_presets_are_listed_with_upstreams_parameter_counts(tmp_path):
+    """`bench encoders list --released`: one row per preset a released file loads into, counted exactly (on torch's meta
+    device): CLEF's three sizes as the golden case recorded them from upstream's create_net1d_by_size, and ECGFounder's
+    single-lead model (finetune_model.ft_1lead_ECGFounder: 30,807,750)."""
+    import json
+    from pathlib import Path
+
+    counts = json.loads((Path(__file__).parent / "golden" / "clef" / "case.json").read_text())["upstream_official_params"]
+    result = CliRunner().invoke(app, ["encoders", "list", "--released", f"paths.cache={tmp_path}"])
+    assert result.exit_code == 0, result.output
+    rows = {tuple(line.split()[:2]): line.split() for line in result.output.splitlines()[2:]}
+    for preset, count in counts.items():
+        assert rows[("clef", preset)][3] == f"{count:,}" and rows[("clef", preset)][-2] == "II", rows[("clef", preset)]
+    assert rows[("ecgfounder", "official_1lead")][3] == "30,807,750" and rows[("ecgfounder", "official_1lead")][-2] == "I"
+    assert rows[("ecgfounder", "official")][3] == "30,819,014"

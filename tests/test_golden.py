@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.encoders.embed import embed_signals
 from bench.encoders.checkpoint import CheckpointError
@@ -31,6 +32,8 @@ def _case(name: str) -> tuple[dict, dict]:
     if "gain" in case:  # the case's records went through WFDB files at this resolution (upstream's readers read them)
         records = (np.round(records * case["gain"]) / case["gain"]).astype(np.float32)
     assert SYNTHETIC.signals_sha256(records) == case["signals_sha256"], "the synthetic records differ from the fixture's"
+    if case.get("read_as") == "wfdb":  # upstream filtered the float64 values a WFDB reader returns: digital / gain
+        records = np.round(records * case["gain"]).astype(np.float64) / case["gain"]
     with np.load(GOLDEN / name / "expected.npz") as z:
         return case, {"signals": records, **{k: z[k] for k in z.files}}
 
@@ -40,9 +43,10 @@ def _rel(ours: np.ndarray, upstream: np.ndarray) -> float:
 
 
 def test_every_upstream_repository_has_fixtures():
-    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp", "xresnet1d101", "ecgfm_ked", "s4", "ecg_cpc", "heartlang"} <= set(CASES)
+    assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp", "xresnet1d101", "ecgfm_ked", "s4",
+            "ecg_cpc", "heartlang", "clef"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
-    assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s"} <= set(CASES)
+    assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "clef_15s"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])
@@ -51,7 +55,10 @@ def test_official_preset_has_upstreams_parameter_count(name):
 
     case, _ = _case(name)
     no_text = {"text": {"kind": "none"}} if "text" in case["options"] else {}  # the count is of the ECG side
-    assert create_encoder(case["method"], preset="official", **no_text).n_params() == case["upstream_official_params"]
+    counts = case["upstream_official_params"]  # one official preset's count, or {preset: count} (CLEF's three sizes)
+    for preset, count in (counts if isinstance(counts, dict) else {"official": counts}).items():
+        with torch.device("meta"):  # built without memory: CLEF-Large has 296M parameters
+            assert create_encoder(case["method"], preset=preset, **no_text).n_params() == count, preset
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -187,4 +194,26 @@ def test_cpsc_window_rule_holds_for_a_folder_of_cpsc_records_through_bench_embed
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "e.parquet").set_index("record_id").loc[[f"A{i + 1:04d}" for i in range(len(expected["signals"]))]]
+    assert _rel(np.stack(table["embedding"].to_numpy()), expected["embedding"]) <= TOLERANCE
+
+
+def test_15s_wfdb_records_through_bench_embed_give_upstreams_outputs(tmp_path):
+    """CLEF's 15 s case from WFDB files in a folder (`bench embed --wfdb`): the first 10 s of lead II, filtered in float64
+    as upstream filters what wfdb returns (a float32 copy of the record moves the ba-form 0.67 Hz band-pass by 5e-4)."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.data.leads import STANDARD_LEADS
+    from bench.data.wfdb_io import write_wfdb
+
+    case, expected = _case("clef_15s")
+    for i, record in enumerate(expected["signals"]):
+        write_wfdb(tmp_path / "records" / f"L{i:04d}", record.astype(np.float32), 500, STANDARD_LEADS, gain=case["gain"])
+    overrides = [f"{'' if k == 'preset' else '+'}encoder.{k}={json.dumps(v).replace(' ', '')}" for k, v in case["options"].items()]
+    result = CliRunner().invoke(app, ["embed", "--method", "clef", "--ckpt", str(GOLDEN / "clef" / "clef_tiny.ckpt"), "--wfdb",
+                                      str(tmp_path / "records"), "--out", str(tmp_path / "e.parquet"), f"paths.cache={tmp_path}/cache",
+                                      *overrides])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "e.parquet").set_index("record_id").loc[[f"L{i:04d}" for i in range(len(expected["signals"]))]]
     assert _rel(np.stack(table["embedding"].to_numpy()), expected["embedding"]) <= TOLERANCE

@@ -32,6 +32,7 @@ ENCODERS.register("ecgfm_ked", "baselines.ecgfm_ked:build_ecgfm_ked")
 ENCODERS.register("s4", "baselines.s4:build_s4")
 ENCODERS.register("ecg_cpc", "baselines.ecg_cpc:build_ecg_cpc")
 ENCODERS.register("heartlang", "baselines.heartlang:build_heartlang")
+ENCODERS.register("clef", "baselines.clef:build_clef")
 
 
 def create_encoder(name: str, **config: Any) -> Encoder:

@@ -8,7 +8,7 @@ Usage (each checkout at the commit named in its model card; nothing of theirs is
         --melp /src/MELP --fairseq-signals-backbone /src/fairseq-signals/src [--pythonpath /dir/with/einops] \
         --xresnet1d /src/ecg_ptbxl_benchmarking/code --ecgfm-ked /src/ECGFM-KED \
         --s4 /src/ecg-fm-benchmarking/code --ecg-cpc /src/ecg-fm-benchmarking/code \
-        --heartlang /src/HeartLang --out tests/golden
+        --heartlang /src/HeartLang --clef /src/ecg-foundation-model --out tests/golden
 
 For each repository it builds the official model classes from that checkout in a reduced width/depth
 (the same classes, so every key and every operation is upstream's), gives every weight a random value,
@@ -292,6 +292,83 @@ def ecgfounder(root: Path, out: Path) -> None:
               {"embedding": np.stack(embs)})
     sys.path.remove(str(root))
     forget_modules("net1d", "util")
+
+
+def clef(root: Path, out: Path) -> None:
+    """CLEF as script/pretrain.py trains and saves it: upstream's Net1D (clef/baselines/models/CLEF.py, ``use_bn=False,
+    use_do=False``, ``dense = Identity``) inside its ``ContrastiveModel`` with configs/exp/exp_pretrain.yaml, one real
+    training step of its own ``training_step`` (SimCLR with the metadata-weighted loss) under a Lightning ``Trainer``
+    with the script's ModelCheckpoint and EarlyStopping callbacks, then ``trainer.save_checkpoint`` (the released file's
+    form). Official sizes from ``create_net1d_by_size`` for the parameter counts; a reduced Net1D for the file.
+    Upstream's outputs: lead II of each raw 500 Hz mV record read as MIMICIVECGContrastiveDataset reads it (wfdb, the
+    first input_len samples), contrastive_dataloader.bandpass_filter(0.67, 40, fs=500), Normalize("z-score"), then
+    ContrastiveModel.forward; on the 10 s records and on 15 s WFDB records (clef_15s)."""
+    import tempfile
+
+    import lightning
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from omegaconf import OmegaConf
+
+    for name in ("pywt", "neurokit2"):  # imported by the augmentation and MIMIC modules for what the fixture never runs
+        stub_module(name)
+    sys.path.insert(0, str(root))
+    from clef.baselines.models.CLEF import Net1D, create_net1d_by_size
+    from clef.data.contrastive_dataloader import Normalize, bandpass_filter
+    from clef.data.mimiciv_dataloader import MIMICIVECGContrastiveDataset
+    from clef.lightning.lightning_contrastive import ContrastiveModel
+
+    params = {f"official_{size}": sum(p.numel() for p in create_net1d_by_size("cpu", size, in_channels=1).parameters())
+              for size in ("small", "medium", "large")}
+    torch.manual_seed(SEED)
+    backbone = Net1D(in_channels=1, base_filters=8, ratio=0.5, filter_list=[8, 16, 16], m_blocks_list=[1, 1, 1], kernel_size=8,
+                     stride=2, groups_width=4, verbose=False, use_bn=False, use_do=False, n_classes=1000)
+    backbone.dense = torch.nn.Identity()  # create_net1d_by_size
+    randomise(backbone, 13)
+    exp = OmegaConf.load(root / "configs" / "exp" / "exp_pretrain.yaml")
+    module = ContrastiveModel(backbone, OmegaConf.create({"model_size": "tiny"}), exp)
+
+    x = signals()
+    batch_signals = torch.tensor(np.stack([np.stack([r[1], r[2]]) for r in x[:, :, :5000]]), dtype=torch.float32)
+    metadata = torch.tensor(np.random.default_rng(SEED).uniform(0, 1, (len(x), 11)), dtype=torch.float32)
+
+    class Pairs(torch.utils.data.Dataset):  # MIMICIVECGContrastiveDataset.__getitem__'s tuple
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return batch_signals[i], torch.tensor([1, 1]), ["II", "III"], [500, 500], metadata[i]
+
+    folder = out / "clef"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = lightning.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                                    default_root_dir=tmp, callbacks=[
+                                        ModelCheckpoint(dirpath=tmp, filename=exp.ckpt_name, save_top_k=1, monitor=exp.monitor_metric),
+                                        EarlyStopping(monitor=exp.monitor_metric, patience=exp.patience, mode=exp.patience_mode,
+                                                      min_delta=exp.patience_delta)])
+        trainer.fit(module, torch.utils.data.DataLoader(Pairs(), batch_size=len(x)))
+        trainer.save_checkpoint(folder / "clef_tiny.ckpt")
+    module.eval()
+
+    def upstream(lead_ii: np.ndarray) -> np.ndarray:
+        seg = bandpass_filter(lead_ii[None].astype(np.float64), 0.67, 40, fs=500)
+        seg, _ = Normalize(method="z-score").apply(seg[0])
+        with torch.no_grad():
+            return module(torch.tensor(seg, dtype=torch.float32)[None, None])[0].numpy()
+
+    options = {"preset": "tiny", "base_filters": 8, "ratio": 0.5, "filters": [8, 16, 16], "blocks": [1, 1, 1], "kernel": 8,
+               "groups_width": 4}
+    save_case(folder, {"method": "clef", "fs": 500, "options": options, "files": ["clef_tiny.ckpt"],
+                       "upstream_official_params": params},
+              {"embedding": np.stack([upstream(r[1, :5000]) for r in x])})
+    reader = types.SimpleNamespace(leads=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        reader.data_path = tmp
+        paths = write_long_records(Path(tmp))
+        embs = [upstream(MIMICIVECGContrastiveDataset._read_partial_record(reader, p.name, 0, 5000)[:, 1]) for p in paths]
+    save_long_case(out / "clef_15s", "clef", {"read_as": "wfdb"}, {"embedding": np.stack(embs)})
+    sys.path.remove(str(root))
+    forget_modules("clef", "pywt", "neurokit2")
 
 
 def fastai_v1_shim() -> None:
@@ -1030,6 +1107,7 @@ def main() -> None:
     ap.add_argument("--ecg-cpc", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code again (clinical_ts' ts/ modules)")
     ap.add_argument("--heartlang", type=Path, help="PKUDigitalHealth/HeartLang checkout (einops on --pythonpath)")
     ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
+    ap.add_argument("--clef", type=Path, help="Nokia-Bell-Labs/ecg-foundation-model checkout (lightning and omegaconf importable)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     ap.add_argument("--long-records", action="store_true",
@@ -1060,6 +1138,7 @@ def main() -> None:
         (args.s4, lambda: s4(args.s4, args.out)),
         (args.ecg_cpc, lambda: ecg_cpc(args.ecg_cpc, args.out)),
         (args.heartlang, lambda: heartlang(args.heartlang, args.out)),
+        (args.clef, lambda: clef(args.clef, args.out)),
     ]
     for given, run in cases:
         if given:
