@@ -34,7 +34,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu_small": dict(d_model=64, d_state=8, n_layers=2, n_classes=71),
     "tiny": dict(d_model=16, d_state=4, n_layers=1, n_classes=4),
 }
-DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, dt_min=1e-3, dt_max=1e-1)
+#: main_lite's test-time windows cover the whole record (every non-overlapping chunk): bench reads a record's first 60 s
+#: that way; PTB-XL, Chapman-Shaoxing-Ningbo and MIMIC-IV-ECG records are all 10 s, so their arrays stay 10 s long
+WHOLE_RECORD = dict(record_seconds=60.0, dataset_seconds=[["ptbxl", 10.0], ["csn", 10.0], ["mimic_iv_ecg", 10.0]])
+DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, dt_min=1e-3, dt_max=1e-1, **WHOLE_RECORD)
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +175,8 @@ class S4(Encoder):
         c = self.config
         self.net = S4Net(c)
         self._contract = InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["view_samples"],
-                                       resample="resampy", resample_per_window=True,
+                                       resample="resampy", resample_per_window=True, record_seconds=c["record_seconds"],
+                                       dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]),
                                        notes="reality check run.sh: --input-size 2.5 --fs-model 100; main_lite "
                                              "--stride-fraction-valtest 1.0: non-overlapping windows, each resampled by "
                                              "clinical_ts' Resample (resampy)")

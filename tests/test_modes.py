@@ -197,3 +197,25 @@ def test_the_epochs_of_a_mode_show_in_a_nested_bar_with_the_validation_auroc(cap
     assert "scratch epochs" in err and "val_auroc=0.650" in err and "best=0.700@2" in err
     _epochs(cfg, 8, 0, lambda rows: None, lambda: 0.5)  # no bar unless asked (--quiet, scripts)
     assert capsys.readouterr().err == ""
+
+
+def test_tuned_predictions_average_only_the_windows_a_record_has():
+    """With S4's whole-record windows, a record's padding windows (all zeros) take no part in its fine-tuned prediction:
+    the prediction of a record padded to 24 windows equals the mean over its 4 real windows."""
+    from bench.encoders import create_encoder
+    from bench.suites.modes import Tuned, predict_tuned, views_of
+
+    torch.manual_seed(0)
+    encoder = create_encoder("s4", preset="tiny")
+    contract = encoder.contract
+    prepared = np.zeros((2, 12, 6000), np.float32)
+    prepared[:, :, :1000] = np.random.default_rng(0).normal(size=(2, 12, 1000))
+    views = views_of(prepared, contract, np.arange(2))
+    present = contract.present_views(views)
+    assert views.shape[1] == 24 and present.sum(1).tolist() == [4, 4]
+    model = Tuned(encoder, 3).eval()
+    got = predict_tuned(model, views, np.arange(2), present=present)
+    with torch.no_grad():
+        want = torch.sigmoid(model(torch.as_tensor(views[:, :4]).reshape(8, 12, 250))).reshape(2, 4, 3).mean(1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(predict_tuned(model, views, np.arange(2)), want, atol=1e-4)

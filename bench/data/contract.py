@@ -77,7 +77,8 @@ FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
 _KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
-                      "dataset_windows": (), "resample_per_window": False, "window_steps": False}
+                      "dataset_windows": (), "resample_per_window": False, "window_steps": False,
+                      "record_seconds": None, "dataset_seconds": ()}
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,11 @@ class InputContract:
     ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end; ``window_steps``: the
     filters and scaling run in the shared preprocessing on the cut window in float64, before the prepared array is
     stored as float32 (ECGFounder and CLEF filter the float64 record they read with ``filtfilt(b, a)`` at 0.67 Hz, whose
-    rounding turns a float32 copy of the record into outputs up to 5e-4 apart).
+    rounding turns a float32 copy of the record into outputs up to 5e-4 apart); ``record_seconds``: tile views over the
+    record's first ``record_seconds`` instead of the window (the prepared array zero-padded to that length): every full
+    window of the record is encoded and the windows past its end, all zeros, are left out of its mean (the reality check
+    evaluates every non-overlapping window of the whole record); ``dataset_seconds``: (dataset identity, seconds) pairs
+    that replace ``record_seconds`` for datasets whose records all have one length (PTB-XL's 10 s: no padded memory).
     """
 
     fs: float
@@ -128,6 +133,8 @@ class InputContract:
     dataset_windows: tuple[tuple[str, float], ...] = ()
     resample_per_window: bool = False
     window_steps: bool = False
+    record_seconds: float | None = None
+    dataset_seconds: tuple[tuple[str, float], ...] = ()
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -147,6 +154,8 @@ class InputContract:
             problems.append("view_samples is required for cropped views")
         if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
             problems.append("resample_per_window needs tile views (the windows it resamples)")
+        if self.record_seconds and self.view_layout != "tile":
+            problems.append("record_seconds needs tile views (the windows of the record)")
         if problems:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
@@ -180,8 +189,9 @@ class InputContract:
                 d.pop(name)
         d["leads"] = list(self.leads)
         d["filters"] = [list(f) for f in self.filters]
-        if "dataset_windows" in d:
-            d["dataset_windows"] = [list(w) for w in self.dataset_windows]
+        for name in ("dataset_windows", "dataset_seconds"):
+            if name in d:
+                d[name] = [list(w) for w in getattr(self, name)]
         return d
 
     def key(self) -> str:
@@ -219,15 +229,22 @@ class InputContract:
             parts.append(f"window cut at {self.crop_fs:g} Hz before resampling")
         for dataset, seconds in self.dataset_windows:
             parts.append(f"{dataset}: the first {seconds:g} s kept, zero-padded to the window")
+        if self.record_seconds:
+            tens = ", ".join(f"{d} {s:g} s" for d, s in self.dataset_seconds)
+            parts.append(f"every full window of the record's first {self.record_seconds:g} s"
+                         + (f" ({tens})" if tens else ""))
         return "; ".join(parts)
 
-    def preprocess_mapping(self, base: Mapping[str, Any], dataset: str | None = None) -> dict[str, Any]:
+    def preprocess_mapping(self, base: Mapping[str, Any], dataset: str | None = None, pretraining: bool = False) -> dict[str, Any]:
         """The shared preprocessing config for this contract on ``dataset`` (its identity): rate, window, resampler,
         lead order, and the steps that must see the whole record (``whole_record``, ``crop_fs``, ``dataset_windows``).
+        ``pretraining``: the window only (``record_seconds`` is how evaluation reads a record; upstream pretrains on
+        the window).
 
         A user's own ``preprocess.leads`` (a lead subset) is kept for encoders in the standard order.
         """
-        out = {**base, "target_fs": self.fs, "seconds": self.seconds, "resample": self.resample}
+        out = {**base, "target_fs": self.fs, "seconds": self.seconds if pretraining else self.prepared_seconds(dataset),
+               "resample": self.resample}
         if tuple(self.leads) != STANDARD_LEADS:
             out["leads"] = list(self.leads)
         if self.crop_fs:
@@ -241,6 +258,23 @@ class InputContract:
         if keep:
             out["keep_seconds"] = keep
         return out
+
+    def prepared_seconds(self, dataset: str | None = None) -> float:
+        """How much of a record the prepared array holds: the window, or with ``record_seconds`` the record's first
+        seconds (``dataset_seconds`` for a dataset identity of one record length)."""
+        if not self.record_seconds:
+            return self.seconds
+        return float(dict(self.dataset_seconds).get(dataset, self.record_seconds)) if dataset else float(self.record_seconds)
+
+    def present_views(self, views: np.ndarray) -> np.ndarray:
+        """[B, V] True for the views a record's embedding averages: all of them, or with ``record_seconds`` those not
+        wholly zero (windows past the record's end); a record with none present keeps all (an all-zero record)."""
+        views = np.asarray(views)
+        present = np.ones(views.shape[:2], dtype=bool)
+        if self.record_seconds:
+            present = views.reshape(*views.shape[:2], -1).any(-1)
+            present[~present.any(1)] = True
+        return present
 
     # The transforms --------------------------------------------------------------------------
     def _starts(self, n: int) -> list[int]:

@@ -96,11 +96,26 @@ class Encoder(nn.Module, ABC):
         """``contract.views`` output [B, V, leads, view samples] -> (embedding, aligned or None), views averaged
         (the encoding pass computes the views in its loader processes and calls this)."""
         device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        if self.contract.record_seconds:  # windows past a record's end are neither encoded nor averaged
+            return self._embed_present_views(views, device)
         views = views.to(device, non_blocking=True)
         outs = [self.encode_pair(views[:, v]) for v in range(views.shape[1])]
         emb = torch.stack([o[0] for o in outs]).mean(0)
         aligned = None if outs[0][1] is None else torch.stack([o[1] for o in outs]).mean(0)
         return emb, aligned
+
+    def _embed_present_views(self, views: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        present = torch.as_tensor(self.contract.present_views(views.detach().cpu().numpy()))
+        sums: list[torch.Tensor | None] = [None, None]
+        for v in range(views.shape[1]):
+            rows = present[:, v].nonzero().squeeze(1)
+            if len(rows):
+                for i, out in enumerate(self.encode_pair(views[rows, v].to(device, non_blocking=True))):
+                    if out is not None:
+                        sums[i] = (torch.zeros(len(views), out.shape[1], dtype=out.dtype, device=device) if sums[i] is None
+                                   else sums[i]).index_add(0, rows.to(device), out)
+        counts = present.sum(1, keepdim=True).to(device)
+        return sums[0] / counts, None if sums[1] is None else sums[1] / counts
 
     @abstractmethod
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:

@@ -326,7 +326,7 @@ def run_pretraining(cfg, method: str, *, progress: bool = True, tracker: Tracker
     spec = model.spec
     pool = pool_from_config(index, cfg.pretrain_pool, reads_text=spec.has_text_tower)
     pcfg = PreprocessConfig.from_mapping(spec.contract.preprocess_mapping(OmegaConf.to_container(cfg.preprocess),
-                                                                          cfg.data.get("identity", cfg.data.name)))
+                                                                          cfg.data.get("identity", cfg.data.name), pretraining=True))
     check_lead_set(pcfg, index.leads, cfg.data.name, method)
     prepared = prepare(reader, pcfg, cfg.paths.cache, on_error=cfg.data.get("on_error", "raise"),
                        workers=cfg.data.get("workers"), progress=progress and rank == 0)

@@ -232,6 +232,7 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
             prepared = ctx.prepared(st.cfg, handle)
             ids = sorted({r for u in mine for part in (u.payload[1].train, u.payload[1].val, u.payload[1].test) for r in part})
             data = views_of(prepared.signals, handle.encoder.contract, prepared.rows(ids))
+            present = handle.encoder.contract.present_views(data) if handle.encoder.contract.record_seconds else None
         where = {r: i for i, r in enumerate(ids)}
         y = st.labels.reindex(ids, fill_value=0).to_numpy()
         for u in mine:
@@ -244,8 +245,8 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
             else:
                 state_dir = Path(st.cfg.paths.cache) / "modes" / u.key
                 model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir,
-                                        progress=bool(ctx.progress))
-                val_score, test_score = (predict_tuned(model, data, rows[p]) for p in ("val", "test"))
+                                        progress=bool(ctx.progress), present=present)
+                val_score, test_score = (predict_tuned(model, data, rows[p], present=present) for p in ("val", "test"))
             arrays = _unit_arrays(test_score, val_score, y, rows, split.test, split.val)
             done[u.key] = unit_result(arrays, classes, {**info, "n_train": len(split.train), "n_val": len(split.val)},
                                       {**cfg.as_params(), "fraction_requested": st.fraction, "n_train_actual": len(split.train),

@@ -216,10 +216,12 @@ def param_groups(model: Tuned, cfg: ModeConfig) -> list[dict]:
 
 
 def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, cfg: ModeConfig,
-              seed: int, state_dir: Path | None = None, amp: bool = True, progress: bool = False) -> tuple[Tuned, dict[str, float]]:
+              seed: int, state_dir: Path | None = None, amp: bool = True, progress: bool = False,
+              present: np.ndarray | None = None) -> tuple[Tuned, dict[str, float]]:
     """Fine-tune ``encoder`` (a copy: the caller's stays as it was) with a head on records ``train`` of ``views``
-    [N, V, leads, C] (each view a training sample, its record's labels), select the epoch on ``val`` (predictions
-    averaged over views), checkpointing every epoch under ``state_dir`` so a killed unit resumes."""
+    [N, V, leads, C] (each view a training sample, its record's labels; with ``present`` [N, V], only the views the
+    contract counts), select the epoch on ``val`` (predictions averaged over views), checkpointing every epoch under
+    ``state_dir`` so a killed unit resumes."""
     from bench.encoders.checkpoint import read_checkpoint
     from bench.files import atomic_path
 
@@ -231,6 +233,9 @@ def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.nd
     use_amp = amp and device.type == "cuda"
     n_views = views.shape[1]
     samples = np.repeat(train, n_views), np.tile(np.arange(n_views), len(train))
+    if present is not None:
+        kept = present[samples]
+        samples = samples[0][kept], samples[1][kept]
     state, best = None, copy.deepcopy(model.state_dict())
     last = state_dir / "last.pt" if state_dir is not None else None
     if last is not None and last.is_file():
@@ -259,15 +264,17 @@ def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.nd
             with atomic_path(last) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best, "loop": dict(loop)}, tmp)
 
-    loop = _epochs(cfg, len(samples[0]), seed, step, lambda: macro_auroc(y[val], predict_tuned(model, views, val, use_amp)),
+    loop = _epochs(cfg, len(samples[0]), seed, step, lambda: macro_auroc(y[val], predict_tuned(model, views, val, use_amp, present=present)),
                    keep_and_save, state, progress)
     model.load_state_dict(best)
     return model, {"best_epoch": loop["best_epoch"], "val_auroc": loop["best_score"], "epochs_run": loop["epoch"]}
 
 
 @torch.no_grad()
-def predict_tuned(model: Tuned, views: np.ndarray, rows: np.ndarray, amp: bool = False, batch: int = 128) -> np.ndarray:
-    """Probabilities per record, averaged over its views (non-overlapping windows of the model's native length)."""
+def predict_tuned(model: Tuned, views: np.ndarray, rows: np.ndarray, amp: bool = False, batch: int = 128,
+                  present: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities per record, averaged over its views (non-overlapping windows of the model's native length; with
+    ``present`` [N, V], over the views the contract counts)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -275,7 +282,12 @@ def predict_tuned(model: Tuned, views: np.ndarray, rows: np.ndarray, amp: bool =
         v = torch.as_tensor(views[rows[s:s + batch]], device=device)  # [b, V, leads, C]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(v.reshape(-1, *v.shape[2:])).float()
-        out.append(torch.sigmoid(logits).reshape(v.shape[0], v.shape[1], -1).mean(1).cpu().numpy())
+        probs = torch.sigmoid(logits).reshape(v.shape[0], v.shape[1], -1)
+        if present is not None:  # the contract's windows past a record's end are not part of its prediction
+            keep = torch.as_tensor(present[rows[s:s + batch]], device=device, dtype=probs.dtype)[:, :, None]
+            out.append(((probs * keep).sum(1) / keep.sum(1)).cpu().numpy())
+        else:
+            out.append(probs.mean(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

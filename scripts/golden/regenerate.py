@@ -515,6 +515,9 @@ def s4(root: Path, out: Path) -> None:
                        "files": ["s4_lightning.ckpt", "s4_model.pt"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
+    with torch.no_grad():  # 15 s records: main_lite's six chunks of the whole record (s4_15s)
+        emb = torch.stack([model(torch.from_numpy(w)) for w in clinical_ts_windows(long_records(), 500, 100)]).mean(0)
+    save_long_case(out / "s4_15s", "s4", {}, {"embedding": emb.numpy()})
     sys.path.remove(str(root))
     forget_modules("clinical_ts", "pytorch_lightning")
 
@@ -603,6 +606,10 @@ def ecg_cpc(root: Path, out: Path) -> None:
                        "files": ["cpc_last.ckpt", "cpc_finetuned.ckpt"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
+    with torch.no_grad():  # 15 s records: every 2.5 s chunk of the whole record (ecg_cpc_15s)
+        emb = torch.stack([model(seq=torch.nan_to_num(torch.from_numpy(w)))["seq"].mean(1)
+                           for w in clinical_ts_windows(long_records(), 500, 240)]).mean(0)
+    save_long_case(out / "ecg_cpc_15s", "ecg_cpc", {}, {"embedding": emb.numpy()})
     sys.path.remove(str(root))
     forget_modules("clinical_ts", "pytorch_lightning")
 
