@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.contract import InputContract
+from bench.data.contract import TEN_SECOND_DATASETS, InputContract
 from bench.data.leads import STANDARD_LEADS
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 
@@ -41,8 +41,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(base_filters=8, filters=[8, 16, 32], blocks=[1, 2, 1], kernel=8, stride=2, groups_width=8, use_bn=False,
                  n_classes=4),
 }
+#: dataset.py reads the whole record (wfdb.rdsamp), filters and scales it, and the network pools over all of it: bench
+#: reads a record's first 60 s that way; PTB-XL, Chapman and MIMIC-IV-ECG records are all 10 s, their arrays stay 10 s
+WHOLE_RECORD = dict(record_seconds=60.0, dataset_seconds=[list(d) for d in TEN_SECOND_DATASETS])
 DEFAULTS = dict(in_channels=12, leads=list(STANDARD_LEADS), ratio=1.0, fs=500.0, n_samples=5000, notch_hz=50.0, notch_q=30.0, band=[0.67, 40.0], band_order=4,
-                baseline_s=0.4, text=None)
+                baseline_s=0.4, text=None, **WHOLE_RECORD)
 
 
 def _pad_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -132,6 +135,7 @@ class ECGFounder(Encoder):
         return InputContract(
             c["fs"], c["n_samples"], leads=tuple(c["leads"]), filters=(("notch", c["notch_hz"], c["notch_q"]), ("bandpass", list(c["band"]), c["band_order"])),
             filter_form="ba", baseline_median_s=c["baseline_s"], scale="zscore_record_eps", window_steps=True,
+            record_seconds=c["record_seconds"], dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]),
             notes="ECGFounder dataset.py: filter_bandpass then z_score_normalization")
 
     @property

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.contract import InputContract
+from bench.data.contract import TEN_SECOND_DATASETS, InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -36,7 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 #: main_lite's test-time windows cover the whole record (every non-overlapping chunk): bench reads a record's first 60 s
 #: that way; PTB-XL, Chapman-Shaoxing-Ningbo and MIMIC-IV-ECG records are all 10 s, so their arrays stay 10 s long
-WHOLE_RECORD = dict(record_seconds=60.0, dataset_seconds=[["ptbxl", 10.0], ["csn", 10.0], ["mimic_iv_ecg", 10.0]])
+WHOLE_RECORD = dict(record_seconds=60.0, dataset_seconds=[list(d) for d in TEN_SECOND_DATASETS])
 DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, dt_min=1e-3, dt_max=1e-1, **WHOLE_RECORD)
 
 

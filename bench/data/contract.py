@@ -71,6 +71,9 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
                                                     "(CLEF data/contrastive_dataloader.py Normalize)"),
     "minmax_lead_pm1": (_minmax_lead_pm1, "per-lead 2 (x - min) / (max - min + 1e-8) - 1 (HuBERT-ECG utils.scaling)"),
 }
+#: dataset identities whose records all last 10 s (PTB-XL, Chapman-Shaoxing-Ningbo, MIMIC-IV-ECG: their data descriptors):
+#: a contract that reads whole records keeps their prepared arrays 10 s long (``dataset_seconds``)
+TEN_SECOND_DATASETS = (("ptbxl", 10.0), ("csn", 10.0), ("mimic_iv_ecg", 10.0))
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
 RESAMPLERS = ("poly", "fft", "resampy")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
@@ -108,10 +111,13 @@ class InputContract:
     ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end; ``window_steps``: the
     filters and scaling run in the shared preprocessing on the cut window in float64, before the prepared array is
     stored as float32 (ECGFounder and CLEF filter the float64 record they read with ``filtfilt(b, a)`` at 0.67 Hz, whose
-    rounding turns a float32 copy of the record into outputs up to 5e-4 apart); ``record_seconds``: tile views over the
-    record's first ``record_seconds`` instead of the window (the prepared array zero-padded to that length): every full
-    window of the record is encoded and the windows past its end, all zeros, are left out of its mean (the reality check
-    evaluates every non-overlapping window of the whole record); ``dataset_seconds``: (dataset identity, seconds) pairs
+    rounding turns a float32 copy of the record into outputs up to 5e-4 apart; a record shorter than the window is
+    filtered and scaled at its own length, then padded); ``record_seconds``: the record's first ``record_seconds``
+    instead of the window (the prepared array zero-padded to that length): with tile views every full window of the
+    record is encoded and the windows past its end, all zeros, are left out of its mean (the reality check evaluates
+    every non-overlapping window of the whole record); with one whole view the record is encoded at its own length, up
+    to its last non-zero sample (ECGFounder's dataset.py feeds the whole record to its fully convolutional network);
+    ``dataset_seconds``: (dataset identity, seconds) pairs
     that replace ``record_seconds`` for datasets whose records all have one length (PTB-XL's 10 s: no padded memory).
     """
 
@@ -154,8 +160,8 @@ class InputContract:
             problems.append("view_samples is required for cropped views")
         if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
             problems.append("resample_per_window needs tile views (the windows it resamples)")
-        if self.record_seconds and self.view_layout != "tile":
-            problems.append("record_seconds needs tile views (the windows of the record)")
+        if self.record_seconds and self.view_layout == "ncrop":
+            problems.append("record_seconds needs tile views (the windows of the record) or one whole view")
         if problems:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
@@ -231,8 +237,8 @@ class InputContract:
             parts.append(f"{dataset}: the first {seconds:g} s kept, zero-padded to the window")
         if self.record_seconds:
             tens = ", ".join(f"{d} {s:g} s" for d, s in self.dataset_seconds)
-            parts.append(f"every full window of the record's first {self.record_seconds:g} s"
-                         + (f" ({tens})" if tens else ""))
+            what = "every full window of" if self.view_layout == "tile" else "the whole record, at its own length, up to"
+            parts.append(f"{what} the record's first {self.record_seconds:g} s" + (f" ({tens})" if tens else ""))
         return "; ".join(parts)
 
     def preprocess_mapping(self, base: Mapping[str, Any], dataset: str | None = None, pretraining: bool = False) -> dict[str, Any]:
@@ -321,7 +327,7 @@ class InputContract:
         steps = not self.steps_prepared
         if steps and not self.per_view:
             x = self.filter_and_scale(x)
-        c = self.view_length
+        c = x.shape[-1] if self.record_seconds and self.view_layout == "whole" else self.view_length  # the record, all of it
         stacked = np.stack([x[..., s:s + c] for s in self._starts(x.shape[-1])], axis=1)
         stacked = self.filter_and_scale(stacked) if steps and self.per_view else stacked
         if self.decimate > 1:

@@ -187,8 +187,8 @@ def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
         x = _record_contract(cfg.record_steps).filter_and_scale(x)
     if cfg.keep_seconds:
         x = x[:, :int(round(cfg.keep_seconds * cfg.target_fs))]
-    if cfg.window_steps:
-        x = _record_contract(cfg.window_steps).filter_and_scale(crop_or_pad(x, cfg.n_samples, cfg.crop))
+    if cfg.window_steps:  # on the record's own samples within the window; a shorter record is padded afterwards
+        x = _record_contract(cfg.window_steps).filter_and_scale(crop_or_pad(x, min(cfg.n_samples, x.shape[-1]), cfg.crop))
     if cfg.keep_leads is not None:  # an evaluation lead set: the leads outside it were not recorded
         x = x.copy()
         x[[i for i, lead in enumerate(cfg.leads) if lead not in set(cfg.keep_leads)]] = 0.0

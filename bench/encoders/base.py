@@ -96,6 +96,8 @@ class Encoder(nn.Module, ABC):
         """``contract.views`` output [B, V, leads, view samples] -> (embedding, aligned or None), views averaged
         (the encoding pass computes the views in its loader processes and calls this)."""
         device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        if self.contract.record_seconds and self.contract.view_layout == "whole":  # each record at its own length
+            return self._embed_own_lengths(views, device)
         if self.contract.record_seconds:  # windows past a record's end are neither encoded nor averaged
             return self._embed_present_views(views, device)
         views = views.to(device, non_blocking=True)
@@ -103,6 +105,18 @@ class Encoder(nn.Module, ABC):
         emb = torch.stack([o[0] for o in outs]).mean(0)
         aligned = None if outs[0][1] is None else torch.stack([o[1] for o in outs]).mean(0)
         return emb, aligned
+
+    def _embed_own_lengths(self, views: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One whole view per record, encoded up to the record's last non-zero sample (records of one length batched)."""
+        nonzero = views[:, 0].detach().abs().amax(1) > 0  # [B, S]
+        lengths = torch.where(nonzero.any(1), nonzero.shape[1] - nonzero.flip(1).float().argmax(1), nonzero.shape[1])
+        outs: list[list[torch.Tensor | None]] = [[None] * len(views), [None] * len(views)]
+        for length in lengths.unique().tolist():
+            rows = (lengths == length).nonzero().squeeze(1)
+            for i, out in enumerate(self.encode_pair(views[rows, 0, :, :length].to(device, non_blocking=True))):
+                for j, r in enumerate(rows.tolist()):
+                    outs[i][r] = None if out is None else out[j]
+        return torch.stack(outs[0]), None if outs[1][0] is None else torch.stack(outs[1])
 
     def _embed_present_views(self, views: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         present = torch.as_tensor(self.contract.present_views(views.detach().cpu().numpy()))

@@ -259,7 +259,9 @@ def dbeta(root: Path, out: Path, text: dict[str, Path]) -> None:
 
 def ecgfounder(root: Path, out: Path) -> None:
     """Net1D from net1d.py (the official 12-lead design for the parameter count; a reduced one for the file) and
-    dataset.py's preprocessing (util.filter_bandpass, then the z-score over the whole record)."""
+    dataset.py's preprocessing (util.filter_bandpass, then the z-score over the whole record), on 10 s records and on
+    whole 15 s WFDB records (ecgfounder_15s; dataset.py's own __getitem__ cannot run: it names an undefined
+    ``sample_rate``, so its steps are called here in its order)."""
     try:
         import h5py  # noqa: F401  (util.py imports it, for nothing used here)
     except ImportError:
@@ -290,6 +292,19 @@ def ecgfounder(root: Path, out: Path) -> None:
                        "files": ["12_lead_ECGFounder.pth"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": np.stack(embs)})
+    import tempfile
+
+    import wfdb
+
+    embs = []  # 15 s WFDB records: dataset.py reads the whole record with wfdb.rdsamp, filters and scales all of it
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in write_long_records(Path(tmp)):
+            data = np.nan_to_num(wfdb.rdsamp(str(path))[0]).T
+            data = filter_bandpass(data, 500)
+            data = (data - np.mean(data)) / (np.std(data) + 1e-8)
+            with torch.no_grad():
+                embs.append(model(torch.FloatTensor(data)[None])[1][0].numpy())
+    save_long_case(out / "ecgfounder_15s", "ecgfounder", {"read_as": "wfdb"}, {"embedding": np.stack(embs)})
     sys.path.remove(str(root))
     forget_modules("net1d", "util")
 
