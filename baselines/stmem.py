@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from baselines.keys import VIT_BLOCK_RULES, rename
-from bench.data.contract import InputContract
+from bench.data.contract import TEN_SECOND_DATASETS, InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import masked_mse
 from bench.encoders.randomness import StepRandom
@@ -33,8 +33,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu_small": dict(width=96, depth=4, heads=3, mlp=384, dec_width=64, dec_depth=1, dec_heads=4),
     "tiny": dict(width=32, depth=1, heads=2, mlp=64, dec_width=32, dec_depth=1, dec_heads=2),
 }
+#: util/dataset.ECGDataset resamples the whole stored record and eval_transforms' NCrop spreads its 3 crops over all of
+#: it: bench does that over a record's first 60 s (PTB-XL, Chapman, MIMIC-IV-ECG arrays stay 10 s: their records are)
 DEFAULTS = dict(fs=250.0, crop=2250, patch=75, record_samples=2500, n_crops=3, mask_ratio=0.75, highpass=0.67,
-                lowpass=40.0, filter_order=5, text=None)
+                lowpass=40.0, filter_order=5, text=None, record_seconds=60.0, dataset_seconds=[list(d) for d in TEN_SECOND_DATASETS])
 # Keys of the full pretraining file that only pretraining reads: the decoder and the alias of the
 # encoder's patch embedding at the top level (the same tensors as encoder.to_patch_embedding.*).
 PRETRAINING_KEYS = ("to_decoder_embedding.", "decoder_", "mask_embedding", "to_patch_embedding.")
@@ -62,7 +64,8 @@ class STMEM(Encoder):
         self._contract = InputContract(
             c["fs"], c["record_samples"], resample="fft", view_layout="ncrop", view_samples=c["crop"], n_views=c["n_crops"],
             filters=(("highpass", c["highpass"], c["filter_order"]), ("lowpass", c["lowpass"], c["filter_order"])),
-            scale="standardize_record", per_view=True)
+            scale="standardize_record", per_view=True, record_seconds=c["record_seconds"],
+            dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]))
 
     pretraining_only = ("decoder.",)
 

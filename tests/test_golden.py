@@ -47,7 +47,7 @@ def test_every_upstream_repository_has_fixtures():
             "ecg_cpc", "heartlang", "clef"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
     assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "clef_15s", "s4_15s", "ecg_cpc_15s",
-            "ecgfounder_15s"} <= set(CASES)
+            "ecgfounder_15s", "stmem_15s"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])
@@ -220,7 +220,7 @@ def test_15s_wfdb_records_through_bench_embed_give_upstreams_outputs(tmp_path):
     assert _rel(np.stack(table["embedding"].to_numpy()), expected["embedding"]) <= TOLERANCE
 
 
-@pytest.mark.parametrize("method", ["s4", "ecg_cpc", "ecgfounder"])
+@pytest.mark.parametrize("method", ["s4", "ecg_cpc", "ecgfounder", "stmem"])
 def test_whole_record_windows_enter_the_key_and_skip_the_padding(method):
     """S4 and ECG-CPC read every 2.5 s window of a record's first 60 s (the reality check's test-time chunks), ECGFounder
     the whole record at its own length (dataset.py): the padding past a record's end is never encoded, so a 10 s record

@@ -117,6 +117,7 @@ class InputContract:
     record is encoded and the windows past its end, all zeros, are left out of its mean (the reality check evaluates
     every non-overlapping window of the whole record); with one whole view the record is encoded at its own length, up
     to its last non-zero sample (ECGFounder's dataset.py feeds the whole record to its fully convolutional network);
+    with n crops the crops are spread over the record's own length (ST-MEM's NCrop on the whole resampled record);
     ``dataset_seconds``: (dataset identity, seconds) pairs
     that replace ``record_seconds`` for datasets whose records all have one length (PTB-XL's 10 s: no padded memory).
     """
@@ -160,8 +161,6 @@ class InputContract:
             problems.append("view_samples is required for cropped views")
         if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
             problems.append("resample_per_window needs tile views (the windows it resamples)")
-        if self.record_seconds and self.view_layout == "ncrop":
-            problems.append("record_seconds needs tile views (the windows of the record) or one whole view")
         if problems:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
@@ -237,7 +236,8 @@ class InputContract:
             parts.append(f"{dataset}: the first {seconds:g} s kept, zero-padded to the window")
         if self.record_seconds:
             tens = ", ".join(f"{d} {s:g} s" for d, s in self.dataset_seconds)
-            what = "every full window of" if self.view_layout == "tile" else "the whole record, at its own length, up to"
+            what = {"tile": "every full window of", "whole": "the whole record, at its own length, up to",
+                    "ncrop": "crops spread over"}[self.view_layout]
             parts.append(f"{what} the record's first {self.record_seconds:g} s" + (f" ({tens})" if tens else ""))
         return "; ".join(parts)
 
@@ -271,6 +271,14 @@ class InputContract:
         if not self.record_seconds:
             return self.seconds
         return float(dict(self.dataset_seconds).get(dataset, self.record_seconds)) if dataset else float(self.record_seconds)
+
+    @staticmethod
+    def record_lengths(x: np.ndarray) -> np.ndarray:
+        """[B] samples up to each record's last non-zero sample in any lead, in a zero-padded [B, leads, S] array (S for
+        an all-zero record)."""
+        nonzero = np.asarray(x).reshape(len(x), -1, np.shape(x)[-1]).any(1)
+        last = nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+        return np.where(nonzero.any(1), last, nonzero.shape[1])
 
     def present_views(self, views: np.ndarray) -> np.ndarray:
         """[B, V] True for the views a record's embedding averages: all of them, or with ``record_seconds`` those not
@@ -328,7 +336,11 @@ class InputContract:
         if steps and not self.per_view:
             x = self.filter_and_scale(x)
         c = x.shape[-1] if self.record_seconds and self.view_layout == "whole" else self.view_length  # the record, all of it
-        stacked = np.stack([x[..., s:s + c] for s in self._starts(x.shape[-1])], axis=1)
+        if self.record_seconds and self.view_layout == "ncrop":  # crops spread over each record's own length
+            stacked = np.stack([np.stack([r[..., s:s + c] for s in self._starts(max(int(n), c))])
+                                for r, n in zip(x, self.record_lengths(x))])
+        else:
+            stacked = np.stack([x[..., s:s + c] for s in self._starts(x.shape[-1])], axis=1)
         stacked = self.filter_and_scale(stacked) if steps and self.per_view else stacked
         if self.decimate > 1:
             flat = stacked.reshape(*stacked.shape[:-2], 1, -1).astype(np.float64)

@@ -108,8 +108,7 @@ class Encoder(nn.Module, ABC):
 
     def _embed_own_lengths(self, views: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One whole view per record, encoded up to the record's last non-zero sample (records of one length batched)."""
-        nonzero = views[:, 0].detach().abs().amax(1) > 0  # [B, S]
-        lengths = torch.where(nonzero.any(1), nonzero.shape[1] - nonzero.flip(1).float().argmax(1), nonzero.shape[1])
+        lengths = torch.as_tensor(self.contract.record_lengths(views[:, 0].detach().cpu().numpy()))
         outs: list[list[torch.Tensor | None]] = [[None] * len(views), [None] * len(views)]
         for length in lengths.unique().tolist():
             rows = (lengths == length).nonzero().squeeze(1)

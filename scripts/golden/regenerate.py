@@ -129,6 +129,14 @@ def stmem(root: Path, out: Path) -> None:
                                    "dec_width": 32, "dec_depth": 1, "dec_heads": 4},
                        "files": ["encoder.pth", "checkpoint-0.pth"]},
               {"embedding": np.stack(embs)})
+    embs = []  # 15 s records: the whole record resampled, NCrop's three crops spread over all of it (stmem_15s)
+    for record in long_records():
+        y = Resample(target_fs=250)(record, fs=500)
+        for tf in transforms:
+            y = tf(y)
+        with torch.no_grad():
+            embs.append(model.encoder(torch.as_tensor(np.ascontiguousarray(y), dtype=torch.float32)).mean(0).numpy())
+    save_long_case(out / "stmem_15s", "stmem", {}, {"embedding": np.stack(embs)})
     sys.path.remove(str(root))
     forget_modules("models", "util")
 
