@@ -145,6 +145,31 @@ def splits_export(ctx: typer.Context, dataset: str = typer.Argument(..., help="a
     typer.echo(f"-> {Path(out) / dataset} (splits.json: each file's sha256 and the task versions)")
 
 
+@app.command("submit", context_settings=OVERRIDES,
+             help=f"Pack your runs of METHODS under the published protocol into a submission folder (their units, predictions, "
+                  f"task and split versions, code version, model cards and this command), refused with one line when a run "
+                  f"cannot count beside the publication. {OVERRIDE_HELP}")
+@_guarded
+def submit_cmd(ctx: typer.Context, methods: str = typer.Option(..., help="comma-separated encoders whose runs to submit"),
+               out: str = typer.Option(..., help="the submission folder to write (must not exist)"),
+               results: str = typer.Option("results", help="the publication the runs must match (its bundle)"),
+               submitter: str = typer.Option("", help="who submits (default: git config user.name)"),
+               tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI of your runs")) -> None:
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from bench.publish.submission import pack
+    from bench.run.store import ResultStore
+
+    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    if not submitter:
+        named = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True)
+        submitter = named.stdout.strip() or "anonymous"
+    command = shlex.join(["bench", "submit", *sys.argv[2:]]) if sys.argv[1:2] == ["submit"] else f"bench submit --methods {methods}"
+    pack(ResultStore.from_config(cfg), _csv(methods), Path(out), Path(results), command, submitter, echo=typer.echo)
+
+
 @data_app.command("verify", context_settings=OVERRIDES, help=f"Count records, labels per task, folds and splits of DATASET and report problems. {OVERRIDE_HELP}")
 @_guarded
 def data_verify(ctx: typer.Context, dataset: str = typer.Argument(..., help="dataset name (bench data list)"),
@@ -753,16 +778,35 @@ def _modes_table(ctx, dataset, protocol, fraction, with_reference: bool, fmt: st
         raise ConfigError(str(exc)) from exc
 
 
-@app.command("leaderboard", context_settings=OVERRIDES, help=f"Write results/leaderboard.csv from MLflow (byte-identical when nothing new ran). {OVERRIDE_HELP}")
+@app.command("leaderboard", context_settings=OVERRIDES,
+             help=f"Write <workspace>/leaderboard.csv from MLflow (byte-identical when nothing new ran); `bench leaderboard add DIR "
+                  f"[--results results]`: verify a submission (`bench submit`) against the publication (every number from its "
+                  f"predictions; task and split versions, test records, provenance, contamination) and add its rows, marked "
+                  f"submitted, to the publication, written again and swapped in whole; refused with one line naming the first "
+                  f"problem, and then nothing changes. {OVERRIDE_HELP}")
 @_guarded
-def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, help="default: <workspace>/leaderboard.csv"),
+def leaderboard_cmd(ctx: typer.Context, action: Optional[str] = typer.Argument(None, help="add: add the submission DIR"),
+                    submission: Optional[str] = typer.Argument(None, help="with add: a folder `bench submit` wrote"),
+                    results: str = typer.Option("results", help="with add: the publication to add to"),
+                    out: Optional[str] = typer.Option(None, help="default: <workspace>/leaderboard.csv"),
                     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")) -> None:
     from pathlib import Path
 
     from bench.publish.publication import leaderboard_frame, write_leaderboard
     from bench.run.store import ResultStore
 
-    cfg = load_config(_tracking(ctx.args, tracking_uri))
+    args = list(ctx.args)
+    if action is not None and action != "add":
+        if "=" not in action:
+            raise ConfigError(f"bench leaderboard {action}: no such action (fix: `bench leaderboard` writes the workspace's "
+                              f"leaderboard, `bench leaderboard add DIR` adds a submission)")
+        args = [action, *([submission] if submission else []), *args]  # KEY=VALUE overrides, not an action
+        action = None
+    if action == "add":
+        if not submission:
+            raise ConfigError("bench leaderboard add: name the submission folder (fix: `bench leaderboard add DIR`)")
+        return _add_submission(Path(submission), Path(results), load_config(args))
+    cfg = load_config(_tracking(args, tracking_uri))
     board = leaderboard_frame(ResultStore.from_config(cfg))
     if board.empty:
         typer.secho(f"no results in {cfg.tracking.uri}: run `bench run --suite linear --methods merit,merit_mse` first",
@@ -772,6 +816,28 @@ def leaderboard_cmd(ctx: typer.Context, out: Optional[str] = typer.Option(None, 
     path = Path(out or workspace(cfg) / "leaderboard.csv")
     write_leaderboard(board, path)
     typer.echo(f"{len(board)} rows -> {path}")
+
+
+def _add_submission(submission, results_dir, cfg) -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from bench.files import swapped_folder
+    from bench.publish.bundle import PUBLISHED, BundleStore
+    from bench.publish.publication import PublishSettings, write_publication
+    from bench.publish.submission import check, merged_bundle
+
+    house, sub, meta = check(submission, results_dir)
+    keep = tuple(sorted(p.name for p in results_dir.iterdir() if p.name not in PUBLISHED))
+    with swapped_folder(results_dir, keep=keep) as staged:
+        merged_bundle(house, sub, meta, staged)
+        store = BundleStore.open(staged)
+        settings = PublishSettings.from_mapping(store.manifest["settings"])
+        if settings.readme:
+            settings = replace(settings, readme=str(store.root / settings.readme))
+        write_publication(store, staged, settings, Path(cfg.paths.cache) / "bootstrap", echo=typer.echo)
+    typer.echo(f"added {len(sub.manifest['units'])} units and {len(sub.manifest['aggregates'])} aggregates of "
+               f"{', '.join(meta.get('methods', []))} (submitted by {meta.get('submitter', '?')}) to {results_dir} (swapped in whole)")
 
 
 @app.command("plot", context_settings=OVERRIDES,

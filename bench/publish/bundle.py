@@ -39,6 +39,8 @@ DROPPED_TAGS = ("worker",)  # host:pid of the process that logged the run: machi
 README_TEMPLATE = "readme_template.md"
 #: what `bench publish` writes into the publication folder (everything else there, e.g. perf.md, is kept as it is)
 PUBLISHED = ("README.md", "bundle", "index.html", "leaderboard.csv", "tables")
+#: aggregate tags a recomputation keeps as they are: the store's run kind, and who submitted a row (bench leaderboard add)
+KEPT_TAGS = ("kind", "submitted", "submitter", "submission_command")
 
 
 class BundleError(RuntimeError):
@@ -341,11 +343,8 @@ def verify(results: Path, echo: Callable[[str], None] = lambda _: None, only: st
         return problems  # nothing recomputed from damaged inputs is worth reporting
     units, aggregates, files = _selection(bundle, results, only)
     workers = available_cores() if workers is None else max(1, int(workers))
-    problems += _spread(_check_unit_chunk, bundle, units, workers, progress, "verify units")
-    echo(f"units: {len(units)} checked against their predictions ({workers} process(es))")
-    recomputed, agg_problems = _recompute_aggregates(bundle, aggregates, workers, progress)
-    problems += agg_problems
-    echo(f"aggregates: {len(aggregates)} recomputed from their units")
+    recomputed, numbers = _verify_units_and_aggregates(bundle, units, aggregates, workers, progress, echo)
+    problems += numbers
     if files is None:
         echo("published files: not regenerated (--only names units or aggregates)")
         return problems
@@ -363,6 +362,27 @@ def verify(results: Path, echo: Callable[[str], None] = lambda _: None, only: st
         problems += _compare_outputs(results, Path(tmp), written)
         echo(f"published files: {len(written)} regenerated and compared")
     return problems
+
+
+def verify_numbers(results: Path, workers: int | None = None, progress: bool = False) -> list[str]:
+    """What `bench verify` checks of a bundle without published files beside it (a submission): its files against their
+    sha256, every unit's metrics from its predictions, every aggregate from its units."""
+    bundle = BundleStore.open(Path(results))
+    problems = _check_files(bundle) + _check_paths(bundle.manifest)
+    if problems:
+        return problems
+    workers = available_cores() if workers is None else max(1, int(workers))
+    return _verify_units_and_aggregates(bundle, list(range(len(bundle.manifest["units"]))),
+                                        list(range(len(bundle.manifest["aggregates"]))), workers, progress)[1]
+
+
+def _verify_units_and_aggregates(bundle: "BundleStore", units: list[int], aggregates: list[int], workers: int, progress: bool,
+                                 echo: Callable[[str], None] = lambda _: None) -> tuple[list[dict], list[str]]:
+    problems = _spread(_check_unit_chunk, bundle, units, workers, progress, "verify units")
+    echo(f"units: {len(units)} checked against their predictions ({workers} process(es))")
+    recomputed, agg_problems = _recompute_aggregates(bundle, aggregates, workers, progress)
+    echo(f"aggregates: {len(aggregates)} recomputed from their units")
+    return recomputed, problems + agg_problems
 
 
 def _selection(bundle: "BundleStore", results: Path, only: str | None) -> tuple[list[int], list[int], list[str] | None]:
@@ -540,8 +560,8 @@ def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
                                                          "paths": {"cache": cache}}))
             record = aggregate_record(suite, group, results, suite.aggregate(ctx, group, results))
             problems += _compare_aggregate(label, entry, record)
-            kind = {"kind": tags["kind"]} if "kind" in tags else {}  # the store's run kind, not a result
-            out.append(({"suite": entry["suite"], "tags": {**record["tags"], **kind, "agg_key": group.agg_key},
+            kept = {k: tags[k] for k in KEPT_TAGS if k in tags}  # where the row came from, not a result
+            out.append(({"suite": entry["suite"], "tags": {**record["tags"], **kept, "agg_key": group.agg_key},
                          "metrics": record["metrics"], "inputs": entry["inputs"]}, problems))
     return out
 

@@ -20,7 +20,7 @@ import pandas as pd
 from bench.files import atomic_path
 
 # the leaderboard columns a cell's hover shows
-HOVER = ["name", "n_seeds", "pretrain_budget", "checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
+HOVER = ["name", "submitted", "submitter", "submission_command", "n_seeds", "pretrain_budget", "checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
          "code_version", "unit_set", "n_test", "classes_scored", "classes_total", "min_train_positives", "n_boot", "seed"]
 
 

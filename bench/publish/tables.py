@@ -97,7 +97,12 @@ def _mark(cells: pd.DataFrame, values: pd.DataFrame, fmt: str) -> pd.DataFrame:
 def row_name(row) -> str:
     """What a row is, in its name: ``merit@cpu_small`` for a preset bench pretrained, ``ecgfounder@cpu_small (untrained)``
     for an architecture's initial weights, ``random (control)`` for a control; a released checkpoint keeps the method's
-    name (its file is in the provenance)."""
+    name (its file is in the provenance); a row others submitted (`bench leaderboard add`) says so."""
+    name = _row_name(row)
+    return f"{name} (submitted)" if str(row.get("submitted", "")) == "yes" else name
+
+
+def _row_name(row) -> str:
     from bench.encoders.cards import card_kind
 
     from bench.encoders.cards import load_card
@@ -427,6 +432,9 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         row["name"] = row_name(g.iloc[0])
         row["synthetic"] = "yes" if any(is_synthetic(r) for r in g.to_dict("records")) else "no"
         row["degenerate"] = " | ".join(sorted({degenerate(r) for r in g.to_dict("records")} - {""}))
+        row["submitted"] = "yes" if any(str(r.get("submitted", "")) == "yes" for r in g.to_dict("records")) else "no"
+        for tag in ("submitter", "submission_command"):  # who submitted the row and the command that packed it
+            row[tag] = ";".join(sorted({str(v) for v in g.get(tag, pd.Series(dtype=str)).dropna() if str(v)}))
         rows.append(row)
     out = pd.DataFrame(rows)
     first = [*BOARD_KEYS, "auroc", "auroc_ci_low", "auroc_ci_high"]
