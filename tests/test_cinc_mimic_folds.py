@@ -158,3 +158,31 @@ def test_tasks_have_versions_and_their_splits_export_as_files_with_hashes(tmp_pa
     task = index.task("super")
     other = type(task)(task.name, task.classes, task.labels.drop(columns="MI").assign(MI=0)[task.classes])
     assert task_version("ptbxl_1819", "super", task_fingerprint(index.records, other)).startswith("ptbxl_1819/super@unversioned-")
+
+
+def test_split_files_are_described_in_croissant_that_mlcroissant_reads(tmp_path):
+    """croissant.json beside the split files: mlcroissant itself loads it, checks it, and reads every file's records back
+    (the ids of fixed.csv and the folds of cv10_folds.csv), each FileObject carrying its file's sha256."""
+    import json
+
+    import mlcroissant as mlc
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    out = tmp_path / "splits"
+    done = CliRunner().invoke(app, ["splits", "export", "ptbxl_1819", "--out", str(out), "--tasks", "super", "--fractions", "0.1",
+                                    "--seeds", "0"])
+    assert done.exit_code == 0, done.output
+    folder = out / "ptbxl_1819"
+    described = json.loads((folder / "croissant.json").read_text())
+    manifest = json.loads((folder / "splits.json").read_text())
+    digests = {d["contentUrl"]: d["sha256"] for d in described["distribution"]}
+    assert digests == manifest["tasks"]["super"]["files"]
+    dataset = mlc.Dataset(jsonld=folder / "croissant.json")
+    fixed = pd.read_csv(folder / "super" / "fixed.csv", dtype=str)
+    rows = list(dataset.records(record_set="super_fixed"))
+    assert sorted(r["super_fixed/record_id"].decode() for r in rows) == sorted(fixed["record_id"])
+    folds = [r["super_cv10_folds/fold"] for r in dataset.records(record_set="super_cv10_folds")]
+    assert sorted(set(folds)) == list(range(1, 11))
