@@ -116,3 +116,57 @@ def test_percentile_interval_matches_scipy_percentile_bootstrap_on_the_same_resa
     means = x[np.random.default_rng(3).integers(0, 50, size=(2000, 50))].mean(1)
     lo, hi = percentile_interval(means)
     assert (lo, hi) == pytest.approx((res.confidence_interval.low, res.confidence_interval.high), abs=0.03)
+
+
+def test_challenge_score_equals_the_challenges_own_evaluation_code():
+    """The PhysioNet/CinC Challenge metric on bench's cinc2021 and cpsc2018 label spaces equals what evaluation-2021's
+    evaluate_model.compute_challenge_metric gives on the same labels and decisions (tests/golden/metrics/challenge, written
+    by scripts/golden/regenerate.py --challenge); the true labels score 1, sinus rhythm for every record 0, and a label
+    space without sinus rhythm has no score."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from bench.suites.metrics import challenge_score
+
+    folder = Path(__file__).parent / "golden" / "metrics" / "challenge"
+    case = json.loads((folder / "case.json").read_text())
+    arrays = np.load(folder / "expected.npz")
+    for entry in case["cases"]:
+        name = entry["vocabulary"]
+        classes = yaml.safe_load((Path(__file__).parents[1] / "configs" / "labels" / f"{name}.yaml").read_text())["classes"]
+        snomed = [str(c["snomed"]) for c in classes]
+        y_true, y_pred = arrays[f"{name}_true"], arrays[f"{name}_pred"]
+        assert abs(challenge_score(y_true, y_pred, snomed) - entry["score"]) < 1e-12, name
+        assert challenge_score(y_true, y_true, snomed) == pytest.approx(1.0)
+        sinus = np.zeros_like(y_true)
+        sinus[:, snomed.index("426783006")] = True
+        assert challenge_score(y_true, sinus, snomed) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(challenge_score(y_true[:, :2], y_pred[:, :2], ["164889003", None]))
+
+
+def test_a_cinc_label_space_gets_the_challenge_score_beside_auroc(tmp_path):
+    """A linear run on a CPSC2018-layout dataset (the demo's synthetic records, its cpsc2018 vocabulary): the cell carries
+    challenge_mean, the mean over seeds of challenge_score on its pooled decisions, and `bench table linear` prints a
+    Challenge column for it; a PTB-XL-statement task gets none."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.run.store import ResultStore
+
+    store = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.artifacts={tmp_path}/artifacts", f"paths.cache={tmp_path}/cache",
+             "data.demo.n_records=300", "linear.epochs=4", "run.n_boot=50"]
+    cli = CliRunner()
+    for dataset in ("demo_cpsc2018", "demo_ptbxl"):
+        done = cli.invoke(app, ["run", "--suite", "linear", "--methods", "signal_stats", "--datasets", dataset, "--tasks",
+                                "all" if dataset == "demo_cpsc2018" else "super", *store])
+        assert done.exit_code == 0, done.output
+    aggregates = ResultStore(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts").aggregates(["linear"])
+    cinc = aggregates[aggregates["dataset"] == "demo_cpsc2018"]
+    assert np.isfinite(pd.to_numeric(cinc["challenge_mean"])).all()
+    assert pd.to_numeric(aggregates[aggregates["dataset"] == "demo_ptbxl"]["challenge_mean"], errors="coerce").isna().all()
+    table = cli.invoke(app, ["table", "linear", *store])
+    assert table.exit_code == 0, table.output
+    assert "demo_cpsc2018/all Challenge" in table.output and "demo_ptbxl/super Challenge" not in table.output

@@ -27,7 +27,7 @@ KINDS = {"linear": ("linear",), "zero_shot": ("zero_shot",), "transfer": ("trans
          "textgen": ("textgen",)}
 TEXTGEN_METRICS = {"bleu": "BLEU (sacrebleu)", "bleu_nltk": "BLEU-4 (NLTK)", "meteor": "METEOR", "rouge_l_f1": "ROUGE-L F1",
                    "rouge_l_recall": "ROUGE-L R", "bertscore_f1": "BERTScore F1 (MiniLM)"}
-METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc"}
+METRICS = {"auroc": "AUC", "f1": "F1", "bacc": "BAcc", "challenge": "Challenge"}
 PAPER_METRIC = {"auroc": "auc", "f1": "f1"}  # the paper's "accuracy" is undefined there, so not set against BAcc
 PROVENANCE = ["checkpoint_hash", "checkpoint", "checkpoint_sha256", "pool", "preset", "pretrain_budget", "split_hash", "seed",
               "code_version", "n_boot", "boot_key", "input_contract", "input", "corpora", "contaminated", "pretrain_text",
@@ -264,7 +264,8 @@ def _suite_cells(sub: pd.DataFrame, suite: str, methods: Sequence[str] | None, f
     for d, t in groups:
         g = sub[(sub["dataset"] == d) & (sub["task"] == t)].set_index("method")
         n_test = pd.to_numeric(g.get("n_test", pd.Series(dtype=float)), errors="coerce").max()
-        for m in metrics:
+        scored = pd.to_numeric(g.get("challenge_mean", pd.Series(dtype=float)), errors="coerce").notna().any()
+        for m in [m for m in metrics if m != "challenge" or scored]:  # the challenge score: CinC label spaces only
             col = columns[(d, t, m)] = f"{d}/{t} {METRICS[m]}" + (f" (n={n_test:.0f})" if m == "auroc" and np.isfinite(n_test) else "")
             for meth in order:
                 if meth not in g.index:
@@ -412,7 +413,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         return aggregates
     df = seed_view(aggregates[~not_applicable(aggregates)])
     df["fraction"] = df["fraction"].astype(float)
-    num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean",
+    num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean", "challenge_mean",
            "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units", "n_seeds",
            "auroc_seed_std"]
     for c in num:

@@ -4,14 +4,15 @@ scored of classes existing, and the minimum-support flag). Definitions: bench/su
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from bench.suites.metrics import (MIN_DISTINCT_SCORES, MIN_TRAIN_POSITIVES, bootstrap_indices, bootstrap_macro_auroc,
-                                  classification_scores, degenerate_reason, percentile_interval, scorable, seed_draws,
-                                  two_level_bootstrap)
+                                  challenge_score, classification_scores, degenerate_reason, percentile_interval, scorable,
+                                  seed_draws, two_level_bootstrap)
 from bench.suites.base import Aggregate, Group, Unit, UnitResult, content_hash
 
 if TYPE_CHECKING:
@@ -31,6 +32,28 @@ def unit_result(arrays: dict[str, np.ndarray], classes: Sequence[str], extra: di
         ok = scorable(arrays["y_true"])
         metrics["min_train_positives"] = float(arrays["train_positives"][ok].min()) if ok.any() else float("nan")
     return UnitResult(metrics, dict(params or {}), arrays)
+
+
+@functools.lru_cache(maxsize=None)
+def _vocabulary_codes(dataset: str) -> dict[str, str]:
+    """Class code -> SNOMED code in ``dataset``'s label vocabulary (configs/labels/; empty for a vocabulary without
+    SNOMED codes, such as PTB-XL's statements)."""
+    from bench.config import dataset_configs
+    from bench.data.cinc import load_vocabulary
+
+    cfg = dataset_configs().get(dataset)
+    name = cfg.data.get("vocabulary") if cfg is not None else None
+    if not name:
+        return {}
+    vocabulary = load_vocabulary(str(name))
+    codes = {str(c["code"]): str(c["snomed"]) for c in vocabulary.get("classes", []) if c.get("snomed")}
+    return codes
+
+
+def snomed_codes(dataset: str, classes: Sequence[str]) -> list[str | None]:
+    """Each class's SNOMED code in ``dataset``'s vocabulary (None where it has none): what the challenge score reads."""
+    codes = _vocabulary_codes(str(dataset))
+    return [codes.get(str(c)) for c in classes]
 
 
 def boot_dir(ctx: "RunContext") -> Path:
@@ -82,6 +105,9 @@ def classification_aggregate(ctx: "RunContext", group: Group, results: list[tupl
     m.update({"auroc_pooled": float(np.mean([t.auroc for t in totals])), "auroc_ci_low": lo, "auroc_ci_high": hi,
               "n_test": float(len(p["record_ids"])), "n_units": float(len(results)), "n_seeds": float(len(per_seed)),
               "classes_scored": float(len(totals[0].classes_scored)), "classes_total": float(len(classes))})
+    challenge = [challenge_score(q["y_true"], q["y_pred"], snomed_codes(group.identity.get("dataset", ""), classes)) for q in per_seed]
+    if np.isfinite(challenge).all():  # a CinC label space: the challenge's own score beside macro AUROC
+        m["challenge_mean"] = float(np.mean(challenge))
     support = [u["min_train_positives"] for u in per_unit if np.isfinite(u.get("min_train_positives", np.nan))]
     tags = {"absent_classes": ",".join(totals[0].absent) or "-", "boot_key": boot_key, "n_boot": n_boot, "bootstrap_seed": seed,
             "bootstrap": "stratified by rarest positive class; fixed class set"}
@@ -96,7 +122,7 @@ def classification_aggregate(ctx: "RunContext", group: Group, results: list[tupl
     flat = {seed: degenerate_reason(q["y_true"], q["y_score"], classes) for seed, q in zip(sides, per_seed)}
     flat = {seed: why for seed, why in flat.items() if why}
     if flat:  # never scored: the cell says why instead (bench/suites/metrics.py)
-        m.update({k: float("nan") for k in m if k.split("_")[0] in ("auroc", "auprc", "f1", "bacc", "hamming")})
+        m.update({k: float("nan") for k in m if k.split("_")[0] in ("auroc", "auprc", "f1", "bacc", "hamming", "challenge")})
         tags["degenerate"] = " | ".join(f"seed {seed}: {why}" for seed, why in flat.items())
         tags["min_distinct_scores"] = MIN_DISTINCT_SCORES
         tags.pop("auroc_by_seed", None)

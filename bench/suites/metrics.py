@@ -11,6 +11,10 @@
   macro-averaged over the classes scored; robust to prevalence, unlike Hamming accuracy.
 - Hamming accuracy (``hamming_acc``): the fraction of correct 0/1 decisions over records x classes;
   dominated by negatives when labels are rare, so it is logged but not tabled.
+- Challenge score (``challenge``; CinC 2020/2021 label spaces only, beside macro AUROC): the PhysioNet/CinC Challenge
+  metric of those decisions on the classes the challenge scores (their SNOMED codes), with the challenge's weights
+  table; 1 = the true labels, 0 = sinus rhythm for every record (``challenge_score``); a cell's value is the mean over
+  its seeds of the score of its pooled test predictions.
 - Seeds: a run seed drives the pretraining, the head's initialisation and shuffles, and the label-fraction draw together.
   A cell over S >= 2 seeds reports the mean over seeds of the pooled AUROC, and its interval is a two-level bootstrap:
   each resample draws S seeds with replacement, then one record resample shared by every seed, and averages the drawn
@@ -37,12 +41,14 @@
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from bench.files import atomic_path
@@ -98,6 +104,50 @@ def classification_scores(y_true: np.ndarray, y_score: np.ndarray, classes: Sequ
         classes_scored=[c for c, k in zip(classes, ok) if k],
         absent=absent,
     )
+
+
+CHALLENGE_WEIGHTS = Path(__file__).resolve().parents[2] / "configs" / "labels" / "challenge2021_weights.csv"
+SINUS_RHYTHM = "426783006"  # the challenge's "inactive" baseline predicts this class for every record
+
+
+@functools.lru_cache(maxsize=1)
+def challenge_table() -> tuple[dict[str, int], np.ndarray]:
+    """SNOMED code -> class index of the challenge's weights table (codes of one class share it), and the weights."""
+    table = pd.read_csv(CHALLENGE_WEIGHTS, comment="#", index_col=0)
+    return {code: i for i, group in enumerate(table.columns) for code in str(group).split("|")}, table.to_numpy(float)
+
+
+def challenge_score(y_true: np.ndarray, y_pred: np.ndarray, snomed: Sequence[str | None]) -> float:
+    """The PhysioNet/CinC Challenge 2020/2021 metric (Perez Alday et al. 2020; Reyna et al. 2021) on the decisions
+    ``y_pred``. The classes are mapped to the challenge's scored classes by their SNOMED codes (``snomed``, None for a
+    class without one; codes of one challenge class are merged); unscored classes are left out. Each record gives one
+    unit of credit, split equally over the pairs (true class, predicted class) of the classes true or predicted on it,
+    and each pair counts with its weight in configs/labels/challenge2021_weights.csv; the sum is normalised so that
+    predicting every record's true classes scores 1 and predicting sinus rhythm alone scores 0. NaN when no class is
+    scored or sinus rhythm is not one of them (the baseline is then undefined)."""
+    index, weights = challenge_table()
+    columns = [(k, index[str(code)]) for k, code in enumerate(snomed) if code is not None and str(code) in index]
+    scored = sorted({i for _, i in columns})
+    if not scored or index[SINUS_RHYTHM] not in scored:
+        return float("nan")
+    where = {i: n for n, i in enumerate(scored)}
+
+    def merged(y: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(y), len(scored)), dtype=bool)
+        for k, i in columns:
+            out[:, where[i]] |= np.asarray(y)[:, k].astype(bool)
+        return out
+
+    labels, w = merged(y_true), weights[np.ix_(scored, scored)]
+
+    def credit(outputs: np.ndarray) -> float:
+        share = outputs / np.maximum((labels | outputs).sum(1), 1)[:, None]
+        return float((w * (labels.T.astype(float) @ share)).sum())
+
+    inactive = np.zeros_like(labels)
+    inactive[:, where[index[SINUS_RHYTHM]]] = True
+    observed, correct, baseline = credit(merged(y_pred)), credit(labels), credit(inactive)
+    return (observed - baseline) / (correct - baseline) if correct != baseline else 0.0
 
 
 def _flat_classes(y_true: np.ndarray, y_score: np.ndarray, min_distinct: int) -> list[tuple[int, str, int, int]]:

@@ -394,6 +394,40 @@ def clef(root: Path, out: Path) -> None:
     forget_modules("clef", "pywt", "neurokit2")
 
 
+def challenge(root: Path, out: Path) -> None:
+    """The PhysioNet/CinC Challenge metric as physionetchallenges/evaluation-2021's evaluate_model.py computes it (its
+    load_weights and compute_challenge_metric on its weights.csv), on seeded random labels and decisions over bench's
+    cinc2021 and cpsc2018 label spaces, each class placed in the challenge's class that holds its SNOMED code (a class the
+    challenge does not score is left out, as a label outside the scored table is)."""
+    import yaml
+
+    sys.path.insert(0, str(root))
+    from evaluate_model import compute_challenge_metric, load_weights
+
+    classes, weights = load_weights(str(root / "weights.csv"))
+    rng = np.random.default_rng(SEED)
+    arrays, case = {}, {"cases": []}
+    for name in ("cinc2021", "cpsc2018"):
+        vocabulary = yaml.safe_load((Path(__file__).parents[2] / "configs" / "labels" / f"{name}.yaml").read_text())
+        snomed = [str(c["snomed"]) for c in vocabulary["classes"]]
+        y_true = rng.random((300, len(snomed))) < 0.15
+        y_pred = np.where(rng.random(y_true.shape) < 0.7, y_true, rng.random(y_true.shape) < 0.15)
+        labels, outputs = (np.zeros((300, len(classes)), dtype=bool) for _ in range(2))
+        for k, code in enumerate(snomed):
+            for j, group in enumerate(classes):
+                if code in group:
+                    labels[:, j] |= y_true[:, k]
+                    outputs[:, j] |= y_pred[:, k]
+        arrays[f"{name}_true"], arrays[f"{name}_pred"] = y_true, y_pred
+        case["cases"].append({"vocabulary": name, "score": compute_challenge_metric(weights, labels, outputs, classes, {"426783006"})})
+    folder = out / "metrics" / "challenge"  # not an encoder case (tests/test_metrics.py reads it)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "case.json").write_text(json.dumps(case, indent=2) + "\n")
+    np.savez_compressed(folder / "expected.npz", **arrays)
+    sys.path.remove(str(root))
+    forget_modules("evaluate_model", "helper_code")
+
+
 def fastai_v1_shim() -> None:
     """fastai v1, which the xresnet1d files star-import, replaced by the few names they take from it."""
     import enum
@@ -1137,6 +1171,7 @@ def main() -> None:
     ap.add_argument("--ecg-cpc", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking/code again (clinical_ts' ts/ modules)")
     ap.add_argument("--heartlang", type=Path, help="PKUDigitalHealth/HeartLang checkout (einops on --pythonpath)")
     ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
+    ap.add_argument("--challenge", type=Path, help="physionetchallenges/evaluation-2021 checkout (the challenge metric)")
     ap.add_argument("--clef", type=Path, help="Nokia-Bell-Labs/ecg-foundation-model checkout (lightning and omegaconf importable)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
@@ -1169,6 +1204,7 @@ def main() -> None:
         (args.ecg_cpc, lambda: ecg_cpc(args.ecg_cpc, args.out)),
         (args.heartlang, lambda: heartlang(args.heartlang, args.out)),
         (args.clef, lambda: clef(args.clef, args.out)),
+        (args.challenge, lambda: challenge(args.challenge, args.out)),
     ]
     for given, run in cases:
         if given:
