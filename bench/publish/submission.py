@@ -78,6 +78,7 @@ def problems_against(house: BundleStore, sub: BundleStore, methods: Iterable[str
     problems: list[str] = []
     house_units = house.manifest["units"]
     house_methods = {u["tags"].get("method") for u in house_units}
+    house_keys = {(u["suite"], u["key"]) for u in house_units}
     test_sets: dict[tuple, dict] = {}
     for u in house_units:
         test_sets.setdefault(tuple(u["tags"].get(k, "") for k in _TEST_SET), u)
@@ -95,7 +96,7 @@ def problems_against(house: BundleStore, sub: BundleStore, methods: Iterable[str
         if tags["method"] in house_methods:
             problems.append(f"{name}: {tags['method']} is already a method of the publication (fix: register your encoder "
                             f"under a name of its own)")
-        if tags.get("submitted") == "yes" or (entry["suite"], entry["key"]) in {(u["suite"], u["key"]) for u in house_units}:
+        if tags.get("submitted") == "yes" or (entry["suite"], entry["key"]) in house_keys:
             problems.append(f"{name}: already on the leaderboard")
         if tags["trust_checkpoint_code"] == "yes":
             problems.append(f"{name}: its checkpoint was read with --trust-checkpoint-code (fix: a file the safe loader reads)")
@@ -146,7 +147,8 @@ def pack(store, methods: list[str], out: Path, results: Path, command: str, subm
     out = Path(out)
     if out.exists():
         raise SubmissionError(f"{out}: exists (fix: name a new folder with --out)")
-    staged = Path(tempfile.mkdtemp(prefix=".submission-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".submission-", dir=out.parent))  # beside it: renamed into place at the end
     try:
         export_bundle(_MethodsOnly(store, methods), staged, suite_names(), PublishSettings(readme=""))
         sub = BundleStore.open(staged)
