@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,24 @@ def demo_root(tmp_path_factory) -> Path:
     ensure_demo("cpsc2018", root / "cpsc2018", 60, seed=0, progress=False)
     ensure_demo("csn", root / "csn", 60, seed=0, progress=False)
     return root
+
+
+def _start_chromium():
+    """Debian's chromium and its driver (scripts/setup.sh installs both); the test is skipped without them."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.skip("chromium / chromedriver not installed (scripts/setup.sh installs Debian's)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1200"):
+        options.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture
+def chromium():
+    """A function that starts headless chromium (the page tests quit it themselves)."""
+    return _start_chromium

@@ -176,29 +176,14 @@ def test_verify_without_a_bundle_says_how_to_make_one(tmp_path):
     assert result.exit_code == 2 and "no results bundle" in result.output and "bench publish" in result.output
 
 
-def _chromium():
-    """Debian's chromium and its driver (scripts/setup.sh installs both); the test is skipped without them."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.skip("chromium / chromedriver not installed (scripts/setup.sh installs Debian's)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1200"):
-        options.add_argument(flag)
-    from selenium.webdriver.chrome.service import Service
-
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
-def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_path):
+def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_path, chromium):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     board = pd.read_csv(published / "leaderboard.csv")
     page = published / "index.html"
     assert "http" not in page.read_text().split("<script")[0].lower() or "https://" not in page.read_text()  # no remote resources
-    browser = _chromium()
+    browser = chromium()
     try:
         browser.get(page.as_uri())
         Select(browser.find_element(By.ID, "f-suite")).select_by_value("zero_shot")  # the fraction follows (zero-shot has 0)

@@ -61,7 +61,7 @@ def _submit(root: Path, results: Path, out: Path):
                     f"tracking.uri=sqlite:///{root}/mlflow.db", f"tracking.artifacts={root}/artifacts", f"paths.cache={root}/cache"])
 
 
-def test_a_plugin_encoders_submission_joins_the_leaderboard_marked_submitted(house, tmp_path, monkeypatch):
+def test_a_plugin_encoders_submission_joins_the_leaderboard_marked_submitted(house, tmp_path, monkeypatch, chromium):
     results = tmp_path / "results"
     shutil.copytree(house, results)
     user = tmp_path / "user"
@@ -79,7 +79,7 @@ def test_a_plugin_encoders_submission_joins_the_leaderboard_marked_submitted(hou
     assert all(n.startswith("toy_mean") and n.endswith(" (submitted)") for n in mine["name"]) and set(theirs["submitted"]) == {"no"}
     paired = (results / "tables" / "paired_linear_fixed.md").read_text()
     assert "merit − toy_mean" in paired and "merit − random" in paired  # tested against MERIT on the shared test records
-    assert "(submitted)" in (results / "index.html").read_text()
+    _page_shows_submitted_rows_apart(results, board, chromium)
     verified = _invoke(["verify", str(results)])
     assert verified.exit_code == 0, verified.output
     again = _invoke(["leaderboard", "add", str(tmp_path / "sub"), "--results", str(results), f"paths.cache={tmp_path}/boot"])
@@ -127,3 +127,29 @@ def test_a_changed_prediction_a_foreign_split_and_a_dirty_tree_are_refused_in_on
     refused = _submit(dirty, results, tmp_path / "dirty_sub")
     assert refused.exit_code == 2 and "dirty tree" in refused.output and len(refused.output.strip().splitlines()) == 1
     assert _digest(results) == before  # nothing of the publication changed
+
+
+def _page_shows_submitted_rows_apart(results: Path, board: pd.DataFrame, chromium) -> None:
+    """The page in a headless browser: the rows filter shows the submitted rows, the house's, or all."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser = chromium()
+    try:
+        browser.get((results / "index.html").as_uri())
+        for name in ("suite", "protocol", "mode", "leads", "fraction"):
+            Select(browser.find_element(By.ID, f"f-{name}")).select_by_value("all")
+        browser.find_element(By.ID, "f-synthetic").click() if not browser.find_element(By.ID, "f-synthetic").is_selected() else None
+        counts = {}
+        for who in ("all", "house", "submitted"):
+            Select(browser.find_element(By.ID, "f-origin")).select_by_value(who)
+            rows = browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")
+            counts[who] = len(rows)
+            if who == "submitted":  # the method column names the row; its hover names the submitter and the command
+                assert all("(submitted)" in r.find_elements(By.TAG_NAME, "td")[6].text for r in rows)
+                assert "submitter: Ada Lovelace" in rows[0].get_attribute("title")
+                assert "submission_command: bench submit" in rows[0].get_attribute("title")
+        assert counts == {"all": len(board), "house": int((board["submitted"] == "no").sum()),
+                          "submitted": int((board["submitted"] == "yes").sum())}
+    finally:
+        browser.quit()

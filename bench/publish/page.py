@@ -83,7 +83,8 @@ svg text{font-size:11px} .forest{display:inline-block;margin:0 1em 1em 0;vertica
 <h1>bench leaderboard</h1>
 <p class="legend">Cells: macro AUROC (%) [95% bootstrap interval over test records]. Marks: † a scored class had fewer than
 5 training positives; ◇ synthetic demo records (hidden unless shown: they show the pipeline, not a result); ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
-‡ pretrained on the records' label descriptions instead of their reports. <b>Bold</b>: the column's best method, where a
+‡ pretrained on the records' label descriptions instead of their reports; "(submitted)": a row others added with
+<code>bench leaderboard add</code> after it was verified (its submitter and command in the hover). <b>Bold</b>: the column's best method, where a
 paired bootstrap test against the runner-up holds at 0.05; "(tied)": the best and the runner-up are not told apart, so
 nothing is bold. Hover a cell for its provenance.
 Every number comes from <code>leaderboard.csv</code>; <code>bench verify results/</code> recomputes it.</p>
@@ -95,6 +96,8 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 <label>leads <select id="f-leads"></select></label>
 <label>label fraction <select id="f-fraction"></select></label>
 <label><input type="checkbox" id="f-synthetic"> show synthetic demo rows <span class="mark">(marked ◇)</span></label>
+<label>rows <select id="f-origin"><option value="all">all</option><option value="house">house</option>
+<option value="submitted">submitted (bench leaderboard add)</option></select></label>
 </div>
 <p id="empty" class="note"></p>
 <h2>Methods × tasks</h2>
@@ -109,8 +112,14 @@ Every number comes from <code>leaderboard.csv</code>; <code>bench verify results
 // has real rows (a page of demo runs only shows them, marked)
 const ALL_ROWS = JSON.parse(document.getElementById("data").textContent);
 const HAS_REAL = ALL_ROWS.some(r => r.synthetic !== "yes");
-let ROWS = HAS_REAL ? ALL_ROWS.filter(r => r.synthetic !== "yes") : ALL_ROWS;
 document.getElementById("f-synthetic").checked = !HAS_REAL;
+// rows others submitted (named "... (submitted)", their submitter and command in the hover) beside the house's, or apart
+const origin = r => r.submitted === "yes" ? "submitted" : "house";
+function visible() {
+  const synthetic = document.getElementById("f-synthetic").checked, who = document.getElementById("f-origin").value;
+  return ALL_ROWS.filter(r => (synthetic || r.synthetic !== "yes") && (who === "all" || origin(r) === who));
+}
+let ROWS = visible();
 const HOVER = __HOVER__;
 const LEADERS = __LEADERS__;
 const FILTERS = ["suite", "protocol", "mode", "leads", "fraction"];
@@ -244,10 +253,7 @@ function render() {
   renderRows(rows);
 }
 FILTERS.forEach(f => document.getElementById("f-" + f).addEventListener("change", render));
-document.getElementById("f-synthetic").addEventListener("change", e => {
-  ROWS = e.target.checked ? ALL_ROWS : ALL_ROWS.filter(r => r.synthetic !== "yes");
-  render();
-});
+["f-synthetic", "f-origin"].forEach(id => document.getElementById(id).addEventListener("change", () => { ROWS = visible(); render(); }));
 render();
 </script>
 </body></html>
