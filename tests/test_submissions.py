@@ -147,6 +147,9 @@ def _page_shows_submitted_rows_apart(results: Path, board: pd.DataFrame, chromiu
             counts[who] = len(rows)
             if who == "submitted":  # the method column names the row; its hover names the submitter and the command
                 assert all("(submitted)" in r.find_elements(By.TAG_NAME, "td")[6].text for r in rows)
+                href = rows[0].find_elements(By.TAG_NAME, "td")[6].find_element(By.TAG_NAME, "a").get_attribute("href")
+                record = json.loads(Path(href.removeprefix("file://")).read_text())  # the row links to its submission
+                assert record["submitter"] == "Ada Lovelace" and record["methods"] == ["toy_mean"]
                 assert "submitter: Ada Lovelace" in rows[0].get_attribute("title")
                 assert "submission_command: bench submit" in rows[0].get_attribute("title")
         assert counts == {"all": len(board), "house": int((board["submitted"] == "no").sum()),

@@ -40,7 +40,7 @@ README_TEMPLATE = "readme_template.md"
 #: what `bench publish` writes into the publication folder (everything else there, e.g. perf.md, is kept as it is)
 PUBLISHED = ("README.md", "bundle", "index.html", "leaderboard.csv", "tables")
 #: aggregate tags a recomputation keeps as they are: the store's run kind, and who submitted a row (bench leaderboard add)
-KEPT_TAGS = ("kind", "submitted", "submitter", "submission_command")
+KEPT_TAGS = ("kind", "submitted", "submitter", "submission_command", "submission")
 
 
 class BundleError(RuntimeError):

@@ -20,7 +20,7 @@ import pandas as pd
 from bench.files import atomic_path
 
 # the leaderboard columns a cell's hover shows
-HOVER = ["name", "submitted", "submitter", "submission_command", "n_seeds", "pretrain_budget", "checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
+HOVER = ["name", "submitted", "submitter", "submission_command", "submission", "n_seeds", "pretrain_budget", "checkpoint_hash", "checkpoint", "pretrain_text", "contaminated", "corpora", "pool", "preset", "split_hash",
          "code_version", "unit_set", "n_test", "classes_scored", "classes_total", "min_train_positives", "n_boot", "seed"]
 
 
@@ -134,6 +134,8 @@ const marks = r => (r.synthetic === "yes" ? "◇" : "") + (r.low_support === "ye
 const task = r => r.dataset + "/" + r.task;
 const esc = s => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 const hover = r => esc(HOVER.map(k => k + ": " + r[k]).join("\n"));
+// a submitted row links to its submission record in the bundle (submitter, command, code versions, model cards)
+const link = r => `<a href="${esc(r.submission)}">${esc(nameOf(r))}</a>`;
 
 const columnKey = r => [r.suite, r.protocol, r.mode, r.leads, r.fraction, task(r)].join(" · ");
 function matches(r, upto) {
@@ -202,7 +204,7 @@ function renderMatrix(rows) {
 function renderRows(rows) {
   const table = document.getElementById("rows");
   const cols = [["suite", r => r.suite], ["dataset", r => r.dataset], ["task", r => r.task], ["protocol", r => r.protocol],
-                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", nameOf], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
+                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", r => r.submission ? link(r) : nameOf(r)], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
                 ["CI high", r => r.auroc_ci_high], ["F1", r => r.f1_mean], ["BAcc", r => r.bacc_mean], ["n test", r => r.n_test],
                 ["marks", marks]];
   const fmt = (name, v) => ["AUROC", "CI low", "CI high", "F1", "BAcc"].includes(name) ? pct(v) : (v === null ? "–" : v);

@@ -12,6 +12,7 @@ written again from that bundle, swapped in whole; refused, nothing of the public
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from bench.errors import BenchError
 from bench.publish.bundle import BUNDLE, MANIFEST, README_TEMPLATE, BundleStore, export_bundle, named_checkpoints, verify_numbers
 
 SUBMISSION = "submission.json"
+SUBMISSIONS = "submissions"  # bundle/submissions/<hash>.json: each added submission's submission.json, as it came
 #: what every submitted unit must say about itself (the leaderboard's provenance, and what these checks read)
 REQUIRED_TAGS = ("method", "dataset", "task", "protocol", "fraction", "seed", "split_hash", "task_version", "checkpoint_hash",
                  "code_version", "input_contract", "contaminated", "pretrain_text", "trust_checkpoint_code")
@@ -198,7 +200,10 @@ def merged_bundle(house: BundleStore, sub: BundleStore, meta: dict, folder: Path
     """``folder``/bundle: the publication's bundle with the submission's units and aggregates added, tagged."""
     from bench.encoders.checkpoint import file_hash
 
-    mark = {"submitted": "yes", "submitter": str(meta.get("submitter", "")), "submission_command": str(meta.get("command", ""))}
+    text = json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n"
+    record = f"{SUBMISSIONS}/{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"  # the page links a row to it
+    mark = {"submitted": "yes", "submitter": str(meta.get("submitter", "")), "submission_command": str(meta.get("command", "")),
+            "submission": f"{BUNDLE}/{record}"}
     manifest = json.loads(json.dumps(house.manifest))
     units = [{**u, "tags": {**u["tags"], **mark}} for u in sub.manifest["units"]]
     manifest["units"] += units
@@ -209,6 +214,10 @@ def merged_bundle(house: BundleStore, sub: BundleStore, meta: dict, folder: Path
     (out / "predictions").mkdir(parents=True)
     if (house.root / README_TEMPLATE).is_file():
         shutil.copyfile(house.root / README_TEMPLATE, out / README_TEMPLATE)
+    if (house.root / SUBMISSIONS).is_dir():  # the submissions added before this one
+        shutil.copytree(house.root / SUBMISSIONS, out / SUBMISSIONS)
+    (out / SUBMISSIONS).mkdir(exist_ok=True)
+    (out / record).write_text(text)
     names = {p.name for root in (house.root, sub.root) for p in (root / "predictions").glob("*.parquet")}
     for name in sorted(names):
         frames = [pd.read_parquet(root / "predictions" / name) for root in (house.root, sub.root) if (root / "predictions" / name).is_file()]

@@ -434,7 +434,7 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         row["synthetic"] = "yes" if any(is_synthetic(r) for r in g.to_dict("records")) else "no"
         row["degenerate"] = " | ".join(sorted({degenerate(r) for r in g.to_dict("records")} - {""}))
         row["submitted"] = "yes" if any(str(r.get("submitted", "")) == "yes" for r in g.to_dict("records")) else "no"
-        for tag in ("submitter", "submission_command"):  # who submitted the row and the command that packed it
+        for tag in ("submitter", "submission_command", "submission"):  # who submitted the row, its command, its record
             row[tag] = ";".join(sorted({str(v) for v in g.get(tag, pd.Series(dtype=str)).dropna() if str(v)}))
         rows.append(row)
     out = pd.DataFrame(rows)
