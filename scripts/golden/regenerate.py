@@ -517,6 +517,10 @@ def ecgfm_ked(root: Path, out: Path) -> None:
                        "files": ["best_valid_all_increase_with_augment_epoch_3.pt", "flat.pt"],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
+    long = long_records().astype(np.float64)  # 15 s: dataset/cpsc/data_preprocess.py resamples the whole record, keeps 1,000
+    with torch.no_grad():
+        emb = model(torch.from_numpy(resample(long, long.shape[-1] // 5, axis=-1)[:, :, :1000]).float()).mean(-1)
+    save_long_case(out / "ecgfm_ked_15s", "ecgfm_ked", {}, {"embedding": emb.numpy()})
     forget_modules("fastai")
 
 
