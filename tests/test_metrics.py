@@ -167,6 +167,9 @@ def test_a_cinc_label_space_gets_the_challenge_score_beside_auroc(tmp_path):
     cinc = aggregates[aggregates["dataset"] == "demo_cpsc2018"]
     assert np.isfinite(pd.to_numeric(cinc["challenge_mean"])).all()
     assert pd.to_numeric(aggregates[aggregates["dataset"] == "demo_ptbxl"]["challenge_mean"], errors="coerce").isna().all()
+    from bench.suites.classification import snomed_codes
+
+    assert all(snomed_codes("demo_cpsc2018", ["AFIB", "NORM", "STD"])) and not all(snomed_codes("demo_cpsc2018", ["NORM", "MI"]))
     table = cli.invoke(app, ["table", "linear", *store])
     assert table.exit_code == 0, table.output
     assert "demo_cpsc2018/all Challenge" in table.output and "demo_ptbxl/super Challenge" not in table.output

@@ -105,9 +105,11 @@ def classification_aggregate(ctx: "RunContext", group: Group, results: list[tupl
     m.update({"auroc_pooled": float(np.mean([t.auroc for t in totals])), "auroc_ci_low": lo, "auroc_ci_high": hi,
               "n_test": float(len(p["record_ids"])), "n_units": float(len(results)), "n_seeds": float(len(per_seed)),
               "classes_scored": float(len(totals[0].classes_scored)), "classes_total": float(len(classes))})
-    challenge = [challenge_score(q["y_true"], q["y_pred"], snomed_codes(group.identity.get("dataset", ""), classes)) for q in per_seed]
-    if np.isfinite(challenge).all():  # a CinC label space: the challenge's own score beside macro AUROC
-        m["challenge_mean"] = float(np.mean(challenge))
+    codes = snomed_codes(group.identity.get("dataset", ""), classes)
+    if all(codes):  # the cell's classes are the dataset's own CinC label space (not a transfer's mapped groups)
+        challenge = [challenge_score(q["y_true"], q["y_pred"], codes) for q in per_seed]
+        if np.isfinite(challenge).all():
+            m["challenge_mean"] = float(np.mean(challenge))
     support = [u["min_train_positives"] for u in per_unit if np.isfinite(u.get("min_train_positives", np.nan))]
     tags = {"absent_classes": ",".join(totals[0].absent) or "-", "boot_key": boot_key, "n_boot": n_boot, "bootstrap_seed": seed,
             "bootstrap": "stratified by rarest positive class; fixed class set"}

@@ -14,7 +14,8 @@
 - Challenge score (``challenge``; CinC 2020/2021 label spaces only, beside macro AUROC): the PhysioNet/CinC Challenge
   metric of those decisions on the classes the challenge scores (their SNOMED codes), with the challenge's weights
   table; 1 = the true labels, 0 = sinus rhythm for every record (``challenge_score``); a cell's value is the mean over
-  its seeds of the score of its pooled test predictions.
+  its seeds of the score of its pooled test predictions. Only a cell whose every class is a class of its dataset's
+  CinC vocabulary has one (a transfer's mapped class groups have none).
 - Seeds: a run seed drives the pretraining, the head's initialisation and shuffles, and the label-fraction draw together.
   A cell over S >= 2 seeds reports the mean over seeds of the pooled AUROC, and its interval is a two-level bootstrap:
   each resample draws S seeds with replacement, then one record resample shared by every seed, and averages the drawn
