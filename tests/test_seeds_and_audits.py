@@ -173,3 +173,33 @@ def test_the_reports_own_ceiling_scores_the_labels_from_text_alone(tmp_path, sha
     (row,) = board.to_dict("records")
     assert row["name"] == "report_text (control: no ECG)" and row["checkpoint"] == "none"
     assert row["auroc_pooled"] > 0.8 and row["n_test"] == 194  # the reports carry the super labels
+
+
+def test_robustness_shifts_the_recorded_signal_before_an_encoders_own_filters(tmp_path):
+    """ECGFounder filters and z-scores in the shared preprocessing (window_steps): the robustness suite shifts the raw
+    prepared record first and runs those steps after, as on a recorded signal. So its band-pass and median baseline
+    remove added baseline wander (the embedding stays near the clean one), which a shift after the steps would not."""
+    import numpy as np
+
+    from bench.data.base import RawECG
+    from bench.data.leads import STANDARD_LEADS
+    from bench.data.perturb import Condition, apply
+    from bench.data.preprocess import PreprocessConfig, preprocess
+    from bench.encoders.embeddings import encode_arrays
+    from bench.encoders.loading import load_encoder
+
+    handle = load_encoder("ecgfounder", {"preset": "tiny"})
+    contract = handle.encoder.contract
+    t = np.arange(5000) / 500
+    beats = np.exp(-((((t * 1.1) % 1.0) - 0.3) / 0.015) ** 2)
+    x = np.stack([np.stack([beats * (1 + 0.1 * j) for j in range(12)]) * (1 + 0.2 * i) for i in range(4)]).astype(np.float32)
+    full = PreprocessConfig.from_mapping(contract.preprocess_mapping({}, "ptbxl"))
+    raw_cfg = PreprocessConfig.from_mapping({k: v for k, v in contract.preprocess_mapping({}, "ptbxl").items() if k != "window_steps"})
+    prep = lambda cfg: np.stack([preprocess(RawECG(f"r{i}", r, 500.0, STANDARD_LEADS), cfg) for i, r in enumerate(x)])
+    stepped, raw = prep(full), prep(raw_cfg)
+    wander = Condition("wander", "wander", snr_db=0.0)
+    ids = [f"r{i}" for i in range(len(x))]
+    clean = encode_arrays(handle, stepped, "mV")[0]
+    before = encode_arrays(handle, contract.filter_and_scale(apply(wander, raw, list(STANDARD_LEADS), 500.0, ids, 0)), "mV")[0]
+    after = encode_arrays(handle, apply(wander, stepped, list(STANDARD_LEADS), 500.0, ids, 0), "mV")[0]
+    assert np.abs(before - clean).max() < 0.5 * np.abs(after - clean).max()

@@ -183,7 +183,8 @@ def cached_token_features(handle: EncoderHandle, prepared: PreparedArrays, cache
 def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays, record_ids: list[str], condition, seed: int,
                                 cache_dir: str | Path, units: str, settings: EncodeSettings | None = None) -> np.ndarray:
     """Embeddings [len(record_ids), D] of ``record_ids`` under an acquisition shift (bench/data/perturb.py),
-    cached per (embedding key, condition, seed, records)."""
+    cached per (embedding key, condition, seed, records). For a contract whose filters and scaling run in the
+    preprocessing, ``prepared`` holds the arrays without them: the shift comes first, then those steps, as on a record."""
     from bench.data.perturb import apply
 
     pre = prepared.manifest["preprocess"]
@@ -194,6 +195,8 @@ def cached_perturbed_embeddings(handle: EncoderHandle, prepared: PreparedArrays,
 
     def build(f: BinaryIO) -> np.ndarray:
         signals = apply(condition, prepared.signals[prepared.rows(record_ids)], pre["leads"], float(pre["target_fs"]), record_ids, seed)
+        if handle.encoder.contract.steps_prepared:  # ``prepared`` is raw (RunContext.prepared(raw=True)): the steps follow
+            signals = handle.encoder.contract.filter_and_scale(signals)
         emb, _ = encode_arrays(handle, signals, units, settings)
         np.save(f, emb)
         return emb

@@ -193,8 +193,13 @@ class Runner:
             pcfg = replace(pcfg, keep_leads=tuple(lead for lead in pcfg.leads if lead in keep))
         return pcfg
 
-    def prepared(self, cfg: DictConfig, handle: EncoderHandle) -> PreparedArrays:
-        out = prepare(self.reader(cfg), self.preprocess_config(cfg, handle), cfg.paths.cache,
+    def prepared(self, cfg: DictConfig, handle: EncoderHandle, raw: bool = False) -> PreparedArrays:
+        """The encoder's prepared arrays; ``raw``: without the contract's filters and scaling where the preprocessing
+        runs them (``steps_prepared``), for a suite that changes the recorded signal first (robustness)."""
+        pcfg = self.preprocess_config(cfg, handle)
+        if raw:
+            pcfg = replace(pcfg, record_steps=None, window_steps=None)
+        out = prepare(self.reader(cfg), pcfg, cfg.paths.cache,
                       on_error=cfg.data.get("on_error", "raise"), workers=cfg.data.get("workers"), progress=self.progress)
         if out.key not in self._reported:  # once per prepared set: records left out and doubtful signals
             self._reported.add(out.key)

@@ -88,7 +88,8 @@ class RobustnessSuite(Suite):
         emb, reader = ctx.embeddings(st.cfg, st.handle)
         y_all = st.labels.reindex(emb.record_ids, fill_value=0).to_numpy()
         (fitted,) = fit_heads(emb, y_all, [st.split], st.head, st.seed, 1.0)
-        prepared = ctx.prepared(st.cfg, st.handle)
+        # the shift happens to the recorded signal: before the filters and scaling an encoder's preprocessing runs
+        prepared = ctx.prepared(st.cfg, st.handle, raw=st.handle.encoder.contract.steps_prepared)
         test = list(st.split.test)
         y_test = y_all[emb.rows(test)]
         out = []
