@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.keys import strip_prefix
-from baselines.s4 import WHOLE_RECORD, S4Net
-from bench.data.contract import InputContract
+from baselines.s4 import S4Net
+from bench.data.contract import WHOLE_RECORD_OPTIONS, InputContract, whole_record_fields
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.randomness import StepRandom
 
@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(features=[16, 16], kss=[3, 1], strides=[4, 2], d_state=4, n_layers=1, steps_predicted=2, n_negatives=4),
 }
 DEFAULTS = dict(in_channels=12, fs=240.0, n_samples=2400, view_samples=600, dropout=0.2, dt_min=1e-3, dt_max=1e-1,
-                pretrain_samples=2400, **WHOLE_RECORD)
+                pretrain_samples=2400, **WHOLE_RECORD_OPTIONS)
 
 
 def conv_block(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
@@ -121,8 +121,7 @@ class ECGCPC(Encoder):
         self.predictor = Predictor(c, length)
         self.head_ssl = SSLHead(c["features"][-1])
         self._contract = InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["view_samples"],
-                                       resample="resampy", resample_per_window=True, record_seconds=c["record_seconds"],
-                                       dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]),
+                                       resample="resampy", resample_per_window=True, **whole_record_fields(c),
                                        notes="reality check run.sh: --input-size 2.5 --fs-model 240; no scaling; main_lite "
                                              "--stride-fraction-valtest 1.0: non-overlapping windows, each resampled by "
                                              "clinical_ts' Resample (resampy)")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.contract import TEN_SECOND_DATASETS, InputContract
+from bench.data.contract import WHOLE_RECORD_OPTIONS, InputContract, whole_record_fields
 from bench.data.leads import STANDARD_LEADS
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 
@@ -43,9 +43,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 #: dataset.py reads the whole record (wfdb.rdsamp), filters and scales it, and the network pools over all of it: bench
 #: reads a record's first 60 s that way; PTB-XL, Chapman and MIMIC-IV-ECG records are all 10 s, their arrays stay 10 s
-WHOLE_RECORD = dict(record_seconds=60.0, dataset_seconds=[list(d) for d in TEN_SECOND_DATASETS])
 DEFAULTS = dict(in_channels=12, leads=list(STANDARD_LEADS), ratio=1.0, fs=500.0, n_samples=5000, notch_hz=50.0, notch_q=30.0, band=[0.67, 40.0], band_order=4,
-                baseline_s=0.4, text=None, **WHOLE_RECORD)
+                baseline_s=0.4, text=None, **WHOLE_RECORD_OPTIONS)
 
 
 def _pad_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -135,7 +134,7 @@ class ECGFounder(Encoder):
         return InputContract(
             c["fs"], c["n_samples"], leads=tuple(c["leads"]), filters=(("notch", c["notch_hz"], c["notch_q"]), ("bandpass", list(c["band"]), c["band_order"])),
             filter_form="ba", baseline_median_s=c["baseline_s"], scale="zscore_record_eps", window_steps=True,
-            record_seconds=c["record_seconds"], dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]),
+            **whole_record_fields(c),
             notes="ECGFounder dataset.py: filter_bandpass then z_score_normalization")
 
     @property

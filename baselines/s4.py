@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.contract import TEN_SECOND_DATASETS, InputContract
+from bench.data.contract import WHOLE_RECORD_OPTIONS, InputContract, whole_record_fields
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -36,8 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 #: main_lite's test-time windows cover the whole record (every non-overlapping chunk): bench reads a record's first 60 s
 #: that way; PTB-XL, Chapman-Shaoxing-Ningbo and MIMIC-IV-ECG records are all 10 s, so their arrays stay 10 s long
-WHOLE_RECORD = dict(record_seconds=60.0, dataset_seconds=[list(d) for d in TEN_SECOND_DATASETS])
-DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, dt_min=1e-3, dt_max=1e-1, **WHOLE_RECORD)
+DEFAULTS = dict(in_channels=12, dropout=0.2, fs=100.0, n_samples=1000, view_samples=250, dt_min=1e-3, dt_max=1e-1, **WHOLE_RECORD_OPTIONS)
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:
@@ -175,8 +174,7 @@ class S4(Encoder):
         c = self.config
         self.net = S4Net(c)
         self._contract = InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["view_samples"],
-                                       resample="resampy", resample_per_window=True, record_seconds=c["record_seconds"],
-                                       dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]),
+                                       resample="resampy", resample_per_window=True, **whole_record_fields(c),
                                        notes="reality check run.sh: --input-size 2.5 --fs-model 100; main_lite "
                                              "--stride-fraction-valtest 1.0: non-overlapping windows, each resampled by "
                                              "clinical_ts' Resample (resampy)")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from baselines.keys import VIT_BLOCK_RULES, rename
-from bench.data.contract import TEN_SECOND_DATASETS, InputContract
+from bench.data.contract import WHOLE_RECORD_OPTIONS, InputContract, whole_record_fields
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.losses import masked_mse
 from bench.encoders.randomness import StepRandom
@@ -36,7 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: util/dataset.ECGDataset resamples the whole stored record and eval_transforms' NCrop spreads its 3 crops over all of
 #: it: bench does that over a record's first 60 s (PTB-XL, Chapman, MIMIC-IV-ECG arrays stay 10 s: their records are)
 DEFAULTS = dict(fs=250.0, crop=2250, patch=75, record_samples=2500, n_crops=3, mask_ratio=0.75, highpass=0.67,
-                lowpass=40.0, filter_order=5, text=None, record_seconds=60.0, dataset_seconds=[list(d) for d in TEN_SECOND_DATASETS])
+                lowpass=40.0, filter_order=5, text=None, **WHOLE_RECORD_OPTIONS)
 # Keys of the full pretraining file that only pretraining reads: the decoder and the alias of the
 # encoder's patch embedding at the top level (the same tensors as encoder.to_patch_embedding.*).
 PRETRAINING_KEYS = ("to_decoder_embedding.", "decoder_", "mask_embedding", "to_patch_embedding.")
@@ -64,8 +64,7 @@ class STMEM(Encoder):
         self._contract = InputContract(
             c["fs"], c["record_samples"], resample="fft", view_layout="ncrop", view_samples=c["crop"], n_views=c["n_crops"],
             filters=(("highpass", c["highpass"], c["filter_order"]), ("lowpass", c["lowpass"], c["filter_order"])),
-            scale="standardize_record", per_view=True, record_seconds=c["record_seconds"],
-            dataset_seconds=tuple((str(d), float(t)) for d, t in c["dataset_seconds"]))
+            scale="standardize_record", per_view=True, **whole_record_fields(c))
 
     pretraining_only = ("decoder.",)
 

@@ -74,6 +74,14 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 #: dataset identities whose records all last 10 s (PTB-XL, Chapman-Shaoxing-Ningbo, MIMIC-IV-ECG: their data descriptors):
 #: a contract that reads whole records keeps their prepared arrays 10 s long (``dataset_seconds``)
 TEN_SECOND_DATASETS = (("ptbxl", 10.0), ("csn", 10.0), ("mimic_iv_ecg", 10.0))
+#: the encoder options (preset defaults) of a contract that reads whole records: up to 60 s, 10 s arrays for the above
+WHOLE_RECORD_OPTIONS = {"record_seconds": 60.0, "dataset_seconds": [list(d) for d in TEN_SECOND_DATASETS]}
+
+
+def whole_record_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``InputContract`` fields of an encoder's whole-record options (``WHOLE_RECORD_OPTIONS``, or a run's override)."""
+    return {"record_seconds": options["record_seconds"],
+            "dataset_seconds": tuple((str(d), float(t)) for d, t in options["dataset_seconds"])}
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
 RESAMPLERS = ("poly", "fft", "resampy")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")

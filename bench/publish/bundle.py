@@ -114,9 +114,7 @@ def export_bundle(store, results: Path, suites: Iterable[str], settings: Publish
             _export_suite(store, suite, manifest, tmp)
         manifest["checkpoints"] = named_checkpoints(manifest["units"])
         manifest["code_versions"] = sorted({u["tags"].get("code_version", "") for u in manifest["units"]})
-        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            manifest["files"][path.relative_to(tmp).as_posix()] = file_hash(path, 64)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+        write_manifest(tmp, manifest)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -125,6 +123,12 @@ def export_bundle(store, results: Path, suites: Iterable[str], settings: Publish
     echo(f"bundle: {len(manifest['aggregates'])} aggregates, {len(manifest['units'])} units, "
          f"{len(manifest['checkpoints'])} checkpoints -> {out} ({sum(p.stat().st_size for p in out.rglob('*') if p.is_file()) / 1e6:.1f} MB)")
     return out
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """``folder``/manifest.json with ``files``: the sha256 of every file the bundle folder holds (written last)."""
+    manifest["files"] = {p.relative_to(folder).as_posix(): file_hash(p, 64) for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:

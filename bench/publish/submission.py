@@ -12,6 +12,7 @@ written again from that bundle, swapped in whole; refused, nothing of the public
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -23,7 +24,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.publish.bundle import BUNDLE, MANIFEST, README_TEMPLATE, BundleStore, export_bundle, named_checkpoints, verify_numbers
+from bench.publish.bundle import BUNDLE, README_TEMPLATE, BundleStore, export_bundle, named_checkpoints, verify_numbers, write_manifest
 
 SUBMISSION = "submission.json"
 SUBMISSIONS = "submissions"  # bundle/submissions/<hash>.json: each added submission's submission.json, as it came
@@ -84,6 +85,7 @@ def problems_against(house: BundleStore, sub: BundleStore, methods: Iterable[str
     test_sets: dict[tuple, dict] = {}
     for u in house_units:
         test_sets.setdefault(tuple(u["tags"].get(k, "") for k in _TEST_SET), u)
+    house_ids = functools.lru_cache(maxsize=None)(lambda key: _test_ids(house, test_sets[key]))  # one read per test set
     card = _submission(sub.root.parent).get("cards", {})
     identities = {name: str(cfg.data.get("identity", name)) for name, cfg in dataset_configs().items()}
     for entry in sub.manifest["units"]:
@@ -104,7 +106,8 @@ def problems_against(house: BundleStore, sub: BundleStore, methods: Iterable[str
             problems.append(f"{name}: its checkpoint was read with --trust-checkpoint-code (fix: a file the safe loader reads)")
         if tags["code_version"].endswith(".dirty"):
             problems.append(f"{name}: run from a dirty tree ({tags['code_version']}) (fix: commit, then run again)")
-        house_entry = test_sets.get(tuple(tags.get(k, "") for k in _TEST_SET))
+        test_set = tuple(tags.get(k, "") for k in _TEST_SET)
+        house_entry = test_sets.get(test_set)
         if house_entry is None:
             where = ", ".join(f"{k}={tags.get(k, '')}" for k in _TEST_SET)
             problems.append(f"{name}: the publication has no such test set ({where})")
@@ -115,7 +118,7 @@ def problems_against(house: BundleStore, sub: BundleStore, methods: Iterable[str
         if tags["split_hash"] != house_entry["tags"].get("split_hash"):
             problems.append(f"{name}: split {tags['split_hash']}, the publication's is {house_entry['tags'].get('split_hash')} "
                             f"(fix: run with the published splits: `bench splits export`)")
-        ours, theirs = _test_ids(sub, entry), _test_ids(house, house_entry)
+        ours, theirs = _test_ids(sub, entry), house_ids(test_set)
         if ours is not None and theirs is not None and ours != theirs:
             problems.append(f"{name}: its {len(ours)} test records are not the publication's {len(theirs)} "
                             f"({len(ours - theirs)} foreign, {len(theirs - ours)} missing)")
@@ -124,6 +127,13 @@ def problems_against(house: BundleStore, sub: BundleStore, methods: Iterable[str
         if tags["contaminated"] == "yes" or inside:
             problems.append(f"{name}: the dataset is inside the training corpora of the checkpoint ({', '.join(inside) or 'tagged'})")
     return problems
+
+
+def _refuse(problems: list[str], where: str = "") -> None:
+    """Raise the refusal of a submission: its first problem, and how many more there are."""
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SubmissionError(f"{where}refused: {problems[0]}{more}")
 
 
 def _submission(folder: Path) -> dict:
@@ -168,9 +178,7 @@ def pack(store, methods: list[str], out: Path, results: Path, command: str, subm
             "task_versions": sorted({u["tags"].get("task_version", "") for u in sub.manifest["units"]}),
             "checkpoints": sorted({f"{u['tags'].get('method')}: {u['tags'].get('checkpoint_hash')}" for u in sub.manifest["units"]}),
             "cards": cards}, indent=1, sort_keys=True, default=str) + "\n")
-        problems = problems_against(house, BundleStore.open(staged), methods)
-        if problems:
-            raise SubmissionError(f"refused: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        _refuse(problems_against(house, sub, methods))
         staged.rename(out)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -186,27 +194,20 @@ def check(submission: Path, results: Path, workers: int | None = None) -> tuple[
         sub = BundleStore.open(submission)
     except Exception as exc:
         raise SubmissionError(f"{submission}: refused: {exc}") from None
-    problems = verify_numbers(submission, workers=workers)
-    if problems:
-        raise SubmissionError(f"{submission}: refused: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    _refuse(verify_numbers(submission, workers=workers), f"{submission}: ")
     house = _house(results)
-    problems = problems_against(house, sub, meta.get("methods"))
-    if problems:
-        raise SubmissionError(f"{submission}: refused: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    _refuse(problems_against(house, sub, meta.get("methods")), f"{submission}: ")
     return house, sub, meta
 
 
 def merged_bundle(house: BundleStore, sub: BundleStore, meta: dict, folder: Path) -> None:
     """``folder``/bundle: the publication's bundle with the submission's units and aggregates added, tagged."""
-    from bench.encoders.checkpoint import file_hash
-
     text = json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n"
     record = f"{SUBMISSIONS}/{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"  # the page links a row to it
     mark = {"submitted": "yes", "submitter": str(meta.get("submitter", "")), "submission_command": str(meta.get("command", "")),
             "submission": f"{BUNDLE}/{record}"}
     manifest = json.loads(json.dumps(house.manifest))
-    units = [{**u, "tags": {**u["tags"], **mark}} for u in sub.manifest["units"]]
-    manifest["units"] += units
+    manifest["units"] += [{**u, "tags": {**u["tags"], **mark}} for u in sub.manifest["units"]]
     manifest["aggregates"] += [{**a, "tags": {**a["tags"], **mark}} for a in sub.manifest["aggregates"]]
     manifest["checkpoints"] = named_checkpoints(manifest["units"])
     manifest["code_versions"] = sorted(set(manifest.get("code_versions", [])) | set(sub.manifest.get("code_versions", [])))
@@ -222,5 +223,4 @@ def merged_bundle(house: BundleStore, sub: BundleStore, meta: dict, folder: Path
     for name in sorted(names):
         frames = [pd.read_parquet(root / "predictions" / name) for root in (house.root, sub.root) if (root / "predictions" / name).is_file()]
         pd.concat(frames, ignore_index=True).to_parquet(out / "predictions" / name, index=False, compression="zstd")
-    manifest["files"] = {p.relative_to(out).as_posix(): file_hash(p, 64) for p in sorted(out.rglob("*")) if p.is_file()}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+    write_manifest(out, manifest)

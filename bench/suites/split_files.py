@@ -20,13 +20,13 @@ CROISSANT = "croissant.json"
 _COLUMNS = {"fixed.csv": {"split": "TEXT"}, "cv10_folds.csv": {"fold": "INTEGER"}}
 
 
-def croissant(manifest: dict, root: Path) -> dict:
+def croissant(manifest: dict) -> dict:
     """The split files of ``manifest`` as a Croissant JSON-LD document: one FileObject per CSV (its sha256) and one
     RecordSet per file (record_id and its split or fold), named by task and version."""
     import mlcroissant as mlc
 
     files, record_sets = [], []
-    for task, entry in manifest["tasks"].items():
+    for entry in manifest["tasks"].values():
         for name, digest in sorted(entry["files"].items()):
             ident = name.replace("/", "_").removesuffix(".csv")
             files.append(mlc.FileObject(id=name, name=name, content_url=name, encoding_formats=["text/csv"], sha256=digest,
@@ -84,7 +84,7 @@ def export_splits(index, dataset: str, out: Path, tasks: Sequence[str], fraction
             manifest["tasks"][name] = {"version": task_version(dataset, name, fingerprint), "fingerprint": fingerprint,
                                        "classes": list(task.classes), "n_records": int(len(task.labels)), "files": files}
         (root / "splits.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        (root / CROISSANT).write_text(json.dumps(croissant(manifest, root), indent=1) + "\n")
+        (root / CROISSANT).write_text(json.dumps(croissant(manifest), indent=1) + "\n")
         target = out / dataset
         if target.exists():
             shutil.rmtree(target)
