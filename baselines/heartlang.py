@@ -13,7 +13,10 @@ linear probe's input). bench re-implements it with upstream's module names, so r
 
 Input contract: 100 Hz, 10 s, millivolts. Upstream feeds PTB-XL through ecg_ptbxl_benchmarking's preprocessing, which
 standardises every value with one StandardScaler fitted on the training split; bench scales nothing by default and
-takes that scaler as ``input_scale: [mean, std]`` (an encoder option, so in the unit key) for released weights.
+takes that scaler as ``input_scale: [mean, std]`` (an encoder option, so in the unit key) for released weights. For
+CPSC2018 and Chapman-Shaoxing-Ningbo the ``official`` preset runs upstream's own dataset scripts' steps instead
+(``DATASET_STEPS``, the contract's ``dataset_steps``): the 500 Hz record scaled to [-3, 3], FFT-resampled, and for CPSC2018
+first cut to 2,500 samples and padded with zeros, for Chapman band-passed after resampling.
 
 Pretraining upstream is two-stage: VQ-HBR learns an 8,192-word codebook of heartbeat words, then masked sentence
 modelling predicts the codes of 50 % masked words. ``cpu_small`` keeps the second stage and replaces the learned
@@ -37,14 +40,19 @@ from bench.data.contract import InputContract
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 from bench.encoders.randomness import StepRandom
 
+#: its dataset scripts (datasets/dataset_preprocess): CPSC2018 keeps the first 2,500 samples at 500 Hz and pads 2,500
+#: zeros (make_cpsc_dataset.py), Chapman is min-max scaled whole and band-passed after resampling (make_csn_datasets.py);
+#: both scale the 500 Hz record to [-3, 3] before resample_signals
+DATASET_STEPS = (("cpsc2018", {"keep_seconds": 5.0, "scale": "minmax_record_pm3"}),
+                 ("csn", {"scale": "minmax_record_pm3", "filters": [["bandpass", [0.67, 40.0], 5]], "filter_form": "ba"}))
 PRESETS: dict[str, dict[str, Any]] = {
     # modeling_pretrain.HeartLang / modeling_finetune.HeartLang_finetune_base: depth 12, 8 heads, MLP 1024, 8,192 codes
-    "official": dict(embed_dim=768, depth=12, heads=8, dim_head=64, mlp_dim=1024, vocab_size=8192),
+    "official": dict(embed_dim=768, depth=12, heads=8, dim_head=64, mlp_dim=1024, vocab_size=8192, dataset_steps=DATASET_STEPS),
     "cpu_small": dict(embed_dim=96, depth=4, heads=4, dim_head=24, mlp_dim=192, vocab_size=64),
     "tiny": dict(embed_dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, vocab_size=16),
 }
 DEFAULTS = dict(seq_len=256, time_window=96, fs=100.0, n_samples=1000, dropout=0.1, emb_dropout=0.1, mask_ratio=0.5,
-                input_scale=None, time_block=100, n_embeddings=16)
+                input_scale=None, time_block=100, n_embeddings=16, dataset_steps=())
 
 
 _BEATS: OrderedDict[bytes, np.ndarray] = OrderedDict()  # lead I's bytes digest -> its beats (epochs re-read records)
@@ -203,7 +211,7 @@ class HeartLang(Encoder):
         self.register_buffer("word_mean", torch.zeros(c["time_window"]))
         self.register_buffer("word_std", torch.zeros(c["time_window"]))
         scale = c["input_scale"]
-        self._contract = InputContract(c["fs"], c["n_samples"], resample="fft",
+        self._contract = InputContract(c["fs"], c["n_samples"], resample="fft", dataset_steps=c["dataset_steps"],
                                        notes="HeartLang QRSTokenizer: 100 Hz, 10 s; records of other rates resampled with "
                                              "scipy.signal.resample over the record (datasets/dataset_preprocess "
                                              "resample_signals); upstream "

@@ -183,12 +183,38 @@ def test_contract_fields_that_change_inputs_change_its_key_and_defaults_keep_old
     base = InputContract(100.0, 1000)
     assert "decimate" not in base.as_dict()  # a field added later is keyed only when set: published keys hold
     variants = [dict(decimate=5), dict(filters=(("fir_bandpass", [0.05, 47.0], 150),)), dict(scale="minmax_lead_pm1"),
-                dict(filters=(("fir_bandpass", [0.05, 40.0], 150),)), dict(view_layout="ncrop", view_samples=500)]
+                dict(filters=(("fir_bandpass", [0.05, 40.0], 150),)), dict(view_layout="ncrop", view_samples=500),
+                dict(dataset_steps=[("cpsc2018", {"keep_seconds": 5.0, "scale": "minmax_record_pm3"})]),
+                dict(dataset_steps=[("cpsc2018", {"scale": "minmax_record_pm3"})]),
+                dict(dataset_steps=[("csn", {"scale": "minmax_record_pm3", "filters": [["bandpass", [0.67, 40.0], 5]]})])]
     keys = {InputContract(100.0, 1000, **v).key() for v in variants}
     assert base.key() not in keys and len(keys) == len(variants)
+    assert "dataset_steps" not in base.as_dict()
+    with pytest.raises(ValueError, match="dataset_steps of 'csn'"):
+        InputContract(100.0, 1000, dataset_steps=[("csn", {"scale": "minmax_everything"})])
     x = np.random.default_rng(0).normal(size=(2, 12, 1000))
     views = InputContract(100.0, 1000, view_layout="ncrop", view_samples=500, decimate=5, per_view=False).views(x)
     assert views.shape == (2, 1, 1, 1200)  # first 5 s, 12 leads concatenated, decimated by 5
+
+
+def test_dataset_steps_reach_only_their_datasets_prepared_arrays():
+    """HeartLang's CPSC2018 script keeps 2,500 samples at 500 Hz, pads zeros and scales to [-3, 3] before its FFT
+    resampler: another dataset's preparation (and its key) is untouched."""
+    from bench.data.base import RawECG
+    from bench.data.contract import InputContract
+    from bench.data.preprocess import PreprocessConfig, preprocess
+
+    contract = InputContract(100.0, 1000, resample="fft", dataset_steps=[("cpsc2018", {"keep_seconds": 5.0, "scale": "minmax_record_pm3"})])
+    cpsc, other = (PreprocessConfig.from_mapping(contract.preprocess_mapping({}, d)) for d in ("cpsc2018", "ptbxl"))
+    assert other == PreprocessConfig.from_mapping(InputContract(100.0, 1000, resample="fft").preprocess_mapping({}, "ptbxl"))
+    assert cpsc.key() != other.key()
+    t = np.arange(7500) / 500.0  # 15 s at 500 Hz, slow waves of different amplitudes and offsets per lead
+    signal = np.stack([(1 + lead) * np.sin(2 * np.pi * (1 + lead / 10) * t) + 0.5 for lead in range(12)])
+    ecg = RawECG("r0", signal, 500.0, STANDARD_LEADS)
+    x = preprocess(ecg, cpsc)
+    assert x.shape == (12, 1000) and np.isclose(x.min(), -3, atol=0.5) and np.isclose(x.max(), 3, atol=0.5)
+    assert np.abs(x[:, 520:980]).max() < np.abs(x[:, :480]).max()  # the padded half is the scaled zero level, not the record
+    assert not np.allclose(x, preprocess(ecg, other))
 
 
 def test_released_presets_are_listed_with_upstreams_parameter_counts(tmp_path):

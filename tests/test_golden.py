@@ -47,7 +47,9 @@ def test_every_upstream_repository_has_fixtures():
             "ecg_cpc", "heartlang", "clef"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
     assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "clef_15s", "s4_15s", "ecg_cpc_15s",
-            "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s"} <= set(CASES)
+            "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s", "heartlang_cpsc_15s"} <= set(CASES)
+    # an upstream's own script for one dataset (HeartLang's CPSC2018 and Chapman preprocessing)
+    assert {"heartlang_csn"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])

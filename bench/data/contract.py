@@ -50,6 +50,12 @@ def _minmax_lead_pm1(x: np.ndarray) -> np.ndarray:
     return 2 * (x - lo) / (hi - lo + 1e-8) - 1
 
 
+def _minmax_record_pm3(x: np.ndarray) -> np.ndarray:
+    lo = x.min(axis=(-1, -2), keepdims=True)
+    span = x.max(axis=(-1, -2), keepdims=True) - lo
+    return np.divide(6 * (x - lo), span, out=np.zeros_like(x), where=span != 0) - 3
+
+
 def _minmax_record(x: np.ndarray) -> np.ndarray:
     lo = x.min(axis=(-1, -2), keepdims=True)
     hi = x.max(axis=(-1, -2), keepdims=True)
@@ -69,6 +75,8 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
                                               "(ECGFounder dataset.py z_score_normalization)"),
     "zscore_lead_pop_eps8": (_zscore_lead_pop_eps8, "per-lead (x - mean) / (std + 1e-8), population std "
                                                     "(CLEF data/contrastive_dataloader.py Normalize)"),
+    "minmax_record_pm3": (_minmax_record_pm3, "6 (x - min) / (max - min) - 3 over the whole record (HeartLang "
+                                              "datasets/dataset_preprocess normalize_data(new_min=-3, new_max=3))"),
     "minmax_lead_pm1": (_minmax_lead_pm1, "per-lead 2 (x - min) / (max - min + 1e-8) - 1 (HuBERT-ECG utils.scaling)"),
 }
 #: dataset identities whose records all last 10 s (PTB-XL, Chapman-Shaoxing-Ningbo, MIMIC-IV-ECG: their data descriptors):
@@ -76,6 +84,34 @@ SCALINGS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 TEN_SECOND_DATASETS = (("ptbxl", 10.0), ("csn", 10.0), ("mimic_iv_ecg", 10.0))
 #: the encoder options (preset defaults) of a contract that reads whole records: up to 60 s, 10 s arrays for the above
 WHOLE_RECORD_OPTIONS = {"record_seconds": 60.0, "dataset_seconds": [list(d) for d in TEN_SECOND_DATASETS]}
+
+
+def _frozen_steps(steps: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A ``dataset_steps`` mapping as sorted pairs (hashable; filters as tuples)."""
+    steps = dict(steps)
+    if "filters" in steps:
+        steps["filters"] = tuple((f[0], tuple(f[1]) if isinstance(f[1], (list, tuple)) else f[1], int(f[2]))
+                                 for f in steps["filters"])
+    return tuple(sorted(steps.items()))
+
+
+def _plain_steps(steps) -> dict[str, Any]:
+    """The JSON form of a ``dataset_steps`` entry (lists, not tuples)."""
+    out = dict(steps)
+    if "filters" in out:
+        out["filters"] = [[f[0], list(f[1]) if isinstance(f[1], tuple) else f[1], f[2]] for f in out["filters"]]
+    return out
+
+
+def _describe_steps(steps) -> list[str]:
+    steps = dict(steps)
+    parts = [f"the first {steps['keep_seconds']:g} s at the record's rate, zero-padded"] if steps.get("keep_seconds") else []
+    if steps.get("scale", "none") != "none":
+        parts.append(SCALINGS[steps["scale"]][1] + " at the record's rate")
+    parts.append("resampled")
+    parts += [f"Butterworth-{order} {btype} {cutoff} Hz as filtfilt({steps.get('filter_form', 'sos')})"
+              for btype, cutoff, order in steps.get("filters", ())]
+    return parts
 
 
 def whole_record_fields(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +125,9 @@ FILTER_FORMS = ("sos", "ba")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
 _KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
                       "dataset_windows": (), "resample_per_window": False, "window_steps": False,
-                      "record_seconds": None, "dataset_seconds": ()}
+                      "record_seconds": None, "dataset_seconds": (), "dataset_steps": ()}
+#: the steps a ``dataset_steps`` rule may name, in the order they run
+DATASET_STEP_FIELDS = ("keep_seconds", "scale", "filters", "filter_form")
 
 
 @dataclass(frozen=True)
@@ -127,7 +165,11 @@ class InputContract:
     to its last non-zero sample (ECGFounder's dataset.py feeds the whole record to its fully convolutional network);
     with n crops the crops are spread over the record's own length (ST-MEM's NCrop on the whole resampled record);
     ``dataset_seconds``: (dataset identity, seconds) pairs
-    that replace ``record_seconds`` for datasets whose records all have one length (PTB-XL's 10 s: no padded memory).
+    that replace ``record_seconds`` for datasets whose records all have one length (PTB-XL's 10 s: no padded memory);
+    ``dataset_steps``: (dataset identity, steps) pairs for an upstream whose own dataset script prepares that dataset
+    unlike the others (HeartLang's CPSC2018 and Chapman scripts): at the record's own rate its first ``keep_seconds``
+    zero-padded to the window, then ``scale`` over that record, then the contract's resampler, then ``filters`` (as
+    ``filter_form``) at ``fs``, all in float64 in the shared preprocessing.
     """
 
     fs: float
@@ -150,6 +192,7 @@ class InputContract:
     window_steps: bool = False
     record_seconds: float | None = None
     dataset_seconds: tuple[tuple[str, float], ...] = ()
+    dataset_steps: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -169,6 +212,13 @@ class InputContract:
             problems.append("view_samples is required for cropped views")
         if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
             problems.append("resample_per_window needs tile views (the windows it resamples)")
+        object.__setattr__(self, "dataset_steps", tuple((str(d), _frozen_steps(s)) for d, s in self.dataset_steps))
+        for dataset, pairs in self.dataset_steps:
+            steps = dict(pairs)
+            unknown = set(steps) - set(DATASET_STEP_FIELDS)
+            if unknown or steps.get("scale", "none") not in SCALINGS or any(f[0] not in FILTERS for f in steps.get("filters", ())):
+                problems.append(f"dataset_steps of {dataset!r}: fields among {DATASET_STEP_FIELDS}, a scale among "
+                                f"{sorted(SCALINGS)}, filters among {FILTERS}")
         if problems:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
@@ -205,6 +255,8 @@ class InputContract:
         for name in ("dataset_windows", "dataset_seconds"):
             if name in d:
                 d[name] = [list(w) for w in getattr(self, name)]
+        if "dataset_steps" in d:
+            d["dataset_steps"] = [[dataset, _plain_steps(steps)] for dataset, steps in self.dataset_steps]
         return d
 
     def key(self) -> str:
@@ -242,6 +294,8 @@ class InputContract:
             parts.append(f"window cut at {self.crop_fs:g} Hz before resampling")
         for dataset, seconds in self.dataset_windows:
             parts.append(f"{dataset}: the first {seconds:g} s kept, zero-padded to the window")
+        for dataset, steps in self.dataset_steps:
+            parts.append(f"{dataset}: " + ", then ".join(_describe_steps(steps)))
         if self.record_seconds:
             tens = ", ".join(f"{d} {s:g} s" for d, s in self.dataset_seconds)
             what = {"tile": "every full window of", "whole": "the whole record, at its own length, up to",
@@ -271,6 +325,9 @@ class InputContract:
         keep = dict(self.dataset_windows).get(dataset) if dataset else None
         if keep:
             out["keep_seconds"] = keep
+        steps = dict(self.dataset_steps).get(dataset) if dataset else None
+        if steps:
+            out["native_steps"] = json.dumps({**_plain_steps(steps), "resample": self.resample}, sort_keys=True)
         return out
 
     def prepared_seconds(self, dataset: str | None = None) -> float:

@@ -39,6 +39,7 @@ class PreprocessConfig:
     keep_seconds: float | None = None  # keep the first seconds, zero-pad the rest of the window (MERL/MELP on CPSC2018)
     record_steps: str | None = None  # an input contract's filters and scaling (JSON) run on the whole record (HuBERT-ECG)
     window_steps: str | None = None  # the same run on the cut window in float64 (ECGFounder, CLEF)
+    native_steps: str | None = None  # a dataset's own upstream steps around the resampler (contract.dataset_steps, HeartLang)
     zero_fill_leads: bool = False  # leads the record lacks become zeros (a dataset with fewer leads than an encoder reads)
     keep_leads: tuple[str, ...] | None = None  # an evaluation lead set: the other leads become zeros (bench/data/leads.py)
 
@@ -67,7 +68,7 @@ class PreprocessConfig:
         fields = asdict(self)
         if fields["resample"] == "poly":
             fields.pop("resample")
-        for name in ("crop_fs", "keep_seconds", "record_steps", "resample_window_s", "window_steps"):
+        for name in ("crop_fs", "keep_seconds", "record_steps", "resample_window_s", "window_steps", "native_steps"):
             if fields[name] is None:
                 fields.pop(name)
         if not fields["zero_fill_leads"]:
@@ -128,19 +129,19 @@ def check_lead_set(cfg: PreprocessConfig, available: Sequence[str], dataset: str
 RESAMPLERS = ("poly", "fft", "resampy")
 
 
-def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly") -> np.ndarray:
+def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly", dtype=np.float32) -> np.ndarray:
     """``poly``: scipy's polyphase filter; ``fft``: ``scipy.signal.resample`` to int(n x target / fs) samples (HeartLang,
     ST-MEM); ``resampy``: ``resampy.resample`` with its default kaiser_best filter (the reality check's clinical_ts)."""
-    if abs(fs - target_fs) < 1e-9:
+    if abs(fs - target_fs) < 1e-9:  # unchanged, its dtype too (a WFDB record's float64 reaches float64 filters)
         return signal
     if method == "fft":
-        return fft_resample(signal, int(signal.shape[-1] * target_fs / fs), axis=-1).astype(np.float32)
+        return fft_resample(signal, int(signal.shape[-1] * target_fs / fs), axis=-1).astype(dtype)
     if method == "resampy":
         import resampy
 
-        return resampy.resample(np.asarray(signal, dtype=np.float64), fs, target_fs, axis=-1, filter="kaiser_best").astype(np.float32)
+        return resampy.resample(np.asarray(signal, dtype=np.float64), fs, target_fs, axis=-1, filter="kaiser_best").astype(dtype)
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
-    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(dtype)
 
 
 def crop_or_pad(signal: np.ndarray, n: int, mode: str = "start") -> np.ndarray:
@@ -172,11 +173,30 @@ def _resample_windows(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.nda
                            for i in range(count)], axis=-1)
 
 
+def _native_steps(x: np.ndarray, fs: float, cfg: PreprocessConfig) -> np.ndarray:
+    """A dataset's own upstream script (``InputContract.dataset_steps``), in float64 until the end: at the record's rate
+    its first ``keep_seconds`` zero-padded to the window, the scaling over that record, the resampler, then the filters
+    at ``target_fs`` (HeartLang's make_cpsc_dataset.py and make_csn_datasets.py)."""
+    from bench.data.contract import SCALINGS
+
+    steps = json.loads(cfg.native_steps)
+    y = np.asarray(x, dtype=np.float64)
+    if steps.get("keep_seconds"):
+        y = crop_or_pad(y[:, :int(round(steps["keep_seconds"] * fs))], int(round(cfg.seconds * fs)))
+    y = resample(SCALINGS[steps.get("scale", "none")][0](y), fs, cfg.target_fs, steps["resample"], dtype=np.float64)
+    if steps.get("filters"):
+        return _record_contract(json.dumps({"fs": cfg.target_fs, "filters": steps["filters"], "scale": "none",
+                                            "filter_form": steps.get("filter_form", "sos")}, sort_keys=True)).filter_and_scale(y)
+    return y.astype(np.float32)
+
+
 def preprocess(ecg: RawECG, cfg: PreprocessConfig) -> np.ndarray:
     """Raw record -> float32 [len(cfg.leads), cfg.n_samples]."""
     x = reorder_leads(ecg, cfg.leads, cfg.zero_fill_leads)
     x = fill_nonfinite(x, cfg.nan_window)
-    if cfg.crop_fs:
+    if cfg.native_steps:
+        x = _native_steps(x, ecg.fs, cfg)
+    elif cfg.crop_fs:
         x = crop_or_pad(resample(x, ecg.fs, cfg.crop_fs, cfg.resample), int(round(cfg.crop_fs * cfg.seconds)), cfg.crop)
         x = resample(x, cfg.crop_fs, cfg.target_fs, cfg.resample)
     elif cfg.resample_window_s:

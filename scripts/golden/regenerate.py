@@ -745,14 +745,18 @@ def heartlang(root: Path, out: Path) -> None:
     preprocessing = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(preprocessing)
     tokenizer = QRSTokenizer(fs=100, max_len=256, token_len=96, save_path=str(folder), stage="test", used_channels=list(range(12)))
-    x = preprocessing.resample_signals(signals(fs=500).astype(np.float64), 500, 100)
-    sentences = []
-    for record in x:  # QRSTokenizer.forward, one record at a time
-        beats = tokenizer.qrs_detection(record)
-        sentences.append(tokenizer.qrs_to_sequence(tokenizer.extract_qrs_segments(record, beats), beats))
-    words, chans, times = (torch.as_tensor(np.stack(p)) for p in zip(*sentences))
-    with torch.no_grad():
-        emb = classifier.backbone(words.float(), in_chan_matrix=chans.long(), in_time_matrix=times.long(), return_all_tokens=True)[:, 0]
+
+    def embed(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        sentences = []
+        for record in x:  # QRSTokenizer.forward, one record at a time
+            beats = tokenizer.qrs_detection(record)
+            sentences.append(tokenizer.qrs_to_sequence(tokenizer.extract_qrs_segments(record, beats), beats))
+        words, chans, times = (torch.as_tensor(np.stack(p)) for p in zip(*sentences))
+        with torch.no_grad():
+            return classifier.backbone(words.float(), in_chan_matrix=chans.long(), in_time_matrix=times.long(),
+                                       return_all_tokens=True)[:, 0], chans
+
+    emb, chans = embed(preprocessing.resample_signals(signals(fs=500).astype(np.float64), 500, 100))
     save_case(folder, {"method": "heartlang", "fs": 500, "signals_fs": 500,
                        "options": {"preset": "official", "embed_dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "dim_head": 16,
                                    "vocab_size": 16},
@@ -760,8 +764,36 @@ def heartlang(root: Path, out: Path) -> None:
                        "beats_per_record": [int((c == 1).sum()) for c in chans.numpy()],
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
+    heartlang_datasets(root, out, embed)
     sys.path.remove(str(root))
     forget_modules("modeling_finetune", "modeling_pretrain", "modeling_vqhbr", "QRSTokenizer", "timm")
+
+
+def heartlang_datasets(root: Path, out: Path, embed) -> None:
+    """HeartLang's own dataset scripts, their loops' steps in order through the scripts' own functions, on the heartlang
+    case's weights: make_cpsc_dataset.py on the 15 s records as loadmat reads CPSC2018's mV (the first 2,500 samples,
+    2,500 zeros, normalize_data to [-3, 3] over the record, resample_signals to 100 Hz), and make_csn_datasets.py on 10 s
+    records as loadmat reads Chapman's digital values cast to float32 (normalize_data, resample_signals, then
+    bandpass_filter 0.67-40 Hz at 100 Hz)."""
+    import importlib.util
+
+    def script(name: str, path: str):
+        spec = importlib.util.spec_from_file_location(name, root / "datasets/dataset_preprocess" / path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    cpsc = script("make_cpsc_dataset", "CPSC2018/make_cpsc_dataset.py")
+    stacked = np.array([cpsc.normalize_data(np.pad(ecg[:, 0:2500], ((0, 0), (0, 2500)), "constant", constant_values=0),
+                                            new_min=-3, new_max=3) for ecg in long_records()])
+    emb, _ = embed(cpsc.resample_signals(stacked, 500, 100))
+    save_long_case(out / "heartlang_cpsc_15s", "heartlang", {"dataset": "cpsc2018"}, {"embedding": emb.numpy()})
+    csn = script("make_csn_datasets", "CSN/make_csn_datasets.py")
+    digital = np.round(signals(fs=500) * LONG_GAIN).astype(np.float32)  # loadmat(...)["val"].astype(np.float32)
+    stacked = np.array([csn.normalize_data(ecg, new_min=-3, new_max=3) for ecg in digital])
+    emb, _ = embed(csn.bandpass_filter(csn.resample_signals(stacked, 500, 100), 0.67, 40, 100))
+    save_long_case(out / "heartlang_csn", "heartlang", {"dataset": "csn", "seconds": 10}, {"embedding": emb.numpy()},
+                   records=digital / LONG_GAIN)
 
 
 def stub_module(name: str, **attrs) -> None:
@@ -1014,13 +1046,14 @@ def write_long_records(folder: Path, one_per_folder: bool = False) -> list[Path]
     return paths
 
 
-def save_long_case(folder: Path, base: str, case_update: dict, arrays: dict) -> None:
-    """A case on the 15 s records that reuses ``base``'s checkpoint files (written by upstream's code there)."""
+def save_long_case(folder: Path, base: str, case_update: dict, arrays: dict, records: np.ndarray | None = None) -> None:
+    """A case on the 15 s records (or ``records``) that reuses ``base``'s checkpoint files (written by upstream's code
+    there)."""
     case = json.loads((folder.parent / base / "case.json").read_text())
     case.update({"files": [f"../{base}/{f}" for f in case["files"]], "seconds": LONG_SECONDS, "gain": LONG_GAIN, **case_update})
     for key in ("encoder_only_files", "upstream_official_params", "prompts"):
         case.pop(key, None)
-    case["signals_sha256"] = signals_sha256(long_records().astype(np.float32))
+    case["signals_sha256"] = signals_sha256((long_records() if records is None else records).astype(np.float32))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "case.json").write_text(json.dumps(case, indent=2) + "\n")
     np.savez_compressed(folder / "expected.npz", **{k: np.asarray(v) for k, v in arrays.items()})
