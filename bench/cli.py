@@ -906,7 +906,12 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                 from_bundle: Optional[str] = typer.Option(None, help="publish from a results folder's bundle instead of an MLflow "
                                                                      "store: its units as run, every aggregate, table and test "
                                                                      "recomputed by this code (figures kept as they are)"),
+                with_runs: Optional[str] = typer.Option(None, help="with --from-bundle: the MLflow tracking URI of a store of cells "
+                                                                   "run again at one clean commit; each replaces the bundle's "
+                                                                   "cell of the same key (suite, method, dataset, task, protocol, "
+                                                                   "fraction, seed, mode) with its units"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI of the store to publish")) -> None:
+    import tempfile
     from pathlib import Path
 
     from bench.publish.bundle import export_bundle
@@ -919,11 +924,18 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 
     cfg = load_config(_tracking(ctx.args, tracking_uri))
     results = Path(out or cfg.paths.results)
+    if with_runs and not from_bundle:
+        raise ConfigError("--with-runs replaces cells of a bundle: give the publication with --from-bundle results")
+    workdir = Path(ctx.with_resource(tempfile.TemporaryDirectory(prefix="bench-publish-")))  # lives until the command ends
     if from_bundle:
-        from bench.publish.bundle import BundleError, BundleStore
+        from bench.publish.bundle import BundleError, BundleStore, superseding_store
 
         try:
-            store = BundleStore.recomputed(Path(from_bundle), progress=True)
+            if with_runs:
+                rerun = ResultStore.from_config(load_config(_tracking(ctx.args, with_runs)))
+                store = superseding_store(Path(from_bundle), rerun, suite_names(), workdir, echo=typer.echo)
+            else:
+                store = BundleStore.recomputed(Path(from_bundle), progress=True)
         except BundleError as exc:
             raise ConfigError(str(exc)) from exc
         figures = False  # drawing them needs the MLflow store and the encoders

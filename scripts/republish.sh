@@ -19,7 +19,9 @@
 # redrawing results/figures (the UMAP figure re-encodes records, pretraining any checkpoint the cache lacks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STAGE=${1:?usage: republish.sh run|publish}
+#   RERUN="..." bash scripts/republish.sh rerun   # only the commands in RERUN (one bench run per line, after `bench`), into $STORE
+#   bash scripts/republish.sh supersede           # results/ from its bundle, the cells $STORE ran again replacing theirs; then verify
+STAGE=${1:?usage: republish.sh run|publish|rerun|supersede}
 EPOCHS=${EPOCHS:-3}
 STORE=${PUBLISH_STORE:-$PWD/.publish}
 export BENCH_CACHE=${BENCH_CACHE:-$STORE/cache}
@@ -73,5 +75,17 @@ case "$STAGE" in
     $BENCH publish --dataset ptbxl_1819 $([ "${FIGURES:-1}" = 0 ] && echo --no-figures) --readme configs/publication/results_readme.md "${STORE_ARGS[@]}" "${REAL_TRANSFER[@]}"
     $BENCH verify results
     ;;
-  *) echo "unknown stage $STAGE (run | publish)" >&2; exit 2 ;;
+  rerun)
+    git rev-parse HEAD >> "$STORE/commit"
+    while IFS= read -r line; do
+      [ -n "$line" ] || continue
+      eval "set -- $line"
+      timed "rerun" $BENCH run "$@" "${STORE_ARGS[@]}"
+    done <<< "${RERUN:?RERUN: one bench run per line}"
+    ;;
+  supersede)
+    $BENCH publish --from-bundle results --with-runs "sqlite:///$STORE/mlflow.db" --readme configs/publication/results_readme.md
+    $BENCH verify results
+    ;;
+  *) echo "unknown stage $STAGE (run | publish | rerun | supersede)" >&2; exit 2 ;;
 esac

@@ -294,6 +294,39 @@ def test_a_killed_publish_leaves_the_old_publication_whole(published, tmp_path):
     assert cli.invoke(app, ["verify", str(results)]).exit_code == 0
 
 
+def test_cells_run_again_replace_theirs_in_a_publication_and_nothing_else(published, tmp_path):
+    """`bench publish --from-bundle results --with-runs URI`: a cell run again (here with another head budget) replaces
+    the bundle's cell of the same key, units and predictions included; every other cell keeps its units; verify holds."""
+    results = _copy(published, tmp_path)
+    shared = [o for o in _overrides(published.parent) if not o.startswith(("tracking.", "paths.results"))]  # the same cache
+    rerun = [f"tracking.uri=sqlite:///{tmp_path}/rerun.db", f"tracking.artifacts={tmp_path}/rerun_artifacts"]
+    ran = cli.invoke(app, ["run", "--suite", "linear", "--methods", "random", "--tasks", "super", "--fractions", "1",
+                           *shared, *rerun, "linear.epochs=9"])
+    assert ran.exit_code == 0, ran.output
+    before = json.loads((results / "bundle" / "manifest.json").read_text())
+    cell = "linear|random|demo_ptbxl|super|fixed|1.0|0"
+    alone = cli.invoke(app, ["publish", "--with-runs", f"sqlite:///{tmp_path}/rerun.db", "--out", str(tmp_path / "x"), *shared])
+    assert alone.exit_code == 2 and "--from-bundle" in alone.output and not (tmp_path / "x").exists()
+    out = cli.invoke(app, ["publish", "--from-bundle", str(results), "--with-runs", f"sqlite:///{tmp_path}/rerun.db",
+                           "--out", str(results), "--dataset", "demo_ptbxl", "--paired-n-boot", "200",
+                           "--readme", str(published.parent / "readme_template.md"), *shared])
+    assert out.exit_code == 0, out.output
+    assert "1 aggregates of" in out.output and "replaced and 0 added" in out.output
+    after = json.loads((results / "bundle" / "manifest.json").read_text())
+    old, new = ({a["tags"]["agg_key"]: a for a in m["aggregates"] if a["suite"] == "linear"} for m in (before, after))
+    assert old.keys() == new.keys()
+    assert old[cell]["tags"]["unit_keys"] != new[cell]["tags"]["unit_keys"]
+    assert old[cell]["metrics"]["auroc_mean"] != new[cell]["metrics"]["auroc_mean"]
+    assert all(new[k]["tags"]["unit_keys"] == a["tags"]["unit_keys"] for k, a in old.items() if k != cell)
+    gone = set(old[cell]["tags"]["unit_keys"].split(","))
+    assert not gone & {u["key"] for u in after["units"]}
+    assert len(after["units"]) == len(before["units"])  # one unit out, one in
+    predictions = pd.read_parquet(results / "bundle" / "predictions" / "linear.parquet")
+    assert not gone & set(predictions["unit_key"]) and set(new[cell]["tags"]["unit_keys"].split(",")) <= set(predictions["unit_key"])
+    verified = cli.invoke(app, ["verify", str(results)])
+    assert verified.exit_code == 0, verified.output
+
+
 def test_publishing_an_empty_store_is_one_line(tmp_path):
     result = cli.invoke(app, ["publish", "--out", str(tmp_path / "out"), f"tracking.uri=sqlite:///{tmp_path}/empty.db",
                               f"paths.cache={tmp_path}/cache"])

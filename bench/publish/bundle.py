@@ -41,6 +41,7 @@ README_TEMPLATE = "readme_template.md"
 PUBLISHED = ("README.md", "bundle", "index.html", "leaderboard.csv", "tables")
 #: aggregate tags a recomputation keeps as they are: the store's run kind, and who submitted a row (bench leaderboard add)
 KEPT_TAGS = ("kind", "submitted", "submitter", "submission_command", "submission")
+SUBMISSIONS = "submissions"  # bundle/submissions/<hash>.json: each added submission's submission.json, as it came
 
 
 class BundleError(RuntimeError):
@@ -123,6 +124,56 @@ def export_bundle(store, results: Path, suites: Iterable[str], settings: Publish
     echo(f"bundle: {len(manifest['aggregates'])} aggregates, {len(manifest['units'])} units, "
          f"{len(manifest['checkpoints'])} checkpoints -> {out} ({sum(p.stat().st_size for p in out.rglob('*') if p.is_file()) / 1e6:.1f} MB)")
     return out
+
+
+def write_combined(house: "BundleStore", other: "BundleStore", manifest: dict, folder: Path, dropped: Iterable[str] = ()) -> Path:
+    """``folder``/bundle holding ``manifest``'s units: the prediction rows of ``house`` (less those of the ``dropped``
+    unit keys) then those of ``other``, the README template and the submission records ``house`` carries."""
+    out = folder / BUNDLE  # may hold files already (a submission's record): they are hashed with the rest
+    (out / "predictions").mkdir(parents=True)
+    if (house.root / README_TEMPLATE).is_file():
+        shutil.copyfile(house.root / README_TEMPLATE, out / README_TEMPLATE)
+    if (house.root / SUBMISSIONS).is_dir():
+        shutil.copytree(house.root / SUBMISSIONS, out / SUBMISSIONS, dirs_exist_ok=True)
+    dropped = set(dropped)
+    names = {p.name for root in (house.root, other.root) for p in (root / "predictions").glob("*.parquet")}
+    for name in sorted(names):
+        frames = [pd.read_parquet(root / "predictions" / name) for root in (house.root, other.root) if (root / "predictions" / name).is_file()]
+        if dropped and (house.root / "predictions" / name).is_file():
+            frames[0] = frames[0][~frames[0]["unit_key"].isin(dropped)]
+        pd.concat(frames, ignore_index=True).to_parquet(out / "predictions" / name, index=False, compression="zstd")
+    manifest["checkpoints"] = named_checkpoints(manifest["units"])
+    manifest["code_versions"] = sorted({u["tags"].get("code_version", "") for u in manifest["units"]})
+    write_manifest(out, manifest)
+    return out
+
+
+def superseded(house: "BundleStore", rerun: "BundleStore", folder: Path) -> tuple[int, int]:
+    """``folder``/bundle: ``house``'s bundle with every aggregate that ``rerun`` has again (the same ``agg_key``: suite,
+    method, dataset, task, protocol, fraction, seed, mode) replaced by the rerun's, with its units and predictions; the
+    house's units no remaining aggregate pools are left out. Returns (aggregates replaced, aggregates added)."""
+    again = {a["tags"]["agg_key"] for a in rerun.manifest["aggregates"]}
+    kept = [a for a in house.manifest["aggregates"] if a["tags"]["agg_key"] not in again]
+    pooled = {(a["suite"], k) for a in kept for k in a["tags"].get("unit_keys", "").split(",") if k}
+    units = [u for u in house.manifest["units"] if (u["suite"], u["key"]) in pooled]
+    dropped = {u["key"] for u in house.manifest["units"]} - {u["key"] for u in units}
+    manifest = {**json.loads(json.dumps(house.manifest)), "aggregates": kept + rerun.manifest["aggregates"],
+                "units": units + rerun.manifest["units"]}
+    write_combined(house, rerun, manifest, folder, dropped)
+    replaced = len(house.manifest["aggregates"]) - len(kept)
+    return replaced, len(again) - replaced
+
+
+def superseding_store(results: Path, rerun_store, suites: Iterable[str], workdir: Path,
+                      echo: Callable[[str], None] = lambda _: None) -> "BundleStore":
+    """What `bench publish --from-bundle results --with-runs URI` publishes: the bundle of ``results`` with the cells
+    ``rerun_store`` ran again replacing its own (``superseded``), every aggregate recomputed by this code. ``workdir``
+    holds the combined bundle and must outlive the store."""
+    (workdir / "rerun").mkdir(parents=True)
+    export_bundle(rerun_store, workdir / "rerun", suites, PublishSettings(readme=""))
+    replaced, added = superseded(BundleStore.open(results), BundleStore.open(workdir / "rerun"), workdir / "combined")
+    echo(f"with-runs: {replaced} aggregates of {results} replaced and {added} added by {rerun_store.uri}")
+    return BundleStore.recomputed(workdir / "combined", progress=True)
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:

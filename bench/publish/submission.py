@@ -24,10 +24,9 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.publish.bundle import BUNDLE, README_TEMPLATE, BundleStore, export_bundle, named_checkpoints, verify_numbers, write_manifest
+from bench.publish.bundle import BUNDLE, SUBMISSIONS, BundleStore, export_bundle, verify_numbers, write_combined
 
 SUBMISSION = "submission.json"
-SUBMISSIONS = "submissions"  # bundle/submissions/<hash>.json: each added submission's submission.json, as it came
 #: what every submitted unit must say about itself (the leaderboard's provenance, and what these checks read)
 REQUIRED_TAGS = ("method", "dataset", "task", "protocol", "fraction", "seed", "split_hash", "task_version", "checkpoint_hash",
                  "code_version", "input_contract", "contaminated", "pretrain_text", "trust_checkpoint_code")
@@ -209,18 +208,6 @@ def merged_bundle(house: BundleStore, sub: BundleStore, meta: dict, folder: Path
     manifest = json.loads(json.dumps(house.manifest))
     manifest["units"] += [{**u, "tags": {**u["tags"], **mark}} for u in sub.manifest["units"]]
     manifest["aggregates"] += [{**a, "tags": {**a["tags"], **mark}} for a in sub.manifest["aggregates"]]
-    manifest["checkpoints"] = named_checkpoints(manifest["units"])
-    manifest["code_versions"] = sorted(set(manifest.get("code_versions", [])) | set(sub.manifest.get("code_versions", [])))
-    out = folder / BUNDLE
-    (out / "predictions").mkdir(parents=True)
-    if (house.root / README_TEMPLATE).is_file():
-        shutil.copyfile(house.root / README_TEMPLATE, out / README_TEMPLATE)
-    if (house.root / SUBMISSIONS).is_dir():  # the submissions added before this one
-        shutil.copytree(house.root / SUBMISSIONS, out / SUBMISSIONS)
-    (out / SUBMISSIONS).mkdir(exist_ok=True)
-    (out / record).write_text(text)
-    names = {p.name for root in (house.root, sub.root) for p in (root / "predictions").glob("*.parquet")}
-    for name in sorted(names):
-        frames = [pd.read_parquet(root / "predictions" / name) for root in (house.root, sub.root) if (root / "predictions" / name).is_file()]
-        pd.concat(frames, ignore_index=True).to_parquet(out / "predictions" / name, index=False, compression="zstd")
-    write_manifest(out, manifest)
+    (folder / BUNDLE / SUBMISSIONS).mkdir(parents=True)
+    (folder / BUNDLE / record).write_text(text)
+    write_combined(house, sub, manifest, folder)
