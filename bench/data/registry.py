@@ -14,6 +14,7 @@ READERS.register("ptbxl_1819", "bench.data.ptbxl:PTBXL1819Reader")
 READERS.register("cinc", "bench.data.cinc:CinCReader")
 READERS.register("cpsc2018_original", "bench.data.cinc:CPSC2018OriginalReader")
 READERS.register("mimic_iv_ecg", "bench.data.mimic:MimicIVECGReader")
+READERS.register("mimic_iv_ecg_icd", "bench.data.mimic:MimicIVECGICDReader")
 
 # Keys of a data config that are about the dataset or how it is processed, not options of its reader
 # (so not in its fingerprint: ``workers`` cannot change a prepared byte).

@@ -31,22 +31,33 @@ METRICS = ("mae", "rmse", "r2", "pearson_r")
 
 
 def target_values(records: pd.DataFrame, spec: dict) -> pd.Series:
-    """A target's value per record in its unit (censored codes replaced as the config states), records without one
-    left out; None when the dataset has no such column."""
+    """A target's value per record in its unit, records without one left out; None when the dataset has none of its
+    columns. Forms: ``column``; ``ratio: [weight, height]`` (BMI, height in cm); ``difference: [a, b]`` (a - b);
+    ``bazett: {qt: [a, b], rr: column}`` ((a - b) / sqrt(rr / 1000), none where rr is 0). ``valid: {column: [lo, hi]}``
+    makes a raw value outside its range missing first; ``censored`` replaces coded values; values of 0 or below are left
+    out unless ``positive_only: false``."""
+    needed = ([spec["column"]] if "column" in spec else list(spec.get("ratio") or spec.get("difference") or [])
+              or [*spec["bazett"]["qt"], spec["bazett"]["rr"]])
+    if any(c not in records for c in needed):
+        return None
+    raw = {c: pd.to_numeric(records[c], errors="coerce") for c in needed}
+    for column, (lo, hi) in (spec.get("valid") or {}).items():
+        raw[column] = raw[column].where((raw[column] >= lo) & (raw[column] <= hi))
     if "ratio" in spec:
         num, den = spec["ratio"]
-        if num not in records or den not in records:
-            return None
-        w, h = pd.to_numeric(records[num], errors="coerce"), pd.to_numeric(records[den], errors="coerce")
-        values = w / (h / 100.0) ** 2
+        values = raw[num] / (raw[den] / 100.0) ** 2
+    elif "difference" in spec:
+        a, b = spec["difference"]
+        values = raw[a] - raw[b]
+    elif "bazett" in spec:
+        (a, b), rr = spec["bazett"]["qt"], spec["bazett"]["rr"]
+        values = ((raw[a] - raw[b]) / np.sqrt(raw[rr] / 1000.0)).where(raw[rr] != 0)
     else:
-        if spec["column"] not in records:
-            return None
-        values = pd.to_numeric(records[spec["column"]], errors="coerce")
+        values = raw[spec["column"]]
         for code, meant in (spec.get("censored") or {}).items():
             values = values.mask(values == float(code), float(meant))
-    values = values[np.isfinite(values) & (values > 0)]
-    return values.astype(float)
+    kept = np.isfinite(values) & ((values > 0) if spec.get("positive_only", True) else True)
+    return values[kept].astype(float)
 
 
 def regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -84,7 +95,8 @@ class RegressionState:
 class RegressionSuite(Suite):
     name = "regression"
     version = "1"
-    description = "patient characteristics (age, height, weight, BMI) from the frozen embedding: ridge head, MAE / R² / r"
+    description = ("patient characteristics (age, height, weight, BMI) and ECG measurements (intervals, axes) from the frozen "
+                   "embedding: ridge head, MAE / R² / r")
     on_leaderboard = False
     pools_seeds = True
 
@@ -197,7 +209,7 @@ class RegressionSuite(Suite):
             seeds = (f"mean over S = {'/'.join(map(str, n_seeds))} seeds (interval: seeds drawn, then records)" if n_seeds != [1]
                      else "S = 1 seed (interval: test records)")
             blocks.append(render_block(cells.fillna("–"),
-                                       f"patient characteristics on {dataset}: ridge head on the frozen embedding (alpha chosen on "
+                                       f"continuous targets on {dataset}: ridge head on the frozen embedding (alpha chosen on "
                                        f"validation), test MAE in the target's unit [95% CI], R² [95% CI], Pearson r; {seeds}", fmt))
         return "\n\n".join(blocks)
 

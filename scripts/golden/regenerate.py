@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from synthetic import SEED, signals, signals_sha256  # scripts/golden/synthetic.py, shared with the tests
+from synthetic import SEED, mimic_tables, signals, signals_sha256, tables_sha256  # scripts/golden/synthetic.py, shared with the tests
 
 PROMPTS = ["Atrial fibrillation with rapid ventricular response", "normal sinus rhythm",
            "Left bundle branch block", "ST elevation in anterior leads"]
@@ -1192,6 +1192,61 @@ def merl_cpsc(root: Path, out: Path, text: dict[str, Path]) -> None:
     forget_modules("finetune_dataset")
 
 
+MIMIC_MIN_COUNT = 5  # the fixture's scenario: mimic_ed_all_edfirst_all_5_5A (2,000 in the reality check, on ~800,000 ECGs)
+
+
+def mimic_tasks(root: Path, out: Path) -> None:
+    """The reality check's MIMIC-IV-ECG tasks on made-up tables (synthetic.mimic_tables): its prepare_mimic_ecg
+    (code/clinical_ts/utils/mimic_ecg_preprocessing.py) for the scenario's records, splits and ICD-10 statements, and
+    mimic_preprocessing.py's own lines for the table it hands over and for the machine measurements (run as written,
+    on the files it reads)."""
+    import importlib.util
+    import os
+    import tempfile
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("mimic_ecg_preprocessing", root / "code/clinical_ts/utils/mimic_ecg_preprocessing.py")
+    upstream = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(upstream)
+    script = (root / "mimic_preprocessing.py").read_text()
+
+    def lines(start: str, end: str) -> str:
+        return script[script.index(start):script.index(end)]
+
+    icd, mm, record_list = mimic_tables()
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            Path("data").mkdir()
+            icd.to_csv("records_w_diag_icd10.csv")  # with the index column prepare_mimic_ecg drops ('Unnamed: 0')
+            mm.to_csv("data/machine_measurements.csv", index=False)
+            df = pd.read_csv("records_w_diag_icd10.csv").drop(columns="Unnamed: 0")
+            df["data"] = df.index
+            scope = {"pd": pd, "np": np, "df": df}
+            exec(lines("df_diags_cols = [", "df_scenario, lbl_itos_diagnostic"), scope)  # noqa: S102 - upstream's own lines
+            scenario, classes = upstream.prepare_mimic_ecg(f"mimic_ed_all_edfirst_all_{MIMIC_MIN_COUNT}_5A", Path(tmp),
+                                                           df_mapped=scope["df_clean"])
+            exec(lines("dfecgfeatures = pd.read_csv('data/machine_measurements.csv'", "df = df.merge(dfecgfeatures"), scope)  # noqa: S102
+            features = scope["dfecgfeatures"]
+        finally:
+            os.chdir(here)
+    names = list(classes)
+    records = {str(row.study_id): {"labels": sorted(names[i] for i in np.flatnonzero(row.label)), "strat_fold": int(row.strat_fold)}
+               for row in scenario.itertuples()}
+    columns = ["RR", "QRS", "QT", "QTc", "P_wave_axis", "QRS_axis", "T_wave_axis"]
+    measurements = {str(icd.study_id[i]): {c: (None if pd.isna(v) else float(v)) for c, v in zip(columns, features.loc[i, columns])}
+                    for i in features["data"]}
+    folder = out / "mimic_tasks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "expected.json").write_text(json.dumps({
+        "source": "AI4HealthUOL/ecg-fm-benchmarking@6367295 (mimic_preprocessing.py, prepare_mimic_ecg)",
+        "scenario": f"mimic_ed_all_edfirst_all_{MIMIC_MIN_COUNT}_5A", "min_count": MIMIC_MIN_COUNT,
+        "tables_sha256": tables_sha256(icd, mm, record_list), "classes": names, "records": records,
+        "measurements": measurements}, indent=1, sort_keys=True) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stmem", type=Path)
@@ -1210,6 +1265,8 @@ def main() -> None:
     ap.add_argument("--ecgfm-ked", type=Path, help="control-spiderman/ECGFM-KED checkout (its models/xresnet1d_101.py)")
     ap.add_argument("--challenge", type=Path, help="physionetchallenges/evaluation-2021 checkout (the challenge metric)")
     ap.add_argument("--clef", type=Path, help="Nokia-Bell-Labs/ecg-foundation-model checkout (lightning and omegaconf importable)")
+    ap.add_argument("--mimic-tasks", type=Path, help="AI4HealthUOL/ecg-fm-benchmarking checkout (its mimic_preprocessing.py and "
+                    "code/clinical_ts/utils/mimic_ecg_preprocessing.py)")
     ap.add_argument("--pythonpath", type=Path, action="append", default=[], help="extra folders (e.g. einops for ST-MEM)")
     ap.add_argument("--out", type=Path, default=Path("tests/golden"))
     ap.add_argument("--long-records", action="store_true",
@@ -1242,6 +1299,7 @@ def main() -> None:
         (args.heartlang, lambda: heartlang(args.heartlang, args.out)),
         (args.clef, lambda: clef(args.clef, args.out)),
         (args.challenge, lambda: challenge(args.challenge, args.out)),
+        (args.mimic_tasks, lambda: mimic_tasks(args.mimic_tasks, args.out)),
     ]
     for given, run in cases:
         if given:
