@@ -72,9 +72,11 @@ def detect_beats(lead: np.ndarray, fs: float) -> np.ndarray:
     return _BEATS[key]
 
 
-def qrs_sentence(record: np.ndarray, fs: float, max_len: int, word: int, time_block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def qrs_sentence(record: np.ndarray, fs: float, max_len: int, word: int, time_block: int,
+                 channels: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One record [leads, samples] -> (words [max_len, word], lead index + 1 [max_len], time block + 1 [max_len]), as
-    QRSTokenizer.forward builds them for one record (zeros where padded)."""
+    QRSTokenizer.forward builds them for one record (zeros where padded); ``channels``: the record's leads' indices
+    among the 12 (QRSTokenizer's ``used_channels``: beats found on the first of them; None: 0..11)."""
     n = record.shape[-1]
     beats = detect_beats(record[0], fs)
     words, chans, times = [], [], []
@@ -85,7 +87,7 @@ def qrs_sentence(record: np.ndarray, fs: float, max_len: int, word: int, time_bl
             segment = np.zeros(word)
             segment[offset:offset + end - start] = record[lead, start:end]
             words.append(segment)
-            chans.append(lead + 1)
+            chans.append((lead if channels is None else channels[lead]) + 1)
     pad = max_len - len(words)
     words += [np.zeros(word)] * max(pad, 0)
     chans += [0] * max(pad, 0)
@@ -211,7 +213,7 @@ class HeartLang(Encoder):
         self.register_buffer("word_mean", torch.zeros(c["time_window"]))
         self.register_buffer("word_std", torch.zeros(c["time_window"]))
         scale = c["input_scale"]
-        self._contract = InputContract(c["fs"], c["n_samples"], resample="fft", dataset_steps=c["dataset_steps"],
+        self._contract = InputContract(c["fs"], c["n_samples"], resample="fft", dataset_steps=c["dataset_steps"], lead_subset="native",
                                        notes="HeartLang QRSTokenizer: 100 Hz, 10 s; records of other rates resampled with "
                                              "scipy.signal.resample over the record (datasets/dataset_preprocess "
                                              "resample_signals); upstream "
@@ -228,13 +230,14 @@ class HeartLang(Encoder):
         return sum(p.numel() for p in self.backbone.parameters())
 
     def sentences(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Records [B, 12, 1000] -> QRSTokenizer's words, lead and time indices (on the CPU: wfdb's detector)."""
+        """Records [B, leads, 1000] (12, or a native subset's) -> QRSTokenizer's words, lead and time indices (on the
+        CPU: wfdb's detector)."""
         c = self.config
         arr = torch.nan_to_num(x).detach().cpu().double().numpy()
         if c["input_scale"]:
             mean, std = c["input_scale"]
             arr = (arr - mean) / std
-        parts = [qrs_sentence(r, c["fs"], c["seq_len"], c["time_window"], c["time_block"]) for r in arr]
+        parts = [qrs_sentence(r, c["fs"], c["seq_len"], c["time_window"], c["time_block"], self.contract.lead_index) for r in arr]
         words, chans, times = (torch.as_tensor(np.stack(p)) for p in zip(*parts))
         return words.to(x.device, torch.float32), chans.to(x.device, torch.long), times.to(x.device, torch.long)
 

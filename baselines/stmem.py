@@ -64,7 +64,7 @@ class STMEM(Encoder):
         self._contract = InputContract(
             c["fs"], c["record_samples"], resample="fft", view_layout="ncrop", view_samples=c["crop"], n_views=c["n_crops"],
             filters=(("highpass", c["highpass"], c["filter_order"]), ("lowpass", c["lowpass"], c["filter_order"])),
-            scale="standardize_record", per_view=True, **whole_record_fields(c))
+            scale="standardize_record", per_view=True, lead_subset="native", **whole_record_fields(c))
 
     pretraining_only = ("decoder.",)
 
@@ -77,10 +77,10 @@ class STMEM(Encoder):
     def encode_ecg(self, x: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         if aligned:
             raise NotImplementedError("ST-MEM has no text tower")
-        return self.encoder(x)
+        return self.encoder(x, leads=self.contract.lead_index)
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder.forward_tokens(x)[:, :, 1:-1]
+        tokens = self.encoder.forward_tokens(x, leads=self.contract.lead_index)[:, :, 1:-1]
         return self.encoder.norm(tokens.reshape(tokens.shape[0], -1, tokens.shape[-1]))
 
     def pretraining_losses(self, x: torch.Tensor, texts: Sequence[str] | None = None,

@@ -50,6 +50,8 @@ def test_every_upstream_repository_has_fixtures():
             "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s", "heartlang_cpsc_15s"} <= set(CASES)
     # an upstream's own script for one dataset (HeartLang's CPSC2018 and Chapman preprocessing)
     assert {"heartlang_csn"} <= set(CASES)
+    # a lead subset encoded natively, as upstream does it (HeartLang's QRSTokenizer used_channels)
+    assert {"heartlang_leads_3"} <= set(CASES)
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "upstream_official_params" in json.loads((GOLDEN / c / "case.json").read_text())])
@@ -69,6 +71,8 @@ def test_released_files_give_upstream_outputs(name):
     case, expected = _case(name)
     for file in case["files"]:
         handle = load_encoder(case["method"], case["options"], GOLDEN / name / file)
+        if case.get("leads"):  # a native lead subset, as upstream encodes one (HeartLang's used_channels)
+            handle.encoder.take_leads(case["leads"])
         out = embed_signals(handle, expected["signals"], case["fs"], texts=case.get("prompts"), dataset=case.get("dataset"))
         assert _rel(out["embedding"], expected["embedding"]) <= TOLERANCE, (file, _rel(out["embedding"], expected["embedding"]))
         for key in ("aligned", "text"):

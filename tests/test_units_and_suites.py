@@ -219,6 +219,41 @@ def test_the_transfer_label_map_is_a_named_keyed_option_stated_in_the_table(tmp_
     assert "the paper's Table 5 (STE → STTC)" in transfer_words(part.drop(columns="label_map"))
 
 
+def test_a_native_lead_subset_encodes_only_its_leads_keyed_and_marked(tmp_path):
+    """ST-MEM takes a lead set natively (its contract's lead_subset): under --leads 12,2 its 2-lead cells encode leads I
+    and II alone (the other leads' content cannot reach the embedding), with another input contract key than 12 leads,
+    the same checkpoint, and `bench table leads` marks the method native."""
+    import numpy as np
+
+    from bench.encoders import create_encoder
+
+    encoder = create_encoder("stmem", preset="tiny").eval()
+    x = np.random.default_rng(0).normal(size=(2, 12, encoder.contract.n_samples)).astype("float32")
+    embed = lambda a: encoder.embed(a)[0].detach().numpy()  # noqa: E731
+    full = embed(x)
+    encoder.take_leads(["II", "I"])
+    assert encoder.contract.present_leads == ("I", "II") and encoder.contract.lead_index == [0, 1]
+    other = x.copy()
+    other[:, 2:] = np.random.default_rng(1).normal(size=other[:, 2:].shape)
+    assert np.allclose(embed(x), embed(other)) and not np.allclose(embed(x), full)
+    with pytest.raises(ValueError, match="not natively"):
+        create_encoder("merit_mse", preset="tiny").take_leads(["I"])
+
+    store = [*_store(tmp_path), *BASE]
+    ran = cli.invoke(app, ["run", "--suite", "linear", "--methods", "stmem", "--tasks", "super", "--leads", "12,2", "--quiet", *store])
+    assert ran.exit_code == 0, ran.output
+    from bench.config import load_config
+    from bench.run.store import ResultStore
+
+    aggs = ResultStore.from_config(load_config(store)).aggregates(["linear"])
+    cells = aggs.set_index(aggs["leads"].fillna("12"))
+    assert cells.at["2", "checkpoint_hash"] == cells.at["12", "checkpoint_hash"]
+    assert cells.at["2", "input_contract"] != cells.at["12", "input_contract"]
+    assert "only leads I,II encoded (a native lead subset)" in cells.at["2", "input"]
+    table = cli.invoke(app, ["table", "leads", *store])
+    assert table.exit_code == 0 and "stmem (native)" in table.output and "stmem: 2 − 12" in table.output, table.output
+
+
 def test_evaluation_lead_sets_zero_the_other_leads_key_every_unit_and_table_apart(tmp_path):
     """--leads 12,I: the heads see lead I only (the others zeros), pretraining still reads the full record (same
     checkpoint), the cells are named by their set, `bench table leads` pairs each with 12 leads; other suites refuse it."""

@@ -122,10 +122,11 @@ VIEW_LAYOUTS = ("whole", "ncrop", "tile")
 RESAMPLERS = ("poly", "fft", "resampy")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
+LEAD_SUBSETS = ("zero", "native")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
 _KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
                       "dataset_windows": (), "resample_per_window": False, "window_steps": False,
-                      "record_seconds": None, "dataset_seconds": (), "dataset_steps": ()}
+                      "record_seconds": None, "dataset_seconds": (), "dataset_steps": (), "present_leads": ()}
 #: the steps a ``dataset_steps`` rule may name, in the order they run
 DATASET_STEP_FIELDS = ("keep_seconds", "scale", "filters", "filter_form")
 
@@ -170,6 +171,12 @@ class InputContract:
     unlike the others (HeartLang's CPSC2018 and Chapman scripts): at the record's own rate its first ``keep_seconds``
     zero-padded to the window, then ``scale`` over that record, then the contract's resampler, then ``filters`` (as
     ``filter_form``) at ``fs``, all in float64 in the shared preprocessing.
+
+    How the encoder takes an evaluation lead subset (``bench run --leads``): ``lead_subset`` 'zero' (the absent leads are
+    zeros in the prepared arrays; any encoder) or 'native' (only the subset's leads are encoded, each as the lead it
+    is: ST-MEM's lead embeddings, HeartLang's ``used_channels``); a native run sets ``present_leads``, and ``views``
+    then hands the encoder those leads only (filters and scaling see them alone). ``lead_subset`` is not keyed: with
+    all leads it changes nothing, and a native subset is keyed by ``present_leads``.
     """
 
     fs: float
@@ -193,6 +200,8 @@ class InputContract:
     record_seconds: float | None = None
     dataset_seconds: tuple[tuple[str, float], ...] = ()
     dataset_steps: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    lead_subset: str = "zero"
+    present_leads: tuple[str, ...] = ()
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -212,6 +221,10 @@ class InputContract:
             problems.append("view_samples is required for cropped views")
         if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
             problems.append("resample_per_window needs tile views (the windows it resamples)")
+        if self.lead_subset not in LEAD_SUBSETS:
+            problems.append(f"lead_subset {self.lead_subset!r} not in {LEAD_SUBSETS}")
+        if set(self.present_leads) - set(self.leads) or (self.present_leads and self.lead_subset != "native"):
+            problems.append(f"present_leads must be leads of the contract ({', '.join(self.leads)}) and need lead_subset 'native'")
         object.__setattr__(self, "dataset_steps", tuple((str(d), _frozen_steps(s)) for d, s in self.dataset_steps))
         for dataset, pairs in self.dataset_steps:
             steps = dict(pairs)
@@ -222,6 +235,8 @@ class InputContract:
         if problems:
             raise ValueError("invalid input contract: " + "; ".join(problems))
         object.__setattr__(self, "leads", tuple(self.leads))
+        present = tuple(lead for lead in self.leads if lead in set(self.present_leads))
+        object.__setattr__(self, "present_leads", () if present == self.leads else present)  # all leads: no subset
         object.__setattr__(self, "filters", tuple(tuple(f) for f in self.filters))
         object.__setattr__(self, "dataset_windows", tuple((str(d), float(w)) for d, w in self.dataset_windows))
         for btype, cutoff, order in self.filters:
@@ -247,6 +262,7 @@ class InputContract:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("_coefficients")
+        d.pop("lead_subset")
         for name, default in _KEYED_ONLY_IF_SET.items():
             if d[name] == default:
                 d.pop(name)
@@ -255,6 +271,8 @@ class InputContract:
         for name in ("dataset_windows", "dataset_seconds"):
             if name in d:
                 d[name] = [list(w) for w in getattr(self, name)]
+        if "present_leads" in d:
+            d["present_leads"] = list(self.present_leads)
         if "dataset_steps" in d:
             d["dataset_steps"] = [[dataset, _plain_steps(steps)] for dataset, steps in self.dataset_steps]
         return d
@@ -296,6 +314,10 @@ class InputContract:
             parts.append(f"{dataset}: the first {seconds:g} s kept, zero-padded to the window")
         for dataset, steps in self.dataset_steps:
             parts.append(f"{dataset}: " + ", then ".join(_describe_steps(steps)))
+        if self.present_leads:
+            parts.append(f"only leads {','.join(self.present_leads)} encoded (a native lead subset)")
+        elif self.lead_subset == "native":
+            parts.append("a lead subset is encoded natively (its leads only)")
         if self.record_seconds:
             tens = ", ".join(f"{d} {s:g} s" for d, s in self.dataset_seconds)
             what = {"tile": "every full window of", "whole": "the whole record, at its own length, up to",
@@ -336,6 +358,11 @@ class InputContract:
         if not self.record_seconds:
             return self.seconds
         return float(dict(self.dataset_seconds).get(dataset, self.record_seconds)) if dataset else float(self.record_seconds)
+
+    @property
+    def lead_index(self) -> list[int] | None:
+        """Positions in ``leads`` of a native subset's leads (None: every lead)."""
+        return [self.leads.index(lead) for lead in self.present_leads] if self.present_leads else None
 
     @staticmethod
     def record_lengths(x: np.ndarray) -> np.ndarray:
@@ -397,6 +424,8 @@ class InputContract:
     def views(self, x: np.ndarray) -> np.ndarray:
         """Prepared [B, leads, S] -> model inputs [B, V, leads, C] (``steps_prepared``: filtered and scaled already)."""
         x = np.asarray(x)
+        if self.present_leads:  # a native lead subset: the other leads were never recorded
+            x = x[..., self.lead_index, :]
         steps = not self.steps_prepared
         if steps and not self.per_view:
             x = self.filter_and_scale(x)

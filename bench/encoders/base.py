@@ -75,6 +75,15 @@ class Encoder(nn.Module, ABC):
     def contract(self) -> InputContract:
         return self.spec.contract
 
+    def take_leads(self, leads: Sequence[str]) -> None:
+        """From now on encode only ``leads`` (an evaluation lead subset), for an encoder whose contract takes subsets
+        natively (``lead_subset: native``; its ``spec`` returns ``self._contract``)."""
+        from dataclasses import replace
+
+        if self.contract.lead_subset != "native":
+            raise ValueError(f"{self.name or type(self).__name__} takes a lead subset as zeros (lead_subset 'zero'), not natively")
+        self._contract = replace(self.contract, present_leads=tuple(leads))
+
     def normalise(self, x: torch.Tensor, units: str = "mV") -> torch.Tensor:
         """The contract's filters and scaling on whole records [B, leads, samples] (pretraining input); a contract whose
         steps run on the whole record has them done already in the prepared arrays."""

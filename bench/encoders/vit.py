@@ -9,6 +9,8 @@ non-SEP tokens, then LayerNorm.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import math
 
 import torch
@@ -75,8 +77,9 @@ class ECGViT(nn.Module):
         b, l, s = x.shape
         return x.reshape(b, l, self.n_patches, self.patch)
 
-    def forward_tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode visible patches: ``keep`` [B, L, k] patch indices per lead (None = all).
+    def forward_tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None, leads: Sequence[int] | None = None) -> torch.Tensor:
+        """Encode visible patches: ``keep`` [B, L, k] patch indices per lead (None = all); ``leads``: which of the
+        ``n_leads`` lead embeddings the L leads of ``x`` take (None: all, in order; a native lead subset).
 
         Returns [B, L, k + 2, W] block outputs, SEP tokens at positions 0 and -1 of every lead.
         """
@@ -85,7 +88,8 @@ class ECGViT(nn.Module):
             tokens = torch.gather(tokens, 2, keep[..., None].expand(-1, -1, -1, self.width))
         b, l, k, w = tokens.shape
         sep = self.sep.expand(b, l, 1, w)
-        seq = torch.cat([sep + self.pos[0], tokens, sep + self.pos[-1]], dim=2) + self.lead_embed[None, :, None]
+        lead_embed = self.lead_embed if leads is None else self.lead_embed[list(leads)]
+        seq = torch.cat([sep + self.pos[0], tokens, sep + self.pos[-1]], dim=2) + lead_embed[None, :, None]
         h = seq.reshape(b, l * (k + 2), w)
         for blk in self.blocks:
             h = blk(h)
@@ -95,8 +99,8 @@ class ECGViT(nn.Module):
         """Mean over non-SEP tokens, then LayerNorm: [B, L, k+2, W] -> [B, W]."""
         return self.norm(tokens[:, :, 1:-1].mean(dim=(1, 2)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.forward_tokens(x))
+    def forward(self, x: torch.Tensor, leads: Sequence[int] | None = None) -> torch.Tensor:
+        return self.pool(self.forward_tokens(x, leads=leads))
 
 
 def random_keep(noise: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,8 @@ from bench.publish.tables import _fmt, auroc_estimate, degenerate, not_applicabl
 from bench.suites.base import render_block
 from bench.suites.metrics import format_p
 
+NATIVE = "(a native lead subset)"  # what InputContract.describe says of a run that encoded only a subset's leads
+
 
 def _order(lead_sets) -> list[str]:
     """12 first, then the named sets from the largest, then single leads in the standard order."""
@@ -46,9 +48,12 @@ def leads_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str,
             cells.loc[r["method"], r["leads"]] = "degenerate" if why else _fmt(auroc_estimate(r), r.get("auroc_ci_low"),
                                                                                   r.get("auroc_ci_high"))
         n = int(pd.to_numeric(g["n_test"], errors="coerce").max())
+        native = {r["method"] for r in g.to_dict("records") if NATIVE in str(r.get("input", ""))}
+        cells.index = [f"{m} (native)" if m in native else m for m in methods]
         blocks.append(render_block(cells.fillna("–"), f"{dataset}/{task}: macro AUROC (%) [95% CI] by evaluation lead set "
                                                       f"({mode}, {protocol}, {100 * fraction:g}% labels, {seed_words(g)}, "
-                                                      f"n={n}; the leads outside a set are zeros; 12 = all)", fmt))
+                                                      f"n={n}; the leads outside a set are zeros, or for a method marked "
+                                                      f"native not encoded at all; 12 = all)", fmt))
         tests = []
         for method in methods:
             have = {r["leads"] for r in g[g["method"] == method].to_dict("records") if not degenerate(r)}

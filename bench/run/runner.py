@@ -119,6 +119,20 @@ class Runner:
         return self._readers[key]
 
     def scorers(self, cfg: DictConfig, method: str, protocol: str, untrained: bool = False, seed: int = 0) -> list[Scorer]:
+        """The scorers of ``_scorers``; under an evaluation lead set, an encoder whose contract takes subsets natively
+        is told which leads it has (``Encoder.take_leads``: its contract, hence every key of its numbers, names them);
+        the others read the absent leads as zeros (``preprocess_config``)."""
+        scorers = self._scorers(cfg, method, protocol, untrained, seed)
+        chosen = str(cfg.preprocess.get("lead_set", FULL_SET))
+        if chosen != FULL_SET:
+            keep = set(lead_set(chosen))
+            for scorer in scorers:
+                encoder = scorer.handle.encoder
+                if encoder.contract.lead_subset == "native" and keep & set(encoder.contract.leads):
+                    encoder.take_leads([lead for lead in encoder.contract.leads if lead in keep])
+        return scorers
+
+    def _scorers(self, cfg: DictConfig, method: str, protocol: str, untrained: bool = False, seed: int = 0) -> list[Scorer]:
         """Checkpoint(s) for ``method``: --ckpt, an untrained control, or the small preset pretrained
         on the leakage-safe pool(s) of ``protocol`` (cached); ``untrained``: the architecture's seeded initial weights
         whatever the method (training from scratch). ``seed`` is the run seed: pretraining and initial weights use

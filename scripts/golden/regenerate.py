@@ -746,11 +746,13 @@ def heartlang(root: Path, out: Path) -> None:
     spec.loader.exec_module(preprocessing)
     tokenizer = QRSTokenizer(fs=100, max_len=256, token_len=96, save_path=str(folder), stage="test", used_channels=list(range(12)))
 
-    def embed(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(x: np.ndarray, used_channels: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = tokenizer if used_channels is None else QRSTokenizer(fs=100, max_len=256, token_len=96, save_path=str(folder),
+                                                                    stage="test", used_channels=used_channels)
         sentences = []
-        for record in x:  # QRSTokenizer.forward, one record at a time
-            beats = tokenizer.qrs_detection(record)
-            sentences.append(tokenizer.qrs_to_sequence(tokenizer.extract_qrs_segments(record, beats), beats))
+        for record in x[:, tok.used_channels]:  # QRSTokenizer.forward, one record at a time
+            beats = tok.qrs_detection(record)
+            sentences.append(tok.qrs_to_sequence(tok.extract_qrs_segments(record, beats), beats))
         words, chans, times = (torch.as_tensor(np.stack(p)) for p in zip(*sentences))
         with torch.no_grad():
             return classifier.backbone(words.float(), in_chan_matrix=chans.long(), in_time_matrix=times.long(),
@@ -765,6 +767,10 @@ def heartlang(root: Path, out: Path) -> None:
                        "upstream_official_params": sum(p.numel() for p in official.parameters())},
               {"embedding": emb.numpy()})
     heartlang_datasets(root, out, embed)
+    three = [0, 1, 7]  # QRSTokenizer's used_channels for I, II, V2 (its run_class_finetuning.py's example sets)
+    emb, _ = embed(preprocessing.resample_signals(signals(fs=500).astype(np.float64), 500, 100), three)
+    save_long_case(out / "heartlang_leads_3", "heartlang", {"seconds": 10, "gain": None, "leads": ["I", "II", "V2"]},
+                   {"embedding": emb.numpy()}, records=signals(fs=500))
     sys.path.remove(str(root))
     forget_modules("modeling_finetune", "modeling_pretrain", "modeling_vqhbr", "QRSTokenizer", "timm")
 
@@ -1051,6 +1057,7 @@ def save_long_case(folder: Path, base: str, case_update: dict, arrays: dict, rec
     there)."""
     case = json.loads((folder.parent / base / "case.json").read_text())
     case.update({"files": [f"../{base}/{f}" for f in case["files"]], "seconds": LONG_SECONDS, "gain": LONG_GAIN, **case_update})
+    case = {k: v for k, v in case.items() if v is not None}  # a case_update of None removes that key (records not quantised)
     for key in ("encoder_only_files", "upstream_official_params", "prompts"):
         case.pop(key, None)
     case["signals_sha256"] = signals_sha256((long_records() if records is None else records).astype(np.float32))
