@@ -633,8 +633,28 @@ def run_cmd(ctx: typer.Context,
     request = Request(_csv(methods), _csv(datasets), _csv(tasks), _protocols(protocols), _fractions(fractions), _seeds(seeds),
                       _csv(directions), _modes(modes, suite))
     config_args = [o for o in overrides if o not in hydra_args]
-    for lead_set in _lead_sets(leads):  # one run per evaluation lead set, the full record's under the plain keys
-        _run_once(suite, request, config_args, hydra_args, ckpts, launcher, quiet, start, lead_set)
+    for part, part_request in _task_kinds(suite, request, config_args):
+        routed = part != suite  # continuous targets routed from the linear suite: on the full record only
+        for lead_set in _lead_sets(None if routed else leads):  # one run per evaluation lead set, the full record's under the plain keys
+            _run_once(part, part_request, config_args, hydra_args, ckpts, launcher, quiet, start, lead_set)
+
+
+def _task_kinds(suite: str, request, config_args: list[str]) -> list[tuple[str, object]]:
+    """`--suite linear --tasks age,sex`: the label tasks to the linear suite, the continuous targets of
+    configs/protocols/regression.yaml to the regression suite (the same methods, datasets, seeds and modes; 12 leads)."""
+    from dataclasses import replace
+
+    if suite != "linear" or not request.tasks:
+        return [(suite, request)]
+    from bench.config import load_config
+
+    targets = set(load_config(config_args).regression.targets)
+    continuous = [t for t in request.tasks if t in targets]
+    if not continuous:
+        return [(suite, request)]
+    labels = [t for t in request.tasks if t not in targets]
+    typer.echo(f"{', '.join(continuous)}: continuous target(s), run by the regression suite (bench table regression)")
+    return ([("linear", replace(request, tasks=labels))] if labels else []) + [("regression", replace(request, tasks=continuous))]
 
 
 def _lead_sets(value: str | None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -53,3 +54,63 @@ def test_the_regression_suite_scores_age_with_intervals_and_keys_its_settings(tm
     bad = cli.invoke(app, ["run", "--suite", "regression", "--methods", "signal_stats", "--datasets", "ptbxl_1819",
                            "--tasks", "heart_rate", *store])
     assert bad.exit_code != 0 and "not in configs/protocols/regression.yaml" in bad.output
+
+
+class _LinearEncoder(torch.nn.Module):
+    """The least an encoder needs for the modes' trainers: a linear map of the flattened view to 8 features."""
+
+    def __init__(self, n_in: int):
+        super().__init__()
+        self.proj = torch.nn.Linear(n_in, 8)
+        self.spec = type("Spec", (), {"embed_dim": 8})()
+
+    def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.flatten(1))
+
+    def layer_groups(self):
+        return [list(self.proj.parameters())]
+
+
+def test_mse_heads_recover_a_target_that_is_a_linear_function_of_a_feature():
+    """Known answer: y = 3 x + 1 for a feature x of the input; the attentive head (frozen tokens) and fine-tuning (views)
+    trained with the continuous objective predict it on held-out records with R² > 0.9, in the target's own scale."""
+    from bench.suites.modes import CONTINUOUS, ModeConfig, fit_attentive, fit_tuned, predict_attentive, predict_tuned
+    from bench.suites.regression import regression_scores
+
+    rng = np.random.default_rng(0)
+    feature = rng.normal(size=800)
+    y = (3 * feature + 1)[:, None].astype(np.float32)
+    train, val, test = np.arange(600), np.arange(600, 700), np.arange(700, 800)
+    tokens = rng.normal(scale=0.2, size=(800, 6, 16)).astype(np.float32)
+    tokens[:, :, 0] += feature[:, None]
+    cfg = ModeConfig(mode="attentive", epochs=40, lr=3e-3, batch_size=32, patience=None)
+    head, info = fit_attentive(tokens, y, train, val, cfg, seed=0, objective=CONTINUOUS)
+    assert "val_neg_mse" in info and regression_scores(y[test, 0], predict_attentive(head, tokens, test)[:, 0])["r2"] > 0.9
+    views = rng.normal(scale=0.2, size=(800, 1, 2, 20)).astype(np.float32)
+    views[:, 0, 0] += feature[:, None]
+    cfg = ModeConfig(mode="finetune", epochs=30, lr=1e-2, batch_size=32, patience=None, lr_factors=(1.0, 1.0, 1.0))
+    model, info = fit_tuned(_LinearEncoder(40), views, y, train, val, cfg, seed=0, amp=False, objective=CONTINUOUS)
+    assert regression_scores(y[test, 0], predict_tuned(model, views, test)[:, 0])["r2"] > 0.9
+
+
+def test_continuous_targets_asked_of_the_linear_suite_run_in_every_mode(tmp_path):
+    """`bench run --suite linear --tasks age,super --modes linear,finetune`: super through the linear suite, age through
+    the regression suite's ridge (linear) and MSE (finetune) heads, each mode its own cell and table block."""
+    store = [f"paths.cache={tmp_path}/cache", f"tracking.uri=sqlite:///{tmp_path}/m.db", f"tracking.artifacts={tmp_path}/a",
+             "run.n_boot=50", "encoder.preset=tiny", "pretrain.epochs=1", "linear.epochs=3", "data.demo.n_records=160",
+             "modes.finetune.epochs=1"]
+    ran = cli.invoke(app, ["run", "--suite", "linear", "--methods", "merit_mse", "--tasks", "age,super", "--modes",
+                           "linear,finetune", "--seeds", "0", "--quiet", *store])
+    assert ran.exit_code == 0, ran.output
+    assert "age: continuous target(s), run by the regression suite" in ran.output
+    assert "linear: 2 units" in ran.output and "regression: 2 units" in ran.output
+    table = cli.invoke(app, ["table", "regression", *store])
+    assert table.exit_code == 0, table.output
+    assert "continuous targets on demo_ptbxl, linear: ridge head" in table.output
+    assert "continuous targets on demo_ptbxl, finetune: fine-tuned encoder with an MSE head" in table.output
+    from bench.config import load_config
+    from bench.run.store import ResultStore
+
+    aggs = ResultStore.from_config(load_config(store)).aggregates(["regression"])
+    assert sorted(aggs["agg_key"]) == ["regression|merit_mse|demo_ptbxl|age|fixed|1.0|0",
+                                       "regression|merit_mse|demo_ptbxl|age|fixed|1.0|0|finetune"]

@@ -79,6 +79,32 @@ def macro_auroc(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean([roc_auc_score(y[:, c], p[:, c]) for c in ok])) if ok else float("nan")
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What a head is trained for: ``labels`` (multi-label classes: BCE on logits, sigmoid outputs, the epoch with the
+    best validation macro AUROC kept) or ``continuous`` (targets standardised on the training records: MSE, the raw
+    output, the epoch with the lowest validation MSE kept)."""
+
+    name: str
+
+    def loss(self) -> nn.Module:
+        return nn.BCEWithLogitsLoss() if self.name == "labels" else nn.MSELoss()
+
+    def output(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.name == "labels" else logits
+
+    def score(self, y: np.ndarray, p: np.ndarray) -> float:
+        """The validation score the epoch loop maximises."""
+        return macro_auroc(y, p) if self.name == "labels" else -float(np.mean((np.asarray(y) - np.asarray(p)) ** 2))
+
+    @property
+    def score_name(self) -> str:
+        return "val_auroc" if self.name == "labels" else "val_neg_mse"
+
+
+LABELS, CONTINUOUS = Objective("labels"), Objective("continuous")
+
+
 def _optimizer(cfg: ModeConfig, groups: list[dict]) -> torch.optim.Optimizer:
     kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return kind(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -112,7 +138,7 @@ class AttentiveHead(nn.Module):
 
 
 def _epochs(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch=None, state: dict | None = None,
-            progress: bool = False) -> dict:
+            progress: bool = False, score_name: str = "val_auroc") -> dict:
     """The shared epoch loop: shuffled batches of ``n`` samples drawn from (seed, epoch), ``step(batch rows)`` per batch,
     ``evaluate()`` -> validation macro AUROC after each epoch, ``on_epoch(state, improved)`` (keep the best weights,
     checkpoint); ``state`` resumes a loop. Stops after ``epochs``, or ``patience`` epochs without improvement.
@@ -124,13 +150,13 @@ def _epochs(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch=None, s
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.mode} epochs", unit="epoch", leave=False, position=1,
                disable=not progress)
     try:
-        _loop(cfg, n, seed, step, evaluate, on_epoch, state, bar)
+        _loop(cfg, n, seed, step, evaluate, on_epoch, state, bar, score_name)
     finally:
         bar.close()
     return state
 
 
-def _loop(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch, state: dict, bar) -> None:
+def _loop(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch, state: dict, bar, score_name: str) -> None:
     while state["epoch"] < cfg.epochs and (cfg.patience is None or state["stale"] < cfg.patience):
         epoch = state["epoch"]
         torch.manual_seed(seed * 1_000_003 + epoch)  # dropout and the like: the same draws when a unit resumes
@@ -147,17 +173,18 @@ def _loop(cfg: ModeConfig, n: int, seed: int, step, evaluate, on_epoch, state: d
         if on_epoch is not None:
             on_epoch(state, improved)
         bar.update(1)
-        bar.set_postfix(val_auroc=f"{score:.3f}", best=f"{state['best_score']:.3f}@{state['best_epoch']}")
+        bar.set_postfix({score_name: f"{score:.3f}", "best": f"{state['best_score']:.3f}@{state['best_epoch']}"})
 
 
 def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, cfg: ModeConfig,
-                  seed: int, progress: bool = False) -> tuple[AttentiveHead, dict[str, float]]:
-    """An attentive head trained on the frozen tokens of rows ``train``, the epoch with the best validation AUROC kept."""
+                  seed: int, progress: bool = False, objective: Objective = LABELS) -> tuple[AttentiveHead, dict[str, float]]:
+    """An attentive head trained on the frozen tokens of rows ``train``, the epoch with the best validation score kept."""
     device = _device()
     torch.manual_seed(seed)
     head = AttentiveHead(tokens.shape[-1], y.shape[1], cfg.attn_heads, cfg.attn_queries).to(device)
+    head.objective = objective
     opt = _optimizer(cfg, [{"params": head.parameters()}])
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = objective.loss()
     best = copy.deepcopy(head.state_dict())
 
     def step(rows):
@@ -172,10 +199,10 @@ def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.
         if improved:
             best.update(copy.deepcopy(head.state_dict()))
 
-    state = _epochs(cfg, len(train), seed, step, lambda: macro_auroc(y[val], predict_attentive(head, tokens, val)), keep,
-                    progress=progress)
+    state = _epochs(cfg, len(train), seed, step, lambda: objective.score(y[val], predict_attentive(head, tokens, val)), keep,
+                    progress=progress, score_name=objective.score_name)
     head.load_state_dict(best)
-    return head, {"best_epoch": state["best_epoch"], "val_auroc": state["best_score"], "epochs_run": state["epoch"],
+    return head, {"best_epoch": state["best_epoch"], objective.score_name: state["best_score"], "epochs_run": state["epoch"],
                   "attn_heads": head.heads}
 
 
@@ -183,7 +210,8 @@ def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.
 def predict_attentive(head: AttentiveHead, tokens: np.ndarray, rows: np.ndarray, batch: int = 256) -> np.ndarray:
     head.eval()
     device = next(head.parameters()).device
-    out = [torch.sigmoid(head(torch.as_tensor(np.asarray(tokens[rows[s:s + batch]], dtype=np.float32), device=device))).cpu().numpy()
+    output = getattr(head, "objective", LABELS).output
+    out = [output(head(torch.as_tensor(np.asarray(tokens[rows[s:s + batch]], dtype=np.float32), device=device))).cpu().numpy()
            for s in range(0, len(rows), batch)]
     return np.concatenate(out) if out else np.zeros((0, head.out.out_features), np.float32)
 
@@ -192,9 +220,9 @@ def predict_attentive(head: AttentiveHead, tokens: np.ndarray, rows: np.ndarray,
 class Tuned(nn.Module):
     """An encoder and a head on its pooled embedding: the model fine-tuning (or training from scratch) trains."""
 
-    def __init__(self, encoder: nn.Module, n_classes: int, head: str = "linear"):
+    def __init__(self, encoder: nn.Module, n_classes: int, head: str = "linear", objective: Objective = LABELS):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.objective = encoder, objective
         dim = encoder.spec.embed_dim
         self.head = nn.Linear(dim, n_classes) if head == "linear" else nn.Sequential(
             nn.Linear(dim, dim), nn.ReLU(), nn.BatchNorm1d(dim), nn.Linear(dim, n_classes))
@@ -217,7 +245,7 @@ def param_groups(model: Tuned, cfg: ModeConfig) -> list[dict]:
 
 def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, cfg: ModeConfig,
               seed: int, state_dir: Path | None = None, amp: bool = True, progress: bool = False,
-              present: np.ndarray | None = None) -> tuple[Tuned, dict[str, float]]:
+              present: np.ndarray | None = None, objective: Objective = LABELS) -> tuple[Tuned, dict[str, float]]:
     """Fine-tune ``encoder`` (a copy: the caller's stays as it was) with a head on records ``train`` of ``views``
     [N, V, leads, C] (each view a training sample, its record's labels; with ``present`` [N, V], only the views the
     contract counts), select the epoch on ``val`` (predictions averaged over views), checkpointing every epoch under
@@ -227,9 +255,9 @@ def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.nd
 
     device = _device()
     torch.manual_seed(seed)
-    model = Tuned(copy.deepcopy(encoder), y.shape[1], cfg.head).to(device)
+    model = Tuned(copy.deepcopy(encoder), y.shape[1], cfg.head, objective).to(device)
     opt = _optimizer(cfg, param_groups(model, cfg))
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = objective.loss()
     use_amp = amp and device.type == "cuda"
     n_views = views.shape[1]
     samples = np.repeat(train, n_views), np.tile(np.arange(n_views), len(train))
@@ -264,17 +292,17 @@ def fit_tuned(encoder: nn.Module, views: np.ndarray, y: np.ndarray, train: np.nd
             with atomic_path(last) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best, "loop": dict(loop)}, tmp)
 
-    loop = _epochs(cfg, len(samples[0]), seed, step, lambda: macro_auroc(y[val], predict_tuned(model, views, val, use_amp, present=present)),
-                   keep_and_save, state, progress)
+    loop = _epochs(cfg, len(samples[0]), seed, step, lambda: objective.score(y[val], predict_tuned(model, views, val, use_amp, present=present)),
+                   keep_and_save, state, progress, objective.score_name)
     model.load_state_dict(best)
-    return model, {"best_epoch": loop["best_epoch"], "val_auroc": loop["best_score"], "epochs_run": loop["epoch"]}
+    return model, {"best_epoch": loop["best_epoch"], objective.score_name: loop["best_score"], "epochs_run": loop["epoch"]}
 
 
 @torch.no_grad()
 def predict_tuned(model: Tuned, views: np.ndarray, rows: np.ndarray, amp: bool = False, batch: int = 128,
                   present: np.ndarray | None = None) -> np.ndarray:
-    """Probabilities per record, averaged over its views (non-overlapping windows of the model's native length; with
-    ``present`` [N, V], over the views the contract counts)."""
+    """Probabilities (or, for continuous targets, outputs) per record, averaged over its views (non-overlapping windows
+    of the model's native length; with ``present`` [N, V], over the views the contract counts)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -282,7 +310,7 @@ def predict_tuned(model: Tuned, views: np.ndarray, rows: np.ndarray, amp: bool =
         v = torch.as_tensor(views[rows[s:s + batch]], device=device)  # [b, V, leads, C]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(v.reshape(-1, *v.shape[2:])).float()
-        probs = torch.sigmoid(logits).reshape(v.shape[0], v.shape[1], -1)
+        probs = model.objective.output(logits).reshape(v.shape[0], v.shape[1], -1)
         if present is not None:  # the contract's windows past a record's end are not part of its prediction
             keep = torch.as_tensor(present[rows[s:s + batch]], device=device, dtype=probs.dtype)[:, :, None]
             out.append(((probs * keep).sum(1) / keep.sum(1)).cpu().numpy())

@@ -90,15 +90,18 @@ class RegressionState:
     values: pd.Series
     split: dict[str, list[str]]
     alphas: list[float]
+    mode: Any = None  # a ModeConfig for the attentive, finetune and scratch modes; None for the ridge probe
+    seed: int = 0
 
 
 class RegressionSuite(Suite):
     name = "regression"
     version = "1"
-    description = ("patient characteristics (age, height, weight, BMI) and ECG measurements (intervals, axes) from the frozen "
-                   "embedding: ridge head, MAE / R² / r")
+    description = ("patient characteristics (age, height, weight, BMI) and ECG measurements (intervals, axes): a ridge head "
+                   "on the frozen embedding, or an MSE head in the attentive, finetune and scratch modes; MAE / R² / r")
     on_leaderboard = False
     pools_seeds = True
+    takes_modes = True
 
     def groups(self, ctx: "RunContext", request: Request):
         from omegaconf import OmegaConf
@@ -115,13 +118,24 @@ class RegressionSuite(Suite):
 
                 raise ConfigError(f"regression target(s) {', '.join(unknown)} are not in configs/protocols/regression.yaml "
                                   f"(targets: {', '.join(settings['targets'])})")
-            for method, seed in itertools.product(request.methods, request.seeds or [int(s) for s in cfg.run.seeds]):
-                handle = ctx.scorers(cfg, method, "fixed", seed=seed)[0].handle
-                for target in targets:
-                    yield self._group(ctx, cfg, records, handle, method, target, seed, settings, alphas)
+            from bench.suites.modes import ModeConfig
 
-    def _group(self, ctx, cfg, records, handle, method: str, target: str, seed: int, settings: dict, alphas: list[float]) -> Group:
-        ident = {"method": method, "dataset": cfg.data.name, "task": target, "protocol": "fixed", "fraction": 1.0, "seed": seed}
+            modes = {m: None if m == "linear" else ModeConfig.from_config(cfg, m) for m in request.modes or ["linear"]}
+            for method, mode, seed in itertools.product(request.methods, modes, request.seeds or [int(s) for s in cfg.run.seeds]):
+                handle = ctx.scorers(cfg, method, "fixed", untrained=mode == "scratch", seed=seed)[0].handle
+                for target in targets:
+                    yield self._group(ctx, cfg, records, handle, method, target, seed, settings, alphas, modes[mode])
+
+    def _group(self, ctx, cfg, records, handle, method: str, target: str, seed: int, settings: dict, alphas: list[float],
+               mode=None) -> Group:
+        from bench.suites.modes import mode_material, trainable
+
+        ident = {"method": method, "dataset": cfg.data.name, "task": target, "protocol": "fixed", "fraction": 1.0, "seed": seed,
+                 **({"mode": mode.mode} if mode else {})}
+        if mode is not None and mode.mode in ("finetune", "scratch") and not trainable(handle.encoder):
+            group = Group(ident)
+            group.applicable, group.why_not = False, f"nothing to train in {mode.mode}"
+            return group
         spec = settings["targets"][target]
         values = target_values(records, spec)
         if values is None or values.empty:
@@ -137,14 +151,16 @@ class RegressionSuite(Suite):
         handle.check_leakage(cfg.data.name, cfg.data.get("identity", cfg.data.name), split["test"])
         material = {"embedding": ctx.embedding_key(cfg, handle), "target": content_hash({"spec": spec,
                     "values": values.round(6).astype(str).to_dict()}), **{part: ids_hash(ids) for part, ids in split.items()},
-                    "alphas": alphas, "seed": seed}
+                    "seed": seed, **({"alphas": alphas} if mode is None else {"mode": mode_material(mode), "head": "mse"})}
         tags = {"fold": "test", **ctx.provenance(cfg, handle, ctx.reader(cfg).index), "unit_of_target": spec["unit"],
-                "n_with_value": int(len(values))}
-        group = Group(ident, [Unit(tags, material)], state=RegressionState(cfg, handle, values, split, alphas))
+                "n_with_value": int(len(values)), "mode": mode.mode if mode else "linear"}
+        group = Group(ident, [Unit(tags, material)], state=RegressionState(cfg, handle, values, split, alphas, mode, seed))
         return group
 
     def compute(self, ctx: "RunContext", group: Group, units: list[Unit]) -> list[UnitResult]:
         st: RegressionState = group.state
+        if st.mode is not None:
+            return [self._compute_mode(ctx, st, unit) for unit in units]
         emb, _ = ctx.embeddings(st.cfg, st.handle)
         x = {part: emb.emb[emb.rows(ids)].astype(np.float64) for part, ids in st.split.items()}
         by_id = {str(k): float(v) for k, v in st.values.items()}
@@ -159,6 +175,50 @@ class RegressionSuite(Suite):
                   "selection_mse": np.array([val_mse[a] for a in st.alphas], np.float32)}
         return [UnitResult(metrics, {"head": "ridge, standardised features and target", "alphas": str(st.alphas)}, arrays)
                 for _ in units]
+
+    def _compute_mode(self, ctx: "RunContext", st: RegressionState, unit: Unit) -> UnitResult:
+        """An attentive, finetune or scratch unit: the modes' trainers with an MSE head on the target standardised on the
+        training records, the epoch with the lowest validation MSE kept; outputs back in the target's unit."""
+        from bench.suites.modes import CONTINUOUS, fit_attentive, fit_tuned, predict_attentive, predict_tuned, views_of
+
+        cfg, handle = st.mode, st.handle
+        by_id = {str(k): float(v) for k, v in st.values.items()}
+        present = None
+        if cfg.mode == "attentive":
+            source = ctx.token_features(st.cfg, handle)
+            ids, data = [str(r) for r in source.record_ids], source.tokens
+        else:
+            prepared = ctx.prepared(st.cfg, handle)
+            ids = [r for part in ("train", "val", "test") for r in st.split[part]]
+            data = views_of(prepared.signals, handle.encoder.contract, prepared.rows(ids))
+            present = handle.encoder.contract.present_views(data) if handle.encoder.contract.record_seconds else None
+        where = {r: i for i, r in enumerate(ids)}
+        rows = {part: np.array([where[r] for r in st.split[part]], dtype=np.int64) for part in ("train", "val", "test")}
+        y_train = np.array([by_id[r] for r in st.split["train"]])
+        mean, scale = float(y_train.mean()), float(y_train.std() + 1e-12)
+        y = np.zeros((len(ids), 1), np.float32)
+        for r, i in where.items():
+            if r in by_id:
+                y[i, 0] = (by_id[r] - mean) / scale
+        seed = st.seed * 1_000_003 + 17
+        if cfg.mode == "attentive":
+            head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed, progress=bool(ctx.progress), objective=CONTINUOUS)
+            pred = {p: predict_attentive(head, data, rows[p])[:, 0] for p in ("val", "test")}
+        else:
+            from pathlib import Path
+
+            model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed,
+                                    Path(st.cfg.paths.cache) / "modes" / unit.key, progress=bool(ctx.progress), present=present,
+                                    objective=CONTINUOUS)
+            pred = {p: predict_tuned(model, data, rows[p], present=present)[:, 0] for p in ("val", "test")}
+        truth = {p: np.array([by_id[r] for r in st.split[p]]) for p in ("val", "test")}
+        pred = {p: v.astype(np.float64) * scale + mean for p, v in pred.items()}
+        metrics = {**regression_scores(truth["test"], pred["test"]), "n": float(len(truth["test"])),
+                   "n_train": float(len(y_train)), "n_val": float(len(truth["val"])), **{k: float(v) for k, v in info.items()}}
+        arrays = {"record_ids": np.array(st.split["test"]), "y_true": truth["test"].astype(np.float32),
+                  "y_pred": pred["test"].astype(np.float32), "val_record_ids": np.array(st.split["val"]),
+                  "val_y_true": truth["val"].astype(np.float32), "val_y_pred": pred["val"].astype(np.float32)}
+        return UnitResult(metrics, {**cfg.as_params(), "head": "MSE on the target standardised on the training records"}, arrays)
 
     def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
         from bench.suites.classification import seed_sides
@@ -193,11 +253,15 @@ class RegressionSuite(Suite):
         df = aggregates[aggregates["applicable"] != "no"] if "applicable" in aggregates else aggregates
         if len(df):  # the cell over its seeds where there is one, else its smallest seed
             rank = df["seed"].astype(str).map(lambda s: -1 if s == "all" else int(s))
-            df = df.assign(_rank=rank).sort_values("_rank").drop_duplicates(["method", "dataset", "task"])
+            df = df.assign(_rank=rank, mode=df["mode"].fillna("linear") if "mode" in df else "linear")
+            df = df.sort_values("_rank").drop_duplicates(["method", "dataset", "task", "mode"])
         if df.empty:
             raise NotImplementedError("no regression results")
+        heads = {"linear": "ridge head on the frozen embedding (alpha chosen on validation)",
+                 "attentive": "attentive MSE head on the frozen tokens", "finetune": "fine-tuned encoder with an MSE head",
+                 "scratch": "the architecture trained from scratch with an MSE head"}
         blocks = []
-        for dataset, g in df.groupby("dataset", sort=True):
+        for (dataset, mode), g in df.groupby(["dataset", "mode"], sort=True):
             g = g[g["method"].isin(methods)] if methods else g
             cells = pd.DataFrame(index=sorted(set(g["method"])), dtype=object)
             for r in g.to_dict("records"):
@@ -209,8 +273,9 @@ class RegressionSuite(Suite):
             seeds = (f"mean over S = {'/'.join(map(str, n_seeds))} seeds (interval: seeds drawn, then records)" if n_seeds != [1]
                      else "S = 1 seed (interval: test records)")
             blocks.append(render_block(cells.fillna("–"),
-                                       f"continuous targets on {dataset}: ridge head on the frozen embedding (alpha chosen on "
-                                       f"validation), test MAE in the target's unit [95% CI], R² [95% CI], Pearson r; {seeds}", fmt))
+                                       f"continuous targets on {dataset}, {mode}: {heads.get(mode, mode)} (the epoch or alpha "
+                                       f"chosen on validation), test MAE in the target's unit [95% CI], R² [95% CI], Pearson r; "
+                                       f"{seeds}", fmt))
         return "\n\n".join(blocks)
 
 
