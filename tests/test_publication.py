@@ -39,6 +39,7 @@ def published(tmp_path_factory):
                   "modes.common.epochs=2"],
                  ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super", "--seeds", "0,1"],
                  ["run", "--suite", "robustness", "--methods", "merit", "--tasks", "super"],
+                 ["run", "--suite", "regression", "--methods", "random", "--tasks", "age", "--seeds", "0"],
                  ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures", "--readme", str(template)]):
         result = cli.invoke(app, [*args, *_overrides(root)])
         assert result.exit_code == 0, result.output
@@ -61,7 +62,7 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert "(2 claims)" in readme and readme.count("told apart") + readme.count(" leads `") == 2
     assert "by estimate, not tested: `" in readme
     manifest = json.loads((results / "bundle" / "manifest.json").read_text())
-    assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness"}
+    assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness", "regression"}
     modes = (results / "tables" / "modes.md").read_text()  # recomputed from the bundle too, rank correlations included
     assert "by evaluation mode" in modes and "Spearman ρ" in modes and "linear vs attentive" in modes
     assert len(manifest["checkpoints"]) == 3  # merit (seeds 0, 1) and merit_mse (seed 0: no text tower, no zero-shot)
@@ -77,7 +78,7 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
 
 
 @pytest.mark.parametrize("tamper", ["leaderboard", "table", "metric_with_hash", "predictions", "unit_metric", "readme", "claim",
-                                    "threshold", "epoch"])
+                                    "threshold", "epoch", "regression_metric"])
 def test_tampering_is_caught_and_named(published, tmp_path, tamper):
     results = _copy(published, tmp_path)
     manifest_path = results / "bundle" / "manifest.json"
@@ -145,6 +146,11 @@ def test_tampering_is_caught_and_named(published, tmp_path, tamper):
         manifest["files"]["predictions/linear.parquet"] = file_hash(path, 64)  # the file list made consistent too
         manifest_path.write_text(json.dumps(manifest))
         expect = f"linear unit {frame.at[0, 'unit_key']}"
+    elif tamper == "regression_metric":  # a continuous target's MAE edited: its stored predictions give another
+        unit = next(u for u in manifest["units"] if u["suite"] == "regression")
+        unit["metrics"]["mae"] += 0.5
+        manifest_path.write_text(json.dumps(manifest))
+        expect = f"regression unit {unit['key']} (random/age): mae is"
     else:  # a unit's metric edited in the manifest
         unit = next(u for u in manifest["units"] if u["suite"] == "linear" and u["tags"]["method"] == "merit")
         unit["metrics"]["auroc"] -= 0.05

@@ -542,6 +542,12 @@ def _check_unit_chunk(indices: list[int]) -> list[str]:
                 for metric, value in scores.items():
                     if metric in entry["metrics"] and not _close(float(entry["metrics"][metric]), float(value)):
                         problems.append(f"{name}: {metric} is {entry['metrics'][metric]!r}, its predictions give {value!r}")
+            elif {"y_true", "y_pred"} <= set(arrays) and "classes" not in arrays:  # a continuous target
+                from bench.suites.regression import regression_scores
+
+                for metric, value in regression_scores(arrays["y_true"], arrays["y_pred"]).items():
+                    if metric in entry["metrics"] and not _close(float(entry["metrics"][metric]), float(value)):
+                        problems.append(f"{name}: {metric} is {entry['metrics'][metric]!r}, its predictions give {value!r}")
             problems += _check_selection(name, arrays, entry["metrics"])
     return problems
 

@@ -166,8 +166,8 @@ class RegressionSuite(Suite):
         by_id = {str(k): float(v) for k, v in st.values.items()}
         y = {part: np.array([by_id[i] for i in ids]) for part, ids in st.split.items()}
         predict, alpha, val_mse = fit_ridge(x["train"], y["train"], x["val"], y["val"], st.alphas)
-        pred_test, pred_val = predict(x["test"]), predict(x["val"])
-        metrics = {**regression_scores(y["test"], pred_test), "alpha": alpha, "n": float(len(y["test"])),
+        pred_test, pred_val = (predict(x[p]).astype(np.float32) for p in ("test", "val"))  # scored as stored: verify recomputes them
+        metrics = {**regression_scores(y["test"].astype(np.float32), pred_test), "alpha": alpha, "n": float(len(y["test"])),
                    "n_train": float(len(y["train"])), "n_val": float(len(y["val"]))}
         arrays = {"record_ids": np.array(st.split["test"]), "y_true": y["test"].astype(np.float32),
                   "y_pred": pred_test.astype(np.float32), "val_record_ids": np.array(st.split["val"]),
@@ -211,8 +211,8 @@ class RegressionSuite(Suite):
                                     Path(st.cfg.paths.cache) / "modes" / unit.key, progress=bool(ctx.progress), present=present,
                                     objective=CONTINUOUS)
             pred = {p: predict_tuned(model, data, rows[p], present=present)[:, 0] for p in ("val", "test")}
-        truth = {p: np.array([by_id[r] for r in st.split[p]]) for p in ("val", "test")}
-        pred = {p: v.astype(np.float64) * scale + mean for p, v in pred.items()}
+        truth = {p: np.array([by_id[r] for r in st.split[p]], dtype=np.float32) for p in ("val", "test")}
+        pred = {p: (v.astype(np.float64) * scale + mean).astype(np.float32) for p, v in pred.items()}  # scored as stored
         metrics = {**regression_scores(truth["test"], pred["test"]), "n": float(len(truth["test"])),
                    "n_train": float(len(y_train)), "n_val": float(len(truth["val"])), **{k: float(v) for k, v in info.items()}}
         arrays = {"record_ids": np.array(st.split["test"]), "y_true": truth["test"].astype(np.float32),
