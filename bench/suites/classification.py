@@ -66,10 +66,10 @@ def evaluation_set_key(identity: dict, record_ids: np.ndarray) -> str:
 
 
 def pooled(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Units' test predictions concatenated and sorted by record id."""
+    """Units' test predictions concatenated and sorted by record id (a continuous target's have no ``y_score``)."""
     ids = np.concatenate([a["record_ids"] for a in arrays])
     order = np.argsort(ids, kind="stable")
-    return {k: np.concatenate([a[k] for a in arrays])[order] for k in ("record_ids", "y_true", "y_score", "y_pred")}
+    return {k: np.concatenate([a[k] for a in arrays])[order] for k in ("record_ids", "y_true", "y_score", "y_pred") if k in arrays[0]}
 
 
 def seed_sides(results: list[tuple[Unit, UnitResult]], fallback) -> dict[str, list[tuple[Unit, UnitResult]]]:
