@@ -367,6 +367,8 @@ def test_a_replay_runs_units_again_from_scratch_and_finds_a_changed_number(publi
     assert bad.exit_code == 1 and "auroc is" in bad.output and "replayed" in bad.output, bad.output
     tags = {"suite": "transfer", "method": "merit", "dataset": "ptbxl_super", "task": "to_cpsc2018",
             "source_dataset": "ptbxl_1819", "target_dataset": "cpsc2018_150", "mode": "linear"}
+    assert candidates({"suite": "linear", "leads": "I"}, {"candidates": [{"overrides": ["pretrain.epochs=3"]}]}) == [
+        ["pretrain.epochs=3", "preprocess.lead_set=I"]]
     assert candidates(tags, {"candidates": [{"overrides": ["pretrain.epochs=3"]}]}) == [[
         "pretrain.epochs=3", "transfer.families.ptbxl_super.dataset=ptbxl_1819", "transfer.families.cpsc2018.dataset=cpsc2018_150"]]
 

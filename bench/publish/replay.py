@@ -28,7 +28,7 @@ SETTINGS = REPO_ROOT / "configs" / "publication" / "replay.yaml"
 RTOL = 1e-6
 # what names a unit whatever its key, and what must come out the same before its metrics are compared
 IDENTITY = ("suite", "method", "dataset", "task", "protocol", "fraction", "seed", "mode", "fold", "condition", "source_dataset",
-            "target_dataset")
+            "target_dataset", "leads")
 PROVENANCE = ("checkpoint_hash", "split_hash", "input_contract", "pretrain_budget", "contaminated", "pretrain_text")  # float32 networks on another core count may differ in the last bits; a real change is far larger
 
 
@@ -69,7 +69,7 @@ def load_settings(path: Path | None = None) -> dict:
 
 def candidates(tags: dict, settings: dict) -> list[list[str]]:
     """The override sets to try for a unit, in order: those whose ``when`` matches its tags; a transfer unit's two
-    datasets are named by its own tags."""
+    datasets and a unit's evaluation lead set are named by its own tags."""
     out = []
     for c in settings["candidates"]:
         when = c.get("when") or {}
@@ -80,6 +80,8 @@ def candidates(tags: dict, settings: dict) -> list[list[str]]:
         families = [f"transfer.families.{tags['dataset']}.dataset={tags['source_dataset']}",
                     f"transfer.families.{target}.dataset={tags['target_dataset']}"]
         out = [[o for o in c if not o.startswith("transfer.families.")] + families for c in out]
+    if str(tags.get("leads", "12")) != "12":  # an evaluation lead set is named by the unit itself (bench run --leads)
+        out = [[o for o in c if not o.startswith("preprocess.lead_set=")] + [f"preprocess.lead_set={tags['leads']}"] for c in out]
     return [c for i, c in enumerate(out) if c not in out[:i]]
 
 
