@@ -926,10 +926,10 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                 from_bundle: Optional[str] = typer.Option(None, help="publish from a results folder's bundle instead of an MLflow "
                                                                      "store: its units as run, every aggregate, table and test "
                                                                      "recomputed by this code (figures kept as they are)"),
-                with_runs: Optional[str] = typer.Option(None, help="with --from-bundle: the MLflow tracking URI of a store of cells "
-                                                                   "run again at one clean commit; each replaces the bundle's "
-                                                                   "cell of the same key (suite, method, dataset, task, protocol, "
-                                                                   "fraction, seed, mode) with its units"),
+                with_runs: List[str] = typer.Option([], help="with --from-bundle: the MLflow tracking URI of a store of cells run "
+                                                             "again at one clean commit (repeatable, applied in order); each "
+                                                             "replaces the bundle's cell of the same key (suite, method, dataset, "
+                                                             "task, protocol, fraction, seed, mode, lead set) with its units"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI of the store to publish")) -> None:
     import tempfile
     from pathlib import Path
@@ -952,8 +952,8 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
 
         try:
             if with_runs:
-                rerun = ResultStore.from_config(load_config(_tracking(ctx.args, with_runs)))
-                store = superseding_store(Path(from_bundle), rerun, suite_names(), workdir, echo=typer.echo)
+                reruns = [ResultStore.from_config(load_config(_tracking(ctx.args, uri))) for uri in with_runs]
+                store = superseding_store(Path(from_bundle), reruns, suite_names(), workdir, echo=typer.echo)
             else:
                 store = BundleStore.recomputed(Path(from_bundle), progress=True)
         except BundleError as exc:

@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 #   RERUN="..." bash scripts/republish.sh rerun   # only the commands in RERUN (one bench run per line, after `bench`), into $STORE
-#   bash scripts/republish.sh supersede           # results/ from its bundle, the cells $STORE ran again replacing theirs; then verify
+#   bash scripts/republish.sh supersede           # results/ from its bundle, the cells $STORE (and EXTRA_STORES) ran again
+#                                                 # replacing theirs; then verify
 STAGE=${1:?usage: republish.sh run|publish|rerun|supersede}
 EPOCHS=${EPOCHS:-3}
 STORE=${PUBLISH_STORE:-$PWD/.publish}
@@ -84,7 +85,8 @@ case "$STAGE" in
     done <<< "${RERUN:?RERUN: one bench run per line}"
     ;;
   supersede)
-    $BENCH publish --from-bundle results --with-runs "sqlite:///$STORE/mlflow.db" --readme configs/publication/results_readme.md
+    $BENCH publish --from-bundle results --with-runs "sqlite:///$STORE/mlflow.db" --readme configs/publication/results_readme.md \
+      $(for extra in ${EXTRA_STORES:-}; do echo --with-runs "sqlite:///$extra/mlflow.db"; done)
     $BENCH verify results
     ;;
   *) echo "unknown stage $STAGE (run | publish | rerun | supersede)" >&2; exit 2 ;;

@@ -164,16 +164,20 @@ def superseded(house: "BundleStore", rerun: "BundleStore", folder: Path) -> tupl
     return replaced, len(again) - replaced
 
 
-def superseding_store(results: Path, rerun_store, suites: Iterable[str], workdir: Path,
+def superseding_store(results: Path, rerun_stores: list, suites: Iterable[str], workdir: Path,
                       echo: Callable[[str], None] = lambda _: None) -> "BundleStore":
-    """What `bench publish --from-bundle results --with-runs URI` publishes: the bundle of ``results`` with the cells
-    ``rerun_store`` ran again replacing its own (``superseded``), every aggregate recomputed by this code. ``workdir``
-    holds the combined bundle and must outlive the store."""
-    (workdir / "rerun").mkdir(parents=True)
-    export_bundle(rerun_store, workdir / "rerun", suites, PublishSettings(readme=""))
-    replaced, added = superseded(BundleStore.open(results), BundleStore.open(workdir / "rerun"), workdir / "combined")
-    echo(f"with-runs: {replaced} aggregates of {results} replaced and {added} added by {rerun_store.uri}")
-    return BundleStore.recomputed(workdir / "combined", progress=True)
+    """What `bench publish --from-bundle results --with-runs URI [--with-runs URI ...]` publishes: the bundle of
+    ``results`` with the cells each store ran again replacing its own (``superseded``, in order), every aggregate
+    recomputed by this code. ``workdir`` holds the combined bundles and must outlive the store."""
+    suites = list(suites)
+    current = Path(results)
+    for i, rerun_store in enumerate(rerun_stores):
+        (workdir / f"rerun{i}").mkdir(parents=True)
+        export_bundle(rerun_store, workdir / f"rerun{i}", suites, PublishSettings(readme=""))
+        replaced, added = superseded(BundleStore.open(current), BundleStore.open(workdir / f"rerun{i}"), workdir / f"combined{i}")
+        echo(f"with-runs: {replaced} aggregates of {results} replaced and {added} added by {rerun_store.uri}")
+        current = workdir / f"combined{i}"
+    return BundleStore.recomputed(current, progress=True)
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
