@@ -71,6 +71,15 @@ def test_prepared_key_follows_the_files_contents_not_their_place_or_mtimes(demo_
     copy = tmp_path / "elsewhere"
     shutil.copytree(demo_root / "ptbxl", copy, copy_function=shutil.copyfile)  # new place, new modification times
     assert key(copy) == key(demo_root / "ptbxl")
+    from bench.data.ptbxl import PTBXL1819Reader  # the real subset, its metadata read from another place
+    from bench.config import load_config
+
+    cfg = load_config([], data="ptbxl_1819").data
+    meta = tmp_path / "meta_elsewhere"
+    shutil.copytree(cfg.meta_root, meta, copy_function=shutil.copyfile)
+    subset = {"meta_root": cfg.meta_root, "sampling_rate": 100}
+    assert (prepared_key(PTBXL1819Reader("p", cfg.root, subset), PreprocessConfig())
+            == prepared_key(PTBXL1819Reader("p", cfg.root, {**subset, "meta_root": str(meta)}), PreprocessConfig()))
     signal = sorted(copy.rglob("*_hr.dat"))[3]
     data = bytearray(signal.read_bytes())
     data[100] ^= 1  # one bit of one record, same size

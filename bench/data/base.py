@@ -159,12 +159,17 @@ class DatasetReader(ABC):
     def source_files(self) -> list[Path]:
         """Files whose content defines the dataset (for the cache key)."""
 
+    #: options that say where files lie, not what they hold (hashed by content through ``source_files``, or, for split
+    #: tables, through each unit's split hash): left out of the fingerprint, so a checkout or cache elsewhere keeps its keys
+    LOCATION_OPTIONS = ("meta_root", "merl_split_dir", "folds_dir", "icd_table")
+
     def fingerprint(self) -> str:
-        """Hash over the source files' names and contents: the same files copied elsewhere or re-provisioned (new
-        modification times) keep their cache and unit keys; an edited file changes them."""
+        """Hash over the source files' names and contents and the reader's options: the same files copied elsewhere or
+        re-provisioned (new modification times) keep their cache and unit keys; an edited file changes them."""
         h = hashlib.sha256(self.kind.encode())
         for p in sorted(self.source_files()):
             st = p.stat()
             h.update(f"{p.name}\0{file_content_digest(str(p), st.st_size, st.st_mtime_ns)}\n".encode())
-        h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
+        options = {k: v for k, v in self.options.items() if k not in self.LOCATION_OPTIONS}
+        h.update(json.dumps(options, sort_keys=True, default=str).encode())
         return h.hexdigest()[:16]
