@@ -353,14 +353,16 @@ def test_a_replay_runs_units_again_from_scratch_and_finds_a_changed_number(publi
                                                        {"name": "fixture", "overrides": fixture}],
                                         "suites": ["linear", "zero_shot"]}))
     results = _copy(published, tmp_path)
+    manifest_path = results / "bundle" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    pool = [u for u in manifest["units"] if u["suite"] in ("linear", "zero_shot")]
+    drawn = [pool[i] for i in np.random.default_rng(3).choice(len(pool), size=2, replace=False)]
+    drawn[1]["tags"]["input_contract"] = "0123456789ab"  # published under a contract key today's code no longer makes
+    manifest_path.write_text(json.dumps(manifest))
     ok = cli.invoke(app, ["verify", str(results), "--replay", "2", "--replay-seed", "3", "--replay-settings", str(settings)])
     assert ok.exit_code == 0, ok.output
     assert "2 unit(s)" in ok.output and "give the published metrics" in ok.output and ok.output.count("equal (") == 2
-    manifest_path = results / "bundle" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-
-    pool = [u for u in manifest["units"] if u["suite"] in ("linear", "zero_shot")]
-    drawn = [pool[i] for i in np.random.default_rng(3).choice(len(pool), size=2, replace=False)]
+    assert "input contract 0123456789ab published" in ok.output and "giving the same metrics" in ok.output
     drawn[0]["metrics"]["auroc"] += 0.01  # a number its predictions would also betray; the replay finds it from scratch
     manifest_path.write_text(json.dumps(manifest))
     bad = cli.invoke(app, ["verify", str(results), "--replay", "2", "--replay-seed", "3", "--replay-settings", str(settings)])
