@@ -648,7 +648,7 @@ def _task_kinds(suite: str, request, config_args: list[str]) -> list[tuple[str, 
         return [(suite, request)]
     from bench.config import load_config
 
-    targets = set(load_config(config_args).regression.targets)
+    targets = set(load_config([a for a in config_args if a.startswith("regression.")]).regression.targets)  # not data.*: checked per dataset
     continuous = [t for t in request.tasks if t in targets]
     if not continuous:
         return [(suite, request)]
