@@ -252,6 +252,13 @@ def test_a_native_lead_subset_encodes_only_its_leads_keyed_and_marked(tmp_path):
     assert "only leads I,II encoded (a native lead subset)" in cells.at["2", "input"]
     table = cli.invoke(app, ["table", "leads", *store])
     assert table.exit_code == 0 and "stmem (native)" in table.output and "stmem: 2 − 12" in table.output, table.output
+    more = cli.invoke(app, ["run", "--suite", "linear", "--methods", "stmem", "--tasks", "super", "--seeds", "0,1", "--quiet", *store])
+    assert more.exit_code == 0, more.output
+    table = cli.invoke(app, ["table", "leads", *store])  # 12 leads now over two seeds, the 2-lead set at seed 0 only
+    assert table.exit_code == 0 and "S = 1 (seed 0)" in table.output and "mean over" not in table.output, table.output
+    from bench.publish.tables import auroc_estimate
+
+    assert f"| {100 * auroc_estimate(cells.loc['12']):.1f} [" in table.output  # seed 0's 12-lead cell, as the paired test reads it
 
 
 def test_evaluation_lead_sets_zero_the_other_leads_key_every_unit_and_table_apart(tmp_path):

@@ -26,13 +26,32 @@ def _order(lead_sets) -> list[str]:
     return sorted(set(lead_sets), key=rank)
 
 
+def _like_with_like(aggregates: pd.DataFrame) -> pd.DataFrame:
+    """``seed_view``'s cells, except that a task and mode whose reduced sets were run at fewer seeds than its 12-lead
+    cells shows every set at seed 0: a row then compares cells of one seed, as its paired differences do."""
+    df = seed_view(aggregates)
+    if df.empty:
+        return df
+    keep = []
+    for _, g in df.groupby(["task", "mode"], sort=False):
+        if (g["seed"].astype(str) == "all").all() or (g["seed"].astype(str) != "all").all():
+            keep.append(g)
+            continue
+        raw = aggregates.assign(mode=aggregates["mode"].fillna("linear") if "mode" in aggregates else "linear",
+                                leads=aggregates["leads"].fillna("12").astype(str) if "leads" in aggregates else "12")
+        seed0 = seed_view(raw[(raw["task"] == g["task"].iloc[0]) & (raw["mode"] == g["mode"].iloc[0])
+                              & (raw["seed"].astype(str) == "0")])
+        keep.append(seed0)
+    return pd.concat(keep, ignore_index=True)
+
+
 def leads_table(store, aggregates: pd.DataFrame, boot_cache: Path, dataset: str, *, protocol: str = "fixed",
                 fraction: float = 1.0, n_boot: int = 1000, boot_seed: int = 0, fmt: str = "md") -> str:
     """Per task and mode: methods x lead sets (macro AUROC [95% CI]), then Δ to 12 leads per method and set."""
     if aggregates.empty:
         raise LookupError(f"no linear results for {dataset}")
-    df = seed_view(aggregates[(aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
-                              & (aggregates["fraction"].astype(float) == float(fraction)) & ~not_applicable(aggregates)])
+    df = _like_with_like(aggregates[(aggregates["dataset"] == dataset) & (aggregates["protocol"] == protocol)
+                                    & (aggregates["fraction"].astype(float) == float(fraction)) & ~not_applicable(aggregates)])
     if df.empty or set(df["leads"]) == {"12"}:
         raise LookupError(f"no reduced lead set for {dataset} ({protocol}, {100 * fraction:g}% labels): run e.g. "
                           f"bench run --suite linear --leads 12,6,2,I first")
