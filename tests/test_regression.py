@@ -111,7 +111,7 @@ def test_continuous_targets_asked_of_the_linear_suite_run_in_every_mode(tmp_path
     assert "age: rank (MAE)" in summary.output and "sex: rank (AUROC)" in summary.output
     table = cli.invoke(app, ["table", "regression", *store])
     assert table.exit_code == 0, table.output
-    assert "continuous targets on demo_ptbxl, linear: ridge head" in table.output
+    assert "continuous targets on demo_ptbxl, linear: ridge head on the frozen embedding (the epoch or alpha chosen" in table.output
     assert "continuous targets on demo_ptbxl, finetune: fine-tuned encoder with an MSE head" in table.output
     from bench.config import load_config
     from bench.run.store import ResultStore

@@ -257,7 +257,7 @@ class RegressionSuite(Suite):
             df = df.sort_values("_rank").drop_duplicates(["method", "dataset", "task", "mode"])
         if df.empty:
             raise NotImplementedError("no regression results")
-        heads = {"linear": "ridge head on the frozen embedding (alpha chosen on validation)",
+        heads = {"linear": "ridge head on the frozen embedding",
                  "attentive": "attentive MSE head on the frozen tokens", "finetune": "fine-tuned encoder with an MSE head",
                  "scratch": "the architecture trained from scratch with an MSE head"}
         blocks = []
