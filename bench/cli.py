@@ -600,7 +600,8 @@ def run_cmd(ctx: typer.Context,
                                                              "default: run.modes)"),
             leads: Optional[str] = typer.Option(None, help="linear suite: evaluation lead sets, comma-separated: 12, 6, 4, 3, 2 "
                                                              "(CinC 2021) or one lead (I, II, ...); the other leads are "
-                                                             "zeroed for the heads (default: 12)"),
+                                                             "zeros, or not encoded at all for an encoder that takes a subset "
+                                                             "natively (ST-MEM, HeartLang) (default: 12)"),
             ckpt: List[str] = typer.Option([], help="METHOD=PATH, METHOD=hf:ORG/REPO/FILE@REV or METHOD=url:https://... (repeatable)"),
             allow_contamination: bool = typer.Option(False, "--allow-contamination",
                                                      help="score released checkpoints on datasets inside their declared "
