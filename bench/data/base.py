@@ -76,6 +76,15 @@ class LabelTask:
         frame = pd.DataFrame(y, index=pd.Index(ids, name="record_id"), columns=classes)
         return cls(name, classes, frame, dict(descriptions or {}))
 
+    @classmethod
+    def binary(cls, name: str, positive_class: str, positive: pd.Series, description: str) -> "LabelTask":
+        """A one-class task over exactly the records of ``positive`` (record id -> bool): True a positive, False a
+        negative (a record without the value is left out by leaving it out of ``positive``)."""
+        task = cls.from_lists(name, [positive_class], {rid: [positive_class] if bool(v) else [] for rid, v in positive.items()},
+                              {positive_class: description})
+        task.labels = task.labels.reindex(positive.index.astype(str), fill_value=0).astype("int8")  # False: a negative, not absent
+        return task
+
     @property
     def record_ids(self) -> list[str]:
         return list(self.labels.index)

@@ -145,11 +145,7 @@ class MimicIVECGICDReader(MimicIVECGReader):
         records = self._records(table, rl_path, mm_path)
         per_record = dict(zip(records.index, table["statements"]))
         tasks = {"icd": LabelTask.from_lists("icd", classes, per_record, {c: f"ICD-10 {c}" for c in classes})}
-        sex = records["sex"].dropna()
-        task = LabelTask.from_lists("sex", ["female"], {r: ["female"] if s == "F" else [] for r, s in sex.items()},
-                                    {"female": "sex recorded as F rather than M"})
-        tasks["sex"] = task
-        task.labels = task.labels.reindex(sex.index, fill_value=0).astype("int8")  # male: a negative, not absent
+        tasks["sex"] = LabelTask.binary("sex", "female", records["sex"].dropna() == "F", "sex recorded as F rather than M")
         notes = [f"scenario {sc['name']}: {len(records)} records, {len(classes)} statements with >= {sc['min_count']} records"]
         return DatasetIndex(self.name, records, tasks, native_fs=500.0, notes=notes)
 
@@ -175,11 +171,12 @@ class MimicIVECGICDReader(MimicIVECGReader):
             raise DataError(rl_path, f"{len(lost)} study id(s) of the ICD table are not in record_list.csv (e.g. {lost[0]})",
                             "use MIMIC-IV-ECG and MIMIC-IV-ECG-ICD of matching versions")
         report_cols = sorted((c for c in mm.columns if c.startswith("report_")), key=lambda c: int(c.split("_")[1]))
+        mm = mm.reindex(table["study_id"])  # the scenario's studies only, in its order (machine_measurements holds every study)
         records = pd.DataFrame(index=pd.Index(table["study_id"].astype(str), name="record_id"))
         records["path"] = rl.loc[table["study_id"], "path"].to_numpy()
         records["patient_id"] = table["subject_id"].astype(str).to_numpy()
-        records["report"] = (mm.apply(join_reports, axis=1, columns=report_cols).reindex(table["study_id"]).fillna("").to_numpy()
-                             if report_cols else "")
+        records["report"] = (mm.apply(join_reports, axis=1, columns=report_cols).fillna("").to_numpy()
+                             if report_cols and len(mm) else "")
         records["label_text"] = records["report"]
         records["fold"] = pd.array([pd.NA] * len(records), dtype="Int64")
         records["split"] = table["split"].to_numpy()
@@ -187,5 +184,5 @@ class MimicIVECGICDReader(MimicIVECGReader):
         records["sex"] = table["gender"].where(table["gender"].isin(["F", "M"])).to_numpy()
         for column in ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis"):
             if column in mm:  # the raw machine measurements; the targets built from them are configs/protocols/regression.yaml's
-                records[column] = pd.to_numeric(mm[column], errors="coerce").reindex(table["study_id"]).to_numpy()
+                records[column] = pd.to_numeric(mm[column], errors="coerce").to_numpy()
         return records

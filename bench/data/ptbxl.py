@@ -125,10 +125,7 @@ def patient_tasks(records: pd.DataFrame) -> dict[str, LabelTask]:
         return {}
     sex = pd.to_numeric(records["sex"], errors="coerce").dropna()
     sex = sex[sex.isin([0, 1])]
-    per_record = {rid: ["female"] if int(v) == 1 else [] for rid, v in sex.items()}
-    task = LabelTask.from_lists("sex", ["female"], per_record, {"female": "sex recorded as female (1) rather than male (0)"})
-    task.labels = task.labels.reindex(sex.index.astype(str), fill_value=0).astype("int8")  # male: a negative, not absent
-    return {"sex": task}
+    return {"sex": LabelTask.binary("sex", "female", sex == 1, "sex recorded as female (1) rather than male (0)")}
 
 
 class PTBXLReader(DatasetReader):

@@ -157,8 +157,7 @@ def superseded(house: "BundleStore", rerun: "BundleStore", folder: Path) -> tupl
     pooled = {(a["suite"], k) for a in kept for k in a["tags"].get("unit_keys", "").split(",") if k}
     units = [u for u in house.manifest["units"] if (u["suite"], u["key"]) in pooled]
     dropped = {u["key"] for u in house.manifest["units"]} - {u["key"] for u in units}
-    manifest = {**json.loads(json.dumps(house.manifest)), "aggregates": kept + rerun.manifest["aggregates"],
-                "units": units + rerun.manifest["units"]}
+    manifest = {**house.manifest, "aggregates": kept + rerun.manifest["aggregates"], "units": units + rerun.manifest["units"]}
     write_combined(house, rerun, manifest, folder, dropped)
     replaced = len(house.manifest["aggregates"]) - len(kept)
     return replaced, len(again) - replaced

@@ -33,15 +33,12 @@ def _like_with_like(aggregates: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     keep = []
-    for _, g in df.groupby(["task", "mode"], sort=False):
+    for (task, mode), g in df.groupby(["task", "mode"], sort=False):
         if (g["seed"].astype(str) == "all").all() or (g["seed"].astype(str) != "all").all():
             keep.append(g)
             continue
-        raw = aggregates.assign(mode=aggregates["mode"].fillna("linear") if "mode" in aggregates else "linear",
-                                leads=aggregates["leads"].fillna("12").astype(str) if "leads" in aggregates else "12")
-        seed0 = seed_view(raw[(raw["task"] == g["task"].iloc[0]) & (raw["mode"] == g["mode"].iloc[0])
-                              & (raw["seed"].astype(str) == "0")])
-        keep.append(seed0)
+        seed0 = seed_view(aggregates[(aggregates["task"] == task) & (aggregates["seed"].astype(str) == "0")])
+        keep.append(seed0[seed0["mode"] == mode])
     return pd.concat(keep, ignore_index=True)
 
 

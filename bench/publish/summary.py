@@ -41,6 +41,7 @@ def _target_boot(store, methods: list[str], dataset: str, task: str, seed, mode:
     test set [M] and on B shared resamples of its records, seeds drawn where cells are over seeds [B, M]."""
     from bench.publish.compare import pooled_predictions
     from bench.suites.metrics import seed_draws, two_level_bootstrap
+    from bench.suites.regression import mean_absolute_error
 
     sides = {m: pooled_predictions(store, "regression", m, dataset, task, "fixed", 1.0, seed, mode)[0] for m in methods}
     ref = sides[methods[0]][0]["record_ids"]
@@ -50,7 +51,7 @@ def _target_boot(store, methods: list[str], dataset: str, task: str, seed, mode:
     draws = seed_draws(len(sides[methods[0]]), n_boot, boot_seed)
 
     def neg_mae(p, rows):
-        return -np.abs(p["y_true"][rows] - p["y_pred"][rows]).astype(np.float64).mean(-1)
+        return -mean_absolute_error(p["y_true"][rows], p["y_pred"][rows])
 
     whole = np.array([np.mean([neg_mae(p, slice(None)) for p in sides[m]]) for m in methods])
     boots = np.stack([two_level_bootstrap(np.stack([neg_mae(p, idx) for p in sides[m]]), draws) for m in methods], axis=1)

@@ -217,7 +217,7 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
     from pathlib import Path
 
     from bench.suites.classification import unit_result
-    from bench.suites.modes import fit_attentive, fit_tuned, predict_attentive, predict_tuned, views_of
+    from bench.suites.modes import fit_and_predict, mode_inputs
 
     cfg = st.mode
     classes = list(st.labels.columns)
@@ -225,28 +225,16 @@ def compute_mode_units(ctx, st: LinearState, units: list) -> list:
     for k in sorted({u.payload[0] for u in units}):
         handle = st.scorers[k].handle
         mine = [u for u in units if u.payload[0] == k]
-        if cfg.mode == "attentive":
-            source = ctx.token_features(st.cfg, handle)
-            ids, data = source.record_ids, source.tokens
-        else:
-            prepared = ctx.prepared(st.cfg, handle)
-            ids = sorted({r for u in mine for part in (u.payload[1].train, u.payload[1].val, u.payload[1].test) for r in part})
-            data = views_of(prepared.signals, handle.encoder.contract, prepared.rows(ids))
-            present = handle.encoder.contract.present_views(data) if handle.encoder.contract.record_seconds else None
+        needed = sorted({r for u in mine for part in (u.payload[1].train, u.payload[1].val, u.payload[1].test) for r in part})
+        ids, data, present = mode_inputs(ctx, st.cfg, handle, cfg.mode, needed)
         where = {r: i for i, r in enumerate(ids)}
         y = st.labels.reindex(ids, fill_value=0).to_numpy()
         for u in mine:
             split = u.payload[1]
             rows = {part: np.array([where[r] for r in getattr(split, part)], dtype=np.int64) for part in ("train", "val", "test")}
             seed = st.seed * 1_000_003 + head_seed(split.fold, st.fraction) % 1_000_003
-            if cfg.mode == "attentive":
-                head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed, progress=bool(ctx.progress))
-                val_score, test_score = (predict_attentive(head, data, rows[p]) for p in ("val", "test"))
-            else:
-                state_dir = Path(st.cfg.paths.cache) / "modes" / u.key
-                model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir,
-                                        progress=bool(ctx.progress), present=present)
-                val_score, test_score = (predict_tuned(model, data, rows[p], present=present) for p in ("val", "test"))
+            val_score, test_score, info = fit_and_predict(cfg, handle.encoder, data, y, rows, seed,
+                                                          Path(st.cfg.paths.cache) / "modes" / u.key, present, bool(ctx.progress))
             arrays = _unit_arrays(test_score, val_score, y, rows, split.test, split.val)
             done[u.key] = unit_result(arrays, classes, {**info, "n_train": len(split.train), "n_val": len(split.val)},
                                       {**cfg.as_params(), "fraction_requested": st.fraction, "n_train_actual": len(split.train),

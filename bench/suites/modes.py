@@ -22,7 +22,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -119,8 +119,9 @@ class AttentiveHead(nn.Module):
     """Learnable queries cross-attend the token features (pre-norm), an MLP block refines them, their mean goes
     through a linear layer: V-JEPA's attentive classifier on frozen features."""
 
-    def __init__(self, dim: int, n_classes: int, heads: int = 16, queries: int = 1):
+    def __init__(self, dim: int, n_classes: int, heads: int = 16, queries: int = 1, objective: Objective = LABELS):
         super().__init__()
+        self.objective = objective
         heads = max(h for h in range(1, heads + 1) if dim % h == 0)  # as many heads as divide the width
         self.heads = heads
         self.query = nn.Parameter(torch.randn(1, queries, dim) * 0.02)
@@ -181,8 +182,7 @@ def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.
     """An attentive head trained on the frozen tokens of rows ``train``, the epoch with the best validation score kept."""
     device = _device()
     torch.manual_seed(seed)
-    head = AttentiveHead(tokens.shape[-1], y.shape[1], cfg.attn_heads, cfg.attn_queries).to(device)
-    head.objective = objective
+    head = AttentiveHead(tokens.shape[-1], y.shape[1], cfg.attn_heads, cfg.attn_queries, objective).to(device)
     opt = _optimizer(cfg, [{"params": head.parameters()}])
     loss_fn = objective.loss()
     best = copy.deepcopy(head.state_dict())
@@ -210,8 +210,7 @@ def fit_attentive(tokens: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.
 def predict_attentive(head: AttentiveHead, tokens: np.ndarray, rows: np.ndarray, batch: int = 256) -> np.ndarray:
     head.eval()
     device = next(head.parameters()).device
-    output = getattr(head, "objective", LABELS).output
-    out = [output(head(torch.as_tensor(np.asarray(tokens[rows[s:s + batch]], dtype=np.float32), device=device))).cpu().numpy()
+    out = [head.objective.output(head(torch.as_tensor(np.asarray(tokens[rows[s:s + batch]], dtype=np.float32), device=device))).cpu().numpy()
            for s in range(0, len(rows), batch)]
     return np.concatenate(out) if out else np.zeros((0, head.out.out_features), np.float32)
 
@@ -327,6 +326,32 @@ def trainable(encoder: nn.Module) -> bool:
 def views_of(prepared_signals: np.ndarray, contract, rows: np.ndarray, chunk: int = 256) -> np.ndarray:
     """The contract's views [N, V, leads, C] of the prepared rows, computed once (reused across epochs)."""
     return np.concatenate([contract.views(np.asarray(prepared_signals[rows[s:s + chunk]])) for s in range(0, len(rows), chunk)])
+
+
+def mode_inputs(ctx, cfg, handle, mode: str, ids: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """What a mode trains on, for a suite (``ctx`` its RunContext, ``cfg`` the dataset's config): the frozen token
+    features of every record (attentive), or the contract's views of ``ids`` (finetune, scratch); their record ids, and
+    for a contract reading whole records the views it counts (``present``, else None)."""
+    if mode == "attentive":
+        source = ctx.token_features(cfg, handle)
+        return [str(r) for r in source.record_ids], source.tokens, None
+    prepared = ctx.prepared(cfg, handle)
+    views = views_of(prepared.signals, handle.encoder.contract, prepared.rows(list(ids)))
+    return list(ids), views, handle.encoder.contract.present_views(views) if handle.encoder.contract.record_seconds else None
+
+
+def fit_and_predict(cfg: ModeConfig, encoder: nn.Module, data: np.ndarray, y: np.ndarray, rows: Mapping[str, np.ndarray],
+                    seed: int, state_dir: Path | None, present: np.ndarray | None, progress: bool = False,
+                    objective: Objective = LABELS) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """One unit of a mode on ``mode_inputs``' data: the head (attentive) or encoder and head (finetune, scratch) trained
+    on ``rows["train"]``, selected on ``rows["val"]``; its outputs on the validation and test rows, and what training
+    says of itself."""
+    if cfg.mode == "attentive":
+        head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed, progress=progress, objective=objective)
+        return predict_attentive(head, data, rows["val"]), predict_attentive(head, data, rows["test"]), info
+    model, info = fit_tuned(encoder, data, y, rows["train"], rows["val"], cfg, seed, state_dir, progress=progress, present=present,
+                            objective=objective)
+    return predict_tuned(model, data, rows["val"], present=present), predict_tuned(model, data, rows["test"], present=present), info
 
 
 def mode_material(cfg: ModeConfig) -> Mapping[str, Any]:

@@ -179,19 +179,13 @@ class RegressionSuite(Suite):
     def _compute_mode(self, ctx: "RunContext", st: RegressionState, unit: Unit) -> UnitResult:
         """An attentive, finetune or scratch unit: the modes' trainers with an MSE head on the target standardised on the
         training records, the epoch with the lowest validation MSE kept; outputs back in the target's unit."""
-        from bench.suites.modes import CONTINUOUS, fit_attentive, fit_tuned, predict_attentive, predict_tuned, views_of
+        from pathlib import Path
+
+        from bench.suites.modes import CONTINUOUS, fit_and_predict, mode_inputs
 
         cfg, handle = st.mode, st.handle
         by_id = {str(k): float(v) for k, v in st.values.items()}
-        present = None
-        if cfg.mode == "attentive":
-            source = ctx.token_features(st.cfg, handle)
-            ids, data = [str(r) for r in source.record_ids], source.tokens
-        else:
-            prepared = ctx.prepared(st.cfg, handle)
-            ids = [r for part in ("train", "val", "test") for r in st.split[part]]
-            data = views_of(prepared.signals, handle.encoder.contract, prepared.rows(ids))
-            present = handle.encoder.contract.present_views(data) if handle.encoder.contract.record_seconds else None
+        ids, data, present = mode_inputs(ctx, st.cfg, handle, cfg.mode, [r for part in ("train", "val", "test") for r in st.split[part]])
         where = {r: i for i, r in enumerate(ids)}
         rows = {part: np.array([where[r] for r in st.split[part]], dtype=np.int64) for part in ("train", "val", "test")}
         y_train = np.array([by_id[r] for r in st.split["train"]])
@@ -200,24 +194,15 @@ class RegressionSuite(Suite):
         for r, i in where.items():
             if r in by_id:
                 y[i, 0] = (by_id[r] - mean) / scale
-        seed = st.seed * 1_000_003 + 17
-        if cfg.mode == "attentive":
-            head, info = fit_attentive(data, y, rows["train"], rows["val"], cfg, seed, progress=bool(ctx.progress), objective=CONTINUOUS)
-            pred = {p: predict_attentive(head, data, rows[p])[:, 0] for p in ("val", "test")}
-        else:
-            from pathlib import Path
-
-            model, info = fit_tuned(handle.encoder, data, y, rows["train"], rows["val"], cfg, seed,
-                                    Path(st.cfg.paths.cache) / "modes" / unit.key, progress=bool(ctx.progress), present=present,
-                                    objective=CONTINUOUS)
-            pred = {p: predict_tuned(model, data, rows[p], present=present)[:, 0] for p in ("val", "test")}
+        val, test, info = fit_and_predict(cfg, handle.encoder, data, y, rows, st.seed * 1_000_003 + 17,
+                                          Path(st.cfg.paths.cache) / "modes" / unit.key, present, bool(ctx.progress), CONTINUOUS)
         truth = {p: np.array([by_id[r] for r in st.split[p]], dtype=np.float32) for p in ("val", "test")}
-        pred = {p: (v.astype(np.float64) * scale + mean).astype(np.float32) for p, v in pred.items()}  # scored as stored
+        pred = {p: (v[:, 0].astype(np.float64) * scale + mean).astype(np.float32)  # back in the target's unit, scored as stored
+                for p, v in (("val", val), ("test", test))}
         metrics = {**regression_scores(truth["test"], pred["test"]), "n": float(len(truth["test"])),
                    "n_train": float(len(y_train)), "n_val": float(len(truth["val"])), **{k: float(v) for k, v in info.items()}}
-        arrays = {"record_ids": np.array(st.split["test"]), "y_true": truth["test"].astype(np.float32),
-                  "y_pred": pred["test"].astype(np.float32), "val_record_ids": np.array(st.split["val"]),
-                  "val_y_true": truth["val"].astype(np.float32), "val_y_pred": pred["val"].astype(np.float32)}
+        arrays = {"record_ids": np.array(st.split["test"]), "y_true": truth["test"], "y_pred": pred["test"],
+                  "val_record_ids": np.array(st.split["val"]), "val_y_true": truth["val"], "val_y_pred": pred["val"]}
         return UnitResult(metrics, {**cfg.as_params(), "head": "MSE on the target standardised on the training records"}, arrays)
 
     def aggregate(self, ctx: "RunContext", group: Group, results) -> Aggregate:
@@ -279,12 +264,17 @@ class RegressionSuite(Suite):
         return "\n\n".join(blocks)
 
 
+def mean_absolute_error(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """MAE over the last axis in float64: one value, or one per row of resampled [B, n] arrays (``bench table summary``)."""
+    return np.abs(np.asarray(y, np.float64) - np.asarray(p, np.float64)).mean(-1)
+
+
 def _metric(name: str, y: np.ndarray, p: np.ndarray) -> float:
     """One metric (module docstring): defined once here, on the test set and on each of its resamples."""
     y, p = np.asarray(y, float), np.asarray(p, float)
     with np.errstate(all="ignore"):
         if name == "mae":
-            return float(np.mean(np.abs(y - p)))
+            return float(mean_absolute_error(y, p))
         if name == "rmse":
             return float(np.sqrt(np.mean((y - p) ** 2)))
         if name == "r2":
