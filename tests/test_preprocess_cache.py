@@ -75,11 +75,14 @@ def test_prepared_key_follows_the_files_contents_not_their_place_or_mtimes(demo_
     from bench.config import load_config
 
     cfg = load_config([], data="ptbxl_1819").data
-    meta = tmp_path / "meta_elsewhere"
-    shutil.copytree(cfg.meta_root, meta, copy_function=shutil.copyfile)
-    subset = {"meta_root": cfg.meta_root, "sampling_rate": 100}
-    assert (prepared_key(PTBXL1819Reader("p", cfg.root, subset), PreprocessConfig())
-            == prepared_key(PTBXL1819Reader("p", cfg.root, {**subset, "meta_root": str(meta)}), PreprocessConfig()))
+    records = tmp_path / "m_records"  # the metadata's copies sort before and after the records by path, wherever tmp is
+    records.symlink_to(cfg.root)
+    keys = set()
+    for root, meta in ((cfg.root, cfg.meta_root), (records, tmp_path / "a_meta"), (records, tmp_path / "z_meta")):
+        if meta != cfg.meta_root:
+            shutil.copytree(cfg.meta_root, meta, copy_function=shutil.copyfile)
+        keys.add(prepared_key(PTBXL1819Reader("p", root, {"meta_root": str(meta), "sampling_rate": 100}), PreprocessConfig()))
+    assert len(keys) == 1
     signal = sorted(copy.rglob("*_hr.dat"))[3]
     data = bytearray(signal.read_bytes())
     data[100] ^= 1  # one bit of one record, same size

@@ -176,9 +176,12 @@ class DatasetReader(ABC):
         """Hash over the source files' names and contents and the reader's options: the same files copied elsewhere or
         re-provisioned (new modification times) keep their cache and unit keys; an edited file changes them."""
         h = hashlib.sha256(self.kind.encode())
-        for p in sorted(self.source_files()):
+        entries = []
+        for p in self.source_files():
             st = p.stat()
-            h.update(f"{p.name}\0{file_content_digest(str(p), st.st_size, st.st_mtime_ns)}\n".encode())
+            entries.append(f"{p.name}\0{file_content_digest(str(p), st.st_size, st.st_mtime_ns)}\n")
+        for entry in sorted(entries):  # ordered by name and content, never by path: files elsewhere sort the same
+            h.update(entry.encode())
         options = {k: v for k, v in self.options.items() if k not in self.LOCATION_OPTIONS}
         h.update(json.dumps(options, sort_keys=True, default=str).encode())
         return h.hexdigest()[:16]
