@@ -586,7 +586,7 @@ def _tracking(ctx_args: list[str], uri: Optional[str]) -> list[str]:
 @_guarded
 def run_cmd(ctx: typer.Context,
             suite: str = typer.Option("linear", help="a suite of `bench suites list`: linear | zero_shot | transfer | textgen | "
-                                                     "subgroup | robustness | plugins"),
+                                                     "subgroup | robustness | regression | plugins"),
             methods: str = typer.Option(..., help="comma-separated encoder names (bench encoders list)"),
             datasets: Optional[str] = typer.Option(None, help="comma-separated datasets (default: data=... of the config, demo_ptbxl)"),
             tasks: Optional[str] = typer.Option(None, help="comma-separated tasks (default: the dataset's default_tasks)"),
@@ -1075,12 +1075,13 @@ def sweep_cmd(ctx: typer.Context, method: str = typer.Option(..., help="encoder 
 
 
 @app.command("compare", context_settings=OVERRIDES,
-             help=f"Paired bootstrap test of macro AUROC between two methods on the same records and resamples. {OVERRIDE_HELP}")
+             help=f"Paired bootstrap test of macro AUROC (of MAE on a continuous target, --suite regression) between two "
+                  f"methods on the same records and resamples. {OVERRIDE_HELP}")
 @_guarded
 def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="first method"),
                 method_b: str = typer.Argument(..., help="second method"),
                 suite: str = typer.Option("linear", help="a suite of `bench suites list`: linear | zero_shot | transfer | textgen | "
-                                                     "subgroup | robustness | plugins"),
+                                                     "subgroup | robustness | regression | plugins"),
                 dataset: str = typer.Option("ptbxl_1819", help="dataset (transfer: source family)"),
                 task: str = typer.Option("super", help="task"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
                 fraction: float = typer.Option(1.0, help="label fraction"),
@@ -1100,9 +1101,15 @@ def compare_cmd(ctx: typer.Context, method_a: str = typer.Argument(..., help="fi
     except (LookupError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     over = f"mean over S = {r['n_seeds']} seeds, two-level bootstrap" if r["n_seeds"] > 1 else f"seed {r['seed']}"
-    typer.echo(f"{method_a} - {method_b} on {dataset}/{task} ({suite}, {protocol}, {100 * fraction:g}% labels, {over}, n={r['n']}): "
-               f"observed macro AUROC difference {100 * r['diff']:+.2f} points, 95% CI [{100 * r['ci_low']:+.2f}, "
-               f"{100 * r['ci_high']:+.2f}] ({r['n_boot']:.0f} paired stratified resamples), two-sided paired bootstrap p "
+    if r["metric"] == "MAE":
+        where, unit = f"regression, {over}, n={r['n']}", f" {r['unit']}" if r["unit"] else ""
+        difference = (f"observed MAE difference {r['diff']:+.3g}{unit} (negative: {method_a} errs less), 95% CI "
+                      f"[{r['ci_low']:+.3g}, {r['ci_high']:+.3g}] ({r['n_boot']:.0f} paired resamples of the test records)")
+    else:
+        where = f"{suite}, {protocol}, {100 * fraction:g}% labels, {over}, n={r['n']}"
+        difference = (f"observed macro AUROC difference {100 * r['diff']:+.2f} points, 95% CI [{100 * r['ci_low']:+.2f}, "
+                       f"{100 * r['ci_high']:+.2f}] ({r['n_boot']:.0f} paired stratified resamples)")
+    typer.echo(f"{method_a} - {method_b} on {dataset}/{task} ({where}): {difference}, two-sided paired bootstrap p "
                + (f"≤ {r['p_floor']:.2g} (the smallest {r['n_boot']:.0f} resamples can show)" if r["p_value"] <= r["p_floor"]
                   else f"= {r['p_value']:.4f}"))
 

@@ -119,3 +119,15 @@ def test_continuous_targets_asked_of_the_linear_suite_run_in_every_mode(tmp_path
     aggs = ResultStore.from_config(load_config(store)).aggregates(["regression"])
     assert {"regression|merit_mse|demo_ptbxl|age|fixed|1.0|0",
             "regression|merit_mse|demo_ptbxl|age|fixed|1.0|0|finetune"} <= set(aggs["agg_key"])
+    compared = cli.invoke(app, ["compare", "merit_mse", "random", "--suite", "regression", "--dataset", "demo_ptbxl", "--task",
+                                "age", *store])  # the paired test reads MAE on a continuous target, in its unit
+    assert compared.exit_code == 0, compared.output
+    mae = aggs.set_index("agg_key")["mae"]
+    diff = float(compared.output.split("observed MAE difference ")[1].split()[0])
+    assert diff == pytest.approx(mae["regression|merit_mse|demo_ptbxl|age|fixed|1.0|0"]
+                                 - mae["regression|random|demo_ptbxl|age|fixed|1.0|0"], abs=1e-3 * max(1, abs(diff)))
+    n_test = int(aggs.set_index("agg_key")["n_test"]["regression|random|demo_ptbxl|age|fixed|1.0|0"])
+    assert "years (negative: merit_mse errs less)" in compared.output and f"n={n_test})" in compared.output
+    crossed = cli.invoke(app, ["compare", "merit_mse", "random", "--suite", "linear", "--dataset", "demo_ptbxl", "--task", "age",
+                               *store])
+    assert crossed.exit_code != 0 and "no linear aggregate" in crossed.output

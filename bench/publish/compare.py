@@ -58,6 +58,18 @@ def side_auroc(side: list[dict[str, np.ndarray]], idx: np.ndarray, draws: np.nda
     return resampled, float(np.mean([bootstrap_macro_auroc(p["y_true"], p["y_score"], whole)[0] for p in side]))
 
 
+def _one_evaluation_set(sides: dict, dataset: str, task: str) -> dict:
+    """The cells' sides, refused unless every cell scored the same records at the same number of seeds."""
+    ref = next(iter(sides.values()))[0]
+    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) for side in sides.values() for p in side):
+        raise ValueError(f"the cells on {dataset}/{task} were scored on different records; comparing them needs one "
+                         f"evaluation set")
+    if len({len(side) for side in sides.values()}) > 1:
+        raise ValueError(f"the cells on {dataset}/{task} have different numbers of seeds; comparing them over seeds needs "
+                         f"the same seeds")
+    return sides
+
+
 def shared_resample_aurocs(store: ResultStore, cache_dir: str | Path, cells: dict, *, dataset: str, task: str,
                            protocol: str, fraction: float, seed: int | str, n_boot: int,
                            boot_seed: int) -> tuple[dict[Any, tuple[np.ndarray, float]], int]:
@@ -67,16 +79,29 @@ def shared_resample_aurocs(store: ResultStore, cache_dir: str | Path, cells: dic
     sides, key = {}, ""
     for k, (method, mode) in cells.items():
         sides[k], key = pooled_predictions(store, "linear", method, dataset, task, protocol, fraction, seed, mode)
-    ref = next(iter(sides.values()))[0]
-    if any(not np.array_equal(p["record_ids"], ref["record_ids"]) for side in sides.values() for p in side):
-        raise ValueError(f"the cells on {dataset}/{task} were scored on different records; comparing them needs one "
-                         f"evaluation set")
-    if len({len(side) for side in sides.values()}) > 1:
-        raise ValueError(f"the cells on {dataset}/{task} have different numbers of seeds; comparing them over seeds needs "
-                         f"the same seeds")
+    ref = next(iter(_one_evaluation_set(sides, dataset, task).values()))[0]
     idx = bootstrap_indices(len(ref["record_ids"]), n_boot, boot_seed, Path(cache_dir) / "bootstrap", key, y_true=ref["y_true"])
     draws = seed_draws(len(next(iter(sides.values()))), n_boot, boot_seed)
     return {k: side_auroc(side, idx, draws) for k, side in sides.items()}, len(ref["record_ids"])
+
+
+def shared_resample_maes(store: ResultStore, cells: dict, *, dataset: str, task: str, seed: int | str, n_boot: int,
+                         boot_seed: int) -> tuple[dict[Any, tuple[np.ndarray, float]], int, int]:
+    """Several regression cells of one continuous target, ``cells``: key -> (method, mode), each on the same B resamples
+    of the test records (drawn as the suite's own intervals draw them) and the same seed draws: key -> (MAE on each
+    resample [B], two-level over seeds; MAE on the full test set, mean over seeds); the number of test records and of
+    seeds."""
+    from bench.suites.regression import mean_absolute_error
+
+    sides = {k: pooled_predictions(store, "regression", method, dataset, task, "fixed", 1.0, seed, mode)[0]
+             for k, (method, mode) in cells.items()}
+    n = len(next(iter(_one_evaluation_set(sides, dataset, task).values()))[0]["record_ids"])
+    idx = np.random.default_rng([boot_seed, n]).integers(0, n, size=(n_boot, n))
+    n_seeds = len(next(iter(sides.values())))
+    draws = seed_draws(n_seeds, n_boot, boot_seed)
+    return {k: (two_level_bootstrap(np.stack([mean_absolute_error(p["y_true"][idx], p["y_pred"][idx]) for p in side]), draws),
+                float(np.mean([mean_absolute_error(p["y_true"], p["y_pred"]) for p in side])))
+            for k, side in sides.items()}, n, n_seeds
 
 
 def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *, suite: str = "linear", dataset: str,
@@ -93,6 +118,9 @@ def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *
         seeds = {cell_seed(store, suite, {"method": a, **where, "mode": mode_a, "leads": leads_a}),
                  cell_seed(store, suite_b or suite, {"method": b, **where, "mode": mode_b or mode_a, "leads": leads_b or leads_a})}
         seed = "all" if seeds == {"all"} else 0
+    if suite == "regression" or suite_b == "regression":
+        return _compare_continuous(store, a, b, suite_b or suite, dataset=dataset, task=task, seed=seed, n_boot=n_boot,
+                                   boot_seed=boot_seed, mode_a=mode_a, mode_b=mode_b or mode_a)
     side_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a, leads_a)
     side_b, _ = pooled_predictions(store, suite_b or suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a,
                                    leads_b or leads_a)
@@ -106,7 +134,23 @@ def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *
     draws = seed_draws(len(side_a), n_boot, boot_seed)
     (boot_a, obs_a), (boot_b, obs_b) = side_auroc(side_a, idx, draws), side_auroc(side_b, idx, draws)
     res = paired_bootstrap_test(boot_a, boot_b, obs_a, obs_b)
-    return {"a": a, "b": b, "n": len(ref["record_ids"]), "n_seeds": len(side_a), "seed": str(seed), **res}
+    return {"a": a, "b": b, "n": len(ref["record_ids"]), "n_seeds": len(side_a), "seed": str(seed), "metric": "macro AUROC",
+            "unit": "", **res}
+
+
+def _compare_continuous(store: ResultStore, a: str, b: str, suite_b: str, *, dataset: str, task: str, seed: int | str,
+                        n_boot: int, boot_seed: int, mode_a: str, mode_b: str) -> dict:
+    """The paired bootstrap of two regression cells' MAE on one continuous target (a - b: negative when ``a`` errs less),
+    on the resamples the suite's own intervals draw."""
+    if suite_b != "regression":
+        raise ValueError(f"{task} is a continuous target (suite regression); it compares only with another regression cell")
+    stats, n, n_seeds = shared_resample_maes(store, {"a": (a, mode_a), "b": (b, mode_b)}, dataset=dataset, task=task, seed=seed,
+                                    n_boot=n_boot, boot_seed=boot_seed)
+    key = Group({"suite": "regression", "method": a, "dataset": dataset, "task": task, "protocol": "fixed", "fraction": 1.0,
+                 "seed": seed, "mode": mode_a, "leads": "12"}).agg_key
+    res = paired_bootstrap_test(stats["a"][0], stats["b"][0], stats["a"][1], stats["b"][1])
+    return {"a": a, "b": b, "n": n, "n_seeds": n_seeds, "seed": str(seed), "metric": "MAE",
+            "unit": str((store.aggregate_tags("regression", key) or {}).get("unit_of_target", "")), **res}
 
 
 def with_holm(results: Sequence[dict]) -> list[dict]:

@@ -19,7 +19,7 @@ import yaml
 from scipy.stats import rankdata
 
 from bench import REPO_ROOT
-from bench.publish.compare import shared_resample_aurocs
+from bench.publish.compare import shared_resample_aurocs, shared_resample_maes
 from bench.publish.tables import auroc_estimate, degenerate, not_applicable, row_name, seed_view
 from bench.suites.base import render_block
 from bench.suites.metrics import percentile_interval
@@ -39,23 +39,9 @@ def _target_boot(store, methods: list[str], dataset: str, task: str, seed, mode:
                  boot_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every method's negative MAE on a continuous target (higher is better, so ranks read as for AUROC) on the full
     test set [M] and on B shared resamples of its records, seeds drawn where cells are over seeds [B, M]."""
-    from bench.publish.compare import pooled_predictions
-    from bench.suites.metrics import seed_draws, two_level_bootstrap
-    from bench.suites.regression import mean_absolute_error
-
-    sides = {m: pooled_predictions(store, "regression", m, dataset, task, "fixed", 1.0, seed, mode)[0] for m in methods}
-    ref = sides[methods[0]][0]["record_ids"]
-    if any(not np.array_equal(p["record_ids"], ref) for side in sides.values() for p in side):
-        raise ValueError(f"the {task} cells on {dataset} were scored on different records")
-    idx = np.random.default_rng([boot_seed, len(ref)]).integers(0, len(ref), size=(n_boot, len(ref)))
-    draws = seed_draws(len(sides[methods[0]]), n_boot, boot_seed)
-
-    def neg_mae(p, rows):
-        return -mean_absolute_error(p["y_true"][rows], p["y_pred"][rows])
-
-    whole = np.array([np.mean([neg_mae(p, slice(None)) for p in sides[m]]) for m in methods])
-    boots = np.stack([two_level_bootstrap(np.stack([neg_mae(p, idx) for p in sides[m]]), draws) for m in methods], axis=1)
-    return whole, boots
+    stats, _, _ = shared_resample_maes(store, {m: (m, mode) for m in methods}, dataset=dataset, task=task, seed=seed,
+                                       n_boot=n_boot, boot_seed=boot_seed)
+    return -np.array([stats[m][1] for m in methods]), -np.stack([stats[m][0] for m in methods], axis=1)
 
 
 def _cells(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: float, mode: str, estimate) -> pd.DataFrame:
