@@ -39,7 +39,7 @@ def published(tmp_path_factory):
                   "modes.common.epochs=2"],
                  ["run", "--suite", "zero_shot", "--methods", "merit,merit_mse", "--tasks", "super", "--seeds", "0,1"],
                  ["run", "--suite", "robustness", "--methods", "merit", "--tasks", "super"],
-                 ["run", "--suite", "regression", "--methods", "random", "--tasks", "age", "--seeds", "0"],
+                 ["run", "--suite", "regression", "--methods", "random,merit", "--tasks", "age", "--seeds", "0"],
                  ["publish", "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures", "--readme", str(template)]):
         result = cli.invoke(app, [*args, *_overrides(root)])
         assert result.exit_code == 0, result.output
@@ -71,7 +71,11 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
                               if a["tags"]["applicable"] == "yes")
     assert not (results / "bundle" / "checkpoints").exists()  # named and hashed, never committed as weights
     board = pd.read_csv(results / "leaderboard.csv")
-    assert len(board) == 3 * 2 * 2 + 3 + 1  # linear: methods x tasks x fractions; attentive: 3; zero-shot: merit only
+    assert len(board) == 3 * 2 * 2 + 3 + 1 + 2  # linear: methods x tasks x fractions; attentive: 3; zero-shot: merit only; age: 2
+    age = board[board["suite"] == "regression"]  # a continuous target's row is read by its MAE, in the target's unit
+    assert set(age["metric"]) == {"MAE"} and set(age["unit_of_target"]) == {"years"} and age["auroc"].isna().all()
+    assert (age["mae_ci_low"] <= age["mae"]).all() and (age["mae"] <= age["mae_ci_high"]).all()
+    assert set(board[board["suite"] != "regression"]["metric"]) == {"macro AUROC"}
     assert not board["checkpoint"].astype(str).str.startswith("/").any()
     assert board["checkpoint"].str.startswith(("cache:checkpoints/", "untrained")).all()
     assert str(published.parent) not in (results / "bundle" / "manifest.json").read_text()
@@ -198,12 +202,19 @@ def test_page_in_a_headless_browser_lists_every_row_and_sorts(published, tmp_pat
             Select(browser.find_element(By.ID, f"f-{name}")).select_by_value("all")
         rows = browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")
         assert len(rows) == len(board)
+        Select(browser.find_element(By.ID, "f-suite")).select_by_value("regression")  # MAE in years, no forest plot
+        matrix = browser.find_elements(By.CSS_SELECTOR, "#matrix tbody tr")
+        assert len(matrix) == 2 and all(" years" in r.text and "[" in r.text for r in matrix)
+        assert not browser.find_elements(By.CSS_SELECTOR, "#forest svg")
+        shown = sorted(float(r.find_elements(By.TAG_NAME, "td")[1].text.split()[0]) for r in matrix)
+        assert shown == sorted(round(v, 2) for v in board[board["suite"] == "regression"]["mae"])
+        Select(browser.find_element(By.ID, "f-suite")).select_by_value("linear")  # one metric to sort by
 
         def auroc_column():
-            return [float(r.find_elements(By.TAG_NAME, "td")[7].text) for r in browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")]
+            return [float(r.find_elements(By.TAG_NAME, "td")[8].text) for r in browser.find_elements(By.CSS_SELECTOR, "#rows tbody tr")]
 
         before = auroc_column()
-        header = browser.find_elements(By.CSS_SELECTOR, "#rows thead th")[7]
+        header = browser.find_elements(By.CSS_SELECTOR, "#rows thead th")[8]
         header.click()
         after = auroc_column()
         assert after != before and after == sorted(before, reverse=True)

@@ -81,7 +81,8 @@ th.sorted-desc::after{content:" ▼"} th.sorted-asc::after{content:" ▲"}
 svg text{font-size:11px} .forest{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
 </style></head><body>
 <h1>bench leaderboard</h1>
-<p class="legend">Cells: macro AUROC (%) [95% bootstrap interval over test records]. Marks: † a scored class had fewer than
+<p class="legend">Cells: macro AUROC (%) [95% bootstrap interval over test records]; a continuous target (suite
+regression): MAE in the target's unit [95% interval], lower is better, the best the least error. Marks: † a scored class had fewer than
 5 training positives; ◇ synthetic demo records (hidden unless shown: they show the pipeline, not a result); ⚠ contaminated (a released checkpoint scored inside its declared training corpora);
 ‡ pretrained on the records' label descriptions instead of their reports; "(submitted)": a row others added with
 <code>bench leaderboard add</code> after it was verified (its submitter and command in the hover). <b>Bold</b>: the column's best method, where a
@@ -129,6 +130,13 @@ ALL_ROWS.forEach(r => { if (r.mode === undefined || r.mode === null) r.mode = "l
                        r.leads = (r.leads === undefined || r.leads === null) ? "12" : String(r.leads); });
 const auc = r => (r.auroc_pooled !== null && r.auroc_pooled !== undefined) ? r.auroc_pooled : r.auroc_mean;
 const pct = v => (v === null || v === undefined) ? "–" : (100 * v).toFixed(1);
+// a row's estimate and interval in the metric it is read by: macro AUROC (%), or a continuous target's MAE in its unit
+const continuous = r => r.metric === "MAE";
+const est = r => continuous(r) ? r.mae : auc(r);
+const ciLow = r => continuous(r) ? r.mae_ci_low : r.auroc_ci_low;
+const ciHigh = r => continuous(r) ? r.mae_ci_high : r.auroc_ci_high;
+const show = (r, v) => !continuous(r) ? pct(v) : (v === null || v === undefined) ? "–" : Number(v).toFixed(2);
+const unit = r => continuous(r) && r.unit_of_target ? " " + r.unit_of_target : "";
 const marks = r => (r.synthetic === "yes" ? "◇" : "") + (r.low_support === "yes" ? "†" : "") + (String(r.contaminated).includes("yes") ? "⚠" : "")
                    + (String(r.pretrain_text).includes("labels") ? "‡" : "");
 const task = r => r.dataset + "/" + r.task;
@@ -195,34 +203,35 @@ function renderMatrix(rows) {
   table.innerHTML = "<thead><tr><th>method</th>" + cols.map(head).join("") + "</tr></thead><tbody></tbody>";
   const draw = () => {
     table.querySelector("tbody").innerHTML = lines.map(l => `<tr><td>${l.method}</td>` + l.cells.map((r, i) => r
-      ? `<td title="${hover(r)}" class="${LEADERS[cols[i]] === r.method ? "best" : ""}">${pct(auc(r))} [${pct(r.auroc_ci_low)}, ${pct(r.auroc_ci_high)}]<span class="mark">${marks(r)}</span></td>`
+      ? `<td title="${hover(r)}" class="${LEADERS[cols[i]] === r.method ? "best" : ""}">${show(r, est(r))} [${show(r, ciLow(r))}, ${show(r, ciHigh(r))}]${unit(r)}<span class="mark">${marks(r)}</span></td>`
       : "<td>–</td>").join("") + "</tr>").join("");
   };
-  sortable(table, lines, [l => l.method, ...cols.map((c, i) => l => l.cells[i] ? auc(l.cells[i]) : null)], draw);
+  sortable(table, lines, [l => l.method, ...cols.map((c, i) => l => l.cells[i] ? est(l.cells[i]) : null)], draw);
   draw();
 }
 function renderRows(rows) {
   const table = document.getElementById("rows");
   const cols = [["suite", r => r.suite], ["dataset", r => r.dataset], ["task", r => r.task], ["protocol", r => r.protocol],
-                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", r => r.submission ? link(r) : nameOf(r)], ["AUROC", auc], ["CI low", r => r.auroc_ci_low],
-                ["CI high", r => r.auroc_ci_high], ["F1", r => r.f1_mean], ["BAcc", r => r.bacc_mean], ["n test", r => r.n_test],
-                ["marks", marks]];
-  const fmt = (name, v) => ["AUROC", "CI low", "CI high", "F1", "BAcc"].includes(name) ? pct(v) : (v === null ? "–" : v);
+                ["mode", r => r.mode], ["fraction", r => r.fraction], ["method", r => r.submission ? link(r) : nameOf(r)], ["metric", r => r.metric + unit(r)], ["estimate", est],
+                ["CI low", ciLow], ["CI high", ciHigh], ["F1", r => r.f1_mean], ["BAcc", r => r.bacc_mean], ["R²", r => r.r2],
+                ["n test", r => r.n_test], ["marks", marks]];
+  const fmt = (name, v, r) => ["estimate", "CI low", "CI high"].includes(name) ? show(r, v) : ["F1", "BAcc"].includes(name) ? pct(v)
+    : name === "R²" ? (v === null || v === undefined ? "–" : Number(v).toFixed(2)) : (v === null || v === undefined ? "–" : v);
   const list = rows.slice();
   table.innerHTML = "<thead><tr>" + cols.map(c => `<th>${c[0]}</th>`).join("") + "</tr></thead><tbody></tbody>";
   const draw = () => {
     table.querySelector("tbody").innerHTML = list.map(r => `<tr title="${hover(r)}">` +
-      cols.map(c => `<td>${fmt(c[0], c[1](r))}</td>`).join("") + "</tr>").join("");
+      cols.map(c => `<td>${fmt(c[0], c[1](r), r)}</td>`).join("") + "</tr>").join("");
   };
   sortable(table, list, cols.map(c => c[1]), draw);
   draw();
 }
 function renderForest(rows) {
   const box = document.getElementById("forest");
-  const groups = {};
-  rows.forEach(r => (groups[columnKey(r)] ||= []).push(r));
+  const groups = {};  // AUROC on one shared axis; continuous targets, each in its own unit, are read in the table
+  rows.filter(r => !continuous(r)).forEach(r => (groups[columnKey(r)] ||= []).push(r));
   // one axis for every panel, in steps of 0.1 AUROC, with a tick and a label at each step
-  const shown = rows.filter(r => auc(r) !== null);
+  const shown = rows.filter(r => !continuous(r) && auc(r) !== null);
   const lo = Math.floor(10 * Math.min(0.5, ...shown.map(r => r.auroc_ci_low ?? auc(r)))) / 10;
   const hi = Math.ceil(10 * Math.max(0.5, ...shown.map(r => r.auroc_ci_high ?? auc(r)))) / 10;
   const ticks = [];

@@ -197,18 +197,20 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
 
     columns, jobs = [], []
     for _, g in board.groupby(BOARD_KEYS[:-1], sort=True):  # a page column: every key but the method
-        ranked = sorted(((auroc_estimate(r), r["method"]) for r in g.to_dict("records") if np.isfinite(auroc_estimate(r))), reverse=True)
+        r = g.iloc[0]
+        lower = r.get("metric") == "MAE"  # a continuous target: the least error leads
+        score = (lambda row: -float(row["mae"])) if lower else auroc_estimate
+        ranked = sorted(((score(x), x["method"]) for x in g.to_dict("records") if np.isfinite(score(x))), reverse=True)
         if len(ranked) < 2:
             continue
-        r = g.iloc[0]
-        columns.append((column_key(r.to_dict()), ranked[0][1]))
+        columns.append((column_key(r.to_dict()), ranked[0][1], lower))
         jobs.append(dict(a=ranked[0][1], b=ranked[1][1], suite=r["suite"], dataset=r["dataset"], task=r["task"],
                          protocol=r["protocol"], fraction=float(r["fraction"]), n_boot=settings.paired_n_boot,
                          boot_seed=settings.bootstrap_seed, mode_a=str(r.get("mode", "linear")),
                          leads_a=str(r.get("leads", "12"))))
     tests = comparisons(store, jobs, boot_cache, expected=(LookupError, ValueError, OSError))
-    return {column: (best if test["p_value"] < alpha and test["diff"] > 0 else "")
-            for (column, best), test in zip(columns, tests) if not isinstance(test, Exception)}
+    return {column: (best if test["p_value"] < alpha and (test["diff"] < 0 if lower else test["diff"] > 0) else "")
+            for (column, best, lower), test in zip(columns, tests) if not isinstance(test, Exception)}
 
 
 def modes_tables(store, linear: pd.DataFrame, settings: PublishSettings, boot_cache: Path) -> str:

@@ -406,16 +406,29 @@ def _textgen_table(sub: pd.DataFrame, methods: Sequence[str] | None, fmt: str) -
     return "\n\n".join(blocks)
 
 
+#: a continuous target's columns (the regression suite's cells): MAE in the target's unit, R², Pearson r, with intervals
+CONTINUOUS_COLUMNS = ["mae", "mae_ci_low", "mae_ci_high", "r2", "r2_ci_low", "r2_ci_high", "pearson_r", "rmse"]
+
+
+def board_metric(suite: str) -> str:
+    """What a leaderboard row of ``suite`` is read by (``Suite.board_metric``): "macro AUROC", or "MAE" for a suite of
+    continuous targets."""
+    from bench.suites.base import SUITES
+
+    return SUITES.get(suite).board_metric if suite in SUITES.names() else "macro AUROC"
+
+
 def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
     """One row per method x dataset x task x protocol x mode x fraction, with provenance: the cell over all its seeds where
-    there is one (``seed`` = all, ``n_seeds`` = S), else its smallest seed."""
+    there is one (``seed`` = all, ``n_seeds`` = S), else its smallest seed. ``metric`` says what a row is read by: its
+    AUROC columns, or for a continuous target its MAE columns (in ``unit_of_target``; its AUROC columns empty)."""
     if aggregates.empty:
         return aggregates
     df = seed_view(aggregates[~not_applicable(aggregates)])
     df["fraction"] = df["fraction"].astype(float)
     num = ["auroc_mean", "auroc_std", "auroc_ci_low", "auroc_ci_high", "auroc_pooled", "auprc_mean", "f1_mean", "bacc_mean", "challenge_mean",
            "hamming_acc_mean", "classes_scored", "classes_total", "min_train_positives", "n_test", "n_units", "n_seeds",
-           "auroc_seed_std"]
+           "auroc_seed_std", *CONTINUOUS_COLUMNS]
     for c in num:
         if c not in df:
             df[c] = np.nan
@@ -430,6 +443,8 @@ def leaderboard(aggregates: pd.DataFrame) -> pd.DataFrame:
         for c in PROVENANCE:
             row[c] = ";".join(sorted({str(v) for v in g[c]}))
         row["auroc"] = round(auroc_estimate(row), 6)  # the estimate auroc_ci_low/high belong to (cv10: pooled out of fold)
+        row["metric"] = board_metric(row["suite"])
+        row["unit_of_target"] = ";".join(sorted({str(v) for v in g.get("unit_of_target", pd.Series(dtype=str)).dropna() if str(v)}))
         row["name"] = row_name(g.iloc[0])
         row["synthetic"] = "yes" if any(is_synthetic(r) for r in g.to_dict("records")) else "no"
         row["degenerate"] = " | ".join(sorted({degenerate(r) for r in g.to_dict("records")} - {""}))

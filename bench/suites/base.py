@@ -146,6 +146,9 @@ class Suite:
     stores_predictions: ClassVar[bool] = True
     #: the leaderboard lists this suite's aggregates (a suite with its own metric layout says False)
     on_leaderboard: ClassVar[bool] = True
+    #: the metric its leaderboard rows are read by: "macro AUROC" (higher is better) or "MAE" (lower is better, in the target's
+    #: unit; a suite of continuous targets)
+    board_metric: ClassVar[str] = "macro AUROC"
     #: (aggregate tag, unit tag) when the order of a group's units shapes its aggregate (a table's columns): the
     #: aggregate tag lists the units' tag values in that order, so `bench verify` can pool them the same way
     unit_order: ClassVar[tuple[str, str] | None] = None
