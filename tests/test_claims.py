@@ -27,6 +27,14 @@ def test_a_claim_is_worded_by_its_test():
     assert "seed 0 of each" in held
     modes = Cell.parse("linear/ptbxl_1819/super/fixed/1/merit:attentive")
     assert modes.mode == "attentive" and modes.label == "`merit` (attentive)"
+    ked, stats = Cell.parse("regression/ptbxl_1819/age/fixed/1/ecgfm_ked"), Cell.parse("regression/ptbxl_1819/age/fixed/1/signal_stats")
+    mae = {"metric": "MAE", "unit": "years"}  # a continuous target: the smaller error leads, Δ in the target's unit
+    assert claim_words(ked, stats, _test(-2.5, -3.75, -1.25, 0.01, seed="0") | mae).startswith(
+        "`ecgfm_ked` leads `signal_stats` (Δ MAE `ecgfm_ked` − `signal_stats` -2.50 years [95% CI -3.75, -1.25]")
+    assert claim_words(ked, stats, _test(2.5, 1.25, 3.75, 0.01, seed="0") | mae).startswith(
+        "`signal_stats` leads `ecgfm_ked` (Δ MAE `signal_stats` − `ecgfm_ked` -2.50 years [95% CI -3.75, -1.25]")
+    assert claim_words(ked, stats, _test(-0.24, -1.1, 0.6, 0.7) | mae).startswith(
+        "`ecgfm_ked` and `signal_stats` are not told apart (Δ MAE `ecgfm_ked` − `signal_stats` -0.24 years [95% CI -1.10, +0.60]")
 
 
 def test_cells_on_two_evaluation_sets_are_not_a_claim():

@@ -31,7 +31,9 @@ def published(tmp_path_factory):
                         "({{ value('linear/demo_ptbxl/super/fixed/1/merit', 'n_test') }} test records); against MSE-only: "
                         "{{ paired('super', 'merit', 'merit_mse') }}.\n\nClaim: {{ claim('linear/demo_ptbxl/super/fixed/1/merit', "
                         "'linear/demo_ptbxl/super/fixed/1/random') }}; {{ claim('linear/demo_ptbxl/super/fixed/1/merit:attentive', "
-                        "'linear/demo_ptbxl/super/fixed/1/merit') }} ({{ claim_count() }} claims). Rhythm, "
+                        "'linear/demo_ptbxl/super/fixed/1/merit') }}; age: {{ claim('regression/demo_ptbxl/age/fixed/1/merit', "
+                        "'regression/demo_ptbxl/age/fixed/1/random') }}, {{ cell('regression/demo_ptbxl/age/fixed/1/merit') }} "
+                        "({{ claim_count() }} claims). Rhythm, "
                         "{{ order('linear/demo_ptbxl/rhythm/fixed/1/merit', 'linear/demo_ptbxl/rhythm/fixed/1/random', "
                         "'linear/demo_ptbxl/rhythm/fixed/1/merit_mse') }}.\n\n{{ table('linear_fixed_1') }}")
     for args in (["run", "--suite", "linear", "--methods", "merit,merit_mse,random", "--tasks", "super,rhythm", "--fractions", "0.5,1"],
@@ -59,7 +61,8 @@ def test_bundle_verifies_without_mlflow_and_holds_no_machine_paths(published, tm
     assert "every number is recomputed from its bundle" in result.output
     readme = (results / "README.md").read_text()
     assert "MERIT reaches" in readme and "Holm p" in readme and "| merit" in readme  # rendered from the results
-    assert "(2 claims)" in readme and readme.count("told apart") + readme.count(" leads `") == 2
+    assert "(3 claims)" in readme and readme.count("told apart") + readme.count(" leads `") == 3
+    assert "Δ MAE `" in readme and " years [95% CI " in readme  # the age claim: MAE in years, and its cell likewise
     assert "by estimate, not tested: `" in readme
     manifest = json.loads((results / "bundle" / "manifest.json").read_text())
     assert {a["suite"] for a in manifest["aggregates"]} == {"linear", "zero_shot", "robustness", "regression"}

@@ -9,6 +9,9 @@ cells over their seeds where both have several, else seed 0 of each), Holm-adjus
   ``ALPHA`` (the leader named first whichever side it is), and
 - ``A and B are not told apart (Δ A − B +5.8 points [95% CI −3.1, +14.4], Holm p 0.41; S = 3 seeds)`` otherwise.
 
+A claim on a continuous target (two regression cells) is the paired test of MAE in the target's unit: ``A leads B (Δ MAE
+A − B −3.53 years [95% CI −4.90, −2.20], ...)``, the cell with the smaller error leading.
+
 More than two cells are only ever put in order as estimates (``order_words``: "by estimate, not tested"). No other
 comparative word may be typed in a template: ``typed_comparatives`` finds them, and publishing (so `bench verify` too)
 refuses a template that has one. A plugin suite's cells are claimed the same way: any leaderboard row can be a side.
@@ -82,20 +85,25 @@ def holds(test: dict, alpha: float = ALPHA) -> bool:
 
 
 def claim_words(a: Cell, b: Cell, test: dict, alpha: float = ALPHA) -> str:
-    """The sentence a claim's test allows (module docstring)."""
+    """The sentence a claim's test allows (module docstring); on a continuous target the difference is of MAE in the
+    target's unit, and the cell with the smaller error leads."""
     from bench.suites.metrics import format_p
 
-    diff, lo, hi = 100 * float(test["diff"]), 100 * float(test["ci_low"]), 100 * float(test["ci_high"])
+    continuous = test.get("metric") == "MAE"
+    scale, unit, digits = (1, f" {test.get('unit') or ''}".rstrip(), 2) if continuous else (100, " points", 1)
+    what = "Δ MAE" if continuous else "Δ"
+    diff, lo, hi = (scale * float(test[k]) for k in ("diff", "ci_low", "ci_high"))
     seeds = f"S = {int(test['n_seeds'])} seeds" if str(test.get("seed")) == "all" else "seed 0 of each"
     p = format_p(float(test["p_holm"]), float(test["p_floor"]))
     if holds(test, alpha):
-        first, second = (a, b) if diff > 0 else (b, a)
-        if diff < 0:
+        a_leads = diff < 0 if continuous else diff > 0
+        first, second = (a, b) if a_leads else (b, a)
+        if not a_leads:
             diff, lo, hi = -diff, -hi, -lo
-        return (f"{first.label} leads {second.label} (Δ {first.label} − {second.label} {diff:+.1f} points "
-                f"[95% CI {lo:+.1f}, {hi:+.1f}], Holm p {p}; {seeds})")
-    return (f"{a.label} and {b.label} are not told apart (Δ {a.label} − {b.label} {diff:+.1f} points "
-            f"[95% CI {lo:+.1f}, {hi:+.1f}], Holm p {p}; {seeds})")
+        return (f"{first.label} leads {second.label} ({what} {first.label} − {second.label} {diff:+.{digits}f}{unit} "
+                f"[95% CI {lo:+.{digits}f}, {hi:+.{digits}f}], Holm p {p}; {seeds})")
+    return (f"{a.label} and {b.label} are not told apart ({what} {a.label} − {b.label} {diff:+.{digits}f}{unit} "
+            f"[95% CI {lo:+.{digits}f}, {hi:+.{digits}f}], Holm p {p}; {seeds})")
 
 
 def order_words(cells: Sequence[tuple[Cell, float, float, float]]) -> str:

@@ -70,6 +70,10 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
         return f"[{_pct(r['auroc_ci_low'])}, {_pct(r['auroc_ci_high'])}]"
 
     def cell(name: str) -> str:
+        r = row(name)
+        if r.get("metric") == "MAE":  # a continuous target: its MAE in the target's unit, as its table shows it
+            unit = f" {r['unit_of_target']}" if isinstance(r.get("unit_of_target"), str) and r["unit_of_target"] else ""
+            return f"{r['mae']:.2f} [{r['mae_ci_low']:.2f}, {r['mae_ci_high']:.2f}]{unit}"
         return f"{auroc(name)} {ci(name)}"
 
     def value(name: str, column: str) -> str:
@@ -98,8 +102,9 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
 
     def scored(name: str) -> Cell:
         r = row(name)
-        if not np.isfinite(auroc_estimate(r)):
-            raise ReadmeError(f"{template.name}: {name} has no AUROC ({r.get('degenerate') or 'not scored'}); a claim or "
+        metric = "MAE" if r.get("metric") == "MAE" else "AUROC"
+        if not np.isfinite(float(r["mae"]) if metric == "MAE" else auroc_estimate(r)):
+            raise ReadmeError(f"{template.name}: {name} has no {metric} ({r.get('degenerate') or 'not scored'}); a claim or "
                               f"an ordering needs scored cells")
         return Cell.parse(name)
 
@@ -117,6 +122,8 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
         return str(len(declared))
 
     def order(*names: str) -> str:
+        if any(row(n).get("metric") == "MAE" for n in names):
+            raise ReadmeError(f"{template.name}: order() puts AUROC cells in order; compare continuous targets with claim()")
         cells = [(scored(n), auroc_estimate(row(n)), float(row(n)["auroc_ci_low"]), float(row(n)["auroc_ci_high"]))
                  for n in names]
         return order_words(cells)
