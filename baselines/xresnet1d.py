@@ -12,8 +12,10 @@ classes)). Convolutions are Kaiming-normal initialised, BN biases 1e-3. Each Res
 (``convs`` and ``convpath.0``), as upstream does, so both names are in the state dict.
 
 The embedding is the head's pooled input: concat pooling of the last stage, [B, 512]. Input contract (fastai_model.py):
-100 Hz, windows of 2.5 s; at test time windows of 250 samples every 125 samples over the 10 s record, i.e. 7 evenly
-spaced crops, aggregated (upstream: the maximum of the predictions; here the mean of the views, as every encoder).
+100 Hz, windows of 2.5 s; at test time windows of 250 samples every 125 samples over the whole record (7 over 10 s, 11
+over 15 s; a chunk shorter than the window dropped), aggregated (upstream: the maximum of the predictions; here the
+mean of the views, as every encoder). 500 Hz records reach 100 Hz as convert_ICBEB.py brings CPSC2018 there:
+``scipy.ndimage.zoom`` of each lead by 0.2.
 Upstream standardises with one StandardScaler fitted on all training values; the contract scales nothing: weights trained
 in bench learn their BatchNorm statistics on bench's input, and a state dict trained upstream needs its run's scaler
 applied to the records first (the model card says so).
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.data.contract import InputContract
+from bench.data.contract import WHOLE_RECORD_OPTIONS, InputContract, whole_record_fields
 from bench.encoders.base import Encoder, EncoderSpec, resolve_preset
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -38,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(layers=[1, 1], width=8, stem=[8, 8, 8], n_classes=4),
 }
 DEFAULTS = dict(in_channels=12, expansion=4, kernel=5, kernel_stem=5, lin_ftrs=[128], ps=0.5, fs=100.0, n_samples=1000,
-                view_samples=250, n_views=7, widths=None, text=None)
+                view_samples=250, view_stride=125, widths=None, text=None, **WHOLE_RECORD_OPTIONS)
 
 
 def conv_layer(cin: int, cout: int, kernel: int, stride: int = 1, act: bool = True, zero_bn: bool = False) -> nn.Sequential:
@@ -123,8 +125,11 @@ class XResNet1d(Encoder):
 
     def input_contract(self) -> InputContract:
         c = self.config
-        return InputContract(c["fs"], c["n_samples"], view_layout="ncrop", view_samples=c["view_samples"], n_views=c["n_views"],
-                             notes="ecg_ptbxl_benchmarking fastai_model.py: 2.5 s windows every 1.25 s at test time")
+        return InputContract(c["fs"], c["n_samples"], view_layout="tile", view_samples=c["view_samples"],
+                             view_stride=c["view_stride"], resample="zoom", **whole_record_fields(c),
+                             notes="ecg_ptbxl_benchmarking: fastai_model.py's test-time chunks of 2.5 s every 1.25 s over "
+                                   "the whole record (a chunk shorter than 2.5 s dropped); convert_ICBEB.py brings 500 Hz "
+                                   "records to 100 Hz with scipy.ndimage.zoom per lead")
 
     @property
     def spec(self) -> EncoderSpec:

@@ -47,7 +47,7 @@ def test_every_upstream_repository_has_fixtures():
             "ecg_cpc", "heartlang", "clef"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
     assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "clef_15s", "s4_15s", "ecg_cpc_15s",
-            "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s", "heartlang_cpsc_15s"} <= set(CASES)
+            "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s", "heartlang_cpsc_15s", "xresnet1d101_15s"} <= set(CASES)
     # an upstream's own script for one dataset (HeartLang's CPSC2018 and Chapman preprocessing)
     assert {"heartlang_csn"} <= set(CASES)
     # a lead subset encoded natively, as upstream does it (HeartLang's QRSTokenizer used_channels)
@@ -226,9 +226,10 @@ def test_15s_wfdb_records_through_bench_embed_give_upstreams_outputs(tmp_path):
     assert _rel(np.stack(table["embedding"].to_numpy()), expected["embedding"]) <= TOLERANCE
 
 
-@pytest.mark.parametrize("method", ["s4", "ecg_cpc", "ecgfounder", "stmem"])
+@pytest.mark.parametrize("method", ["s4", "ecg_cpc", "ecgfounder", "stmem", "xresnet1d101"])
 def test_whole_record_windows_enter_the_key_and_skip_the_padding(method):
-    """S4 and ECG-CPC read every 2.5 s window of a record's first 60 s (the reality check's test-time chunks), ECGFounder
+    """S4 and ECG-CPC read every 2.5 s window of a record's first 60 s (the reality check's test-time chunks), xresnet1d101
+    2.5 s windows every 1.25 s over it (ecg_ptbxl_benchmarking's test-time chunks), ECGFounder
     the whole record at its own length (dataset.py): the padding past a record's end is never encoded, so a 10 s record
     embeds the same in a 10 s or a 60 s array; PTB-XL's records keep 10 s arrays; the rule is part of the contract's key
     and the preprocessing key."""

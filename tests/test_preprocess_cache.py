@@ -170,3 +170,24 @@ def test_atomic_path_publishes_whole_files_and_leaves_nothing_on_failure(tmp_pat
             tmp.write_text("{half")
             raise RuntimeError("killed mid-write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_zoom_resampling_and_strided_windows_are_upstreams_and_keyed():
+    """xresnet1d101's path (ecg_ptbxl_benchmarking): each lead zoomed by 0.2 as convert_ICBEB.py does, then test-time
+    chunks of 250 samples every 125 over the whole record, a chunk that runs past the record's end dropped; both keyed."""
+    from scipy.ndimage import zoom
+
+    from bench.data.contract import InputContract
+    from bench.data.preprocess import resample
+
+    x = np.random.default_rng(0).normal(size=(12, 7500))
+    np.testing.assert_array_equal(resample(x, 500, 100, "zoom"), np.array([zoom(lead, .2) for lead in x]).astype(np.float32))
+    assert PreprocessConfig(resample="zoom").key() != PreprocessConfig().key()
+    strided = InputContract(100.0, 1000, view_layout="tile", view_samples=250, view_stride=125, record_seconds=60.0)
+    assert strided.key() != InputContract(100.0, 1000, view_layout="tile", view_samples=250, record_seconds=60.0).key()
+    records = np.zeros((2, 12, 6000), np.float32)
+    records[0, :, :1503] = 1.0  # 15 s and 3 samples: windows at 0, 125, ..., 1250 (1375 would run past the end)
+    records[1, :, :1000] = 1.0
+    assert strided.present_views(strided.views(records)).sum(1).tolist() == [11, 7]
+    with pytest.raises(ValueError, match="view_stride needs tile views"):
+        InputContract(100.0, 1000, view_layout="ncrop", view_samples=250, view_stride=125)

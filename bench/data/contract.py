@@ -20,6 +20,7 @@ import numpy as np
 from scipy.signal import butter, decimate, filtfilt, firwin, iirnotch, medfilt, sosfiltfilt
 
 from bench.data.leads import STANDARD_LEADS
+from bench.data.preprocess import RESAMPLERS
 
 
 def _standardize_record(x: np.ndarray) -> np.ndarray:
@@ -119,14 +120,14 @@ def whole_record_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"record_seconds": options["record_seconds"],
             "dataset_seconds": tuple((str(d), float(t)) for d, t in options["dataset_seconds"])}
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
-RESAMPLERS = ("poly", "fft", "resampy")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 LEAD_SUBSETS = ("zero", "native")
 # fields added after keys were first published: left out of the key at their defaults, so older keys hold
 _KEYED_ONLY_IF_SET = {"filter_form": "sos", "baseline_median_s": 0.0, "decimate": 1, "whole_record": False, "crop_fs": None,
                       "dataset_windows": (), "resample_per_window": False, "window_steps": False,
-                      "record_seconds": None, "dataset_seconds": (), "dataset_steps": (), "present_leads": ()}
+                      "record_seconds": None, "dataset_seconds": (), "dataset_steps": (), "present_leads": (),
+                      "view_stride": None}
 #: the steps a ``dataset_steps`` rule may name, in the order they run
 DATASET_STEP_FIELDS = ("keep_seconds", "scale", "filters", "filter_form")
 
@@ -155,7 +156,9 @@ class InputContract:
     (dataset identity, seconds) pairs whose records keep only their first seconds, zero-padded to the window (MERL's and
     MELP's CPSC2018 loaders keep 2,500 samples and pad 2,500 zeros); ``resample_per_window``: the record is cut into
     non-overlapping windows of ``view_samples`` at its own rate and each window is resampled on its own (clinical_ts'
-    ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end; ``window_steps``: the
+    ``Resample`` transform runs on each chunk), so the prepared array is those windows end to end; ``view_stride``: tile
+    windows start every that many samples instead of every window (ecg_ptbxl_benchmarking's test-time chunks of 2.5 s
+    every 1.25 s); ``window_steps``: the
     filters and scaling run in the shared preprocessing on the cut window in float64, before the prepared array is
     stored as float32 (ECGFounder and CLEF filter the float64 record they read with ``filtfilt(b, a)`` at 0.67 Hz, whose
     rounding turns a float32 copy of the record into outputs up to 5e-4 apart; a record shorter than the window is
@@ -202,6 +205,7 @@ class InputContract:
     dataset_steps: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     lead_subset: str = "zero"
     present_leads: tuple[str, ...] = ()
+    view_stride: int | None = None
     notes: str = ""
     _coefficients: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -219,7 +223,9 @@ class InputContract:
             problems.append(f"filter_form {self.filter_form!r} not in {FILTER_FORMS}")
         if self.view_layout != "whole" and not self.view_samples:
             problems.append("view_samples is required for cropped views")
-        if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples):
+        if self.view_stride is not None and (self.view_layout != "tile" or not 0 < self.view_stride <= (self.view_samples or 0)):
+            problems.append("view_stride needs tile views and a stride of 1 to view_samples samples")
+        if self.resample_per_window and (self.view_layout != "tile" or not self.view_samples or self.view_stride):
             problems.append("resample_per_window needs tile views (the windows it resamples)")
         if self.lead_subset not in LEAD_SUBSETS:
             problems.append(f"lead_subset {self.lead_subset!r} not in {LEAD_SUBSETS}")
@@ -286,13 +292,15 @@ class InputContract:
         if tuple(self.leads) != STANDARD_LEADS:
             parts.append("leads " + ",".join(self.leads))
         if self.resample != "poly":
-            parts.append({"fft": "scipy.signal.resample (FFT)", "resampy": "resampy kaiser_best"}[self.resample]
+            parts.append({"fft": "scipy.signal.resample (FFT)", "resampy": "resampy kaiser_best",
+                          "zoom": "scipy.ndimage.zoom (cubic spline) per lead"}[self.resample]
                          + (" per window" if self.resample_per_window else " over the record"))
         if self.view_layout == "ncrop" and self.n_views == 1:
             parts.append(f"the first {self.view_samples} samples")
         elif self.view_layout != "whole":
             parts.append(f"{self.n_views if self.view_layout == 'ncrop' else 'all'} {self.view_layout} views of "
-                         f"{self.view_samples}, embeddings averaged")
+                         f"{self.view_samples}" + (f" every {self.view_stride}" if self.view_stride else "")
+                         + ", embeddings averaged")
         for btype, cutoff, order in self.filters:
             parts.append(f"notch {cutoff} Hz Q={order}" if btype == "notch" else
                          f"FIR {int(order) | 1} taps zero-phase band-pass {cutoff} Hz" if btype == "fir_bandpass" else
@@ -374,11 +382,13 @@ class InputContract:
 
     def present_views(self, views: np.ndarray) -> np.ndarray:
         """[B, V] True for the views a record's embedding averages: all of them, or with ``record_seconds`` those not
-        wholly zero (windows past the record's end); a record with none present keeps all (an all-zero record)."""
+        wholly zero (windows past the record's end); with ``view_stride`` only windows that end inside the record (its
+        last sample not zero in every lead: ecg_ptbxl_benchmarking drops a chunk shorter than its window); a record with
+        none present keeps all (an all-zero record)."""
         views = np.asarray(views)
         present = np.ones(views.shape[:2], dtype=bool)
         if self.record_seconds:
-            present = views.reshape(*views.shape[:2], -1).any(-1)
+            present = views[..., -1].any(-1) if self.view_stride else views.reshape(*views.shape[:2], -1).any(-1)
             present[~present.any(1)] = True
         return present
 
@@ -390,7 +400,7 @@ class InputContract:
         if n < c:
             raise ValueError(f"record of {n} samples is shorter than the contract's view of {c} samples")
         if self.view_layout == "tile":
-            return [i * c for i in range(n // c)]
+            return list(range(0, n - c + 1, self.view_stride or c))
         if self.n_views == 1 or n == c:
             return [0] * self.n_views
         step = (n - c) // (self.n_views - 1)

@@ -126,16 +126,24 @@ def check_lead_set(cfg: PreprocessConfig, available: Sequence[str], dataset: str
 
 
 #: the resamplers an input contract may name, each as an upstream uses it
-RESAMPLERS = ("poly", "fft", "resampy")
+RESAMPLERS = ("poly", "fft", "resampy", "zoom")
 
 
 def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly", dtype=np.float32) -> np.ndarray:
     """``poly``: scipy's polyphase filter; ``fft``: ``scipy.signal.resample`` to int(n x target / fs) samples (HeartLang,
-    ST-MEM); ``resampy``: ``resampy.resample`` with its default kaiser_best filter (the reality check's clinical_ts)."""
+    ST-MEM); ``resampy``: ``resampy.resample`` with its default kaiser_best filter (the reality check's clinical_ts);
+    ``zoom``: ``scipy.ndimage.zoom`` of each lead by target / fs, its default cubic spline (ecg_ptbxl_benchmarking's
+    convert_ICBEB.py brings CPSC2018 to 100 Hz so)."""
     if abs(fs - target_fs) < 1e-9:  # unchanged, its dtype too (a WFDB record's float64 reaches float64 filters)
         return signal
     if method == "fft":
         return fft_resample(signal, int(signal.shape[-1] * target_fs / fs), axis=-1).astype(dtype)
+    if method == "zoom":
+        from scipy.ndimage import zoom
+
+        x = np.asarray(signal, dtype=np.float64)
+        leads = [zoom(lead, target_fs / fs) for lead in x.reshape(-1, x.shape[-1])]
+        return np.stack(leads).reshape(*x.shape[:-1], -1).astype(dtype)
     if method == "resampy":
         import resampy
 

@@ -483,6 +483,45 @@ def xresnet1d(root: Path, out: Path) -> None:
     forget_modules("models", "fastai")
 
 
+def xresnet1d_long(root: Path, out: Path) -> None:
+    """The xresnet1d101 case's weights on the 15 s records at 500 Hz, as upstream's own scripts take a CPSC2018 record:
+    convert_ICBEB.py's ``zoom(channel, .2)`` of each lead and ``store_as_wfdb`` at 100 Hz (read back by wfdb.rdsamp, as
+    utils.load_raw_data_icbeb reads records100), then fastai_model.py's test-time chunks (TimeseriesDatasetCrops: starts
+    every 125 samples, a chunk shorter than 250 dropped); per window the head's concat pooling, averaged over windows."""
+    import tempfile
+
+    import wfdb
+    from scipy.ndimage import zoom
+
+    fastai_v1_shim()
+    sys.path.insert(0, str(root))
+    sys.path.insert(0, str(root / "utils"))
+    from models.xresnet1d import XResNet1d, ResBlock
+
+    model = XResNet1d(ResBlock, 4, [1, 1], input_channels=12, num_classes=4, kernel_size=5, ps_head=0.5, lin_ftrs_head=[128],
+                      stem_szs=(8, 8, 64), widen=0.125).eval()
+    model.load_state_dict(torch.load(out / "xresnet1d101" / "xresnet1d101.pth", weights_only=True))
+    convert = (root / "utils" / "convert_ICBEB.py").read_text()  # its store_as_wfdb, run as upstream wrote it
+    store_as_wfdb = {}
+    exec(convert[convert.index("def store_as_wfdb"):convert.index("df_reference")], {"wfdb": wfdb}, store_as_wfdb)
+    embeddings = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, sig in enumerate(long_records().astype(np.float64)):  # [12, 7500] as loadmat's sig holds it
+            down_sig = np.array([zoom(channel, .2) for channel in sig])
+            store_as_wfdb["store_as_wfdb"](str(i), down_sig.T, tmp + "/", 100)
+            x = torch.from_numpy(wfdb.rdsamp(f"{tmp}/{i}")[0].T.astype(np.float32))[None]
+            n = x.shape[-1]
+            starts = [s for s in range(0, n, 125) if min(s + 250, n) - s >= 250]
+            with torch.no_grad():
+                body = torch.nn.Sequential(*list(model)[:-1])
+                pooled = [model[-1][1](model[-1][0](body(x[..., s:s + 250]))) for s in starts]
+            embeddings.append(torch.cat(pooled).mean(0))
+    save_long_case(out / "xresnet1d101_15s", "xresnet1d101", {"fs": 500, "signals_fs": 500}, {"embedding": torch.stack(embeddings).numpy()})
+    sys.path.remove(str(root))
+    sys.path.remove(str(root / "utils"))
+    forget_modules("models", "fastai")
+
+
 def ecgfm_ked(root: Path, out: Path) -> None:
     """ECGFM-KED's ECG encoder from control-spiderman/ECGFM-KED models/xresnet1d_101.py as main_mimiciv.py builds it (no
     head), saved as main_mimiciv.py saves it ({'ecg_model': state, 'model', 'text_encoder', 'config', 'epoch', ...}) and
@@ -1299,7 +1338,7 @@ def main() -> None:
         (args.ecgjepa, lambda: ecgjepa(args.ecgjepa, args.out)),
         (args.hubert_ecg, lambda: hubert_ecg(args.hubert_ecg, args.out)),
         (args.melp, lambda: melp(args.melp, args.fairseq_signals_backbone, args.out, text)),
-        (args.xresnet1d, lambda: xresnet1d(args.xresnet1d, args.out)),
+        (args.xresnet1d, lambda: (xresnet1d(args.xresnet1d, args.out), xresnet1d_long(args.xresnet1d, args.out))),
         (args.ecgfm_ked, lambda: ecgfm_ked(args.ecgfm_ked, args.out)),
         (args.s4, lambda: s4(args.s4, args.out)),
         (args.ecg_cpc, lambda: ecg_cpc(args.ecg_cpc, args.out)),
