@@ -20,7 +20,6 @@ import numpy as np
 from scipy.signal import butter, decimate, filtfilt, firwin, iirnotch, medfilt, sosfiltfilt
 
 from bench.data.leads import STANDARD_LEADS
-from bench.data.preprocess import RESAMPLERS
 
 
 def _standardize_record(x: np.ndarray) -> np.ndarray:
@@ -120,6 +119,8 @@ def whole_record_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"record_seconds": options["record_seconds"],
             "dataset_seconds": tuple((str(d), float(t)) for d, t in options["dataset_seconds"])}
 VIEW_LAYOUTS = ("whole", "ncrop", "tile")
+#: the resamplers an input contract may name, each as an upstream uses it (run by ``preprocess.resample``)
+RESAMPLERS = ("poly", "fft", "resampy", "zoom")
 FILTERS = ("highpass", "lowpass", "bandpass", "notch", "fir_bandpass")
 FILTER_FORMS = ("sos", "ba")
 LEAD_SUBSETS = ("zero", "native")

@@ -22,6 +22,7 @@ from scipy.signal import resample as fft_resample
 from scipy.signal import resample_poly
 
 from bench.data.base import RawECG
+from bench.data.contract import RESAMPLERS
 from bench.data.errors import DataError
 from bench.data.leads import STANDARD_LEADS
 
@@ -125,8 +126,6 @@ def check_lead_set(cfg: PreprocessConfig, available: Sequence[str], dataset: str
                         "zeros (recorded in every key)")
 
 
-#: the resamplers an input contract may name, each as an upstream uses it
-RESAMPLERS = ("poly", "fft", "resampy", "zoom")
 
 
 def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly", dtype=np.float32) -> np.ndarray:
