@@ -30,6 +30,17 @@ def test_cinc_samples_take_labels_and_split_from_merl_table(shared):
         assert [c for c in task.classes if task.labels.loc[rid, c] == 1] == expected
         assert ix.records.loc[rid, "split"] == merl.loc[rid, "split"]
     assert reader.read("A0001").signal.shape == (12, 7500)
+    sex = ix.tasks["sex"].labels["female"]  # from each header's #Sex line, every record here says
+    headers = {rid: (reader.root / ix.records.loc[rid, "path"]).with_suffix(".hea").read_text() for rid in ix.records.index}
+    assert sex.to_dict() == {rid: int("#Sex: Female" in text) for rid, text in headers.items()}
+
+
+def test_header_sex_leaves_out_records_that_do_not_say():
+    from bench.data.cinc import header_patient_tasks
+
+    records = pd.DataFrame({"sex": ["Female", "male", "Unknown", None, " F "]}, index=["a", "b", "c", "d", "e"])
+    assert header_patient_tasks(records)["sex"].labels["female"].to_dict() == {"a": 1, "b": 0, "e": 1}
+    assert header_patient_tasks(pd.DataFrame({"sex": [None, "NaN"]}, index=["a", "b"])) == {}
 
 
 @pytest.mark.shared_data

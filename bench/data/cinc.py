@@ -92,6 +92,15 @@ def _refuse_duplicate_ids(root: Path, headers: list[Path]) -> None:
                         "embed or prepare each folder on its own (--wfdb FOLDER), or rename the duplicates")
 
 
+
+def header_patient_tasks(records: pd.DataFrame) -> dict[str, LabelTask]:
+    """``sex`` from the headers' ``#Sex`` line (Female or Male, any case; Unknown, NaN or no line: the record is left
+    out of it), one class ``female`` as on PTB-XL and MIMIC-IV-ECG; none when no record says."""
+    sex = records["sex"].astype("string").str.strip().str.lower().map({"female": True, "f": True, "male": False, "m": False})
+    sex = sex.dropna().astype(bool)
+    return {"sex": LabelTask.binary("sex", "female", sex, "sex recorded as Female rather than Male on the header's #Sex line")} \
+        if len(sex) else {}
+
 class _LabelSpace:
     """The dataset's classes and the SNOMED codes that map to them."""
 
@@ -265,8 +274,8 @@ class CinCReader(_FoldsMixin, DatasetReader):
             if problems else []
         notes.append("sources: " + ", ".join(f"{k} {v}" for k, v in records["source"].value_counts().sort_index().items()))
         notes.append("splits from: " + ", ".join(f"{k} {v}" for k, v in records["split_from"].value_counts().sort_index().items()))
-        return DatasetIndex(self.name, records, {TASK: task}, notes=notes, native_fs=float(records["fs"].mode().iloc[0]),
-                            leads=self.leads, problems=faults)
+        return DatasetIndex(self.name, records, {TASK: task, **header_patient_tasks(records)}, notes=notes,
+                            native_fs=float(records["fs"].mode().iloc[0]), leads=self.leads, problems=faults)
 
     def read(self, record_id: str) -> RawECG:
         rel = self.index.records.at[record_id, "path"]
