@@ -48,6 +48,8 @@ def test_every_upstream_repository_has_fixtures():
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
     assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "clef_15s", "s4_15s", "ecg_cpc_15s",
             "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s", "heartlang_cpsc_15s", "xresnet1d101_15s"} <= set(CASES)
+    # raw 500 Hz records of 10 s through an upstream's own resampling script (ecg_ptbxl_benchmarking's convert_ICBEB.py)
+    assert {"xresnet1d101_10s_500hz"} <= set(CASES)
     # an upstream's own script for one dataset (HeartLang's CPSC2018 and Chapman preprocessing)
     assert {"heartlang_csn"} <= set(CASES)
     # a lead subset encoded natively, as upstream does it (HeartLang's QRSTokenizer used_channels)

@@ -483,8 +483,9 @@ def xresnet1d(root: Path, out: Path) -> None:
     forget_modules("models", "fastai")
 
 
-def xresnet1d_long(root: Path, out: Path) -> None:
-    """The xresnet1d101 case's weights on the 15 s records at 500 Hz, as upstream's own scripts take a CPSC2018 record:
+def xresnet1d_long(root: Path, out: Path, seconds: int | None = None) -> None:
+    """The xresnet1d101 case's weights on raw 500 Hz records of ``seconds`` (xresnet1d101_15s, xresnet1d101_10s_500hz),
+    as upstream's own scripts take a CPSC2018 record:
     convert_ICBEB.py's ``zoom(channel, .2)`` of each lead and ``store_as_wfdb`` at 100 Hz (read back by wfdb.rdsamp, as
     utils.load_raw_data_icbeb reads records100), then fastai_model.py's test-time chunks (TimeseriesDatasetCrops: starts
     every 125 samples, a chunk shorter than 250 dropped); per window the head's concat pooling, averaged over windows."""
@@ -493,6 +494,7 @@ def xresnet1d_long(root: Path, out: Path) -> None:
     import wfdb
     from scipy.ndimage import zoom
 
+    seconds = seconds or LONG_SECONDS
     fastai_v1_shim()
     sys.path.insert(0, str(root))
     sys.path.insert(0, str(root / "utils"))
@@ -506,7 +508,8 @@ def xresnet1d_long(root: Path, out: Path) -> None:
     exec(convert[convert.index("def store_as_wfdb"):convert.index("df_reference")], {"wfdb": wfdb}, store_as_wfdb)
     embeddings = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, sig in enumerate(long_records().astype(np.float64)):  # [12, 7500] as loadmat's sig holds it
+        records = np.round(signals(seconds=seconds) * LONG_GAIN) / LONG_GAIN  # as WFDB / .mat files hold them
+        for i, sig in enumerate(records.astype(np.float64)):  # [12, 500 x seconds] as loadmat's sig holds it
             down_sig = np.array([zoom(channel, .2) for channel in sig])
             store_as_wfdb["store_as_wfdb"](str(i), down_sig.T, tmp + "/", 100)
             x = torch.from_numpy(wfdb.rdsamp(f"{tmp}/{i}")[0].T.astype(np.float32))[None]
@@ -516,7 +519,9 @@ def xresnet1d_long(root: Path, out: Path) -> None:
                 body = torch.nn.Sequential(*list(model)[:-1])
                 pooled = [model[-1][1](model[-1][0](body(x[..., s:s + 250]))) for s in starts]
             embeddings.append(torch.cat(pooled).mean(0))
-    save_long_case(out / "xresnet1d101_15s", "xresnet1d101", {"fs": 500, "signals_fs": 500}, {"embedding": torch.stack(embeddings).numpy()})
+    name = "xresnet1d101_15s" if seconds == LONG_SECONDS else f"xresnet1d101_{seconds}s_500hz"
+    save_long_case(out / name, "xresnet1d101", {"fs": 500, "signals_fs": 500, "seconds": seconds},
+                   {"embedding": torch.stack(embeddings).numpy()}, records)
     sys.path.remove(str(root))
     sys.path.remove(str(root / "utils"))
     forget_modules("models", "fastai")
@@ -1338,7 +1343,8 @@ def main() -> None:
         (args.ecgjepa, lambda: ecgjepa(args.ecgjepa, args.out)),
         (args.hubert_ecg, lambda: hubert_ecg(args.hubert_ecg, args.out)),
         (args.melp, lambda: melp(args.melp, args.fairseq_signals_backbone, args.out, text)),
-        (args.xresnet1d, lambda: (xresnet1d(args.xresnet1d, args.out), xresnet1d_long(args.xresnet1d, args.out))),
+        (args.xresnet1d, lambda: (xresnet1d(args.xresnet1d, args.out), xresnet1d_long(args.xresnet1d, args.out),
+                                  xresnet1d_long(args.xresnet1d, args.out, 10))),
         (args.ecgfm_ked, lambda: ecgfm_ked(args.ecgfm_ked, args.out)),
         (args.s4, lambda: s4(args.s4, args.out)),
         (args.ecg_cpc, lambda: ecg_cpc(args.ecg_cpc, args.out)),
