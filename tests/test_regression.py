@@ -131,3 +131,9 @@ def test_continuous_targets_asked_of_the_linear_suite_run_in_every_mode(tmp_path
     crossed = cli.invoke(app, ["compare", "merit_mse", "random", "--suite", "linear", "--dataset", "demo_ptbxl", "--task", "age",
                                *store])
     assert crossed.exit_code != 0 and "no linear aggregate" in crossed.output
+    from bench.publish.compare import compare_methods
+
+    for suites in (("regression", "linear"), ("linear", "regression")):  # a continuous target against a label cell: refused
+        with pytest.raises(ValueError, match="compares only with another regression cell"):
+            compare_methods(ResultStore.from_config(load_config(store)), f"{tmp_path}/cache", "merit_mse", "merit_mse",
+                            suite=suites[0], suite_b=suites[1], dataset="demo_ptbxl", task="age", n_boot=20)

@@ -92,7 +92,6 @@ def _refuse_duplicate_ids(root: Path, headers: list[Path]) -> None:
                         "embed or prepare each folder on its own (--wfdb FOLDER), or rename the duplicates")
 
 
-
 def header_patient_tasks(records: pd.DataFrame) -> dict[str, LabelTask]:
     """``sex`` from the headers' ``#Sex`` line (Female or Male, any case; Unknown, NaN or no line: the record is left
     out of it), one class ``female`` as on PTB-XL and MIMIC-IV-ECG; none when no record says."""
@@ -100,6 +99,7 @@ def header_patient_tasks(records: pd.DataFrame) -> dict[str, LabelTask]:
     sex = sex.dropna().astype(bool)
     return {"sex": LabelTask.binary("sex", "female", sex, "sex recorded as Female rather than Male on the header's #Sex line")} \
         if len(sex) else {}
+
 
 class _LabelSpace:
     """The dataset's classes and the SNOMED codes that map to them."""

@@ -126,8 +126,6 @@ def check_lead_set(cfg: PreprocessConfig, available: Sequence[str], dataset: str
                         "zeros (recorded in every key)")
 
 
-
-
 def resample(signal: np.ndarray, fs: float, target_fs: float, method: str = "poly", dtype=np.float32) -> np.ndarray:
     """``poly``: scipy's polyphase filter; ``fft``: ``scipy.signal.resample`` to int(n x target / fs) samples (HeartLang,
     ST-MEM); ``resampy``: ``resampy.resample`` with its default kaiser_best filter (the reality check's clinical_ts);

@@ -118,8 +118,8 @@ def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *
         seeds = {cell_seed(store, suite, {"method": a, **where, "mode": mode_a, "leads": leads_a}),
                  cell_seed(store, suite_b or suite, {"method": b, **where, "mode": mode_b or mode_a, "leads": leads_b or leads_a})}
         seed = "all" if seeds == {"all"} else 0
-    if suite == "regression" or suite_b == "regression":
-        return _compare_continuous(store, a, b, suite_b or suite, dataset=dataset, task=task, seed=seed, n_boot=n_boot,
+    if "regression" in (suite, suite_b):
+        return _compare_continuous(store, a, b, (suite, suite_b or suite), dataset=dataset, task=task, seed=seed, n_boot=n_boot,
                                    boot_seed=boot_seed, mode_a=mode_a, mode_b=mode_b or mode_a)
     side_a, key = pooled_predictions(store, suite, a, dataset, task, protocol, fraction, seed, mode_a, leads_a)
     side_b, _ = pooled_predictions(store, suite_b or suite, b, dataset, task, protocol, fraction, seed, mode_b or mode_a,
@@ -138,11 +138,11 @@ def compare_methods(store: ResultStore, cache_dir: str | Path, a: str, b: str, *
             "unit": "", **res}
 
 
-def _compare_continuous(store: ResultStore, a: str, b: str, suite_b: str, *, dataset: str, task: str, seed: int | str,
-                        n_boot: int, boot_seed: int, mode_a: str, mode_b: str) -> dict:
+def _compare_continuous(store: ResultStore, a: str, b: str, suites: tuple[str, str], *, dataset: str, task: str,
+                        seed: int | str, n_boot: int, boot_seed: int, mode_a: str, mode_b: str) -> dict:
     """The paired bootstrap of two regression cells' MAE on one continuous target (a - b: negative when ``a`` errs less),
     on the resamples the suite's own intervals draw."""
-    if suite_b != "regression":
+    if set(suites) != {"regression"}:
         raise ValueError(f"{task} is a continuous target (suite regression); it compares only with another regression cell")
     stats, n, n_seeds = shared_resample_maes(store, {"a": (a, mode_a), "b": (b, mode_b)}, dataset=dataset, task=task, seed=seed,
                                     n_boot=n_boot, boot_seed=boot_seed)

@@ -193,14 +193,14 @@ def column_leaders(store, board: pd.DataFrame, settings: PublishSettings, boot_c
     there are several, else seed 0; the shared resamples) says it beats the runner-up at ``alpha``, else "" (the column is tied). Columns whose predictions cannot be
     paired (one method, or no per-record predictions) are left out."""
     from bench.publish.page import column_key
-    from bench.publish.tables import BOARD_KEYS, auroc_estimate
+    from bench.publish.tables import BOARD_KEYS, board_estimate, is_continuous
 
     columns, jobs = [], []
     for _, g in board.groupby(BOARD_KEYS[:-1], sort=True):  # a page column: every key but the method
         r = g.iloc[0]
-        lower = r.get("metric") == "MAE"  # a continuous target: the least error leads
-        score = (lambda row: -float(row["mae"])) if lower else auroc_estimate
-        ranked = sorted(((score(x), x["method"]) for x in g.to_dict("records") if np.isfinite(score(x))), reverse=True)
+        lower = is_continuous(r)  # a continuous target: the least error leads
+        ranked = sorted(((-board_estimate(x) if lower else board_estimate(x), x["method"]) for x in g.to_dict("records")
+                         if np.isfinite(board_estimate(x))), reverse=True)
         if len(ranked) < 2:
             continue
         columns.append((column_key(r.to_dict()), ranked[0][1], lower))

@@ -47,7 +47,7 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
     import jinja2
 
     from bench.publish.claims import Cell, ClaimError, claim_words, order_words, typed_comparatives
-    from bench.publish.tables import auroc_estimate
+    from bench.publish.tables import auroc_estimate, board_estimate, is_continuous
 
     def name(r: dict) -> str:  # suite/dataset/task/protocol/fraction/method, with :mode for modes beside the linear probe
         mode = str(r.get("mode", "linear"))
@@ -71,7 +71,7 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
 
     def cell(name: str) -> str:
         r = row(name)
-        if r.get("metric") == "MAE":  # a continuous target: its MAE in the target's unit, as its table shows it
+        if is_continuous(r):  # a continuous target: its MAE in the target's unit, as its table shows it
             unit = f" {r['unit_of_target']}" if isinstance(r.get("unit_of_target"), str) and r["unit_of_target"] else ""
             return f"{r['mae']:.2f} [{r['mae_ci_low']:.2f}, {r['mae_ci_high']:.2f}]{unit}"
         return f"{auroc(name)} {ci(name)}"
@@ -102,9 +102,8 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
 
     def scored(name: str) -> Cell:
         r = row(name)
-        metric = "MAE" if r.get("metric") == "MAE" else "AUROC"
-        if not np.isfinite(float(r["mae"]) if metric == "MAE" else auroc_estimate(r)):
-            raise ReadmeError(f"{template.name}: {name} has no {metric} ({r.get('degenerate') or 'not scored'}); a claim or "
+        if not np.isfinite(board_estimate(r)):
+            raise ReadmeError(f"{template.name}: {name} has no {'MAE' if is_continuous(r) else 'AUROC'} ({r.get('degenerate') or 'not scored'}); a claim or "
                               f"an ordering needs scored cells")
         return Cell.parse(name)
 
@@ -122,7 +121,7 @@ def render_readme(board: pd.DataFrame, paired: list[dict[str, Any]], tables: Pat
         return str(len(declared))
 
     def order(*names: str) -> str:
-        if any(row(n).get("metric") == "MAE" for n in names):
+        if any(is_continuous(row(n)) for n in names):
             raise ReadmeError(f"{template.name}: order() puts AUROC cells in order; compare continuous targets with claim()")
         cells = [(scored(n), auroc_estimate(row(n)), float(row(n)["auroc_ci_low"]), float(row(n)["auroc_ci_high"]))
                  for n in names]

@@ -48,6 +48,16 @@ def auroc_estimate(row) -> float:
     return pooled if np.isfinite(pooled) else float(row.get("auroc_mean", np.nan))
 
 
+def is_continuous(row) -> bool:
+    """A leaderboard row read by MAE (a continuous target; lower is better), not by AUROC."""
+    return row.get("metric") == "MAE"
+
+
+def board_estimate(row) -> float:
+    """The estimate a leaderboard row is read by: a continuous target's MAE, else ``auroc_estimate``."""
+    return float(row.get("mae", np.nan)) if is_continuous(row) else auroc_estimate(row)
+
+
 def degenerate(row) -> str:
     """Why a cell is not scored ("" when it is): its outputs were degenerate (bench/suites/metrics.py)."""
     value = row.get("degenerate", "")
