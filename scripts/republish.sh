@@ -14,6 +14,9 @@
 #   text generation: MERIT, random and the LLM-only control, seed 0, 64 training / 32 test reports, 1 epoch
 #   subgroup and robustness audits: every method, seed 0, all labels
 #   report_text: the reports' own ceiling (TF-IDF + logistic regression on the pretraining text, no ECG)
+#   patient: sex (linear) and age, height, weight, BMI (regression, ridge) for every method, seeds 0,1,2
+#   leads: the linear probe on lead sets 12, 2 (I, II) and I for six methods, seeds 0,1,2; the attentive probe on 2 and I
+#     for ST-MEM and ECG-FM, seed 0 (beside their 12-lead attentive cells of stage modes / modes_new)
 # Settings: EPOCHS pretraining epochs of every cpu_small encoder; STAGES a space-separated subset of the stage names
 # below (default all; a finished stage is skipped anyway, its units being in the store); FIGURES=0 publishes without
 # redrawing results/figures (the UMAP figure re-encodes records, pretraining any checkpoint the cache lacks).
@@ -32,6 +35,7 @@ METHODS=merit,merit_mse,merit_cma,merit_ib,stmem,merl,d_beta,ecg_fm,ecgfounder,e
 NEW_METHODS=ecg_cpc,heartlang,ecgfm_ked,xresnet1d101,s4
 MODE_SETTINGS=(modes.common.epochs=20 modes.finetune.epochs=2 modes.scratch.epochs=2)
 ABLATION=merit,merit_mse,merit_cma,merit_ib,random,signal_stats
+LEAD_METHODS=merit,stmem,ecg_fm,ecgfounder,heartlang,signal_stats
 STORE_ARGS=("tracking.uri=sqlite:///$STORE/mlflow.db" "tracking.artifacts=$STORE/artifacts" "pretrain.epochs=$EPOCHS")
 REAL_TRANSFER=("transfer.families.ptbxl_super.dataset=ptbxl_1819" "transfer.families.cpsc2018.dataset=cpsc2018_150")
 
@@ -66,6 +70,14 @@ case "$STAGE" in
       --fractions 1 --seeds 0,1,2 --modes attentive,finetune,scratch "${MODE_SETTINGS[@]}" "${STORE_ARGS[@]}"
     timed subgroup $BENCH run --suite subgroup --methods "$METHODS" --datasets ptbxl_1819 --fractions 1 --seeds 0 "${STORE_ARGS[@]}"
     timed robustness $BENCH run --suite robustness --methods "$METHODS" --datasets ptbxl_1819 --seeds 0 "${STORE_ARGS[@]}"
+    # patient characteristics (sex a label task, age/height/weight/BMI regression targets) and reduced lead sets
+    timed patient $BENCH run --suite linear --methods "$METHODS,$NEW_METHODS" --datasets ptbxl_1819 --tasks sex --fractions 1 \
+      --seeds 0,1,2 "${STORE_ARGS[@]}"
+    timed regression $BENCH run --suite regression --methods "$METHODS,$NEW_METHODS" --datasets ptbxl_1819 --seeds 0,1,2 "${STORE_ARGS[@]}"
+    timed leads $BENCH run --suite linear --methods "$LEAD_METHODS" --datasets ptbxl_1819 --tasks super --fractions 1 \
+      --seeds 0,1,2 --leads 12,2,I "${STORE_ARGS[@]}"
+    timed leads_attentive $BENCH run --suite linear --methods stmem,ecg_fm --datasets ptbxl_1819 --tasks super --fractions 1 \
+      --seeds 0 --modes attentive --leads 2,I "${MODE_SETTINGS[@]}" "${STORE_ARGS[@]}"
     timed textgen $BENCH run --suite textgen --methods merit,random,llm_only --datasets ptbxl_1819 --seeds 0 \
       textgen.train_size=64 textgen.test_size=32 textgen.epochs=1 textgen.max_new_tokens=48 "${STORE_ARGS[@]}"
     ;;
