@@ -862,9 +862,10 @@ def _add_submission(submission, results_dir, cfg) -> None:
 
 
 @app.command("plot", context_settings=OVERRIDES,
-             help=f"Figures: efficiency (AUC vs label fraction), forest (AUC with 95% CI), umap (embeddings by rhythm class). {OVERRIDE_HELP}")
+             help=f"Figures: efficiency (AUC vs label fraction), forest (AUC with 95% CI), regression (each continuous target's "
+                  f"MAE in its unit and R² with 95% CI), umap (embeddings by rhythm class). {OVERRIDE_HELP}")
 @_guarded
-def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficiency | forest | umap"),
+def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficiency | forest | regression | umap"),
              dataset: str = typer.Option("ptbxl_1819", help="dataset"), protocol: str = typer.Option("fixed", help="fixed | cv10"),
              fraction: float = typer.Option(1.0, help="forest: label fraction"),
              methods: Optional[str] = typer.Option(None, help="umap: comma-separated methods"),
@@ -879,13 +880,15 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
     _say_workspace(cfg)
     folder = Path(out or workspace(cfg) / "figures")
     folder.mkdir(parents=True, exist_ok=True)
-    if kind in ("efficiency", "forest"):
-        aggregates = ResultStore.from_config(cfg).aggregates(["linear"])
+    if kind in ("efficiency", "forest", "regression"):
+        suite = "regression" if kind == "regression" else "linear"
+        aggregates = ResultStore.from_config(cfg).aggregates([suite])
         if aggregates.empty:
-            raise ConfigError(f"no linear results in {cfg.tracking.uri}: run `bench run --suite linear ...` first")
+            raise ConfigError(f"no {suite} results in {cfg.tracking.uri}: run `bench run --suite {suite} ...` first")
         try:
             path = (plots.label_efficiency(aggregates, dataset, protocol, folder) if kind == "efficiency"
-                    else plots.forest(aggregates, dataset, protocol, fraction, folder))
+                    else plots.forest(aggregates, dataset, protocol, fraction, folder) if kind == "forest"
+                    else plots.regression_forest(aggregates, dataset, folder))
         except LookupError as exc:
             raise ConfigError(str(exc)) from exc
     elif kind == "umap":
@@ -903,7 +906,7 @@ def plot_cmd(ctx: typer.Context, kind: str = typer.Argument(..., help="efficienc
             labels = [single.columns[single.loc[r].to_numpy().argmax()] for r in test]
         path = plots.umap_grid(embeddings, labels, f"{dataset}: val+test records with one rhythm label", folder)
     else:
-        raise ConfigError(f"unknown plot '{kind}': efficiency, forest or umap")
+        raise ConfigError(f"unknown plot '{kind}': efficiency, forest, regression or umap")
     typer.echo(f"wrote {path}")
 
 
@@ -926,12 +929,14 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                 out: Optional[str] = typer.Option(None, help="the publication folder (default: paths.results, the repository's results/)"),
                 from_bundle: Optional[str] = typer.Option(None, help="publish from a results folder's bundle instead of an MLflow "
                                                                      "store: its units as run, every aggregate, table and test "
-                                                                     "recomputed by this code (figures kept as they are)"),
+                                                                     "recomputed by this code (the figures drawn from "
+                                                                     "the aggregates again, the UMAP one kept as it is)"),
                 with_runs: List[str] = typer.Option([], help="with --from-bundle: the MLflow tracking URI of a store of cells run "
                                                              "again at one clean commit (repeatable, applied in order); each "
                                                              "replaces the bundle's cell of the same key (suite, method, dataset, "
                                                              "task, protocol, fraction, seed, mode, lead set) with its units"),
                 tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI of the store to publish")) -> None:
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -959,7 +964,6 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
                 store = BundleStore.recomputed(Path(from_bundle), progress=True)
         except BundleError as exc:
             raise ConfigError(str(exc)) from exc
-        figures = False  # drawing them needs the MLflow store and the encoders
     else:
         store = ResultStore.from_config(cfg)
     if store.unit_counts(suite_names()).empty:
@@ -973,12 +977,16 @@ def publish_cmd(ctx: typer.Context, dataset: str = typer.Option("ptbxl_1819", he
         write_publication(store, staged, settings, Path(cfg.paths.cache) / "bootstrap", echo=typer.echo)
         export_bundle(store, staged, suite_names(), settings, echo=typer.echo)
         if figures:
-            figures_dir = str(staged / "figures")
-            linear = store.aggregates(["linear"])
-            for protocol in sorted(set(linear["protocol"])) if not linear.empty else []:
-                plot_cmd(ctx, "efficiency", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
-                plot_cmd(ctx, "forest", dataset=dataset, protocol=protocol, fraction=1.0, methods=None, out=figures_dir, tracking_uri=tracking_uri)
-            plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods, out=figures_dir, tracking_uri=tracking_uri)
+            from bench.publish.plots import UMAP_FIGURE, aggregate_figures
+
+            for path in aggregate_figures(store, dataset, staged / "figures"):
+                typer.echo(f"wrote {path}")
+            if from_bundle:  # the UMAP figure re-encodes records: a bundle has none, so the published one stays
+                if (results / "figures" / UMAP_FIGURE).is_file():
+                    shutil.copy2(results / "figures" / UMAP_FIGURE, staged / "figures" / UMAP_FIGURE)
+            else:
+                plot_cmd(ctx, "umap", dataset=dataset, protocol="fixed", fraction=1.0, methods=umap_methods,
+                         out=str(staged / "figures"), tracking_uri=tracking_uri)
     typer.echo(f"published {results} (swapped in whole)")
 
 

@@ -345,6 +345,8 @@ def test_cells_run_again_replace_theirs_in_a_publication_and_nothing_else(publis
     assert not gone & set(predictions["unit_key"]) and set(new[cell]["tags"]["unit_keys"].split(",")) <= set(predictions["unit_key"])
     verified = cli.invoke(app, ["verify", str(results)])
     assert verified.exit_code == 0, verified.output
+    drawn = sorted(p.name for p in (results / "figures").glob("*.png"))  # from the bundle's aggregates, no encoder
+    assert "forest_demo_ptbxl_fixed_1.png" in drawn and "label_efficiency_demo_ptbxl_fixed.png" in drawn, drawn
 
 
 def test_publishing_an_empty_store_is_one_line(tmp_path):

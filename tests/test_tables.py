@@ -101,6 +101,33 @@ def test_figures_draw_the_rows_the_tables_show_one_per_method(store, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_regression_figure_draws_each_target_once_per_method_over_its_seeds(store, tmp_path):
+    """The regression forest takes the table's cells: the over-seeds row where there is one, not the per-seed rows, no
+    method the suite could not run, one dataset; a store without that dataset's cells says so."""
+    from bench.publish import plots
+
+    base = {"suite": "regression", "dataset": "ptbxl_1819", "protocol": "fixed", "fraction": 1.0, "mode": "linear"}
+    rows = [("merit", "age", "0", 14.0, "years", "yes"), ("merit", "age", "all", 13.0, "years", "yes"),
+            ("merit", "height", "0", 8.0, "cm", "yes"), ("random", "age", "0", 15.0, "years", "yes"),
+            ("broken", "age", "0", 1.0, "years", "no")]
+    for method, task, seed, mae, unit, applicable in rows:
+        store.replace_aggregate("regression", f"{method}|{task}|{seed}",
+                                {**base, "method": method, "task": task, "seed": seed, "unit_of_target": unit,
+                                 "applicable": applicable, "n_seeds": 3 if seed == "all" else 1},
+                                {"mae": mae, "mae_ci_low": mae - 1, "mae_ci_high": mae + 1, "r2": 0.3, "r2_ci_low": 0.1,
+                                 "r2_ci_high": 0.5, "n_test": 194})
+    agg = store.aggregates(["regression"])
+    cells = plots.regression_cells(agg, "ptbxl_1819")
+    assert sorted(zip(cells["method"], cells["task"], cells["seed"])) == [("merit", "age", "all"), ("merit", "height", "0"),
+                                                                          ("random", "age", "0")]
+    path = plots.regression_forest(agg, "ptbxl_1819", tmp_path)
+    assert path.name == "regression_ptbxl_1819_linear.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = [p.name for p in plots.aggregate_figures(store, "ptbxl_1819", tmp_path / "all")]  # the fixture's linear cells too
+    assert drawn == ["label_efficiency_ptbxl_1819_fixed.png", "forest_ptbxl_1819_fixed_1.png", path.name]
+    with pytest.raises(LookupError, match="demo_ptbxl"):
+        plots.regression_forest(agg, "demo_ptbxl", tmp_path)
+
+
 def test_cv10_cell_shows_the_pooled_auroc_its_interval_belongs_to(tmp_path):
     s = ResultStore(f"sqlite:///{tmp_path}/m.db", tmp_path / "a")
     tags = {"suite": "linear", "method": "merit", "dataset": "ptbxl_1819", "task": "super", "protocol": "cv10",

@@ -2,6 +2,7 @@
 
 - label efficiency: macro AUROC (with its 95% interval) against the label fraction, one line per method;
 - forest plot: macro AUROC with 95% intervals per method and task;
+- regression forest plot: each continuous target's test MAE in its unit and R², with 95% intervals, per method;
 - UMAP of each encoder's embeddings coloured by rhythm class (the MERIT paper's Fig. 4).
 """
 
@@ -20,9 +21,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from bench.publish.tables import comparable_parts, row_name, seed_view, seed_words  # noqa: E402
+from bench.publish.tables import comparable_parts, not_applicable, row_name, seed_view, seed_words  # noqa: E402
 
 CONTROLS = ("random", "signal_stats", "llm_only")
+UMAP_FIGURE = "umap_rhythm.png"
 
 
 def _style(method: str) -> dict:
@@ -107,6 +109,61 @@ def forest(aggregates: pd.DataFrame, dataset: str, protocol: str, fraction: floa
     return path
 
 
+def regression_cells(aggregates: pd.DataFrame, dataset: str, mode: str = "linear") -> pd.DataFrame:
+    """The regression table's cells of one dataset and mode: one per method and target, over its seeds where logged."""
+    df = aggregates[(aggregates["dataset"] == dataset) & ~not_applicable(aggregates)] if len(aggregates) else aggregates
+    df = seed_view(df) if len(df) else df
+    df = df[df["mode"] == mode] if len(df) else df
+    if df.empty:
+        raise LookupError(f"no regression results for {dataset} ({mode}): run `bench run --suite regression` first")
+    return df
+
+
+def regression_forest(aggregates: pd.DataFrame, dataset: str, out: Path, mode: str = "linear") -> Path:
+    """MAE (top row) and R² (bottom row) with their 95% intervals per method, one column per target in its own unit:
+    the regression suite's cells of one dataset and mode (over the seeds where logged)."""
+    df = regression_cells(aggregates, dataset, mode)
+    targets = sorted(df["task"].unique())
+    methods = sorted(df["method"].unique(), key=lambda m: (m in CONTROLS, m))
+    fig, axes = plt.subplots(2, len(targets), figsize=(3.2 * len(targets), 2 * (0.3 * len(methods) + 1.2)), sharey=True,
+                             squeeze=False)
+    for col, target in enumerate(targets):
+        g = df[df["task"] == target].set_index("method")
+        unit = str(g["unit_of_target"].dropna().iloc[0]) if "unit_of_target" in g and g["unit_of_target"].notna().any() else ""
+        n = int(pd.to_numeric(g["n_test"], errors="coerce").max())
+        for ax, metric, label in ((axes[0][col], "mae", f"MAE ({unit})"), (axes[1][col], "r2", "R²")):
+            for y, m in enumerate(methods):
+                if m not in g.index:
+                    continue
+                mid, lo, hi = (float(g.at[m, c]) for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high"))
+                ax.errorbar(mid, y, xerr=[[mid - lo], [hi - mid]], fmt="o", color="grey" if m in CONTROLS else "C0", capsize=3)
+            ax.set_yticks(range(len(methods)), methods)
+            ax.set_xlabel(f"{label}, 95% CI")
+            ax.grid(alpha=0.3, axis="x")
+        axes[0][col].set_title(f"{target} (n={n})")
+    fig.suptitle(textwrap.fill(f"{dataset}, regression ({mode}); {seed_words(df)}; lower MAE and higher R² are better",
+                               45 * len(targets)), fontsize=8)
+    fig.tight_layout()
+    path = out / f"regression_{dataset}_{mode}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def aggregate_figures(store, dataset: str, out: Path) -> list[Path]:
+    """Every figure drawn from the aggregates alone (no encoder, no data): label efficiency and forest per protocol of
+    the linear suite, and the regression suite's forest; so a publication made from a bundle draws them too."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    linear = store.aggregates(["linear"])
+    for protocol in sorted(set(linear[linear["dataset"] == dataset]["protocol"])) if not linear.empty else []:
+        paths += [label_efficiency(linear, dataset, protocol, out), forest(linear, dataset, protocol, 1.0, out)]
+    regression = store.aggregates(["regression"])
+    if not regression.empty and (regression["dataset"] == dataset).any():
+        paths.append(regression_forest(regression, dataset, out))
+    return paths
+
+
 def umap_grid(embeddings: dict[str, np.ndarray], labels: Sequence[str], title: str, out: Path, seed: int = 0) -> Path:
     import umap
 
@@ -130,7 +187,7 @@ def umap_grid(embeddings: dict[str, np.ndarray], labels: Sequence[str], title: s
     axes[0][0].legend(markerscale=3, fontsize=7, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    path = out / "umap_rhythm.png"
+    path = out / UMAP_FIGURE
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
