@@ -46,7 +46,7 @@ def test_every_upstream_repository_has_fixtures():
     assert {"stmem", "merl_vit", "merl_resnet18", "dbeta", "ecgfounder", "ecgjepa", "hubert_ecg", "melp", "xresnet1d101", "ecgfm_ked", "s4",
             "ecg_cpc", "heartlang", "clef"} <= set(CASES)
     # records longer than 10 s, through each upstream's own reader (whole-record scaling, crop-then-resample, CPSC2018 window)
-    assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "clef_15s", "s4_15s", "ecg_cpc_15s",
+    assert {"hubert_ecg_15s", "ecgjepa_15s", "melp_cpsc_15s", "merl_vit_cpsc_15s", "merl_resnet18_cpsc_15s", "clef_15s", "s4_15s", "ecg_cpc_15s",
             "ecgfounder_15s", "stmem_15s", "ecgfm_ked_15s", "heartlang_cpsc_15s", "xresnet1d101_15s"} <= set(CASES)
     # raw 500 Hz records of 10 s through an upstream's own resampling script (ecg_ptbxl_benchmarking's convert_ICBEB.py)
     assert {"xresnet1d101_10s_500hz"} <= set(CASES)
@@ -178,7 +178,7 @@ def test_encoders_show_prints_the_card():
         assert text in result.output, text
 
 
-@pytest.mark.parametrize("name", ["melp_cpsc_15s", "merl_vit_cpsc_15s"])
+@pytest.mark.parametrize("name", ["melp_cpsc_15s", "merl_vit_cpsc_15s", "merl_resnet18_cpsc_15s"])
 def test_cpsc_window_rule_holds_for_a_folder_of_cpsc_records_through_bench_embed(tmp_path, name):
     """15 s CPSC2018 records in a plain folder (`bench embed --wfdb`): recognised as CPSC2018 by their names, so MELP's and
     MERL's CPSC2018 rule (the first 2,500 samples, zero-padded) applies as in the dataset path and upstream's loader."""

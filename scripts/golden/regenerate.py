@@ -26,6 +26,7 @@ weights are not reachable offline; upstream code loads them from the folder as i
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -189,7 +190,9 @@ def merl(root: Path, out: Path, text: dict[str, Path]) -> None:
         torch.save(model.ecg_encoder.state_dict(), folder / f"{name}_final_encoder.pth")  # utils_trainer.py
         torch.save(model.state_dict(), folder / f"{name}_final_total.pth")
         ddp = {"module." + k: v for k, v in model.state_dict().items()}  # self.model is DDP in the trainer
-        torch.save({"epoch": 3, "model_state_dict": ddp, "optimizer_state_dict": {}}, folder / f"{name}_3_ckpt.pth")
+        optimizer = adamw_after_one_step(model, lr=1.0e-3, weight_decay=1.0e-8)  # pretrain/main.py with config.yaml's values
+        torch.save({"epoch": 3, "model_state_dict": ddp, "optimizer_state_dict": optimizer.state_dict()},  # save_checkpoints
+                   folder / f"{name}_3_ckpt.pth")
         ecgs = []
         for record in x:  # finetune/finetune_dataset.py (ptbxl branch): first 5000, min-max, swap aVL/aVF
             ecg = record[:, :5000].astype(np.float64)
@@ -627,11 +630,41 @@ def s4(root: Path, out: Path) -> None:
     forget_modules("clinical_ts", "pytorch_lightning")
 
 
-def lightning_checkpoint(net: torch.nn.Module, attribute: str, hparams: Any, path: Path) -> None:
+def adamw_after_one_step(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """A training script's AdamW after one step (its state as a trainer saves it: step counts and moments per
+    parameter), taken at learning rate 0 so the weights the case's outputs come from stay as they are."""
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items()), "the step changed the weights"
+    return optimizer
+
+
+def lightning_checkpoint(net: torch.nn.Module, attribute: str | None, hparams: Any, path: Path) -> None:
+    """``_lightning_checkpoint`` with the stand-ins of imports a checkout makes (stub_module) out of sys.modules: they
+    have no import spec, on which Lightning's probes of optional packages (torchvision) fail."""
+    stubs = {n: sys.modules.pop(n) for n in [n for n, m in sys.modules.items()
+                                             if n != "__main__" and isinstance(m, types.ModuleType) and getattr(m, "__spec__", 0) is None]}
+    try:
+        _lightning_checkpoint(net, attribute, hparams, path)
+    finally:
+        sys.modules.update(stubs)
+
+
+def _lightning_checkpoint(net: torch.nn.Module, attribute: str | None, hparams: Any, path: Path) -> None:
     """The file a Lightning ``Trainer`` writes for a module that holds ``net`` as ``attribute`` and saved ``hparams``
     (a dict, or the Hydra config itself as clinical_ts' modules save it): one real training step through ``Trainer.fit``
     at learning rate 0 (optimizer and loop states as a trainer leaves them, the weights unchanged), then
-    ``Trainer.save_checkpoint``."""
+    ``Trainer.save_checkpoint``. With no ``attribute`` the module holds ``net``'s own children and parameters, as a
+    LightningModule that is the model itself (MELPModel) does."""
     import lightning
 
     weights = {k: v.clone() for k, v in net.state_dict().items()}
@@ -640,7 +673,13 @@ def lightning_checkpoint(net: torch.nn.Module, attribute: str, hparams: Any, pat
         def __init__(self, hp):
             super().__init__()
             self.save_hyperparameters(hp)
-            setattr(self, attribute, net)
+            if attribute:
+                setattr(self, attribute, net)
+                return
+            for name, child in net.named_children():
+                setattr(self, name, child)
+            for name, param in net.named_parameters(recurse=False):
+                setattr(self, name, param)
 
         def training_step(self, batch, _):
             return sum(p.sum() for p in self.parameters()) * 0.0
@@ -1018,8 +1057,9 @@ def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
     """MELP's own methods run on stand-ins holding its attributes (MELPModel and ECGFMModel are Lightning modules
     whose constructors download heart_bert): ECGFMModel._encode_ecg / ext_ecg_emb on fairseq-signals'
     Wav2Vec2CMSCModel with backbone/transformer.AttentionalPooler, MELPModel._tokenize / _encode_text on a causal
-    BERT with [BOS] added (the tiny stand-in of heart_bert); finetune_dataset.py's PTB-XL input; the file is the
-    Lightning checkpoint's form ({'state_dict': MELPModel state})."""
+    BERT with [BOS] added (the tiny stand-in of heart_bert); finetune_dataset.py's PTB-XL input; the file is written
+    by a Lightning ``Trainer`` (one step at learning rate 0, then ``save_checkpoint``: optimizer and loop states, and
+    MELPModel's own hyper-parameters with their numpy float64)."""
     from torch import nn
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -1043,8 +1083,12 @@ def melp(root: Path, fsb: Path, out: Path, text: dict[str, Path]) -> None:
     randomise(model, 8)
     folder = out / "melp"
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 0, "state_dict": model.state_dict(), "hyper_parameters": {"text_encoder_name": "fuyingw/heart_bert"}},
-               folder / "melp_lightning.ckpt")
+    # MELPModel.__init__ calls save_hyperparameters(): its arguments as given, here its own defaults (init_logit_scale
+    # np.log(1 / 0.07), a numpy float64) with the text tower the released model uses
+    hparams = {k: p.default for k, p in inspect.signature(MELPModel.__init__).parameters.items()
+               if p.default is not inspect.Parameter.empty}
+    assert isinstance(hparams["init_logit_scale"], np.floating)
+    lightning_checkpoint(model, None, {**hparams, "text_encoder_name": "fuyingw/heart_bert"}, folder / "melp_lightning.ckpt")
     x = signals()
     ecg = x[:, :, :5000]
     ecg = (ecg - ecg.min(axis=(1, 2), keepdims=True)) / (ecg.max(axis=(1, 2), keepdims=True) - ecg.min(axis=(1, 2), keepdims=True) + 1e-8)
@@ -1209,7 +1253,8 @@ def melp_cpsc(root: Path, fsb: Path, out: Path) -> None:
     from melp.datasets.finetune_dataset import ECGDataset
 
     side = up.ecg_side(up.w2v(2, 32, 2, 64, **up.small), 16, 2, 4, 32).eval()
-    state = torch.load(out / "melp" / "melp_lightning.ckpt", weights_only=True)["state_dict"]
+    with torch.serialization.safe_globals([np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType]):  # hparams
+        state = torch.load(out / "melp" / "melp_lightning.ckpt", weights_only=True)["state_dict"]
     side.load_state_dict({k[len("ecg_encoder."):]: v for k, v in state.items() if k.startswith("ecg_encoder.")})
     ecg = _icbeb_inputs(ECGDataset, data_path="<dir>", split="test", dataset_name="icbeb")
     with torch.no_grad():
@@ -1222,22 +1267,26 @@ def melp_cpsc(root: Path, fsb: Path, out: Path) -> None:
 
 def merl_cpsc(root: Path, out: Path, text: dict[str, Path]) -> None:
     """finetune/finetune_dataset.ECGDataset's 'icbeb' branch (as MELP's: the first 2,500 samples, zero-padded to
-    5,000, min-max over the record, aVL/aVF swapped) on 15 s records, on the merl_vit case's ECG encoder."""
+    5,000, min-max over the record, aVL/aVF swapped) on 15 s records, on the merl_vit and merl_resnet18 cases' ECG
+    encoders (the ResNet's embedding: the global average of its last layer, finetune/models/resnet1d.py)."""
     builder = _merl_builder(root, vit_width=128)
     sys.path.insert(0, str(root / "finetune"))
     from finetune_dataset import ECGDataset
 
-    config = {"ecg_model": "vit_tiny", "num_leads": 12, "text_model": str(text["bert"]),
-              "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
-    model = builder.ECGCLIP(config)
-    model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))
-    model.load_state_dict(torch.load(out / "merl_vit" / "merl_vit_tiny_final_total.pth", weights_only=True))
-    model.eval()
     ecg = _icbeb_inputs(ECGDataset, data_path="<dir>", dataset_name="icbeb")  # aVL/aVF swapped by the dataset itself
-    with torch.no_grad():
-        emb = model.ecg_encoder(ecg)
-    save_long_case(out / "merl_vit_cpsc_15s", "merl_vit", {"dataset": "cpsc2018", "options": {**json.loads(
-        (out / "merl_vit" / "case.json").read_text())["options"], "text": {"kind": "none"}}}, {"embedding": emb.numpy()})
+    for backbone, base in (("vit_tiny", "merl_vit"), ("resnet18", "merl_resnet18")):
+        config = {"ecg_model": backbone, "num_leads": 12, "text_model": str(text["bert"]),
+                  "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
+        model = builder.ECGCLIP(config)
+        if backbone == "resnet18":
+            model.downconv = torch.nn.Conv1d(128, 32, kernel_size=1)
+        model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))
+        model.load_state_dict(torch.load(out / base / f"merl_{backbone}_final_total.pth", weights_only=True))
+        model.eval()
+        with torch.no_grad():
+            emb = model.ecg_encoder(ecg).mean(-1) if backbone == "resnet18" else model.ecg_encoder(ecg)
+        save_long_case(out / f"{base}_cpsc_15s", base, {"dataset": "cpsc2018", "options": {**json.loads(
+            (out / base / "case.json").read_text())["options"], "text": {"kind": "none"}}}, {"embedding": emb.numpy()})
     sys.path.remove(str(root / "finetune"))
     sys.path.remove(str(root / "utils"))
     forget_modules("finetune_dataset")
