@@ -16,7 +16,7 @@
 #   report_text: the reports' own ceiling (TF-IDF + logistic regression on the pretraining text, no ECG)
 #   patient: sex (linear) and age, height, weight, BMI (regression, ridge) for every method, seeds 0,1,2
 #   leads: the linear probe on lead sets 12, 2 (I, II) and I for six methods, seeds 0,1,2; the attentive probe on 2 and I
-#     for ST-MEM and ECG-FM, seed 0 (beside their 12-lead attentive cells of stage modes / modes_new)
+#     for MERIT, ST-MEM, ECG-FM and ECGFounder, seeds 0,1,2 (beside their 12-lead attentive cells of stage modes / modes_new)
 # Settings: EPOCHS pretraining epochs of every cpu_small encoder; STAGES a space-separated subset of the stage names
 # below (default all; a finished stage is skipped anyway, its units being in the store); FIGURES=0 publishes without
 # redrawing results/figures (the UMAP figure re-encodes records, pretraining any checkpoint the cache lacks).
@@ -76,8 +76,8 @@ case "$STAGE" in
     timed regression $BENCH run --suite regression --methods "$METHODS,$NEW_METHODS" --datasets ptbxl_1819 --seeds 0,1,2 "${STORE_ARGS[@]}"
     timed leads $BENCH run --suite linear --methods "$LEAD_METHODS" --datasets ptbxl_1819 --tasks super --fractions 1 \
       --seeds 0,1,2 --leads 12,2,I "${STORE_ARGS[@]}"
-    timed leads_attentive $BENCH run --suite linear --methods stmem,ecg_fm --datasets ptbxl_1819 --tasks super --fractions 1 \
-      --seeds 0 --modes attentive --leads 2,I "${MODE_SETTINGS[@]}" "${STORE_ARGS[@]}"
+    timed leads_attentive $BENCH run --suite linear --methods merit,stmem,ecg_fm,ecgfounder --datasets ptbxl_1819 --tasks super \
+      --fractions 1 --seeds 0,1,2 --modes attentive --leads 2,I "${MODE_SETTINGS[@]}" "${STORE_ARGS[@]}"
     timed textgen $BENCH run --suite textgen --methods merit,random,llm_only --datasets ptbxl_1819 --seeds 0 \
       textgen.train_size=64 textgen.test_size=32 textgen.epochs=1 textgen.max_new_tokens=48 "${STORE_ARGS[@]}"
     ;;
