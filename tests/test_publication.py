@@ -349,6 +349,30 @@ def test_cells_run_again_replace_theirs_in_a_publication_and_nothing_else(publis
     assert "forest_demo_ptbxl_fixed_1.png" in drawn and "label_efficiency_demo_ptbxl_fixed.png" in drawn, drawn
 
 
+def test_seeds_run_again_beside_a_bundles_seed_pool_with_it(published, tmp_path):
+    """A store that ran seeds 1 and 2 of a cell the bundle has at seed 0: the published cell over seeds pools all three
+    (not the two the store ran), recomputed from their units; the bundle's seed-0 unit stays; verify holds."""
+    results = _copy(published, tmp_path)
+    shared = [o for o in _overrides(published.parent) if not o.startswith(("tracking.", "paths.results"))]
+    rerun = [f"tracking.uri=sqlite:///{tmp_path}/rerun.db", f"tracking.artifacts={tmp_path}/rerun_artifacts"]
+    ran = cli.invoke(app, ["run", "--suite", "regression", "--methods", "random", "--tasks", "age", "--seeds", "1,2", *shared, *rerun])
+    assert ran.exit_code == 0, ran.output
+    seed0 = {u["key"] for u in json.loads((results / "bundle" / "manifest.json").read_text())["units"]
+             if u["suite"] == "regression" and u["tags"]["method"] == "random" and u["tags"]["seed"] == "0"}
+    out = cli.invoke(app, ["publish", "--from-bundle", str(results), "--with-runs", f"sqlite:///{tmp_path}/rerun.db",
+                           "--out", str(results), "--dataset", "demo_ptbxl", "--paired-n-boot", "200", "--no-figures",
+                           "--readme", str(published.parent / "readme_template.md"), *shared])
+    assert out.exit_code == 0, out.output
+    after = json.loads((results / "bundle" / "manifest.json").read_text())
+    cells = {a["tags"]["seed"]: a for a in after["aggregates"] if a["suite"] == "regression" and a["tags"]["method"] == "random"}
+    assert set(cells) == {"0", "1", "2", "all"} and cells["all"]["metrics"]["n_seeds"] == 3
+    pooled = set(cells["all"]["tags"]["unit_keys"].split(","))
+    assert len(seed0) == 1 and seed0 <= pooled and len(pooled) == 3
+    assert cells["all"]["metrics"]["mae"] == pytest.approx(np.mean([cells[s]["metrics"]["mae"] for s in "012"]))
+    verified = cli.invoke(app, ["verify", str(results)])
+    assert verified.exit_code == 0, verified.output
+
+
 def test_publishing_an_empty_store_is_one_line(tmp_path):
     result = cli.invoke(app, ["publish", "--out", str(tmp_path / "out"), f"tracking.uri=sqlite:///{tmp_path}/empty.db",
                               f"paths.cache={tmp_path}/cache"])

@@ -157,10 +157,34 @@ def superseded(house: "BundleStore", rerun: "BundleStore", folder: Path) -> tupl
     pooled = {(a["suite"], k) for a in kept for k in a["tags"].get("unit_keys", "").split(",") if k}
     units = [u for u in house.manifest["units"] if (u["suite"], u["key"]) in pooled]
     dropped = {u["key"] for u in house.manifest["units"]} - {u["key"] for u in units}
-    manifest = {**house.manifest, "aggregates": kept + rerun.manifest["aggregates"], "units": units + rerun.manifest["units"]}
+    manifest = {**house.manifest, "aggregates": _pool_seeds(kept + rerun.manifest["aggregates"]),
+                "units": units + rerun.manifest["units"]}
     write_combined(house, rerun, manifest, folder, dropped)
     replaced = len(house.manifest["aggregates"]) - len(kept)
     return replaced, len(again) - replaced
+
+
+def _pool_seeds(aggregates: list[dict]) -> list[dict]:
+    """Each cell over its seeds (``seed="all"``) pooling the units of every per-seed cell the combined publication
+    holds: a store that ran seeds 1 and 2 again beside a bundle's seed 0 gives the cell over 0, 1 and 2, not over the
+    two it ran (its aggregate is then recomputed from those units)."""
+    per_seed: dict[tuple, set[str]] = {}
+    for a in aggregates:
+        parts, seed = a["tags"]["agg_key"].split("|"), a["tags"].get("seed", "")
+        if seed.isdigit() and seed in parts:
+            for i in (i for i, p in enumerate(parts) if p == seed):
+                per_seed.setdefault((a["suite"], i, tuple(parts[:i] + parts[i + 1:])), set()).update(
+                    k for k in a["tags"].get("unit_keys", "").split(",") if k)
+    out = []
+    for a in aggregates:
+        parts = a["tags"]["agg_key"].split("|")
+        if a["tags"].get("seed") == "all" and "all" in parts:
+            i = parts.index("all")
+            keys = per_seed.get((a["suite"], i, tuple(parts[:i] + parts[i + 1:])))
+            if keys:
+                a = {**a, "tags": {**a["tags"], "unit_keys": ",".join(sorted(keys))}}
+        out.append(a)
+    return out
 
 
 def superseding_store(results: Path, rerun_stores: list, suites: Iterable[str], workdir: Path,
