@@ -157,19 +157,19 @@ def superseded(house: "BundleStore", rerun: "BundleStore", folder: Path) -> tupl
     pooled = {(a["suite"], k) for a in kept for k in a["tags"].get("unit_keys", "").split(",") if k}
     units = [u for u in house.manifest["units"] if (u["suite"], u["key"]) in pooled]
     dropped = {u["key"] for u in house.manifest["units"]} - {u["key"] for u in units}
-    manifest = {**house.manifest, "aggregates": _pool_seeds(kept + rerun.manifest["aggregates"]),
+    manifest = {**house.manifest, "aggregates": kept + _pool_seeds(rerun.manifest["aggregates"], kept),
                 "units": units + rerun.manifest["units"]}
     write_combined(house, rerun, manifest, folder, dropped)
     replaced = len(house.manifest["aggregates"]) - len(kept)
     return replaced, len(again) - replaced
 
 
-def _pool_seeds(aggregates: list[dict]) -> list[dict]:
-    """Each cell over its seeds (``seed="all"``) pooling the units of every per-seed cell the combined publication
-    holds: a store that ran seeds 1 and 2 again beside a bundle's seed 0 gives the cell over 0, 1 and 2, not over the
-    two it ran (its aggregate is then recomputed from those units)."""
+def _pool_seeds(aggregates: list[dict], kept: list[dict]) -> list[dict]:
+    """A rerun's cells over their seeds (``seed="all"``), each pooling the units of every per-seed cell the combined
+    publication holds (the rerun's and the ``kept`` ones): a store that ran seeds 1 and 2 beside a bundle's seed 0
+    gives the cell over 0, 1 and 2, not over the two it ran (its aggregate is then recomputed from those units)."""
     per_seed: dict[tuple, set[str]] = {}
-    for a in aggregates:
+    for a in kept + aggregates:
         parts, seed = a["tags"]["agg_key"].split("|"), a["tags"].get("seed", "")
         if seed.isdigit() and seed in parts:
             for i in (i for i, p in enumerate(parts) if p == seed):
