@@ -154,7 +154,7 @@ def superseded(house: "BundleStore", rerun: "BundleStore", folder: Path) -> tupl
     house's units no remaining aggregate pools are left out. Returns (aggregates replaced, aggregates added)."""
     again = {a["tags"]["agg_key"] for a in rerun.manifest["aggregates"]}
     kept = [a for a in house.manifest["aggregates"] if a["tags"]["agg_key"] not in again]
-    pooled = {(a["suite"], k) for a in kept for k in a["tags"].get("unit_keys", "").split(",") if k}
+    pooled = {(a["suite"], k) for a in kept for k in pooled_keys(a["tags"])}
     units = [u for u in house.manifest["units"] if (u["suite"], u["key"]) in pooled]
     dropped = {u["key"] for u in house.manifest["units"]} - {u["key"] for u in units}
     manifest = {**house.manifest, "aggregates": kept + _pool_seeds(rerun.manifest["aggregates"], kept),
@@ -168,22 +168,14 @@ def _pool_seeds(aggregates: list[dict], kept: list[dict]) -> list[dict]:
     """A rerun's cells over their seeds (``seed="all"``), each pooling the units of every per-seed cell the combined
     publication holds (the rerun's and the ``kept`` ones): a store that ran seeds 1 and 2 beside a bundle's seed 0
     gives the cell over 0, 1 and 2, not over the two it ran (its aggregate is then recomputed from those units)."""
-    per_seed: dict[tuple, set[str]] = {}
+    per_seed: dict[str, set[str]] = {}  # Group.cell (the table cell whatever the seed) -> the units of its seeds
     for a in kept + aggregates:
-        parts, seed = a["tags"]["agg_key"].split("|"), a["tags"].get("seed", "")
-        if seed.isdigit() and seed in parts:
-            for i in (i for i, p in enumerate(parts) if p == seed):
-                per_seed.setdefault((a["suite"], i, tuple(parts[:i] + parts[i + 1:])), set()).update(
-                    k for k in a["tags"].get("unit_keys", "").split(",") if k)
+        if a["tags"]["seed"].isdigit():
+            per_seed.setdefault(_group(a["tags"]).cell, set()).update(pooled_keys(a["tags"]))
     out = []
     for a in aggregates:
-        parts = a["tags"]["agg_key"].split("|")
-        if a["tags"].get("seed") == "all" and "all" in parts:
-            i = parts.index("all")
-            keys = per_seed.get((a["suite"], i, tuple(parts[:i] + parts[i + 1:])))
-            if keys:
-                a = {**a, "tags": {**a["tags"], "unit_keys": ",".join(sorted(keys))}}
-        out.append(a)
+        keys = per_seed.get(_group(a["tags"]).cell) if a["tags"]["seed"] == "all" else None
+        out.append({**a, "tags": {**a["tags"], "unit_keys": ",".join(sorted(keys))}} if keys else a)
     return out
 
 
@@ -214,7 +206,7 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
 
     stores_predictions = get_suite(suite).stores_predictions  # subgroup units log a table file, no predictions
     aggregates = store.aggregate_runs(suite)
-    keys = sorted({k for run in aggregates for k in run.data.tags.get("unit_keys", "").split(",") if k})
+    keys = sorted({k for run in aggregates for k in pooled_keys(run.data.tags)})
     runs = dict(zip(keys, store.units_by_key(suite, keys))) if keys else {}
     predictions, validation = [], []
     for key in keys:
@@ -236,7 +228,7 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
     by_key = {u["key"]: u for u in manifest["units"] if u["suite"] == suite}
     for run in aggregates:
         tags = _clean_tags(run.data.tags)
-        unit_keys = [k for k in tags.get("unit_keys", "").split(",") if k]
+        unit_keys = pooled_keys(tags)
         manifest["aggregates"].append({"suite": suite, "tags": tags, "metrics": dict(sorted(run.data.metrics.items())),
                                        "inputs": inputs_hash([by_key[k] for k in unit_keys])})
     if predictions:
@@ -244,6 +236,22 @@ def _export_suite(store, suite: str, manifest: dict, tmp: Path) -> None:
         _predictions_frame(predictions).to_parquet(tmp / "predictions" / f"{suite}.parquet", index=False, compression="zstd")
     if validation:
         _predictions_frame(validation).to_parquet(tmp / "predictions" / f"{suite}.val.parquet", index=False, compression="zstd")
+
+
+def pooled_keys(tags: dict) -> list[str]:
+    """The unit keys an aggregate's tags name (``unit_keys``, comma-separated)."""
+    return [k for k in tags.get("unit_keys", "").split(",") if k]
+
+
+def _group(tags: dict):
+    """The ``Group`` an aggregate's tags name (its identity as the suite formed it)."""
+    from bench.suites.base import Group
+
+    identity = {k: _typed(k, tags[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed")}
+    for optional in ("mode", "val_fraction", "leads"):  # the linear suite's mode, validation part and lead set
+        if optional in tags:
+            identity[optional] = tags[optional]
+    return Group(identity)
 
 
 def inputs_hash(units: list[dict]) -> str:
@@ -481,10 +489,10 @@ def _selection(bundle: "BundleStore", results: Path, only: str | None) -> tuple[
     agg_hits = [i for i, a in enumerate(aggregates) if a["tags"].get("agg_key") == only]
     if unit_hits or agg_hits:
         named = {units[i]["key"] for i in unit_hits}
-        named |= {k for i in agg_hits for k in aggregates[i]["tags"].get("unit_keys", "").split(",") if k}
+        named |= {k for i in agg_hits for k in pooled_keys(aggregates[i]["tags"])}
         return ([i for i, u in enumerate(units) if u["key"] in named],
                 sorted(set(agg_hits) | {i for i, a in enumerate(aggregates)
-                                        if named & set(a["tags"].get("unit_keys", "").split(","))}), None)
+                                        if named & set(pooled_keys(a["tags"]))}), None)
     name = Path(only).as_posix()
     name = name[len(results.as_posix()) + 1:] if name.startswith(results.as_posix() + "/") else name
     if (results / name).is_file():
@@ -612,7 +620,7 @@ def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
     from omegaconf import OmegaConf
 
     from bench.run.runner import aggregate_record
-    from bench.suites.base import Group, Unit, UnitResult, get_suite
+    from bench.suites.base import Unit, UnitResult, get_suite
 
     bundle = _VERIFYING
     out = []
@@ -626,7 +634,7 @@ def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
                 continue
             problems = []
             suite = get_suite(entry["suite"])
-            keys = [k for k in tags.get("unit_keys", "").split(",") if k]
+            keys = pooled_keys(tags)
             if inputs_hash([bundle.entry(entry["suite"], k) for k in keys]) != entry["inputs"]:
                 problems.append(f"{label}: its units are not the ones it was computed from (inputs hash differs)")
             results = []
@@ -638,11 +646,7 @@ def _recompute_chunk(indices: list[int]) -> list[tuple[dict, list[str]]]:
                 agg_tag, unit_tag = suite.unit_order
                 order = tags.get(agg_tag, "").split(",")
                 results.sort(key=lambda r: order.index(r[0].tags[unit_tag]) if r[0].tags.get(unit_tag) in order else len(order))
-            identity = {k: _typed(k, tags[k]) for k in ("suite", "method", "dataset", "task", "protocol", "fraction", "seed")}
-            for optional in ("mode", "val_fraction", "leads"):  # the linear suite's mode, validation part and lead set
-                if optional in tags:
-                    identity[optional] = tags[optional]
-            group = Group(identity)
+            group = _group(tags)
             ctx = SimpleNamespace(base=OmegaConf.create({"run": {"n_boot": int(tags.get("n_boot", 1000)),
                                                                  "bootstrap_seed": int(tags.get("bootstrap_seed", 0))},
                                                          "paths": {"cache": cache}}))
