@@ -170,16 +170,28 @@ def _merl_builder(root: Path, vit_width: int):
     return utils_builder
 
 
+def _merl_model(builder, backbone: str, text: dict[str, Path]) -> torch.nn.Module:
+    """utils_builder.ECGCLIP with the reduced sizes of the merl cases (32-wide projections, the text side to 32)."""
+    config = {"ecg_model": backbone, "num_leads": 12, "text_model": str(text["bert"]),
+              "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
+    model = builder.ECGCLIP(config)
+    if backbone == "resnet18":  # the reduced ResNet ends in 128 channels
+        model.downconv = torch.nn.Conv1d(128, 32, kernel_size=1)
+    model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))  # 768 -> 32
+    return model
+
+
+def _merl_embedding(model: torch.nn.Module, backbone: str, ecg: torch.Tensor) -> torch.Tensor:
+    """The ECG encoder's embedding as MERL's finetune models take it (the ResNet's: global average of layer4,
+    finetune/models/resnet1d.py)."""
+    return model.ecg_encoder(ecg).mean(-1) if backbone == "resnet18" else model.ecg_encoder(ecg)
+
+
 def merl(root: Path, out: Path, text: dict[str, Path]) -> None:
     builder = _merl_builder(root, vit_width=128)  # two 64-wide heads, as upstream's heads are 64 wide
     x = signals()
     for backbone, folder_name, seed in (("vit_tiny", "merl_vit", 2), ("resnet18", "merl_resnet18", 3)):
-        config = {"ecg_model": backbone, "num_leads": 12, "text_model": str(text["bert"]),
-                  "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
-        model = builder.ECGCLIP(config)
-        if backbone == "resnet18":  # the reduced ResNet ends in 128 channels
-            model.downconv = torch.nn.Conv1d(128, 32, kernel_size=1)
-        model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))  # 768 -> 32
+        model = _merl_model(builder, backbone, text)
         model.eval()
         if not hasattr(model.tokenizer, "batch_encode_plus"):  # removed in transformers 5: the same call
             model.tokenizer.batch_encode_plus = lambda batch_text_or_text_pairs, **kw: model.tokenizer(batch_text_or_text_pairs, **kw)
@@ -202,10 +214,7 @@ def merl(root: Path, out: Path, text: dict[str, Path]) -> None:
             ecgs.append(ecg)
         ecgs = torch.stack(ecgs)
         with torch.no_grad():
-            if backbone == "resnet18":
-                emb = model.ecg_encoder(ecgs).mean(-1)  # finetune/models/resnet1d.py: global average of layer4
-            else:
-                emb = model.ecg_encoder(ecgs)
+            emb = _merl_embedding(model, backbone, ecgs)
             aligned = torch.nn.functional.normalize(model.ext_ecg_emb(ecgs), dim=-1)
             texts = []
             for p in PROMPTS:  # utils/zeroshot_val.get_class_emd
@@ -1268,23 +1277,18 @@ def melp_cpsc(root: Path, fsb: Path, out: Path) -> None:
 def merl_cpsc(root: Path, out: Path, text: dict[str, Path]) -> None:
     """finetune/finetune_dataset.ECGDataset's 'icbeb' branch (as MELP's: the first 2,500 samples, zero-padded to
     5,000, min-max over the record, aVL/aVF swapped) on 15 s records, on the merl_vit and merl_resnet18 cases' ECG
-    encoders (the ResNet's embedding: the global average of its last layer, finetune/models/resnet1d.py)."""
+    encoders."""
     builder = _merl_builder(root, vit_width=128)
     sys.path.insert(0, str(root / "finetune"))
     from finetune_dataset import ECGDataset
 
     ecg = _icbeb_inputs(ECGDataset, data_path="<dir>", dataset_name="icbeb")  # aVL/aVF swapped by the dataset itself
     for backbone, base in (("vit_tiny", "merl_vit"), ("resnet18", "merl_resnet18")):
-        config = {"ecg_model": backbone, "num_leads": 12, "text_model": str(text["bert"]),
-                  "projection_head": {"mlp_hidden_size": 32, "projection_size": 32}}
-        model = builder.ECGCLIP(config)
-        if backbone == "resnet18":
-            model.downconv = torch.nn.Conv1d(128, 32, kernel_size=1)
-        model.proj_t = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))
+        model = _merl_model(builder, backbone, text)
         model.load_state_dict(torch.load(out / base / f"merl_{backbone}_final_total.pth", weights_only=True))
         model.eval()
         with torch.no_grad():
-            emb = model.ecg_encoder(ecg).mean(-1) if backbone == "resnet18" else model.ecg_encoder(ecg)
+            emb = _merl_embedding(model, backbone, ecg)
         save_long_case(out / f"{base}_cpsc_15s", base, {"dataset": "cpsc2018", "options": {**json.loads(
             (out / base / "case.json").read_text())["options"], "text": {"kind": "none"}}}, {"embedding": emb.numpy()})
     sys.path.remove(str(root / "finetune"))
